@@ -1,0 +1,194 @@
+// Package machine owns the one interface between the management protocols
+// (IPMI, Redfish) and the virtualisation backend (vSphere): power, boot
+// override and identity, expressed as power states and boot devices, never as
+// NetFns or HTTP verbs. It also owns the typed errors every backend returns,
+// so that each protocol maps them to its own status codes in one place.
+package machine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Machine is one managed system behind a virtual BMC.
+//
+// Implementations are safe for concurrent use. Actions return once the
+// backend has accepted them; they do not wait for slow backend tasks, because
+// a BMC that answers late costs an Ironic operator a 5 s retry.
+type Machine interface {
+	// Identity returns what a BMC reports about the system it manages.
+	Identity(ctx context.Context) (Identity, error)
+	// PowerState returns the current power state.
+	PowerState(ctx context.Context) (PowerState, error)
+	// Power performs a power action. On and Off are idempotent.
+	Power(ctx context.Context, a PowerAction) error
+	// BootOverride returns the boot override in force.
+	BootOverride(ctx context.Context) (BootOverride, error)
+	// SetBootOverride replaces the boot override and applies it to the system.
+	SetBootOverride(ctx context.Context, o BootOverride) error
+}
+
+// Identity describes the managed system.
+type Identity struct {
+	// Name is the backend's name for the system (the VM name).
+	Name string
+	// UUID is the system's SMBIOS (BIOS) UUID in canonical lower-case form:
+	// the UUID the guest, Ironic inspection and Redfish all see.
+	UUID string
+}
+
+// PowerState is the system's power state as a BMC reports it.
+type PowerState int
+
+// Power states. Suspended is kept apart from Off so that logs stay truthful,
+// but every protocol reports it as off: a suspended VM runs no code.
+const (
+	PowerUnknown PowerState = iota
+	PowerOn
+	PowerOff
+	PowerSuspended
+)
+
+func (s PowerState) String() string {
+	switch s {
+	case PowerOn:
+		return "on"
+	case PowerOff:
+		return "off"
+	case PowerSuspended:
+		return "suspended"
+	}
+	return "unknown"
+}
+
+// IsOn reports whether the system is running (suspended counts as off).
+func (s PowerState) IsOn() bool { return s == PowerOn }
+
+// PowerAction is a request to change the power state.
+type PowerAction int
+
+// Power actions, named after what a BMC does (IPMI v2.0 §28.3, Redfish ResetType).
+const (
+	// On powers the system on, or resumes it when suspended.
+	On PowerAction = iota + 1
+	// Off removes power at once (hard off).
+	Off
+	// SoftOff asks the guest OS to shut down, as an ACPI power button would.
+	SoftOff
+	// Cycle powers a running system off and on again.
+	Cycle
+	// Reset hard-resets a running system without removing power.
+	Reset
+	// NMI raises a non-maskable interrupt in a running system (IPMI "diag").
+	NMI
+)
+
+func (a PowerAction) String() string {
+	switch a {
+	case On:
+		return "on"
+	case Off:
+		return "off"
+	case SoftOff:
+		return "soft-off"
+	case Cycle:
+		return "cycle"
+	case Reset:
+		return "reset"
+	case NMI:
+		return "nmi"
+	}
+	return fmt.Sprintf("action(%d)", int(a))
+}
+
+// BootDevice is the device a boot override selects.
+type BootDevice int
+
+// Boot devices that a VM can honour.
+const (
+	BootNone BootDevice = iota
+	BootPXE
+	BootDisk
+	BootCD
+	BootBIOSSetup
+)
+
+func (d BootDevice) String() string {
+	switch d {
+	case BootNone:
+		return "none"
+	case BootPXE:
+		return "pxe"
+	case BootDisk:
+		return "disk"
+	case BootCD:
+		return "cdrom"
+	case BootBIOSSetup:
+		return "bios"
+	}
+	return fmt.Sprintf("device(%d)", int(d))
+}
+
+// BootMode is the firmware the system boots with.
+type BootMode int
+
+// Boot modes. BootModeUnspecified in a request leaves the firmware alone; a
+// Machine never reports it.
+const (
+	BootModeUnspecified BootMode = iota
+	BootModeLegacy
+	BootModeUEFI
+)
+
+func (m BootMode) String() string {
+	switch m {
+	case BootModeLegacy:
+		return "legacy"
+	case BootModeUEFI:
+		return "uefi"
+	}
+	return "unspecified"
+}
+
+// BootOverride is the boot device request that a BMC holds for the system
+// (IPMI boot flags parameter 5, Redfish Boot.BootSourceOverride*).
+type BootOverride struct {
+	// Enabled is the IPMI "boot flags valid" bit; false means no override.
+	Enabled bool
+	// Persistent applies the override to all future boots, not only the next.
+	Persistent bool
+	// Device is the device to boot from.
+	Device BootDevice
+	// Mode selects the firmware; applied only when Enabled.
+	Mode BootMode
+}
+
+func (o BootOverride) String() string {
+	if !o.Enabled {
+		return "none"
+	}
+	p := "once"
+	if o.Persistent {
+		p = "persistent"
+	}
+	return fmt.Sprintf("%s/%s/%s", o.Device, p, o.Mode)
+}
+
+// Errors every Machine implementation returns (wrapped with detail), so that
+// protocols map them to status codes in one function each.
+var (
+	// ErrNotFound: the system no longer exists in the backend.
+	ErrNotFound = errors.New("machine not found")
+	// ErrUnavailable: the backend cannot be reached now; retrying later may work.
+	ErrUnavailable = errors.New("backend unavailable")
+	// ErrBusy: another operation on the system is in progress.
+	ErrBusy = errors.New("machine busy")
+	// ErrInvalidState: the action makes no sense in the present state (a
+	// reset of a powered-off system, a guest shutdown without VMware Tools).
+	ErrInvalidState = errors.New("not possible in the present state")
+	// ErrUnsupported: the backend cannot do this at all.
+	ErrUnsupported = errors.New("not supported")
+	// ErrInvalidArgument: the request names something the system cannot use.
+	ErrInvalidArgument = errors.New("invalid argument")
+)

@@ -1,0 +1,95 @@
+// Package machinetest provides an in-memory machine.Machine for protocol
+// tests, in the manner of net/http/httptest.
+package machinetest
+
+import (
+	"context"
+	"sync"
+
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
+)
+
+// Fake is an in-memory Machine. Its zero value is a powered-off system with
+// UEFI firmware and no boot override. Err, when set, is returned by every
+// call, to exercise error mapping.
+type Fake struct {
+	mu       sync.Mutex
+	ID       machine.Identity
+	State    machine.PowerState
+	Override machine.BootOverride
+	Firmware machine.BootMode
+	// Actions records every accepted power action in order.
+	Actions []machine.PowerAction
+	Err     error
+}
+
+var _ machine.Machine = (*Fake)(nil)
+
+// Identity implements machine.Machine.
+func (f *Fake) Identity(context.Context) (machine.Identity, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ID, f.Err
+}
+
+// PowerState implements machine.Machine.
+func (f *Fake) PowerState(context.Context) (machine.PowerState, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.State == machine.PowerUnknown {
+		return machine.PowerOff, f.Err
+	}
+	return f.State, f.Err
+}
+
+// Power implements machine.Machine with the same state rules as the vSphere
+// machine: cycle, reset and NMI need a running system.
+func (f *Fake) Power(_ context.Context, a machine.PowerAction) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.Err != nil {
+		return f.Err
+	}
+	on := f.State == machine.PowerOn
+	switch a {
+	case machine.On:
+		f.State = machine.PowerOn
+	case machine.Off, machine.SoftOff:
+		f.State = machine.PowerOff
+	case machine.Cycle, machine.Reset, machine.NMI:
+		if !on {
+			return machine.ErrInvalidState
+		}
+	default:
+		return machine.ErrInvalidArgument
+	}
+	f.Actions = append(f.Actions, a)
+	return nil
+}
+
+// BootOverride implements machine.Machine. Like a real machine it reports the
+// firmware in force as the mode.
+func (f *Fake) BootOverride(context.Context) (machine.BootOverride, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	o := f.Override
+	o.Mode = f.Firmware
+	if o.Mode == machine.BootModeUnspecified {
+		o.Mode = machine.BootModeUEFI
+	}
+	return o, f.Err
+}
+
+// SetBootOverride implements machine.Machine.
+func (f *Fake) SetBootOverride(_ context.Context, o machine.BootOverride) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.Err != nil {
+		return f.Err
+	}
+	if o.Enabled && o.Mode != machine.BootModeUnspecified {
+		f.Firmware = o.Mode
+	}
+	f.Override = o
+	return nil
+}
