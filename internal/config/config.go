@@ -1,0 +1,284 @@
+// Package config owns the bridge's YAML configuration: its shape, its
+// defaults (in one place, here) and its validation. Every error names the
+// file, the line and the key, so an operator can fix it without guessing.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// PasswordEnv supplies the vCenter password when the file gives none, so that
+// it can come from a Kubernetes Secret or a systemd credential.
+const PasswordEnv = "IPMI_VMWARE_BRIDGE_VCENTER_PASSWORD"
+
+// Defaults.
+const (
+	DefaultAddress  = "0.0.0.0"
+	DefaultUsername = "admin"
+)
+
+// Config is a loaded and validated configuration.
+type Config struct {
+	VCenter VCenter
+	BMCs    []BMC
+}
+
+// VCenter says how to reach vCenter.
+type VCenter struct {
+	URL      string
+	Username string
+	Password string
+	Insecure bool
+	CAFile   string
+}
+
+// BMC is one virtual BMC.
+type BMC struct {
+	// VM is a name, an inventory path (/DC0/vm/name) or a BIOS UUID.
+	VM       string
+	Address  string
+	Port     int
+	Username string
+	Password string
+	// Where names the BMC's place in the file ("config.yaml:12") for
+	// errors found later, such as a VM that does not exist.
+	Where string
+}
+
+// Endpoint is the BMC's host:port.
+func (b BMC) Endpoint() string { return net.JoinHostPort(b.Address, strconv.Itoa(b.Port)) }
+
+// Error is a configuration error at a place in a file.
+type Error struct {
+	File string
+	Line int
+	Key  string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	if e.Key == "" {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s:%d: %s: %s", e.File, e.Line, e.Key, e.Msg)
+}
+
+// Load reads and validates a configuration file.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data, os.Getenv(PasswordEnv))
+}
+
+// Parse validates data read from file; envPassword is the value of PasswordEnv.
+func Parse(file string, data []byte, envPassword string) (*Config, error) {
+	p := &parser{file: file}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	if len(doc.Content) == 0 {
+		return nil, &Error{File: file, Line: 1, Msg: "empty file: needs vcenter and bmcs"}
+	}
+	cfg := &Config{}
+	root := doc.Content[0]
+	fields, err := p.mapping(root, "", "vcenter", "bmcs")
+	if err != nil {
+		return nil, err
+	}
+	vc, ok := fields["vcenter"]
+	if !ok {
+		return nil, p.err(root, "vcenter", "missing")
+	}
+	if cfg.VCenter, err = p.vcenter(vc, envPassword); err != nil {
+		return nil, err
+	}
+	list, ok := fields["bmcs"]
+	if !ok {
+		return nil, p.err(root, "bmcs", "missing")
+	}
+	if list.Kind != yaml.SequenceNode {
+		return nil, p.err(list, "bmcs", "must be a list")
+	}
+	seen := map[string]string{}
+	for i, n := range list.Content {
+		b, err := p.bmc(n, fmt.Sprintf("bmcs[%d]", i))
+		if err != nil {
+			return nil, err
+		}
+		if where, dup := seen[b.Endpoint()]; dup {
+			return nil, p.err(n, fmt.Sprintf("bmcs[%d].port", i), fmt.Sprintf("%s is already used at %s", b.Endpoint(), where))
+		}
+		seen[b.Endpoint()] = b.Where
+		cfg.BMCs = append(cfg.BMCs, b)
+	}
+	return cfg, nil
+}
+
+type parser struct{ file string }
+
+func (p *parser) err(n *yaml.Node, key, msg string) error {
+	return &Error{File: p.file, Line: n.Line, Key: key, Msg: msg}
+}
+
+// mapping checks that n is a mapping with only the known keys, each once,
+// and returns the value nodes by key.
+func (p *parser) mapping(n *yaml.Node, prefix string, known ...string) (map[string]*yaml.Node, error) {
+	if n.Kind != yaml.MappingNode {
+		return nil, p.err(n, strings.TrimSuffix(prefix, "."), "must be a mapping")
+	}
+	out := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if !slices.Contains(known, k.Value) {
+			return nil, p.err(k, prefix+k.Value, "unknown key (known: "+strings.Join(known, ", ")+")")
+		}
+		if _, dup := out[k.Value]; dup {
+			return nil, p.err(k, prefix+k.Value, "given twice")
+		}
+		out[k.Value] = v
+	}
+	return out, nil
+}
+
+func (p *parser) str(fields map[string]*yaml.Node, prefix, key string) (string, error) {
+	n, ok := fields[key]
+	if !ok {
+		return "", nil
+	}
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		return "", p.err(n, prefix+key, "must be a string")
+	}
+	return n.Value, nil
+}
+
+// secret returns the value of key, or the contents of keyFile, never both.
+func (p *parser) secret(fields map[string]*yaml.Node, prefix, key string) (string, error) {
+	v, err := p.str(fields, prefix, key)
+	if err != nil {
+		return "", err
+	}
+	file, err := p.str(fields, prefix, key+"File")
+	if err != nil || file == "" {
+		return v, err
+	}
+	if v != "" {
+		return "", p.err(fields[key+"File"], prefix+key+"File", "give "+key+" or "+key+"File, not both")
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		// The path is not secret; the contents are never shown.
+		return "", p.err(fields[key+"File"], prefix+key+"File", errors.Unwrap(err).Error()+": "+file)
+	}
+	return strings.TrimRight(string(data), "\r\n"), nil
+}
+
+func (p *parser) vcenter(n *yaml.Node, envPassword string) (VCenter, error) {
+	var vc VCenter
+	const pre = "vcenter."
+	f, err := p.mapping(n, pre, "url", "username", "password", "passwordFile", "insecure", "caFile")
+	if err != nil {
+		return vc, err
+	}
+	if vc.URL, err = p.str(f, pre, "url"); err != nil {
+		return vc, err
+	}
+	u, perr := url.Parse(vc.URL)
+	switch {
+	case vc.URL == "":
+		return vc, p.err(n, pre+"url", "missing")
+	case perr != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		return vc, p.err(f["url"], pre+"url", "must be an https URL such as https://vcenter.example.com/sdk")
+	case u.User != nil:
+		return vc, p.err(f["url"], pre+"url", "must not contain credentials; use username and password")
+	}
+	if vc.Username, err = p.str(f, pre, "username"); err != nil {
+		return vc, err
+	}
+	if vc.Username == "" {
+		return vc, p.err(n, pre+"username", "missing")
+	}
+	if vc.Password, err = p.secret(f, pre, "password"); err != nil {
+		return vc, err
+	}
+	if vc.Password == "" {
+		vc.Password = envPassword
+	}
+	if vc.Password == "" {
+		return vc, p.err(n, pre+"password", "missing: give password, passwordFile or the environment variable "+PasswordEnv)
+	}
+	if in, ok := f["insecure"]; ok {
+		if err := in.Decode(&vc.Insecure); err != nil || in.Tag != "!!bool" {
+			return vc, p.err(in, pre+"insecure", "must be true or false")
+		}
+	}
+	if vc.CAFile, err = p.str(f, pre, "caFile"); err != nil {
+		return vc, err
+	}
+	if vc.CAFile != "" {
+		if _, err := os.Stat(vc.CAFile); err != nil {
+			return vc, p.err(f["caFile"], pre+"caFile", err.Error())
+		}
+	}
+	return vc, nil
+}
+
+func (p *parser) bmc(n *yaml.Node, name string) (BMC, error) {
+	b := BMC{Where: fmt.Sprintf("%s:%d", p.file, n.Line)}
+	pre := name + "."
+	f, err := p.mapping(n, pre, "vm", "address", "port", "username", "password", "passwordFile")
+	if err != nil {
+		return b, err
+	}
+	if b.VM, err = p.str(f, pre, "vm"); err != nil {
+		return b, err
+	}
+	if b.VM == "" {
+		return b, p.err(n, pre+"vm", "missing: a VM name, inventory path or BIOS UUID")
+	}
+	if b.Address, err = p.str(f, pre, "address"); err != nil {
+		return b, err
+	}
+	if b.Address == "" {
+		b.Address = DefaultAddress
+	} else if net.ParseIP(b.Address) == nil {
+		return b, p.err(f["address"], pre+"address", "must be an IP address")
+	}
+	pn, ok := f["port"]
+	if !ok {
+		return b, p.err(n, pre+"port", "missing")
+	}
+	if err := pn.Decode(&b.Port); err != nil || pn.Tag != "!!int" || b.Port < 1 || b.Port > 65535 {
+		return b, p.err(pn, pre+"port", "must be a whole number from 1 to 65535")
+	}
+	if b.Username, err = p.str(f, pre, "username"); err != nil {
+		return b, err
+	}
+	if b.Username == "" {
+		b.Username = DefaultUsername
+	}
+	if len(b.Username) > 16 {
+		return b, p.err(f["username"], pre+"username", "longer than 16 bytes (IPMI's limit)")
+	}
+	if b.Password, err = p.secret(f, pre, "password"); err != nil {
+		return b, err
+	}
+	switch {
+	case b.Password == "":
+		return b, p.err(n, pre+"password", "missing: give password or passwordFile")
+	case len(b.Password) > 20:
+		return b, p.err(n, pre+"password", "longer than 20 bytes (IPMI's limit)")
+	}
+	return b, nil
+}

@@ -1,0 +1,172 @@
+// Package ipmi owns the IPMI side of the bridge: one go-ipmi server per
+// bridged VM (RMCP+ lanplus with cipher suites 3 and 17, IPMI 1.5 lan with
+// MD5), the handlers that answer Chassis and identity commands from a
+// machine.Machine, and the middleware that logs every request and fences
+// panics. go-ipmi owns the wire: sessions, RAKP, integrity and encryption.
+package ipmi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+
+	"github.com/bougou/go-ipmi/pkg/bmc"
+	"github.com/bougou/go-ipmi/pkg/clock"
+	"github.com/bougou/go-ipmi/pkg/handlers"
+	"github.com/bougou/go-ipmi/pkg/hal"
+	"github.com/bougou/go-ipmi/pkg/server"
+	"github.com/bougou/go-ipmi/pkg/types"
+
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
+)
+
+// VMwareIANA is VMware's IANA enterprise number, reported in Get Device ID.
+// It is neutral for clients: Ironic changes behaviour only for Supermicro
+// (10876), pyghmi loads OEM code only for Lenovo/IBM numbers.
+const VMwareIANA = 6876
+
+// DefaultSessionLimit is the number of concurrent sessions one BMC accepts.
+// go-ipmi's default of 4 (the spec minimum) refuses the fifth parallel
+// ipmitool, and Ironic runs several per conductor.
+const DefaultSessionLimit = 32
+
+// Config describes one endpoint.
+type Config struct {
+	// Address is the UDP host:port to listen on (port 0 for an ephemeral one).
+	Address  string
+	Username string
+	Password string
+	// SessionLimit caps concurrent sessions; 0 means DefaultSessionLimit.
+	SessionLimit int
+	Log          *slog.Logger
+}
+
+// Endpoint is one virtual BMC serving one machine.
+type Endpoint struct {
+	conn net.PacketConn
+	srv  *server.Server
+	bmc  *bmc.BMC
+	log  *slog.Logger
+}
+
+// Listen binds the endpoint's UDP socket and builds its BMC from the
+// machine's identity. Serve starts answering.
+func Listen(ctx context.Context, m machine.Machine, cfg Config) (*Endpoint, error) {
+	if cfg.Username == "" || strings.ContainsRune(cfg.Username, 0) || len(cfg.Username) > 16 {
+		return nil, fmt.Errorf("ipmi username %q: must be 1 to 16 bytes", cfg.Username)
+	}
+	if len(cfg.Password) > bmc.MaxPasswordLen {
+		return nil, fmt.Errorf("ipmi password: longer than %d bytes", bmc.MaxPasswordLen)
+	}
+	id, err := m.Identity(ctx)
+	if err != nil {
+		return nil, err
+	}
+	guid, err := SMBIOSGUID(id.UUID)
+	if err != nil {
+		return nil, fmt.Errorf("vm %s: %w", id.Name, err)
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.Default()
+	}
+
+	info := bmc.DeviceInfo{
+		DeviceID:                0x20,
+		DeviceRevision:          0x01,
+		FirmwareMajor:           1,
+		FirmwareMinor:           0x00,
+		IPMIVersion:             0x02, // BCD, least significant digit in bits 7:4: 2.0
+		ManufacturerID:          VMwareIANA,
+		ProductID:               0x0001,
+		AdditionalDeviceSupport: 0x80, // chassis device (Table 20-2)
+	}
+	b := bmc.New(info, guid, nullHAL{}, bmc.WithClock(clock.Real))
+	limit := cfg.SessionLimit
+	if limit <= 0 {
+		limit = DefaultSessionLimit
+	}
+	b.Sessions = bmc.NewSessionStoreWithOptions(b.Clock(), bmc.WithMaxSessions(limit))
+	b.Sessions.SetOnRemove(b.SOL.DeactivateBySession) // as bmc.New wires its own store
+	user, err := b.Users.Add(2, cfg.Username)
+	if err != nil {
+		return nil, err
+	}
+	user.SetPassword([]byte(cfg.Password))
+	user.Enabled = true
+	user.ChannelAccess[1] = bmc.UserChannelAccess{MaxPrivilege: bmc.PrivilegeLevelAdministrator, Enabled: true}
+
+	conn, err := net.ListenPacket("udp", cfg.Address)
+	if err != nil {
+		return nil, fmt.Errorf("vm %s: listen %s: %w", id.Name, cfg.Address, err)
+	}
+	e := &Endpoint{conn: conn, bmc: b, log: log}
+	e.srv = server.NewServer(b, conn, server.WithHandlerRegistry(newRegistry(m, log)))
+	return e, nil
+}
+
+// Addr is the bound UDP address.
+func (e *Endpoint) Addr() net.Addr { return e.conn.LocalAddr() }
+
+// Serve answers requests until ctx ends or Close is called.
+func (e *Endpoint) Serve(ctx context.Context) error {
+	err := e.srv.Serve(ctx)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// Close stops the endpoint and releases its socket.
+func (e *Endpoint) Close() error { return e.srv.Close() }
+
+// newRegistry builds the command table: go-ipmi's standard handlers, ours
+// over the machine on top, and the middleware around all of them. Commands
+// nobody registered still pass the middleware and get C1h ("invalid
+// command"), never silence: ipmitool probes HPM.2, PICMG and VITA on every
+// invocation and would otherwise wait out its timeout.
+func newRegistry(m machine.Machine, log *slog.Logger) *handlers.Registry {
+	r := handlers.NewRegistry()
+	r.Use(logRequests(log))
+	r.Use(fencePanics(log))
+	handlers.RegisterAllHandlers(r)
+	(&chassis{m: m}).register(r)
+	registerApp(r)
+	return r
+}
+
+// nullHAL has no hardware: every subsystem the bridge serves is answered by
+// its own handlers from the machine, so go-ipmi's HAL-backed handlers that
+// remain answer "not supported".
+type nullHAL struct{}
+
+func (nullHAL) Chassis() hal.ChassisHAL { return nil }
+func (nullHAL) Sensors() hal.SensorHAL  { return nil }
+func (nullHAL) Storage() hal.StorageHAL { return nil }
+func (nullHAL) Network() hal.NetworkHAL { return nil }
+func (nullHAL) GPIO() hal.GPIOHAL       { return nil }
+func (nullHAL) I2C() hal.I2CHAL         { return nil }
+func (nullHAL) Console() hal.ConsoleHAL { return nil }
+func (nullHAL) Close() error            { return nil }
+
+// registerApp adds the App commands go-ipmi lacks or answers wrongly for a
+// bridge.
+func registerApp(r *handlers.Registry) {
+	// Get System GUID (§22.14): FreeIPMI bmc-info and `ipmitool mc guid`
+	// ask for it; the answer is the VM's BIOS UUID, as in RAKP2.
+	r.RegisterFunc(types.CommandGetSystemGUID, func(_ context.Context, hctx *handlers.HandlerContext, _ []byte) ([]byte, types.CompletionCode, error) {
+		g := hctx.BMC.GUID
+		return g[:], types.CodeOK, nil
+	})
+	// Cold and Warm Reset (§20.2, §20.3) reset the BMC, not the system: a
+	// virtual BMC has nothing to reinitialise, so they succeed and leave
+	// the VM alone.
+	reset := func(context.Context, *handlers.HandlerContext, []byte) ([]byte, types.CompletionCode, error) {
+		return nil, types.CodeOK, nil
+	}
+	r.RegisterFunc(types.CommandColdReset, reset)
+	r.RegisterFunc(types.CommandWarmReset, reset)
+}
