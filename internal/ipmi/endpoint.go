@@ -74,6 +74,23 @@ func Listen(ctx context.Context, m machine.Machine, cfg Config) (*Endpoint, erro
 		log = slog.Default()
 	}
 
+	b, err := newBMC(guid, cfg)
+	if err != nil {
+		return nil, err
+	}
+
+	conn, err := net.ListenPacket("udp", cfg.Address)
+	if err != nil {
+		return nil, fmt.Errorf("vm %s: listen %s: %w", id.Name, cfg.Address, err)
+	}
+	e := &Endpoint{conn: conn, bmc: b, log: log}
+	e.srv = server.NewServer(b, conn, server.WithHandlerRegistry(newRegistry(m, log)))
+	return e, nil
+}
+
+// newBMC builds the BMC state: identity, one administrator user on the LAN
+// channel, and the session store.
+func newBMC(guid [16]byte, cfg Config) (*bmc.BMC, error) {
 	info := bmc.DeviceInfo{
 		DeviceID:                0x20,
 		DeviceRevision:          0x01,
@@ -98,14 +115,7 @@ func Listen(ctx context.Context, m machine.Machine, cfg Config) (*Endpoint, erro
 	user.SetPassword([]byte(cfg.Password))
 	user.Enabled = true
 	user.ChannelAccess[1] = bmc.UserChannelAccess{MaxPrivilege: bmc.PrivilegeLevelAdministrator, Enabled: true}
-
-	conn, err := net.ListenPacket("udp", cfg.Address)
-	if err != nil {
-		return nil, fmt.Errorf("vm %s: listen %s: %w", id.Name, cfg.Address, err)
-	}
-	e := &Endpoint{conn: conn, bmc: b, log: log}
-	e.srv = server.NewServer(b, conn, server.WithHandlerRegistry(newRegistry(m, log)))
-	return e, nil
+	return b, nil
 }
 
 // Addr is the bound UDP address.

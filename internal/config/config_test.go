@@ -1,0 +1,133 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const good = `vcenter:
+  url: https://vcenter.example.com/sdk
+  username: administrator@vsphere.local
+  password: secret
+  insecure: true
+bmcs:
+  - vm: skinner-worker-2
+    address: 0.0.0.0
+    port: 627
+    username: admin
+    password: password
+  - vm: /DC0/vm/skinner-worker-1
+    port: 626
+    password: other
+`
+
+func TestParseGood(t *testing.T) {
+	cfg, err := Parse("bridge.yaml", []byte(good), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.VCenter.URL != "https://vcenter.example.com/sdk" || cfg.VCenter.Password != "secret" || !cfg.VCenter.Insecure {
+		t.Errorf("vcenter = %+v", cfg.VCenter)
+	}
+	if len(cfg.BMCs) != 2 {
+		t.Fatalf("bmcs = %+v", cfg.BMCs)
+	}
+	b := cfg.BMCs[1]
+	if b.Address != DefaultAddress || b.Username != DefaultUsername || b.Port != 626 || b.Where != "bridge.yaml:12" {
+		t.Errorf("defaults not applied: %+v", b)
+	}
+	if cfg.BMCs[0].Endpoint() != "0.0.0.0:627" {
+		t.Errorf("endpoint %s", cfg.BMCs[0].Endpoint())
+	}
+}
+
+func TestPasswordSources(t *testing.T) {
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pw, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	noPassword := strings.Replace(good, "  password: secret\n", "", 1)
+	t.Run("file", func(t *testing.T) {
+		cfg, err := Parse("f.yaml", []byte(strings.Replace(good, "password: secret", "passwordFile: "+pw, 1)), "env")
+		if err != nil || cfg.VCenter.Password != "from-file" {
+			t.Fatalf("%v %q", err, cfg.VCenter.Password)
+		}
+	})
+	t.Run("env", func(t *testing.T) {
+		cfg, err := Parse("f.yaml", []byte(noPassword), "from-env")
+		if err != nil || cfg.VCenter.Password != "from-env" {
+			t.Fatalf("%v", err)
+		}
+	})
+	t.Run("bmc file", func(t *testing.T) {
+		cfg, err := Parse("f.yaml", []byte(strings.Replace(good, "password: other", "passwordFile: "+pw, 1)), "")
+		if err != nil || cfg.BMCs[1].Password != "from-file" {
+			t.Fatalf("%v", err)
+		}
+	})
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		env  string
+		want string
+	}{
+		{"unknown top key", good + "extra: 1\n", "", "f.yaml:15: extra: unknown key"},
+		{"misspelt key", strings.Replace(good, "    port: 626", "    prot: 626", 1), "", "f.yaml:13: bmcs[1].prot: unknown key"},
+		{"port out of range", strings.Replace(good, "port: 627", "port: 70000", 1), "", "f.yaml:9: bmcs[0].port: must be a whole number from 1 to 65535"},
+		{"port not a number", strings.Replace(good, "port: 627", "port: six", 1), "", "f.yaml:9: bmcs[0].port: must be a whole number"},
+		{"missing port", strings.Replace(good, "    port: 626\n", "", 1), "", "f.yaml:12: bmcs[1].port: missing"},
+		{"missing vm", strings.Replace(good, "  - vm: skinner-worker-2\n    address", "  - address", 1), "", "f.yaml:7: bmcs[0].vm: missing"},
+		{"duplicate endpoint", strings.Replace(good, "port: 626", "port: 627\n    address: 0.0.0.0", 1), "", "bmcs[1].port: 0.0.0.0:627 is already used at f.yaml:7"},
+		{"bad address", strings.Replace(good, "address: 0.0.0.0", "address: example.com", 1), "", "f.yaml:8: bmcs[0].address: must be an IP address"},
+		{"missing password", strings.Replace(good, "    password: other\n", "", 1), "", "f.yaml:12: bmcs[1].password: missing"},
+		{"long password", strings.Replace(good, "password: other", "password: 012345678901234567890", 1), "", "bmcs[1].password: longer than 20 bytes"},
+		{"vcenter password missing", strings.Replace(good, "  password: secret\n", "", 1), "", "f.yaml:2: vcenter.password: missing"},
+		{"both password forms", strings.Replace(good, "password: secret", "password: secret\n  passwordFile: /x", 1), "", "vcenter.passwordFile: give password or passwordFile, not both"},
+		{"missing password file", strings.Replace(good, "password: secret", "passwordFile: /nonexistent/pw", 1), "", "f.yaml:4: vcenter.passwordFile: no such file or directory: /nonexistent/pw"},
+		{"url with credentials", strings.Replace(good, "https://vcenter", "https://u:p@vcenter", 1), "", "vcenter.url: must not contain credentials"},
+		{"url not https", strings.Replace(good, "https://vcenter.example.com/sdk", "vcenter.example.com", 1), "", "f.yaml:2: vcenter.url: must be an https URL"},
+		{"insecure not bool", strings.Replace(good, "insecure: true", "insecure: maybe", 1), "", "f.yaml:5: vcenter.insecure: must be true or false"},
+		{"bmcs not a list", "vcenter:\n  url: https://v/sdk\n  username: u\n  password: p\nbmcs: 3\n", "", "f.yaml:5: bmcs: must be a list"},
+		{"no vcenter", "bmcs: []\n", "", "f.yaml:1: vcenter: missing"},
+		{"empty", "", "", "f.yaml:1: empty file"},
+		{"not yaml", "vcenter: [\n", "", "f.yaml: yaml:"},
+		{"duplicate key", strings.Replace(good, "  insecure: true", "  insecure: true\n  insecure: false", 1), "", "vcenter.insecure"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("f.yaml", []byte(tt.yaml), tt.env)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
+			}
+			for _, secret := range []string{"secret", "other", "from-env"} {
+				if strings.Contains(err.Error(), secret) {
+					t.Fatalf("error shows a password: %v", err)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	if _, err := Load(filepath.Join(t.TempDir(), "none.yaml")); err == nil || !strings.Contains(err.Error(), "none.yaml") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(good))
+	f.Add([]byte("vcenter: {}\nbmcs: [{}]\n"))
+	f.Add([]byte("bmcs:\n  - port: 1\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := Parse("fuzz.yaml", data, "")
+		if err == nil && (cfg.VCenter.URL == "" || cfg.VCenter.Password == "") {
+			t.Fatalf("accepted a config without vcenter url or password")
+		}
+	})
+}
