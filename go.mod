@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/bougou/go-ipmi v0.9.1 // indirect
 	github.com/fatih/color v1.15.0 // indirect
+	github.com/go-ole/go-ole v1.3.0 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/kr/pretty v0.3.1 // indirect
 	github.com/kr/text v0.2.0 // indirect
@@ -18,7 +19,9 @@ require (
 	github.com/rogpeppe/go-internal v1.9.0 // indirect
 	github.com/vmware/govmomi v0.56.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.6 // indirect
+	golang.org/x/net v0.43.0 // indirect
 	golang.org/x/sync v0.25.0 // indirect
 	golang.org/x/sys v0.35.0 // indirect
+	golang.org/x/term v0.34.0 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
