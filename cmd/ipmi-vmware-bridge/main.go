@@ -161,7 +161,11 @@ func printBanner(w io.Writer, b *bridge.Bridge) {
 	fmt.Fprintln(tw, "VM\tBMC\tTRY")
 	for _, bm := range b.BMCs {
 		if bm.Err != nil {
-			fmt.Fprintf(tw, "%s\tnot started\t%v\n", bm.Spec.VM, bm.Err)
+			where := ""
+			if bm.Spec.Where != "" {
+				where = " (" + bm.Spec.Where + ")"
+			}
+			fmt.Fprintf(tw, "%s\tnot started\t%v%s\n", bm.Spec.VM, bm.Err, where)
 			continue
 		}
 		host, port, _ := net.SplitHostPort(bm.Addr.String())

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
+)
+
+// syncBuffer is a bytes.Buffer safe for the writer goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestServeSimulator runs the README's first command (on free ports) and
+// pastes the ipmitool line its banner prints.
+func TestServeSimulator(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--base-port", "0", "--sim-addr", "127.0.0.1:0", "--vms", "6"}, &stdout, &stderr)
+	}()
+	line := regexp.MustCompile(`ipmitool -I lanplus .* power status`)
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(stdout.String(), "To bridge a real vCenter") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no banner; stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	banner := stdout.String()
+	for _, name := range []string{"skinner-master-0", "skinner-master-1", "skinner-master-2", "skinner-worker-1", "skinner-worker-2", "skinner-vm-5", "vcsim"} {
+		if !strings.Contains(banner, name) {
+			t.Errorf("banner lacks %s:\n%s", name, banner)
+		}
+	}
+	if p, err := exec.LookPath("ipmitool"); err == nil {
+		cmd := line.FindString(banner)
+		out, err := exec.Command(p, strings.Fields(cmd)[1:]...).CombinedOutput()
+		if err != nil || string(out) != "Chassis Power is off\n" {
+			t.Errorf("%s: %v %q", cmd, err, out)
+		}
+	} else if os.Getenv("CI") != "" {
+		t.Error("ipmitool is not installed")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestServeErrors(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("vcenter:\n  url: https://v/sdk\n  usernme: x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no command", nil, "unknown or missing command"},
+		{"bad flag", []string{"serve", "--nope"}, "flag provided but not defined"},
+		{"bad config", []string{"serve", "--config", bad}, "bad.yaml:3: vcenter.usernme: unknown key"},
+		{"missing config", []string{"serve", "--config", filepath.Join(dir, "none.yaml")}, "none.yaml"},
+		{"ports past the end", []string{"serve", "--base-port", "65535", "--vms", "5"}, "past port 65535"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := run(context.Background(), tt.args, io.Discard, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestServeConfig bridges a vCenter named in a config file (the simulator,
+// verified by its CA file); a BMC whose VM does not exist is reported and
+// the others serve.
+func TestServeConfig(t *testing.T) {
+	sim, err := vsphere.StartSimulator(context.Background(), "127.0.0.1:0", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	port := freeUDPPort(t)
+	cfg := fmt.Sprintf(`vcenter:
+  url: %s
+  username: %s
+  passwordFile: %s
+  caFile: %s
+bmcs:
+  - vm: skinner-master-1
+    address: 127.0.0.1
+    port: %d
+    username: operator
+    password: s3cret-bmc
+  - vm: no-such-vm
+    address: 127.0.0.1
+    port: %d
+    password: s3cret-bmc
+`, sim.URL, vsphere.SimulatorUser, writeFile(t, "vcpw", vsphere.SimulatorPassword), sim.CAFile, port, freeUDPPort(t))
+	path := writeFile(t, "bridge.yaml", cfg)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve", "--config", path}, &stdout, &stderr) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(stdout.String(), "no-such-vm") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no banner; stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(stdout.String(), "not started") || !strings.Contains(stdout.String(), "bridge.yaml:12") {
+		t.Errorf("missing VM not reported with its config line:\n%s\n%s", stdout.String(), stderr.String())
+	}
+	if p, err := exec.LookPath("ipmitool"); err == nil {
+		out, err := exec.Command(p, "-I", "lanplus", "-H", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "operator", "-P", "s3cret-bmc", "power", "status").CombinedOutput()
+		if err != nil || string(out) != "Chassis Power is off\n" {
+			t.Errorf("power status: %v %q", err, out)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"s3cret-bmc", vsphere.SimulatorPassword} {
+		if strings.Contains(stdout.String()+stderr.String(), secret) {
+			t.Errorf("output shows a password (%s)", secret)
+		}
+	}
+}
+
+func writeFile(t *testing.T, name, data string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
