@@ -27,6 +27,11 @@ type Machine interface {
 	BootOverride(ctx context.Context) (BootOverride, error)
 	// SetBootOverride replaces the boot override and applies it to the system.
 	SetBootOverride(ctx context.Context, o BootOverride) error
+	// Stats returns the system's current resource usage.
+	Stats(ctx context.Context) (Stats, error)
+	// Events returns the power and boot events recorded after sequence
+	// number since (0 for all that are kept), oldest first.
+	Events(since uint64) []Event
 }
 
 // Identity describes the managed system.
@@ -36,6 +41,21 @@ type Identity struct {
 	// UUID is the system's SMBIOS (BIOS) UUID in canonical lower-case form:
 	// the UUID the guest, Ironic inspection and Redfish all see.
 	UUID string
+	// SerialNumber is the SMBIOS system serial number the guest sees
+	// (on vSphere "VMware-" and the BIOS UUID's bytes).
+	SerialNumber string
+	// CPUs and MemoryMiB are the configured virtual hardware.
+	CPUs      int
+	MemoryMiB int
+	// MACs are the addresses of the system's NICs, in device order.
+	MACs []string
+}
+
+// Stats is the system's resource usage, as percentages of what it is
+// configured with (0 when it is off).
+type Stats struct {
+	CPUPercent    float64
+	MemoryPercent float64
 }
 
 // PowerState is the system's power state as a BMC reports it.

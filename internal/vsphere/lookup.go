@@ -29,13 +29,47 @@ func (c *Client) FindVM(ctx context.Context, ref string, log *slog.Logger) (*VM,
 	}
 	var vm mo.VirtualMachine
 	pc := property.DefaultCollector(c.vim)
-	if err := pc.RetrieveOne(ctx, moref, []string{"name", "config.uuid"}, &vm); err != nil {
+	if err := pc.RetrieveOne(ctx, moref, []string{"name", "config.uuid", "config.hardware"}, &vm); err != nil {
 		return nil, fmt.Errorf("vm %q: %w", ref, mapError(err))
 	}
 	if vm.Config == nil {
 		return nil, fmt.Errorf("vm %q: has no configuration (inaccessible?): %w", ref, machine.ErrNotFound)
 	}
-	return newVM(c.vim, moref, vm.Name, strings.ToLower(vm.Config.Uuid), log), nil
+	return newVM(c.vim, moref, identity(vm.Name, vm.Config), log), nil
+}
+
+// identity derives what a BMC reports from a VM's configuration.
+func identity(name string, cfg *types.VirtualMachineConfigInfo) machine.Identity {
+	uuid := strings.ToLower(cfg.Uuid)
+	id := machine.Identity{Name: name, UUID: uuid, SerialNumber: serialNumber(uuid)}
+	id.CPUs, id.MemoryMiB = int(cfg.Hardware.NumCPU), int(cfg.Hardware.MemoryMB)
+	for _, d := range object.VirtualDeviceList(cfg.Hardware.Device).SelectByType((*types.VirtualEthernetCard)(nil)) {
+		if nic, ok := d.(types.BaseVirtualEthernetCard); ok {
+			id.MACs = append(id.MACs, nic.GetVirtualEthernetCard().MacAddress)
+		}
+	}
+	return id
+}
+
+// serialNumber is the SMBIOS system serial number vSphere gives a VM: its
+// BIOS UUID's 16 bytes in hex, "VMware-" first and a dash after the eighth.
+func serialNumber(uuid string) string {
+	hex := strings.ReplaceAll(uuid, "-", "")
+	if len(hex) != 32 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("VMware-")
+	for i := 0; i < 32; i += 2 {
+		switch {
+		case i == 16:
+			b.WriteByte('-')
+		case i > 0:
+			b.WriteByte(' ')
+		}
+		b.WriteString(hex[i : i+2])
+	}
+	return b.String()
 }
 
 func (c *Client) resolve(ctx context.Context, ref string) (types.ManagedObjectReference, error) {

@@ -27,11 +27,10 @@ const DefaultTaskWait = 2 * time.Second
 // VM is a machine.Machine over one vSphere VM, bound by managed object
 // reference so that a rename or move does not lose it.
 type VM struct {
-	c    *vim25.Client
-	obj  *object.VirtualMachine
-	name string
-	uuid string
-	log  *slog.Logger
+	c   *vim25.Client
+	obj *object.VirtualMachine
+	id  machine.Identity
+	log *slog.Logger
 
 	// TaskWait bounds the wait for a vCenter task (see DefaultTaskWait).
 	TaskWait time.Duration
@@ -50,20 +49,22 @@ type VM struct {
 	// power-on the bridge performs.
 	pendingFirmware string
 	bg              sync.WaitGroup
+	events          *machine.EventLog
 }
 
 var _ machine.Machine = (*VM)(nil)
 
-func newVM(c *vim25.Client, ref types.ManagedObjectReference, name, uuid string, log *slog.Logger) *VM {
+func newVM(c *vim25.Client, ref types.ManagedObjectReference, id machine.Identity, log *slog.Logger) *VM {
 	if log == nil {
 		log = slog.Default()
 	}
 	life, cancel := context.WithCancel(context.Background())
 	return &VM{
-		c: c, obj: object.NewVirtualMachine(c, ref), name: name, uuid: uuid,
-		log:      log.With("vm", name),
+		c: c, obj: object.NewVirtualMachine(c, ref), id: id,
+		log:      log.With("vm", id.Name),
 		TaskWait: DefaultTaskWait,
 		life:     life, cancel: cancel,
+		events: machine.NewEventLog(256, nil),
 	}
 }
 
@@ -78,7 +79,7 @@ func (v *VM) Reference() types.ManagedObjectReference { return v.obj.Reference()
 
 // Identity implements machine.Machine.
 func (v *VM) Identity(context.Context) (machine.Identity, error) {
-	return machine.Identity{Name: v.name, UUID: v.uuid}, nil
+	return v.id, nil
 }
 
 // vmProps are the properties every action reads.
@@ -87,7 +88,7 @@ var vmProps = []string{"runtime.powerState", "config.firmware", "config.bootOpti
 func (v *VM) props(ctx context.Context, ps ...string) (*mo.VirtualMachine, error) {
 	var vm mo.VirtualMachine
 	if err := property.DefaultCollector(v.c).RetrieveOne(ctx, v.obj.Reference(), ps, &vm); err != nil {
-		return nil, fmt.Errorf("vm %s: %w", v.name, mapError(err))
+		return nil, fmt.Errorf("vm %s: %w", v.id.Name, mapError(err))
 	}
 	return &vm, nil
 }
@@ -126,7 +127,7 @@ func (v *VM) Power(ctx context.Context, a machine.PowerAction) error {
 	}
 	state := powerState(vm.Runtime.PowerState)
 	if (a == machine.Cycle || a == machine.Reset || a == machine.NMI) && state != machine.PowerOn {
-		return fmt.Errorf("vm %s is %s, %s needs it running: %w", v.name, state, a, machine.ErrInvalidState)
+		return fmt.Errorf("vm %s is %s, %s needs it running: %w", v.id.Name, state, a, machine.ErrInvalidState)
 	}
 	switch a {
 	case machine.On:
@@ -145,7 +146,7 @@ func (v *VM) Power(ctx context.Context, a machine.PowerAction) error {
 			return nil
 		}
 		if err := v.obj.ShutdownGuest(ctx); err != nil {
-			return fmt.Errorf("vm %s: guest shutdown: %w", v.name, mapError(err))
+			return fmt.Errorf("vm %s: guest shutdown: %w", v.id.Name, mapError(err))
 		}
 		return nil
 	case machine.Cycle:
@@ -156,7 +157,7 @@ func (v *VM) Power(ctx context.Context, a machine.PowerAction) error {
 	case machine.NMI:
 		req := types.SendNMI{This: v.obj.Reference()}
 		if _, err := methods.SendNMI(ctx, v.c, &req); err != nil {
-			return fmt.Errorf("vm %s: NMI: %w", v.name, mapError(err))
+			return fmt.Errorf("vm %s: NMI: %w", v.id.Name, mapError(err))
 		}
 		return nil
 	}
@@ -173,7 +174,7 @@ func (v *VM) powerOn(ctx context.Context, state machine.PowerState) error {
 			err = task.Wait(ctx)
 		}
 		if err != nil {
-			return fmt.Errorf("vm %s: set firmware %s before power-on: %w", v.name, v.pendingFirmware, mapError(err))
+			return fmt.Errorf("vm %s: set firmware %s before power-on: %w", v.id.Name, v.pendingFirmware, mapError(err))
 		}
 		v.log.Info("firmware changed before power-on", "firmware", v.pendingFirmware)
 		v.pendingFirmware = ""
@@ -187,7 +188,7 @@ func (v *VM) powerOn(ctx context.Context, state machine.PowerState) error {
 func (v *VM) cycle(ctx context.Context) error {
 	task, err := v.obj.PowerOff(ctx)
 	if err != nil {
-		return fmt.Errorf("vm %s: power off: %w", v.name, mapError(err))
+		return fmt.Errorf("vm %s: power off: %w", v.id.Name, mapError(err))
 	}
 	v.bg.Add(1)
 	go func() {
@@ -213,7 +214,7 @@ func isKind(err, kind error) bool { return errors.Is(mapError(err), kind) }
 // requested state holds, so it counts as success.
 func (v *VM) await(ctx context.Context, task *object.Task, err error, what string) error {
 	if err != nil {
-		return fmt.Errorf("vm %s: %s: %w", v.name, what, mapError(err))
+		return fmt.Errorf("vm %s: %s: %w", v.id.Name, what, mapError(err))
 	}
 	wctx, cancel := context.WithTimeout(ctx, v.TaskWait)
 	defer cancel()
@@ -234,7 +235,7 @@ func (v *VM) await(ctx context.Context, task *object.Task, err error, what strin
 		if isKind(err, machine.ErrInvalidState) && (what == "power on" || what == "power off") {
 			return nil
 		}
-		return fmt.Errorf("vm %s: %s: %w", v.name, what, mapError(err))
+		return fmt.Errorf("vm %s: %s: %w", v.id.Name, what, mapError(err))
 	}
 	return nil
 }
@@ -284,7 +285,7 @@ func (v *VM) SetBootOverride(ctx context.Context, o machine.BootOverride) error 
 		return err
 	}
 	if vm.Config == nil {
-		return fmt.Errorf("vm %s: no configuration: %w", v.name, machine.ErrNotFound)
+		return fmt.Errorf("vm %s: no configuration: %w", v.id.Name, machine.ErrNotFound)
 	}
 	bo := types.VirtualMachineBootOptions{}
 	if vm.Config.BootOptions != nil {
@@ -298,7 +299,7 @@ func (v *VM) SetBootOverride(ctx context.Context, o machine.BootOverride) error 
 			devices := object.VirtualDeviceList(vm.Config.Hardware.Device)
 			order, err := bootOrder(devices, bo.BootOrder, class)
 			if err != nil {
-				return fmt.Errorf("vm %s: boot from %s: %w", v.name, o.Device, err)
+				return fmt.Errorf("vm %s: boot from %s: %w", v.id.Name, o.Device, err)
 			}
 			bo.BootOrder = order
 		}
@@ -382,3 +383,22 @@ func bootableClass(d types.BaseVirtualMachineBootOptionsBootableDevice) string {
 	}
 	return ""
 }
+
+// Stats implements machine.Machine from the VM's quick statistics.
+func (v *VM) Stats(ctx context.Context) (machine.Stats, error) {
+	vm, err := v.props(ctx, "summary.quickStats", "runtime.maxCpuUsage", "config.hardware.memoryMB")
+	if err != nil {
+		return machine.Stats{}, err
+	}
+	var s machine.Stats
+	if max := vm.Runtime.MaxCpuUsage; max > 0 {
+		s.CPUPercent = 100 * float64(vm.Summary.QuickStats.OverallCpuUsage) / float64(max)
+	}
+	if vm.Config != nil && vm.Config.Hardware.MemoryMB > 0 {
+		s.MemoryPercent = 100 * float64(vm.Summary.QuickStats.GuestMemoryUsage) / float64(vm.Config.Hardware.MemoryMB)
+	}
+	return s, nil
+}
+
+// Events implements machine.Machine.
+func (v *VM) Events(since uint64) []machine.Event { return v.events.Since(since) }

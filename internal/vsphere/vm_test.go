@@ -269,3 +269,18 @@ func TestFirmwareWhileRunning(t *testing.T) {
 		t.Fatalf("firmware not applied at power-on: %s", fw)
 	}
 }
+
+func TestIdentity(t *testing.T) {
+	_, c := startSim(t)
+	v, err := c.FindVM(context.Background(), "skinner-master-0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := v.Identity(context.Background())
+	if id.CPUs != 4 || id.MemoryMiB != 16384 || len(id.MACs) != 1 || len(id.MACs[0]) != 17 {
+		t.Errorf("identity %+v", id)
+	}
+	if got := serialNumber("4230a5b6-0c1d-2e3f-8899-aabbccddeeff"); got != "VMware-42 30 a5 b6 0c 1d 2e 3f-88 99 aa bb cc dd ee ff" {
+		t.Errorf("serial %q", got)
+	}
+}

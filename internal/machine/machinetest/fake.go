@@ -18,9 +18,19 @@ type Fake struct {
 	State    machine.PowerState
 	Override machine.BootOverride
 	Firmware machine.BootMode
+	Usage    machine.Stats
 	// Actions records every accepted power action in order.
 	Actions []machine.PowerAction
 	Err     error
+	// Log, when nil, is created on first use with room for 64 events.
+	Log *machine.EventLog
+}
+
+func (f *Fake) log() *machine.EventLog {
+	if f.Log == nil {
+		f.Log = machine.NewEventLog(64, nil)
+	}
+	return f.Log
 }
 
 var _ machine.Machine = (*Fake)(nil)
@@ -53,12 +63,21 @@ func (f *Fake) Power(_ context.Context, a machine.PowerAction) error {
 	on := f.State == machine.PowerOn
 	switch a {
 	case machine.On:
+		if !on {
+			f.log().Add(machine.EventPowerOn, "")
+		}
 		f.State = machine.PowerOn
 	case machine.Off, machine.SoftOff:
+		if on {
+			f.log().Add(machine.EventPowerOff, "")
+		}
 		f.State = machine.PowerOff
 	case machine.Cycle, machine.Reset, machine.NMI:
 		if !on {
 			return machine.ErrInvalidState
+		}
+		if a != machine.NMI {
+			f.log().Add(machine.EventReset, a.String())
 		}
 	default:
 		return machine.ErrInvalidArgument
@@ -91,5 +110,20 @@ func (f *Fake) SetBootOverride(_ context.Context, o machine.BootOverride) error 
 		f.Firmware = o.Mode
 	}
 	f.Override = o
+	f.log().Add(machine.EventBootOverride, o.String())
 	return nil
+}
+
+// Stats implements machine.Machine.
+func (f *Fake) Stats(context.Context) (machine.Stats, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.Usage, f.Err
+}
+
+// Events implements machine.Machine.
+func (f *Fake) Events(since uint64) []machine.Event {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.log().Since(since)
 }
