@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -24,12 +25,20 @@ const PasswordEnv = "IPMI_VMWARE_BRIDGE_VCENTER_PASSWORD"
 const (
 	DefaultAddress  = "0.0.0.0"
 	DefaultUsername = "admin"
+	// DefaultStateDir holds the state file unless systemd's StateDirectory=
+	// (the environment variable STATE_DIRECTORY) or stateDir says otherwise.
+	DefaultStateDir = "/var/lib/ipmi-vmware-bridge"
 )
 
 // Config is a loaded and validated configuration.
 type Config struct {
 	VCenter VCenter
 	BMCs    []BMC
+	// StateDir holds state.json: boot overrides that survive a restart.
+	StateDir string
+	// SoftOffTimeout, when positive, turns a guest shutdown that has not
+	// finished in time, or that VMware Tools cannot do, into a hard off.
+	SoftOffTimeout time.Duration
 }
 
 // VCenter says how to reach vCenter.
@@ -78,11 +87,20 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return Parse(path, data, os.Getenv(PasswordEnv))
+	return Parse(path, data, Env{Password: os.Getenv(PasswordEnv), StateDirectory: os.Getenv("STATE_DIRECTORY")})
 }
 
-// Parse validates data read from file; envPassword is the value of PasswordEnv.
-func Parse(file string, data []byte, envPassword string) (*Config, error) {
+// Env is what the environment adds to a configuration file.
+type Env struct {
+	// Password is PasswordEnv's value.
+	Password string
+	// StateDirectory is set by systemd's StateDirectory= (colon-separated).
+	StateDirectory string
+}
+
+// Parse validates data read from file.
+func Parse(file string, data []byte, env Env) (*Config, error) {
+	envPassword, envStateDir := env.Password, env.StateDirectory
 	p := &parser{file: file}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
@@ -93,9 +111,25 @@ func Parse(file string, data []byte, envPassword string) (*Config, error) {
 	}
 	cfg := &Config{}
 	root := doc.Content[0]
-	fields, err := p.mapping(root, "", "vcenter", "bmcs")
+	fields, err := p.mapping(root, "", "vcenter", "bmcs", "stateDir", "softOffTimeout")
 	if err != nil {
 		return nil, err
+	}
+	if cfg.StateDir, err = p.str(fields, "", "stateDir"); err != nil {
+		return nil, err
+	}
+	if cfg.StateDir == "" {
+		cfg.StateDir = DefaultStateDir
+		if d, _, _ := strings.Cut(envStateDir, ":"); d != "" {
+			cfg.StateDir = d
+		}
+	}
+	if n, ok := fields["softOffTimeout"]; ok {
+		d, err := time.ParseDuration(n.Value)
+		if err != nil || n.Kind != yaml.ScalarNode || d < 0 {
+			return nil, p.err(n, "softOffTimeout", "must be a duration such as 2m or 90s")
+		}
+		cfg.SoftOffTimeout = d
 	}
 	vc, ok := fields["vcenter"]
 	if !ok {

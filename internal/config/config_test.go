@@ -24,7 +24,7 @@ bmcs:
 `
 
 func TestParseGood(t *testing.T) {
-	cfg, err := Parse("bridge.yaml", []byte(good), "")
+	cfg, err := Parse("bridge.yaml", []byte(good), Env{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,6 +41,20 @@ func TestParseGood(t *testing.T) {
 	if cfg.BMCs[0].Endpoint() != "0.0.0.0:627" {
 		t.Errorf("endpoint %s", cfg.BMCs[0].Endpoint())
 	}
+	if cfg.StateDir != DefaultStateDir || cfg.SoftOffTimeout != 0 {
+		t.Errorf("defaults: stateDir %q softOffTimeout %v", cfg.StateDir, cfg.SoftOffTimeout)
+	}
+}
+
+func TestStateDirAndSoftOff(t *testing.T) {
+	cfg, err := Parse("f.yaml", []byte(good), Env{StateDirectory: "/var/lib/systemd-given:/other"})
+	if err != nil || cfg.StateDir != "/var/lib/systemd-given" {
+		t.Fatalf("STATE_DIRECTORY: %v %q", err, cfg.StateDir)
+	}
+	cfg, err = Parse("f.yaml", []byte(good+"stateDir: /srv/bridge\nsoftOffTimeout: 2m\n"), Env{StateDirectory: "/ignored"})
+	if err != nil || cfg.StateDir != "/srv/bridge" || cfg.SoftOffTimeout.Minutes() != 2 {
+		t.Fatalf("explicit: %v %q %v", err, cfg.StateDir, cfg.SoftOffTimeout)
+	}
 }
 
 func TestPasswordSources(t *testing.T) {
@@ -51,19 +65,19 @@ func TestPasswordSources(t *testing.T) {
 	}
 	noPassword := strings.Replace(good, "  password: secret\n", "", 1)
 	t.Run("file", func(t *testing.T) {
-		cfg, err := Parse("f.yaml", []byte(strings.Replace(good, "password: secret", "passwordFile: "+pw, 1)), "env")
+		cfg, err := Parse("f.yaml", []byte(strings.Replace(good, "password: secret", "passwordFile: "+pw, 1)), Env{Password: "env"})
 		if err != nil || cfg.VCenter.Password != "from-file" {
 			t.Fatalf("%v %q", err, cfg.VCenter.Password)
 		}
 	})
 	t.Run("env", func(t *testing.T) {
-		cfg, err := Parse("f.yaml", []byte(noPassword), "from-env")
+		cfg, err := Parse("f.yaml", []byte(noPassword), Env{Password: "from-env"})
 		if err != nil || cfg.VCenter.Password != "from-env" {
 			t.Fatalf("%v", err)
 		}
 	})
 	t.Run("bmc file", func(t *testing.T) {
-		cfg, err := Parse("f.yaml", []byte(strings.Replace(good, "password: other", "passwordFile: "+pw, 1)), "")
+		cfg, err := Parse("f.yaml", []byte(strings.Replace(good, "password: other", "passwordFile: "+pw, 1)), Env{})
 		if err != nil || cfg.BMCs[1].Password != "from-file" {
 			t.Fatalf("%v", err)
 		}
@@ -97,11 +111,14 @@ func TestParseErrors(t *testing.T) {
 		{"no vcenter", "bmcs: []\n", "", "f.yaml:1: vcenter: missing"},
 		{"empty", "", "", "f.yaml:1: empty file"},
 		{"not yaml", "vcenter: [\n", "", "f.yaml: yaml:"},
+		{"bad soft-off timeout", good + "softOffTimeout: soon\n", "", "f.yaml:15: softOffTimeout: must be a duration"},
+		{"negative soft-off timeout", good + "softOffTimeout: -1s\n", "", "f.yaml:15: softOffTimeout: must be a duration"},
+		{"stateDir not a string", good + "stateDir: [a]\n", "", "f.yaml:15: stateDir: must be a string"},
 		{"duplicate key", strings.Replace(good, "  insecure: true", "  insecure: true\n  insecure: false", 1), "", "vcenter.insecure"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse("f.yaml", []byte(tt.yaml), tt.env)
+			_, err := Parse("f.yaml", []byte(tt.yaml), Env{Password: tt.env})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
 			}
@@ -125,7 +142,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("vcenter: {}\nbmcs: [{}]\n"))
 	f.Add([]byte("bmcs:\n  - port: 1\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cfg, err := Parse("fuzz.yaml", data, "")
+		cfg, err := Parse("fuzz.yaml", data, Env{})
 		if err == nil && (cfg.VCenter.URL == "" || cfg.VCenter.Password == "") {
 			t.Fatalf("accepted a config without vcenter url or password")
 		}

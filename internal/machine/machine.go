@@ -175,13 +175,13 @@ func (m BootMode) String() string {
 // (IPMI boot flags parameter 5, Redfish Boot.BootSourceOverride*).
 type BootOverride struct {
 	// Enabled is the IPMI "boot flags valid" bit; false means no override.
-	Enabled bool
+	Enabled bool `json:"enabled"`
 	// Persistent applies the override to all future boots, not only the next.
-	Persistent bool
+	Persistent bool `json:"persistent"`
 	// Device is the device to boot from.
-	Device BootDevice
+	Device BootDevice `json:"device"`
 	// Mode selects the firmware; applied only when Enabled.
-	Mode BootMode
+	Mode BootMode `json:"mode,omitempty"`
 }
 
 func (o BootOverride) String() string {
@@ -212,3 +212,31 @@ var (
 	// ErrInvalidArgument: the request names something the system cannot use.
 	ErrInvalidArgument = errors.New("invalid argument")
 )
+
+// MarshalText names the device, for state files.
+func (d BootDevice) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText parses a device name written by MarshalText.
+func (d *BootDevice) UnmarshalText(b []byte) error {
+	for _, c := range []BootDevice{BootNone, BootPXE, BootDisk, BootCD, BootBIOSSetup} {
+		if c.String() == string(b) {
+			*d = c
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown boot device %q", b)
+}
+
+// MarshalText names the mode, for state files.
+func (m BootMode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
+// UnmarshalText parses a mode name written by MarshalText.
+func (m *BootMode) UnmarshalText(b []byte) error {
+	for _, c := range []BootMode{BootModeUnspecified, BootModeLegacy, BootModeUEFI} {
+		if c.String() == string(b) {
+			*m = c
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown boot mode %q", b)
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"path"
 	"sync"
@@ -200,10 +201,37 @@ func vmSpec(name string, ds *object.Datastore, backing types.BaseVirtualDeviceBa
 	return spec, err
 }
 
+// Stop makes the simulator unreachable, as a vCenter outage would: new
+// connections are refused and open ones are cut. Its VMs keep their state.
+func (s *Simulator) Stop() {
+	srv := s.server
+	s.server = nil
+	srv.CloseClientConnections()
+	// Close waits for requests in flight, such as a long poll that lasts
+	// up to its MaxWait; the listener is closed at once all the same.
+	go srv.Close()
+}
+
+// Restart serves the simulator again at the same address after Stop.
+func (s *Simulator) Restart() {
+	svc := s.model.Service
+	// NewServer registers its handlers on the service's mux and refuses to
+	// register twice, so give it a fresh mux with the SDK already on it.
+	mux := http.NewServeMux()
+	mux.HandleFunc(s.URL.Path, svc.ServeSDK)
+	mux.HandleFunc(s.URL.Path+"/vimService", svc.ServeSDK)
+	svc.ServeMux = mux
+	s.server = svc.NewServer()
+}
+
+// Model is the simulator's model, for tests that inject faults.
+func (s *Simulator) Model() *simulator.Model { return s.model }
+
 // Close stops the simulator and deletes its files.
 func (s *Simulator) Close() {
 	if s.server != nil {
 		s.server.Close()
+		s.server = nil
 	}
 	simMu.Lock()
 	s.model.Remove()

@@ -5,13 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/vmware/govmomi/object"
-	"github.com/vmware/govmomi/property"
-	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
@@ -19,78 +16,151 @@ import (
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 )
 
-// DefaultTaskWait bounds how long an action waits for its vCenter task before
-// answering. ipmitool as Ironic runs it gives up after 5 s (-N 5 -R 1); a
-// slower task is left to finish in the background and its outcome logged.
-const DefaultTaskWait = 2 * time.Second
+// Timing defaults.
+const (
+	// DefaultTaskWait bounds how long an action waits for its vCenter task
+	// before answering. ipmitool -I lanplus retransmits after 1 s by
+	// default; a slower task is left to finish in the background and its
+	// outcome logged.
+	DefaultTaskWait = 800 * time.Millisecond
+	// callTimeout bounds every vCenter call made for a request, so that a
+	// hung vCenter cannot hold a BMC session forever.
+	callTimeout = 5 * time.Second
+	// duplicateWindow: a reset, cycle or NMI repeated this soon is taken
+	// for the client's retransmission of the same request (IPMI clients
+	// resend with a new session sequence number), not a second request.
+	duplicateWindow = 3 * time.Second
+	// inventoryLag bounds the wait, after a task succeeded, for the
+	// inventory to show its result (vcsim publishes in 20 ms steps, a real
+	// vCenter faster).
+	inventoryLag = time.Second
+)
+
+// VMOptions tune a VM machine.
+type VMOptions struct {
+	Log *slog.Logger
+	// TaskWait bounds the wait for a vCenter task (DefaultTaskWait if 0).
+	TaskWait time.Duration
+	// SoftOffTimeout, when positive, turns a guest shutdown that has not
+	// powered the VM off after that long, or that VMware Tools cannot do,
+	// into a hard power-off.
+	SoftOffTimeout time.Duration
+	// Boot is the boot state saved by an earlier run of the bridge.
+	Boot BootRecord
+	// Persist, when set, saves the boot state before it is applied; an
+	// error aborts the change.
+	Persist func(BootRecord) error
+}
 
 // VM is a machine.Machine over one vSphere VM, bound by managed object
-// reference so that a rename or move does not lose it.
+// reference so that a rename or a move does not lose it. Reads come from
+// the inventory; only actions call vCenter.
 type VM struct {
-	c   *vim25.Client
-	obj *object.VirtualMachine
-	id  machine.Identity
-	log *slog.Logger
+	inv  *Inventory
+	obj  *object.VirtualMachine
+	log  *slog.Logger
+	opts VMOptions
 
-	// TaskWait bounds the wait for a vCenter task (see DefaultTaskWait).
-	TaskWait time.Duration
+	// life outlives requests: background task waits, the second half of a
+	// power cycle and boot-order restores run under it.
+	life    context.Context
+	cancel  context.CancelFunc
+	bgMu    sync.Mutex
+	closed  bool
+	bg      sync.WaitGroup
+	unwatch func()
+	events  *machine.EventLog
 
-	// life outlives requests: background task waits and the second half of
-	// a power cycle run under it.
-	life   context.Context
-	cancel context.CancelFunc
-
-	// mu serialises actions on this VM so that a cycle, a boot change and a
-	// power-on never interleave their vCenter calls.
-	mu       sync.Mutex
-	override machine.BootOverride
-	// pendingFirmware is a firmware change requested while the VM was
-	// running; vSphere refuses it then, so it is applied before the next
-	// power-on the bridge performs.
-	pendingFirmware string
-	bg              sync.WaitGroup
-	events          *machine.EventLog
+	// mu serialises actions so that a cycle, a boot change and a power-on
+	// never interleave their vCenter calls.
+	mu         sync.Mutex
+	rec        BootRecord
+	lastAction machine.PowerAction
+	lastAt     time.Time
+	lastBoot   time.Time
+	// onceAt is when the pending one-time override was set: a boot the
+	// inventory learnt of before then cannot have used it.
+	onceAt time.Time
 }
 
 var _ machine.Machine = (*VM)(nil)
 
-func newVM(c *vim25.Client, ref types.ManagedObjectReference, id machine.Identity, log *slog.Logger) *VM {
-	if log == nil {
-		log = slog.Default()
+// Bind resolves a VM by BIOS UUID, inventory path (starting with "/") or
+// name, and returns a machine bound to it. A missing VM is
+// machine.ErrNotFound; a name that several VMs share is refused.
+func (inv *Inventory) Bind(ctx context.Context, ref string, opts VMOptions) (*VM, error) {
+	moref, err := inv.Resolve(ctx, ref)
+	if err != nil {
+		return nil, err
 	}
-	life, cancel := context.WithCancel(context.Background())
-	return &VM{
-		c: c, obj: object.NewVirtualMachine(c, ref), id: id,
-		log:      log.With("vm", id.Name),
-		TaskWait: DefaultTaskWait,
-		life:     life, cancel: cancel,
-		events: machine.NewEventLog(256, nil),
-	}
+	return inv.NewVM(moref, opts), nil
 }
 
-// Close cancels background waits and waits for them to end.
-func (v *VM) Close() {
-	v.cancel()
-	v.bg.Wait()
+// NewVM returns a machine bound to the VM ref.
+func (inv *Inventory) NewVM(ref types.ManagedObjectReference, opts VMOptions) *VM {
+	if opts.Log == nil {
+		opts.Log = inv.log
+	}
+	if opts.TaskWait == 0 {
+		opts.TaskWait = DefaultTaskWait
+	}
+	life, cancel := context.WithCancel(context.Background())
+	v := &VM{
+		inv: inv, obj: object.NewVirtualMachine(inv.c.vim, ref), opts: opts,
+		life: life, cancel: cancel,
+		events: machine.NewEventLog(256, nil),
+		rec:    opts.Boot,
+	}
+	v.log = opts.Log.With("vm", v.name())
+	v.unwatch = inv.Watch(ref, v.observe)
+	return v
 }
 
 // Reference returns the VM's managed object reference.
 func (v *VM) Reference() types.ManagedObjectReference { return v.obj.Reference() }
 
-// Identity implements machine.Machine.
-func (v *VM) Identity(context.Context) (machine.Identity, error) {
-	return v.id, nil
+// Close stops watching and waits for background work to end.
+func (v *VM) Close() {
+	v.unwatch()
+	v.bgMu.Lock()
+	v.closed = true
+	v.bgMu.Unlock()
+	v.cancel()
+	v.bg.Wait()
 }
 
-// vmProps are the properties every action reads.
-var vmProps = []string{"runtime.powerState", "config.firmware", "config.bootOptions", "config.hardware.device"}
-
-func (v *VM) props(ctx context.Context, ps ...string) (*mo.VirtualMachine, error) {
-	var vm mo.VirtualMachine
-	if err := property.DefaultCollector(v.c).RetrieveOne(ctx, v.obj.Reference(), ps, &vm); err != nil {
-		return nil, fmt.Errorf("vm %s: %w", v.id.Name, mapError(err))
+// background runs fn on its own goroutine unless the VM is closed.
+func (v *VM) background(fn func()) {
+	v.bgMu.Lock()
+	defer v.bgMu.Unlock()
+	if v.closed {
+		return
 	}
-	return &vm, nil
+	v.bg.Add(1)
+	go func() {
+		defer v.bg.Done()
+		fn()
+	}()
+}
+
+func (v *VM) name() string {
+	if vm, err := v.inv.get(v.obj.Reference()); err == nil {
+		return vm.Name
+	}
+	return v.obj.Reference().Value
+}
+
+func (v *VM) snapshot() (*mo.VirtualMachine, error) {
+	vm, err := v.inv.get(v.obj.Reference())
+	if err != nil {
+		return nil, fmt.Errorf("vm %s: %w", v.obj.Reference().Value, err)
+	}
+	return vm, nil
+}
+
+// Identity implements machine.Machine.
+func (v *VM) Identity(context.Context) (machine.Identity, error) {
+	return v.inv.Identity(v.obj.Reference())
 }
 
 func powerState(s types.VirtualMachinePowerState) machine.PowerState {
@@ -106,12 +176,49 @@ func powerState(s types.VirtualMachinePowerState) machine.PowerState {
 }
 
 // PowerState implements machine.Machine.
-func (v *VM) PowerState(ctx context.Context) (machine.PowerState, error) {
-	vm, err := v.props(ctx, "runtime.powerState")
+func (v *VM) PowerState(context.Context) (machine.PowerState, error) {
+	vm, err := v.snapshot()
 	if err != nil {
 		return machine.PowerUnknown, err
 	}
 	return powerState(vm.Runtime.PowerState), nil
+}
+
+// Stats implements machine.Machine from the VM's quick statistics.
+func (v *VM) Stats(context.Context) (machine.Stats, error) {
+	vm, err := v.snapshot()
+	if err != nil {
+		return machine.Stats{}, err
+	}
+	var s machine.Stats
+	if max := vm.Runtime.MaxCpuUsage; max > 0 {
+		s.CPUPercent = min(100, 100*float64(vm.Summary.QuickStats.OverallCpuUsage)/float64(max))
+	}
+	if mem := vm.Config.Hardware.MemoryMB; mem > 0 {
+		s.MemoryPercent = min(100, 100*float64(vm.Summary.QuickStats.GuestMemoryUsage)/float64(mem))
+	}
+	return s, nil
+}
+
+// Events implements machine.Machine.
+func (v *VM) Events(since uint64) []machine.Event { return v.events.Since(since) }
+
+// observe records what the inventory saw happen to the VM, whoever did it,
+// and lets a boot consume a one-time boot override. It runs on the
+// inventory's watcher and must not block.
+func (v *VM) observe(c Change) {
+	switch {
+	case c.Removed:
+		v.log.Warn("VM deleted from vCenter: its BMC answers with errors")
+		return
+	case c.From != c.To && c.To == machine.PowerOn:
+		v.events.Add(machine.EventPowerOn, "")
+	case c.From == machine.PowerOn && c.To != machine.PowerOn:
+		v.events.Add(machine.EventPowerOff, c.To.String())
+	}
+	if c.Booted {
+		v.booted(c.At, c.From == c.To)
+	}
 }
 
 // Power implements machine.Machine. On and Off succeed when the VM is
@@ -119,16 +226,34 @@ func (v *VM) PowerState(ctx context.Context) (machine.PowerState, error) {
 // cycle, reset and NMI need a running VM, as IPMI v2.0 §28.3 says of power
 // cycle ("no effect if the system is in S4/S5").
 func (v *VM) Power(ctx context.Context, a machine.PowerAction) error {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	vm, err := v.props(ctx, "runtime.powerState")
+	vm, err := v.snapshot()
 	if err != nil {
 		return err
 	}
 	state := powerState(vm.Runtime.PowerState)
-	if (a == machine.Cycle || a == machine.Reset || a == machine.NMI) && state != machine.PowerOn {
-		return fmt.Errorf("vm %s is %s, %s needs it running: %w", v.id.Name, state, a, machine.ErrInvalidState)
+	switch a {
+	case machine.Cycle, machine.Reset, machine.NMI:
+		if a == v.lastAction && time.Since(v.lastAt) < duplicateWindow {
+			v.log.Debug("repeated power request taken for a retransmission", "action", a)
+			return nil
+		}
+		if state != machine.PowerOn {
+			return fmt.Errorf("vm %s is %s, %s needs it running: %w", vm.Name, state, a, machine.ErrInvalidState)
+		}
 	}
+	err = v.power(ctx, a, state)
+	if err == nil {
+		v.lastAction, v.lastAt = a, time.Now()
+		v.log.Info("power action", "action", a, "was", state)
+	}
+	return err
+}
+
+func (v *VM) power(ctx context.Context, a machine.PowerAction, state machine.PowerState) error {
 	switch a {
 	case machine.On:
 		if state == machine.PowerOn {
@@ -140,24 +265,26 @@ func (v *VM) Power(ctx context.Context, a machine.PowerAction) error {
 			return nil
 		}
 		task, err := v.obj.PowerOff(ctx)
-		return v.await(ctx, task, err, "power off")
+		return v.await(ctx, task, err, "power off", machine.PowerOff)
 	case machine.SoftOff:
 		if state != machine.PowerOn {
 			return nil
 		}
-		if err := v.obj.ShutdownGuest(ctx); err != nil {
-			return fmt.Errorf("vm %s: guest shutdown: %w", v.id.Name, mapError(err))
-		}
-		return nil
+		return v.softOff(ctx)
 	case machine.Cycle:
 		return v.cycle(ctx)
 	case machine.Reset:
 		task, err := v.obj.Reset(ctx)
-		return v.await(ctx, task, err, "reset")
+		if err := v.await(ctx, task, err, "reset", machine.PowerOn); err != nil {
+			return err
+		}
+		v.events.Add(machine.EventReset, "")
+		v.booted(time.Now(), false)
+		return nil
 	case machine.NMI:
 		req := types.SendNMI{This: v.obj.Reference()}
-		if _, err := methods.SendNMI(ctx, v.c, &req); err != nil {
-			return fmt.Errorf("vm %s: NMI: %w", v.id.Name, mapError(err))
+		if _, err := methods.SendNMI(ctx, v.inv.c.vim, &req); err != nil {
+			return fmt.Errorf("vm %s: NMI: %w", v.name(), mapError(err))
 		}
 		return nil
 	}
@@ -167,20 +294,53 @@ func (v *VM) Power(ctx context.Context, a machine.PowerAction) error {
 // powerOn applies a pending firmware change, then powers on (or resumes).
 // v.mu must be held.
 func (v *VM) powerOn(ctx context.Context, state machine.PowerState) error {
-	if v.pendingFirmware != "" && state == machine.PowerOff {
-		spec := types.VirtualMachineConfigSpec{Firmware: v.pendingFirmware}
-		task, err := v.obj.Reconfigure(ctx, spec)
+	if fw := v.rec.PendingFirmware; fw != "" && state == machine.PowerOff {
+		task, err := v.obj.Reconfigure(ctx, types.VirtualMachineConfigSpec{Firmware: fw})
 		if err == nil {
 			err = task.Wait(ctx)
 		}
 		if err != nil {
-			return fmt.Errorf("vm %s: set firmware %s before power-on: %w", v.id.Name, v.pendingFirmware, mapError(err))
+			return fmt.Errorf("vm %s: set firmware %s before power-on: %w", v.name(), fw, mapError(err))
 		}
-		v.log.Info("firmware changed before power-on", "firmware", v.pendingFirmware)
-		v.pendingFirmware = ""
+		rec := v.rec
+		rec.PendingFirmware = ""
+		v.save(rec)
+		_ = v.inv.Refresh(ctx, v.obj.Reference())
+		v.log.Info("firmware changed before power-on", "firmware", fw)
 	}
 	task, err := v.obj.PowerOn(ctx)
-	return v.await(ctx, task, err, "power on")
+	return v.await(ctx, task, err, "power on", machine.PowerOn)
+}
+
+// softOff asks the guest to shut down through VMware Tools. With a
+// SoftOffTimeout it falls back to a hard power-off, at once when Tools
+// cannot shut the guest down, else when the guest has not powered off in
+// time; without one it never powers off hard behind the client's back.
+func (v *VM) softOff(ctx context.Context) error {
+	err := v.obj.ShutdownGuest(ctx)
+	if err != nil {
+		err = fmt.Errorf("vm %s: guest shutdown: %w", v.name(), mapError(err))
+		if v.opts.SoftOffTimeout <= 0 || !errors.Is(err, machine.ErrInvalidState) {
+			return err
+		}
+		v.log.Warn("guest shutdown impossible; powering off hard (softOffTimeout is set)", "err", err)
+		task, perr := v.obj.PowerOff(ctx)
+		return v.await(ctx, task, perr, "power off", machine.PowerOff)
+	}
+	if v.opts.SoftOffTimeout > 0 {
+		v.background(func() {
+			if v.waitPower(v.life, machine.PowerOff, v.opts.SoftOffTimeout) {
+				return
+			}
+			v.log.Warn("guest did not shut down in time; powering off hard", "timeout", v.opts.SoftOffTimeout)
+			v.mu.Lock()
+			defer v.mu.Unlock()
+			if err := v.power(v.life, machine.Off, machine.PowerOn); err != nil {
+				v.log.Error("hard power-off after guest shutdown timeout failed", "err", err)
+			}
+		})
+	}
+	return nil
 }
 
 // cycle powers off, answers, and powers on again in the background once the
@@ -188,11 +348,9 @@ func (v *VM) powerOn(ctx context.Context, state machine.PowerState) error {
 func (v *VM) cycle(ctx context.Context) error {
 	task, err := v.obj.PowerOff(ctx)
 	if err != nil {
-		return fmt.Errorf("vm %s: power off: %w", v.id.Name, mapError(err))
+		return fmt.Errorf("vm %s: power off: %w", v.name(), mapError(err))
 	}
-	v.bg.Add(1)
-	go func() {
-		defer v.bg.Done()
+	v.background(func() {
 		if err := task.Wait(v.life); err != nil && !isKind(err, machine.ErrInvalidState) {
 			v.log.Error("power cycle: power off failed", "err", mapError(err))
 			return
@@ -202,104 +360,126 @@ func (v *VM) cycle(ctx context.Context) error {
 		if err := v.powerOn(v.life, machine.PowerOff); err != nil {
 			v.log.Error("power cycle: power on failed", "err", err)
 		}
-	}()
+	})
 	return nil
 }
 
 func isKind(err, kind error) bool { return errors.Is(mapError(err), kind) }
 
-// await waits for a task for at most TaskWait. A task still running then is
-// accepted: the reply goes out and the outcome is logged when it comes. An
-// InvalidPowerState fault means another actor got there first; the
-// requested state holds, so it counts as success.
-func (v *VM) await(ctx context.Context, task *object.Task, err error, what string) error {
+// await waits for a task for at most TaskWait, then for the inventory to
+// show the power state it was to reach, so that the next read is true. A
+// task still running after TaskWait is accepted: the reply goes out and the
+// outcome is logged when it comes. An InvalidPowerState fault on power on or
+// off means another actor got there first: the requested state holds.
+func (v *VM) await(ctx context.Context, task *object.Task, err error, what string, want machine.PowerState) error {
 	if err != nil {
-		return fmt.Errorf("vm %s: %s: %w", v.id.Name, what, mapError(err))
+		return fmt.Errorf("vm %s: %s: %w", v.name(), what, mapError(err))
 	}
-	wctx, cancel := context.WithTimeout(ctx, v.TaskWait)
+	wctx, cancel := context.WithTimeout(ctx, v.opts.TaskWait)
 	defer cancel()
 	err = task.Wait(wctx)
 	if wctx.Err() != nil && ctx.Err() == nil {
-		v.bg.Add(1)
-		go func() {
-			defer v.bg.Done()
+		v.background(func() {
 			if err := task.Wait(v.life); err != nil && !isKind(err, machine.ErrInvalidState) {
 				v.log.Error("vCenter task failed after the reply", "task", what, "err", mapError(err))
 				return
 			}
 			v.log.Debug("vCenter task finished after the reply", "task", what)
-		}()
+		})
 		return nil
 	}
 	if err != nil {
 		if isKind(err, machine.ErrInvalidState) && (what == "power on" || what == "power off") {
 			return nil
 		}
-		return fmt.Errorf("vm %s: %s: %w", v.id.Name, what, mapError(err))
+		v.log.Error("vCenter task failed", "task", what, "err", mapError(err))
+		return fmt.Errorf("vm %s: %s: %w", v.name(), what, mapError(err))
+	}
+	if want != machine.PowerUnknown {
+		v.waitPower(ctx, want, inventoryLag)
 	}
 	return nil
 }
 
+// waitPower polls the inventory (memory, not vCenter) until the VM is in
+// state want or d has passed, and reports whether it got there.
+func (v *VM) waitPower(ctx context.Context, want machine.PowerState, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if s, err := v.PowerState(ctx); err == nil && s == want {
+			return true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
 // BootOverride implements machine.Machine. Mode reports the firmware the
 // VM will boot with next: a pending change, else the configured one.
-func (v *VM) BootOverride(ctx context.Context) (machine.BootOverride, error) {
-	vm, err := v.props(ctx, "config.firmware")
+func (v *VM) BootOverride(context.Context) (machine.BootOverride, error) {
+	vm, err := v.snapshot()
 	if err != nil {
 		return machine.BootOverride{}, err
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	o := v.override
+	o := v.rec.Override
 	fw := vm.Config.Firmware
-	if v.pendingFirmware != "" {
-		fw = v.pendingFirmware
+	if v.rec.PendingFirmware != "" {
+		fw = v.rec.PendingFirmware
 	}
 	o.Mode = bootMode(fw)
 	return o, nil
-}
-
-func bootMode(firmware string) machine.BootMode {
-	if firmware == string(types.GuestOsDescriptorFirmwareTypeEfi) {
-		return machine.BootModeUEFI
-	}
-	return machine.BootModeLegacy
-}
-
-func firmware(m machine.BootMode) string {
-	if m == machine.BootModeUEFI {
-		return string(types.GuestOsDescriptorFirmwareTypeEfi)
-	}
-	return string(types.GuestOsDescriptorFirmwareTypeBios)
 }
 
 // SetBootOverride implements machine.Machine: pxe, disk and cdrom move that
 // device class to the front of the VM's boot order, bios asks for BIOS
 // setup at the next boot, and the mode switches the firmware (at once when
 // the VM is off; else before the next power-on, since vSphere refuses a
-// firmware change on a running VM).
+// firmware change on a running VM). A one-time override remembers the boot
+// order it replaced and puts it back once the VM has booted; clearing the
+// override before that boot puts it back at once.
 func (v *VM) SetBootOverride(ctx context.Context, o machine.BootOverride) error {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	vm, err := v.props(ctx, vmProps...)
+	vm, err := v.snapshot()
 	if err != nil {
 		return err
 	}
-	if vm.Config == nil {
-		return fmt.Errorf("vm %s: no configuration: %w", v.id.Name, machine.ErrNotFound)
-	}
+	devices := object.VirtualDeviceList(vm.Config.Hardware.Device)
 	bo := types.VirtualMachineBootOptions{}
 	if vm.Config.BootOptions != nil {
 		bo = *vm.Config.BootOptions // bootOptions is replaced whole, never merged
 	}
+	rec := v.rec
+	if rec.OneTime {
+		// Every override starts from the persistent order, not from the
+		// one-time order still in place.
+		bo.BootOrder = decodeOrder(devices, rec.Restore)
+	}
+	onceAt := v.onceAt
+	if o.Enabled && !o.Persistent {
+		if !rec.OneTime {
+			rec.OneTime, rec.Restore = true, encodeOrder(bo.BootOrder)
+		}
+		onceAt = time.Now()
+	} else {
+		rec.OneTime, rec.Restore = false, nil
+	}
 	bo.EnterBIOSSetup = types.NewBool(o.Enabled && o.Device == machine.BootBIOSSetup)
 	spec := types.VirtualMachineConfigSpec{BootOptions: &bo}
-	pending := v.pendingFirmware
 	if o.Enabled {
 		if class := bootClass(o.Device); class != "" {
-			devices := object.VirtualDeviceList(vm.Config.Hardware.Device)
 			order, err := bootOrder(devices, bo.BootOrder, class)
 			if err != nil {
-				return fmt.Errorf("vm %s: boot from %s: %w", v.id.Name, o.Device, err)
+				return fmt.Errorf("vm %s: boot from %s: %w", vm.Name, o.Device, err)
 			}
 			bo.BootOrder = order
 		}
@@ -307,98 +487,109 @@ func (v *VM) SetBootOverride(ctx context.Context, o machine.BootOverride) error 
 			want := firmware(o.Mode)
 			switch {
 			case want == vm.Config.Firmware:
-				pending = ""
+				rec.PendingFirmware = ""
 			case powerState(vm.Runtime.PowerState) == machine.PowerOff:
-				spec.Firmware, pending = want, ""
+				spec.Firmware, rec.PendingFirmware = want, ""
 			default:
-				pending = want
+				rec.PendingFirmware = want
 			}
 		}
 	}
-	task, err := v.obj.Reconfigure(ctx, spec)
-	if err := v.await(ctx, task, err, "set boot options"); err != nil {
+	rec.Override = o
+	rec.Override.Mode = machine.BootModeUnspecified
+	if err := v.persist(rec); err != nil {
 		return err
 	}
-	v.pendingFirmware = pending
-	v.override = o
-	v.override.Mode = machine.BootModeUnspecified
+	task, err := v.obj.Reconfigure(ctx, spec)
+	if err := v.await(ctx, task, err, "set boot options", machine.PowerUnknown); err != nil {
+		_ = v.persist(v.rec) // the VM did not change: neither does the record
+		return err
+	}
+	v.rec, v.onceAt = rec, onceAt
+	_ = v.inv.Refresh(ctx, v.obj.Reference())
+	v.events.Add(machine.EventBootOverride, o.String())
 	attrs := []any{"override", o.String()}
 	if spec.Firmware != "" {
 		attrs = append(attrs, "firmware", spec.Firmware)
 	}
-	if pending != "" {
-		attrs = append(attrs, "firmware_at_next_power_on", pending)
+	if rec.PendingFirmware != "" {
+		attrs = append(attrs, "firmware_at_next_power_on", rec.PendingFirmware)
 	}
 	v.log.Info("boot override set", attrs...)
 	return nil
 }
 
-func bootClass(d machine.BootDevice) string {
-	switch d {
-	case machine.BootPXE:
-		return object.DeviceTypeEthernet
-	case machine.BootDisk:
-		return object.DeviceTypeDisk
-	case machine.BootCD:
-		return object.DeviceTypeCdrom
+func (v *VM) persist(rec BootRecord) error {
+	if v.opts.Persist == nil {
+		return nil
 	}
-	return ""
+	if err := v.opts.Persist(rec); err != nil {
+		return fmt.Errorf("vm %s: saving boot state: %w", v.name(), err)
+	}
+	return nil
 }
 
-// defaultClasses is the order used for device classes that the VM's boot
-// order does not list yet: an installed disk first, as firmware defaults do.
-var defaultClasses = []string{object.DeviceTypeDisk, object.DeviceTypeCdrom, object.DeviceTypeEthernet}
-
-// bootOrder puts every device of class first and keeps the other classes in
-// their present order, appending the classes not yet listed: an explicit
-// boot order makes the firmware try only the devices it names.
-func bootOrder(devices object.VirtualDeviceList, current []types.BaseVirtualMachineBootOptionsBootableDevice, class string) ([]types.BaseVirtualMachineBootOptionsBootableDevice, error) {
-	if len(devices.BootOrder([]string{class})) == 0 {
-		return nil, fmt.Errorf("the VM has no %s device: %w", class, machine.ErrInvalidArgument)
+// save records and persists rec after the VM changed; a failed write is
+// logged, since the VM cannot be changed back.
+func (v *VM) save(rec BootRecord) {
+	v.rec = rec
+	if err := v.persist(rec); err != nil {
+		v.log.Error("boot state not saved; it will be lost if the bridge restarts", "err", err)
 	}
-	classes := []string{class}
-	for _, d := range current {
-		if c := bootableClass(d); c != "" && !slices.Contains(classes, c) {
-			classes = append(classes, c)
+}
+
+// booted handles a boot of the VM: a one-time override has been used, so
+// the boot order it replaced comes back, BIOS setup is no longer asked for
+// and the override is cleared, as a real BMC clears the boot flags' valid
+// bit. at is when the boot became known; seenOnly marks a boot learnt from
+// runtime.bootTime alone, which the bridge's own reset already handled.
+func (v *VM) booted(at time.Time, seenOnly bool) {
+	v.background(func() {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		if seenOnly && time.Since(v.lastBoot) < duplicateWindow {
+			return
 		}
-	}
-	for _, c := range defaultClasses {
-		if !slices.Contains(classes, c) {
-			classes = append(classes, c)
+		if seenOnly {
+			v.events.Add(machine.EventReset, "seen in vCenter")
 		}
-	}
-	return devices.BootOrder(classes), nil
+		v.lastBoot = time.Now()
+		if !v.rec.OneTime || at.Before(v.onceAt) {
+			return
+		}
+		if err := v.restore(); err != nil {
+			v.log.Error("one-time boot override not cleared after boot", "err", err)
+		}
+	})
 }
 
-func bootableClass(d types.BaseVirtualMachineBootOptionsBootableDevice) string {
-	switch d.(type) {
-	case *types.VirtualMachineBootOptionsBootableEthernetDevice:
-		return object.DeviceTypeEthernet
-	case *types.VirtualMachineBootOptionsBootableDiskDevice:
-		return object.DeviceTypeDisk
-	case *types.VirtualMachineBootOptionsBootableCdromDevice:
-		return object.DeviceTypeCdrom
-	case *types.VirtualMachineBootOptionsBootableFloppyDevice:
-		return object.DeviceTypeFloppy
-	}
-	return ""
-}
-
-// Stats implements machine.Machine from the VM's quick statistics.
-func (v *VM) Stats(ctx context.Context) (machine.Stats, error) {
-	vm, err := v.props(ctx, "summary.quickStats", "runtime.maxCpuUsage", "config.hardware.memoryMB")
+// restore puts back the boot order saved by a one-time override. v.mu must
+// be held.
+func (v *VM) restore() error {
+	ctx, cancel := context.WithTimeout(v.life, callTimeout)
+	defer cancel()
+	vm, err := v.snapshot()
 	if err != nil {
-		return machine.Stats{}, err
+		return err
 	}
-	var s machine.Stats
-	if max := vm.Runtime.MaxCpuUsage; max > 0 {
-		s.CPUPercent = 100 * float64(vm.Summary.QuickStats.OverallCpuUsage) / float64(max)
+	bo := types.VirtualMachineBootOptions{}
+	if vm.Config.BootOptions != nil {
+		bo = *vm.Config.BootOptions
 	}
-	if vm.Config != nil && vm.Config.Hardware.MemoryMB > 0 {
-		s.MemoryPercent = 100 * float64(vm.Summary.QuickStats.GuestMemoryUsage) / float64(vm.Config.Hardware.MemoryMB)
+	bo.BootOrder = decodeOrder(object.VirtualDeviceList(vm.Config.Hardware.Device), v.rec.Restore)
+	bo.EnterBIOSSetup = types.NewBool(false)
+	task, err := v.obj.Reconfigure(ctx, types.VirtualMachineConfigSpec{BootOptions: &bo})
+	if err == nil {
+		err = task.Wait(ctx)
 	}
-	return s, nil
+	if err != nil {
+		return mapError(err)
+	}
+	rec := v.rec
+	rec.OneTime, rec.Restore, rec.Override = false, nil, machine.BootOverride{}
+	v.save(rec)
+	_ = v.inv.Refresh(ctx, v.obj.Reference())
+	v.events.Add(machine.EventBootOverride, "one-time override used by the boot; cleared")
+	v.log.Info("one-time boot override used; boot order restored")
+	return nil
 }
-
-// Events implements machine.Machine.
-func (v *VM) Events(since uint64) []machine.Event { return v.events.Since(since) }

@@ -3,6 +3,10 @@ package vsphere
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
+	"maps"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,42 +19,100 @@ import (
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 )
 
-// startSim starts an embedded simulator with the seed VMs and a client.
-func startSim(t *testing.T) (*Simulator, *Client) {
+// testEnv is a simulator with the seed VMs, a client, and a running inventory.
+type testEnv struct {
+	sim *Simulator
+	c   *Client
+	inv *Inventory
+	// out is a second client, for changes "outside the bridge".
+	out *Client
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func startEnv(t *testing.T) *testEnv {
 	t.Helper()
-	ctx := context.Background()
+	ctx, cancel := context.WithCancel(context.Background())
 	sim, err := StartSimulator(ctx, "127.0.0.1:0", len(SeedVMNames))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(sim.Close)
-	c, err := Connect(ctx, Options{URL: sim.URL.String(), Username: SimulatorUser, Password: SimulatorPassword, CAFile: sim.CAFile})
+	opts := Options{URL: sim.URL.String(), Username: SimulatorUser, Password: SimulatorPassword, CAFile: sim.CAFile}
+	c, err := Connect(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sim, c
+	out, err := Connect(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := NewInventory(c, quiet())
+	inv.MaxWait = time.Second
+	done := make(chan struct{})
+	go func() { inv.Run(ctx); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		sim.Close()
+	})
+	select {
+	case <-inv.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("inventory never synchronised")
+	}
+	return &testEnv{sim: sim, c: c, inv: inv, out: out}
 }
 
-func vmConfig(t *testing.T, c *Client, v *VM) mo.VirtualMachine {
+func (e *testEnv) bind(t *testing.T, name string, opts VMOptions) *VM {
+	t.Helper()
+	v, err := e.inv.Bind(context.Background(), name, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Close)
+	return v
+}
+
+// vmConfig reads the VM from vCenter, not from the inventory.
+func (e *testEnv) vmConfig(t *testing.T, v *VM) mo.VirtualMachine {
 	t.Helper()
 	var vm mo.VirtualMachine
-	if err := property.DefaultCollector(c.vim).RetrieveOne(context.Background(), v.Reference(), []string{"runtime.powerState", "config"}, &vm); err != nil {
+	if err := property.DefaultCollector(e.out.vim).RetrieveOne(context.Background(), v.Reference(), []string{"runtime.powerState", "config"}, &vm); err != nil {
 		t.Fatal(err)
 	}
 	return vm
 }
 
-func TestSimulatorSeed(t *testing.T) {
-	sim, c := startSim(t)
-	if len(sim.VMs) != 5 || sim.VMs[0] != "skinner-master-0" || sim.VMs[4] != "skinner-worker-2" {
-		t.Fatalf("VMs = %v", sim.VMs)
+func (e *testEnv) firstBoot(t *testing.T, v *VM) string {
+	t.Helper()
+	bo := e.vmConfig(t, v).Config.BootOptions
+	if bo == nil || len(bo.BootOrder) == 0 {
+		return ""
 	}
-	for _, name := range sim.VMs {
-		v, err := c.FindVM(context.Background(), name, nil)
-		if err != nil {
-			t.Fatal(err)
+	class, _ := bootableClass(bo.BootOrder[0])
+	return class
+}
+
+// eventually polls cond for up to 5 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
 		}
-		vm := vmConfig(t, c, v)
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestSimulatorSeed(t *testing.T) {
+	e := startEnv(t)
+	if len(e.sim.VMs) != 5 || e.sim.VMs[0] != "skinner-master-0" || e.sim.VMs[4] != "skinner-worker-2" {
+		t.Fatalf("VMs = %v", e.sim.VMs)
+	}
+	for _, name := range e.sim.VMs {
+		v := e.bind(t, name, VMOptions{})
+		vm := e.vmConfig(t, v)
 		devices := object.VirtualDeviceList(vm.Config.Hardware.Device)
 		if vm.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOff || vm.Config.Firmware != "efi" {
 			t.Errorf("%s: power %s firmware %s", name, vm.Runtime.PowerState, vm.Config.Firmware)
@@ -63,13 +125,10 @@ func TestSimulatorSeed(t *testing.T) {
 	}
 }
 
-func TestFindVM(t *testing.T) {
-	_, c := startSim(t)
+func TestBind(t *testing.T) {
+	e := startEnv(t)
 	ctx := context.Background()
-	byName, err := c.FindVM(ctx, "skinner-worker-2", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	byName := e.bind(t, "skinner-worker-2", VMOptions{})
 	id, _ := byName.Identity(ctx)
 	tests := []struct {
 		name, ref string
@@ -85,7 +144,7 @@ func TestFindVM(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v, err := c.FindVM(ctx, tt.ref, nil)
+			ref, err := e.inv.Resolve(ctx, tt.ref)
 			if tt.err != nil {
 				if !errors.Is(err, tt.err) {
 					t.Fatalf("err = %v, want %v", err, tt.err)
@@ -95,8 +154,8 @@ func TestFindVM(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if v.Reference() != byName.Reference() {
-				t.Fatalf("found %v, want %v", v.Reference(), byName.Reference())
+			if ref != byName.Reference() {
+				t.Fatalf("found %v, want %v", ref, byName.Reference())
 			}
 		})
 	}
@@ -112,14 +171,22 @@ func upper(s string) string {
 	return string(b)
 }
 
-func TestPower(t *testing.T) {
-	_, c := startSim(t)
-	ctx := context.Background()
-	v, err := c.FindVM(ctx, "skinner-master-0", nil)
-	if err != nil {
-		t.Fatal(err)
+func TestIdentity(t *testing.T) {
+	e := startEnv(t)
+	v := e.bind(t, "skinner-master-0", VMOptions{})
+	id, _ := v.Identity(context.Background())
+	if id.CPUs != 4 || id.MemoryMiB != 16384 || len(id.MACs) != 1 || len(id.MACs[0]) != 17 || id.Name != "skinner-master-0" {
+		t.Errorf("identity %+v", id)
 	}
-	defer v.Close()
+	if got := serialNumber("4230a5b6-0c1d-2e3f-8899-aabbccddeeff"); got != "VMware-42 30 a5 b6 0c 1d 2e 3f-88 99 aa bb cc dd ee ff" {
+		t.Errorf("serial %q", got)
+	}
+}
+
+func TestPower(t *testing.T) {
+	e := startEnv(t)
+	ctx := context.Background()
+	v := e.bind(t, "skinner-master-0", VMOptions{})
 	steps := []struct {
 		action machine.PowerAction
 		want   types.VirtualMachinePowerState
@@ -140,69 +207,111 @@ func TestPower(t *testing.T) {
 		if !errors.Is(err, s.err) {
 			t.Fatalf("step %d %s: err = %v, want %v", i, s.action, err, s.err)
 		}
-		if got := vmConfig(t, c, v).Runtime.PowerState; got != s.want {
+		if got := e.vmConfig(t, v).Runtime.PowerState; got != s.want {
 			t.Fatalf("step %d %s: VM is %s, want %s", i, s.action, got, s.want)
 		}
+		// The reply waited for the inventory: the next read is true.
+		if got, _ := v.PowerState(ctx); got != powerState(s.want) {
+			t.Fatalf("step %d %s: bridge reads %s, VM is %s", i, s.action, got, s.want)
+		}
+	}
+	// The simulator carries out a reset as a power-off and a power-on,
+	// which the log shows too; a vCenter reports only the new boot time.
+	want := []machine.EventKind{machine.EventPowerOn, machine.EventReset, machine.EventPowerOff}
+	evs := v.Events(0)
+	for _, ev := range evs {
+		if len(want) > 0 && ev.Kind == want[0] {
+			want = want[1:]
+		}
+	}
+	if len(want) > 0 {
+		t.Fatalf("events %v lack %v in order", evs, want)
 	}
 }
 
 func TestPowerCycle(t *testing.T) {
-	_, c := startSim(t)
+	e := startEnv(t)
 	ctx := context.Background()
-	v, _ := c.FindVM(ctx, "skinner-master-1", nil)
-	defer v.Close()
+	v := e.bind(t, "skinner-master-1", VMOptions{})
 	if err := v.Power(ctx, machine.On); err != nil {
 		t.Fatal(err)
 	}
 	if err := v.Power(ctx, machine.Cycle); err != nil {
 		t.Fatal(err)
 	}
-	waitPower(t, v, machine.PowerOn)
-}
-
-func waitPower(t *testing.T, v *VM, want machine.PowerState) {
-	t.Helper()
-	for range 200 {
-		if s, _ := v.PowerState(context.Background()); s == want {
-			return
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	t.Fatalf("VM never reached %s", want)
-}
-
-func TestSoftOffWithoutTools(t *testing.T) {
-	sim, c := startSim(t)
-	ctx := context.Background()
-	v, _ := c.FindVM(ctx, "skinner-master-2", nil)
-	defer v.Close()
-	if err := v.Power(ctx, machine.On); err != nil {
+	// A retransmitted cycle is not a second cycle.
+	if err := v.Power(ctx, machine.Cycle); err != nil {
 		t.Fatal(err)
 	}
-	sim.model.Service.AddFaultRule(&simulator.FaultInjectionRule{
-		MethodName: "ShutdownGuest", ObjectType: "*", ObjectName: "*",
-		Probability: 1, Enabled: true, FaultType: simulator.FaultTypeCustom, Fault: new(types.ToolsUnavailable),
+	eventually(t, "power back on", func() bool {
+		return len(v.Events(0)) >= 3 && e.vmConfig(t, v).Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn
 	})
-	if err := v.Power(ctx, machine.SoftOff); !errors.Is(err, machine.ErrInvalidState) {
-		t.Fatalf("soft off without tools: %v", err)
+	if n := len(v.Events(0)); n != 3 {
+		t.Errorf("%d events after one cycle: %v", n, v.Events(0))
 	}
-	if s, _ := v.PowerState(ctx); s != machine.PowerOn {
-		t.Fatalf("soft off without tools powered the VM %s", s)
+}
+
+// faultRule fails every call of method. MaxCount stays 0: govmomi's
+// simulator reads and bumps a limited rule's counter without a lock, which
+// races with the inventory's concurrent calls.
+func faultRule(method string, f types.BaseMethodFault) *simulator.FaultInjectionRule {
+	return &simulator.FaultInjectionRule{
+		MethodName: method, ObjectType: "*", ObjectName: "*",
+		Probability: 1, Enabled: true, FaultType: simulator.FaultTypeCustom, Fault: f,
+	}
+}
+
+func TestSoftOff(t *testing.T) {
+	tests := []struct {
+		name     string
+		timeout  time.Duration
+		err      error
+		finalOff bool
+	}{
+		{"without tools, no fallback", 0, machine.ErrInvalidState, false},
+		{"without tools, fallback", time.Minute, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := startEnv(t)
+			ctx := context.Background()
+			v := e.bind(t, "skinner-master-2", VMOptions{SoftOffTimeout: tt.timeout})
+			if err := v.Power(ctx, machine.On); err != nil {
+				t.Fatal(err)
+			}
+			e.sim.Model().Service.AddFaultRule(faultRule("ShutdownGuest", new(types.ToolsUnavailable)))
+			if err := v.Power(ctx, machine.SoftOff); !errors.Is(err, tt.err) {
+				t.Fatalf("soft off: %v, want %v", err, tt.err)
+			}
+			off := e.vmConfig(t, v).Runtime.PowerState == types.VirtualMachinePowerStatePoweredOff
+			if off != tt.finalOff {
+				t.Fatalf("VM off = %v, want %v", off, tt.finalOff)
+			}
+		})
+	}
+}
+
+func TestFailedTask(t *testing.T) {
+	e := startEnv(t)
+	ctx := context.Background()
+	v := e.bind(t, "skinner-master-2", VMOptions{})
+	e.sim.Model().Service.AddFaultRule(faultRule("PowerOnVM_Task", new(types.InsufficientResourcesFault)))
+	if err := v.Power(ctx, machine.On); err == nil {
+		t.Fatal("a failed power-on task answered success")
+	}
+	e.sim.Model().Service.ClearFaultRules()
+	if s, _ := v.PowerState(ctx); s != machine.PowerOff {
+		t.Fatalf("status after a failed power-on: %s", s)
+	}
+	if err := v.Power(ctx, machine.On); err != nil {
+		t.Fatal(err)
 	}
 }
 
 func TestBootOverride(t *testing.T) {
-	_, c := startSim(t)
+	e := startEnv(t)
 	ctx := context.Background()
-	v, _ := c.FindVM(ctx, "skinner-worker-1", nil)
-	defer v.Close()
-	first := func() string {
-		order := vmConfig(t, c, v).Config.BootOptions
-		if order == nil || len(order.BootOrder) == 0 {
-			return ""
-		}
-		return bootableClass(order.BootOrder[0])
-	}
+	v := e.bind(t, "skinner-worker-1", VMOptions{})
 	tests := []struct {
 		name      string
 		o         machine.BootOverride
@@ -211,8 +320,8 @@ func TestBootOverride(t *testing.T) {
 		biosSetup bool
 	}{
 		{"pxe uefi persistent", machine.BootOverride{Enabled: true, Persistent: true, Device: machine.BootPXE, Mode: machine.BootModeUEFI}, "ethernet", "efi", false},
-		{"disk legacy", machine.BootOverride{Enabled: true, Device: machine.BootDisk, Mode: machine.BootModeLegacy}, "disk", "bios", false},
-		{"cdrom keeps firmware", machine.BootOverride{Enabled: true, Device: machine.BootCD}, "cdrom", "bios", false},
+		{"disk legacy persistent", machine.BootOverride{Enabled: true, Persistent: true, Device: machine.BootDisk, Mode: machine.BootModeLegacy}, "disk", "bios", false},
+		{"cdrom keeps firmware", machine.BootOverride{Enabled: true, Persistent: true, Device: machine.BootCD}, "cdrom", "bios", false},
 		{"bios setup", machine.BootOverride{Enabled: true, Device: machine.BootBIOSSetup, Mode: machine.BootModeUEFI}, "cdrom", "efi", true},
 		{"none clears setup", machine.BootOverride{}, "cdrom", "efi", false},
 	}
@@ -221,8 +330,8 @@ func TestBootOverride(t *testing.T) {
 			if err := v.SetBootOverride(ctx, tt.o); err != nil {
 				t.Fatal(err)
 			}
-			cfg := vmConfig(t, c, v).Config
-			if got := first(); got != tt.first {
+			cfg := e.vmConfig(t, v).Config
+			if got := e.firstBoot(t, v); got != tt.first {
 				t.Errorf("first boot device %q, want %q", got, tt.first)
 			}
 			if cfg.Firmware != tt.firmware {
@@ -243,10 +352,9 @@ func TestBootOverride(t *testing.T) {
 }
 
 func TestFirmwareWhileRunning(t *testing.T) {
-	_, c := startSim(t)
+	e := startEnv(t)
 	ctx := context.Background()
-	v, _ := c.FindVM(ctx, "skinner-worker-2", nil)
-	defer v.Close()
+	v := e.bind(t, "skinner-worker-2", VMOptions{})
 	if err := v.Power(ctx, machine.On); err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +362,7 @@ func TestFirmwareWhileRunning(t *testing.T) {
 	if err := v.SetBootOverride(ctx, o); err != nil {
 		t.Fatal(err)
 	}
-	if fw := vmConfig(t, c, v).Config.Firmware; fw != "efi" {
+	if fw := e.vmConfig(t, v).Config.Firmware; fw != "efi" {
 		t.Fatalf("firmware changed on a running VM: %s", fw)
 	}
 	if got, _ := v.BootOverride(ctx); got.Mode != machine.BootModeLegacy {
@@ -265,22 +373,250 @@ func TestFirmwareWhileRunning(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if fw := vmConfig(t, c, v).Config.Firmware; fw != "bios" {
+	if fw := e.vmConfig(t, v).Config.Firmware; fw != "bios" {
 		t.Fatalf("firmware not applied at power-on: %s", fw)
 	}
 }
 
-func TestIdentity(t *testing.T) {
-	_, c := startSim(t)
-	v, err := c.FindVM(context.Background(), "skinner-master-0", nil)
+// A one-time override is used by the next boot: the boot order it replaced
+// comes back and the override reads as cleared, as on a real BMC.
+func TestOneTimeBoot(t *testing.T) {
+	boots := []struct {
+		name string
+		boot func(ctx context.Context, v *VM) error
+	}{
+		{"power on", func(ctx context.Context, v *VM) error { return v.Power(ctx, machine.On) }},
+		{"reset", func(ctx context.Context, v *VM) error { return v.Power(ctx, machine.Reset) }},
+	}
+	for _, b := range boots {
+		t.Run(b.name, func(t *testing.T) {
+			e := startEnv(t)
+			ctx := context.Background()
+			v := e.bind(t, "skinner-worker-1", VMOptions{})
+			if b.name == "reset" {
+				if err := v.Power(ctx, machine.On); err != nil {
+					t.Fatal(err)
+				}
+			}
+			persistent := machine.BootOverride{Enabled: true, Persistent: true, Device: machine.BootDisk}
+			if err := v.SetBootOverride(ctx, persistent); err != nil {
+				t.Fatal(err)
+			}
+			once := machine.BootOverride{Enabled: true, Device: machine.BootPXE}
+			if err := v.SetBootOverride(ctx, once); err != nil {
+				t.Fatal(err)
+			}
+			if got := e.firstBoot(t, v); got != "ethernet" {
+				t.Fatalf("one-time pxe: first boot %q", got)
+			}
+			if err := b.boot(ctx, v); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "the boot order to come back", func() bool { return e.firstBoot(t, v) == "disk" })
+			eventually(t, "the override to clear", func() bool {
+				o, _ := v.BootOverride(ctx)
+				return !o.Enabled && o.Device == machine.BootNone
+			})
+		})
+	}
+}
+
+func TestOneTimeClearedBeforeBoot(t *testing.T) {
+	e := startEnv(t)
+	ctx := context.Background()
+	v := e.bind(t, "skinner-master-0", VMOptions{})
+	if err := v.SetBootOverride(ctx, machine.BootOverride{Enabled: true, Persistent: true, Device: machine.BootCD}); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.SetBootOverride(ctx, machine.BootOverride{Enabled: true, Device: machine.BootPXE}); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.SetBootOverride(ctx, machine.BootOverride{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.firstBoot(t, v); got != "cdrom" {
+		t.Fatalf("clearing a one-time override left %q first", got)
+	}
+}
+
+// Boot state is saved before it is applied, restored by a new machine (a
+// restarted bridge), and a failed save changes nothing.
+func TestBootPersistence(t *testing.T) {
+	e := startEnv(t)
+	ctx := context.Background()
+	var (
+		mu    sync.Mutex
+		saved BootRecord
+		fail  error
+	)
+	persist := func(r BootRecord) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if fail != nil {
+			return fail
+		}
+		saved = r
+		return nil
+	}
+	v := e.bind(t, "skinner-master-1", VMOptions{Persist: persist})
+	once := machine.BootOverride{Enabled: true, Device: machine.BootPXE}
+	if err := v.SetBootOverride(ctx, once); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	fail = errors.New("disk full")
+	rec := saved
+	mu.Unlock()
+	if !rec.OneTime || rec.Override.Device != machine.BootPXE {
+		t.Fatalf("saved %+v", rec)
+	}
+	if err := v.SetBootOverride(ctx, machine.BootOverride{Enabled: true, Persistent: true, Device: machine.BootCD}); err == nil {
+		t.Fatal("a change that could not be saved was applied")
+	}
+	if got := e.firstBoot(t, v); got != "ethernet" {
+		t.Fatalf("failed save changed the VM: first boot %q", got)
+	}
+	v.Close()
+
+	// The "restarted bridge" gets the record and consumes the one-time
+	// override at the next boot.
+	v2 := e.bind(t, "skinner-master-1", VMOptions{Boot: rec})
+	if o, _ := v2.BootOverride(ctx); o.Device != machine.BootPXE || !o.Enabled || o.Persistent {
+		t.Fatalf("restored override %v", o)
+	}
+	if err := v2.Power(ctx, machine.On); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the one-time override to be used", func() bool {
+		o, _ := v2.BootOverride(ctx)
+		return !o.Enabled
+	})
+	if got := e.firstBoot(t, v2); got != "" {
+		t.Fatalf("VM had no boot order before the override; now %q", got)
+	}
+}
+
+// Reads come from the inventory: a thousand of them cost vCenter nothing.
+func TestReadsCostNoRequests(t *testing.T) {
+	e := startEnv(t)
+	ctx := context.Background()
+	v := e.bind(t, "skinner-master-0", VMOptions{})
+	before := e.c.Requests()
+	for range 1000 {
+		if _, err := v.PowerState(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.BootOverride(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.Identity(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := e.c.Requests()
+	if d := requestsExceptWatch(after) - requestsExceptWatch(before); d != 0 {
+		t.Fatalf("3000 reads sent %d vCenter requests: %v → %v", d, before, after)
+	}
+}
+
+// requestsExceptWatch counts requests other than the watcher's long poll,
+// which runs whether or not anyone reads.
+func requestsExceptWatch(m map[string]uint64) uint64 {
+	var n uint64
+	for k, v := range maps.All(m) {
+		if k != "WaitForUpdatesEx" {
+			n += v
+		}
+	}
+	return n
+}
+
+func TestOutsideChangesSeen(t *testing.T) {
+	e := startEnv(t)
+	ctx := context.Background()
+	v := e.bind(t, "skinner-worker-2", VMOptions{})
+	outside := object.NewVirtualMachine(e.out.vim, v.Reference())
+	task, err := outside.PowerOn(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, _ := v.Identity(context.Background())
-	if id.CPUs != 4 || id.MemoryMiB != 16384 || len(id.MACs) != 1 || len(id.MACs[0]) != 17 {
-		t.Errorf("identity %+v", id)
+	if err := task.Wait(ctx); err != nil {
+		t.Fatal(err)
 	}
-	if got := serialNumber("4230a5b6-0c1d-2e3f-8899-aabbccddeeff"); got != "VMware-42 30 a5 b6 0c 1d 2e 3f-88 99 aa bb cc dd ee ff" {
-		t.Errorf("serial %q", got)
+	start := time.Now()
+	eventually(t, "the outside power-on", func() bool { s, _ := v.PowerState(ctx); return s == machine.PowerOn })
+	t.Logf("outside power-on seen after %v", time.Since(start))
+	if evs := v.Events(0); len(evs) != 1 || evs[0].Kind != machine.EventPowerOn {
+		t.Fatalf("events %v", evs)
 	}
+	task, _ = outside.Rename(ctx, "renamed-worker")
+	if err := task.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the rename", func() bool { id, _ := v.Identity(ctx); return id.Name == "renamed-worker" })
+	if err := v.Power(ctx, machine.Off); err != nil {
+		t.Fatalf("renamed VM lost its binding: %v", err)
+	}
+	task, _ = outside.Destroy(ctx)
+	if err := task.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the deletion", func() bool {
+		_, err := v.PowerState(ctx)
+		return errors.Is(err, machine.ErrNotFound)
+	})
+}
+
+// Without vCenter every read and action fails at once with ErrUnavailable;
+// when it is back the inventory resynchronises by itself, and changes made
+// meanwhile are seen.
+func TestOutage(t *testing.T) {
+	e := startEnv(t)
+	ctx := context.Background()
+	v := e.bind(t, "skinner-master-0", VMOptions{})
+	e.sim.Stop()
+	eventually(t, "the outage to be noticed", func() bool { return e.inv.Available() != nil })
+	for _, call := range []func() error{
+		func() error { _, err := v.PowerState(ctx); return err },
+		func() error { return v.Power(ctx, machine.On) },
+		func() error { return v.SetBootOverride(ctx, machine.BootOverride{}) },
+	} {
+		start := time.Now()
+		if err := call(); !errors.Is(err, machine.ErrUnavailable) {
+			t.Fatalf("during the outage: %v", err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("answer took %v", d)
+		}
+	}
+	e.sim.Restart()
+	start := time.Now()
+	eventually(t, "recovery", func() bool { return e.inv.Available() == nil })
+	t.Logf("recovered %v after vCenter came back", time.Since(start))
+	if err := v.Power(ctx, machine.On); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A session vCenter forgot (expired, or ended by an administrator) is
+// renewed by logging in again, without the caller noticing.
+func TestRelogin(t *testing.T) {
+	e := startEnv(t)
+	ctx := context.Background()
+	v := e.bind(t, "skinner-master-0", VMOptions{})
+	before := e.c.Requests()["Login"]
+	us, err := e.c.mgr.UserSession(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.out.mgr.TerminateSession(ctx, []string{us.Key}); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Power(ctx, machine.On); err != nil {
+		t.Fatal(err)
+	}
+	if after := e.c.Requests()["Login"]; after < before+1 {
+		t.Fatalf("logins %d → %d", before, after)
+	}
+	eventually(t, "the inventory to follow", func() bool { s, _ := v.PowerState(ctx); return s == machine.PowerOn })
 }

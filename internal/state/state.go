@@ -1,0 +1,144 @@
+// Package state owns the bridge's state file: what must outlive a restart
+// (boot overrides, BMCs added at runtime), kept as one JSON document of
+// named entries. Every change rewrites the file atomically (a temporary
+// file, fsync, rename, fsync of the directory), so a crash at any moment
+// leaves either the previous or the new file, never a broken one; a failed
+// write leaves the previous state in force, on disk and in memory.
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// Store is a state file. It is safe for concurrent use.
+type Store struct {
+	path string
+	mu   sync.Mutex
+	data map[string]json.RawMessage
+}
+
+// Open reads the state file at path; a missing file is an empty state.
+func Open(path string) (*Store, error) {
+	s := &Store{path: path, data: map[string]json.RawMessage{}}
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return s, nil
+	case err != nil:
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	if err := json.Unmarshal(b, &s.data); err != nil {
+		return nil, fmt.Errorf("state file %s is damaged (%v); move it away to start afresh", path, err)
+	}
+	return s, nil
+}
+
+// Path is the file's path.
+func (s *Store) Path() string { return s.path }
+
+// Get decodes the entry key into v and reports whether it exists.
+func (s *Store) Get(key string, v any) (bool, error) {
+	s.mu.Lock()
+	raw, ok := s.data[key]
+	s.mu.Unlock()
+	if !ok {
+		return false, nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return true, fmt.Errorf("state %s: entry %q: %w", s.path, key, err)
+	}
+	return true, nil
+}
+
+// Keys lists the entries whose key starts with prefix, sorted.
+func (s *Store) Keys(prefix string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var keys []string
+	for k := range s.data {
+		if strings.HasPrefix(k, prefix) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// Put sets the entry key to v and writes the file.
+func (s *Store) Put(key string, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("state: entry %q: %w", key, err)
+	}
+	return s.update(func(d map[string]json.RawMessage) { d[key] = raw })
+}
+
+// Delete removes the entry key and writes the file.
+func (s *Store) Delete(key string) error {
+	return s.update(func(d map[string]json.RawMessage) { delete(d, key) })
+}
+
+// update applies change to a copy of the state, writes the copy, and only
+// then makes it the state in memory.
+func (s *Store) update(change func(map[string]json.RawMessage)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := maps.Clone(s.data)
+	change(next)
+	b, err := json.MarshalIndent(next, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(s.path, append(b, '\n')); err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	s.data = next
+	return nil
+}
+
+// writeAtomic replaces path with data so that readers, and a machine that
+// crashes midway, see the old file or the new one.
+func writeAtomic(path string, data []byte) (err error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = os.Remove(f.Name())
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,111 @@
+package state
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+type rec struct {
+	Device string `json:"device"`
+	N      int    `json:"n"`
+}
+
+func TestPutGetReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "state.json")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Get("boot/a", &rec{}); ok || err != nil {
+		t.Fatalf("empty store: %v %v", ok, err)
+	}
+	for i, k := range []string{"boot/a", "boot/b", "bmc/x"} {
+		if err := s.Put(k, rec{Device: "pxe", N: i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Delete("boot/b"); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r rec
+	if ok, err := s2.Get("boot/a", &r); !ok || err != nil || r != (rec{"pxe", 0}) {
+		t.Fatalf("reopened: %v %v %+v", ok, err, r)
+	}
+	if keys := s2.Keys("boot/"); len(keys) != 1 || keys[0] != "boot/a" {
+		t.Fatalf("keys %v", keys)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	if len(entries) != 1 {
+		t.Fatalf("temporary files left behind: %v", entries)
+	}
+}
+
+// A write that fails leaves the previous state, in memory and on disk.
+func TestFailedWriteKeepsPrevious(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.json")
+	s, _ := Open(path)
+	if err := s.Put("k", rec{N: 1}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(path)
+	// Make the rename fail: the target becomes a non-empty directory.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(path, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put("k", rec{N: 2}); err == nil {
+		t.Fatal("write into a directory succeeded")
+	}
+	var r rec
+	if _, err := s.Get("k", &r); err != nil || r.N != 1 {
+		t.Fatalf("memory changed by a failed write: %+v %v", r, err)
+	}
+	if err := os.RemoveAll(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, before, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Fatalf("temporary files left behind: %v", entries)
+	}
+}
+
+func TestDamagedFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	if err := os.WriteFile(path, []byte("{\"k\": [1,"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(path); err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("damaged file: %v", err)
+	}
+}
+
+func FuzzOpen(f *testing.F) {
+	f.Add([]byte(`{"boot/a":{"device":"pxe"}}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(t.TempDir(), "state.json")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s, err := Open(path)
+		if err != nil {
+			return
+		}
+		for _, k := range s.Keys("") {
+			var v any
+			_, _ = s.Get(k, &v)
+		}
+	})
+}

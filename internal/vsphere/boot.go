@@ -1,0 +1,134 @@
+package vsphere
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
+)
+
+// BootRecord is a VM's boot override state: what must survive a restart of
+// the bridge, as a real BMC keeps its boot flags in non-volatile memory.
+type BootRecord struct {
+	Override machine.BootOverride `json:"override"`
+	// Restore is the boot order in force before a one-time override, put
+	// back once the VM has booted; nil when no one-time override waits.
+	Restore []string `json:"restore,omitempty"`
+	// OneTime marks a one-time override waiting for its boot (Restore may
+	// then be empty: the VM had no explicit boot order).
+	OneTime bool `json:"oneTime,omitempty"`
+	// PendingFirmware is a firmware change requested while the VM ran;
+	// vSphere refuses it then, so it waits for the next power-on.
+	PendingFirmware string `json:"pendingFirmware,omitempty"`
+}
+
+func bootClass(d machine.BootDevice) string {
+	switch d {
+	case machine.BootPXE:
+		return object.DeviceTypeEthernet
+	case machine.BootDisk:
+		return object.DeviceTypeDisk
+	case machine.BootCD:
+		return object.DeviceTypeCdrom
+	}
+	return ""
+}
+
+// defaultClasses is the order used for device classes that the VM's boot
+// order does not list yet: an installed disk first, as firmware defaults do.
+var defaultClasses = []string{object.DeviceTypeDisk, object.DeviceTypeCdrom, object.DeviceTypeEthernet}
+
+// bootOrder puts every device of class first and keeps the other classes in
+// their present order, appending the classes not yet listed: an explicit
+// boot order makes the firmware try only the devices it names.
+func bootOrder(devices object.VirtualDeviceList, current []types.BaseVirtualMachineBootOptionsBootableDevice, class string) ([]types.BaseVirtualMachineBootOptionsBootableDevice, error) {
+	if len(devices.BootOrder([]string{class})) == 0 {
+		return nil, fmt.Errorf("the VM has no %s device: %w", class, machine.ErrInvalidArgument)
+	}
+	classes := []string{class}
+	for _, d := range current {
+		if c, _ := bootableClass(d); c != "" && !slices.Contains(classes, c) {
+			classes = append(classes, c)
+		}
+	}
+	for _, c := range defaultClasses {
+		if !slices.Contains(classes, c) {
+			classes = append(classes, c)
+		}
+	}
+	return devices.BootOrder(classes), nil
+}
+
+// bootableClass names a boot order entry's device class and device key.
+func bootableClass(d types.BaseVirtualMachineBootOptionsBootableDevice) (string, int32) {
+	switch d := d.(type) {
+	case *types.VirtualMachineBootOptionsBootableEthernetDevice:
+		return object.DeviceTypeEthernet, d.DeviceKey
+	case *types.VirtualMachineBootOptionsBootableDiskDevice:
+		return object.DeviceTypeDisk, d.DeviceKey
+	case *types.VirtualMachineBootOptionsBootableCdromDevice:
+		return object.DeviceTypeCdrom, 0
+	case *types.VirtualMachineBootOptionsBootableFloppyDevice:
+		return object.DeviceTypeFloppy, 0
+	}
+	return "", 0
+}
+
+// encodeOrder writes a boot order as "class" or "class:key" strings.
+func encodeOrder(order []types.BaseVirtualMachineBootOptionsBootableDevice) []string {
+	out := []string{}
+	for _, d := range order {
+		class, key := bootableClass(d)
+		switch class {
+		case "":
+		case object.DeviceTypeEthernet, object.DeviceTypeDisk:
+			out = append(out, class+":"+strconv.Itoa(int(key)))
+		default:
+			out = append(out, class)
+		}
+	}
+	return out
+}
+
+// decodeOrder reads what encodeOrder wrote, dropping entries whose device
+// no longer exists: vSphere refuses a boot order naming a missing device.
+func decodeOrder(devices object.VirtualDeviceList, enc []string) []types.BaseVirtualMachineBootOptionsBootableDevice {
+	var out []types.BaseVirtualMachineBootOptionsBootableDevice
+	for _, e := range enc {
+		class, k, hasKey := strings.Cut(e, ":")
+		if !hasKey {
+			out = append(out, devices.BootOrder([]string{class})...)
+			continue
+		}
+		key, err := strconv.Atoi(k)
+		if err != nil || devices.FindByKey(int32(key)) == nil {
+			continue
+		}
+		switch class {
+		case object.DeviceTypeEthernet:
+			out = append(out, &types.VirtualMachineBootOptionsBootableEthernetDevice{DeviceKey: int32(key)})
+		case object.DeviceTypeDisk:
+			out = append(out, &types.VirtualMachineBootOptionsBootableDiskDevice{DeviceKey: int32(key)})
+		}
+	}
+	return out
+}
+
+func bootMode(firmware string) machine.BootMode {
+	if firmware == string(types.GuestOsDescriptorFirmwareTypeEfi) {
+		return machine.BootModeUEFI
+	}
+	return machine.BootModeLegacy
+}
+
+func firmware(m machine.BootMode) string {
+	if m == machine.BootModeUEFI {
+		return string(types.GuestOsDescriptorFirmwareTypeEfi)
+	}
+	return string(types.GuestOsDescriptorFirmwareTypeBios)
+}
