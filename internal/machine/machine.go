@@ -32,6 +32,24 @@ type Machine interface {
 	// Events returns the power and boot events recorded after sequence
 	// number since (0 for all that are kept), oldest first.
 	Events(since uint64) []Event
+	// Media returns the state of the system's virtual CD drive.
+	Media(ctx context.Context) (Media, error)
+	// InsertMedia fetches the ISO image at url (http or https) into the
+	// backend and connects it to the CD drive, replacing any image there.
+	// A URL that cannot be fetched, or whose content is not an ISO image,
+	// fails with ErrInvalidArgument and leaves the drive as it was.
+	InsertMedia(ctx context.Context, url string) error
+	// EjectMedia disconnects the image from the CD drive. Ejecting an empty
+	// drive succeeds.
+	EjectMedia(ctx context.Context) error
+}
+
+// Media is the state of a system's virtual CD drive.
+type Media struct {
+	// Inserted: an image is connected.
+	Inserted bool
+	// Image is the URL the connected image was fetched from.
+	Image string
 }
 
 // Identity describes the managed system.

@@ -12,9 +12,10 @@ import (
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 )
 
-// BootRecord is a VM's boot override state: what must survive a restart of
-// the bridge, as a real BMC keeps its boot flags in non-volatile memory.
-type BootRecord struct {
+// Record is the BMC state of a VM that must survive a restart of the
+// bridge, as a real BMC keeps its boot flags in non-volatile memory: the
+// boot override and the virtual media inserted.
+type Record struct {
 	Override machine.BootOverride `json:"override"`
 	// Restore is the boot order in force before a one-time override, put
 	// back once the VM has booted; nil when no one-time override waits.
@@ -25,6 +26,11 @@ type BootRecord struct {
 	// PendingFirmware is a firmware change requested while the VM ran;
 	// vSphere refuses it then, so it waits for the next power-on.
 	PendingFirmware string `json:"pendingFirmware,omitempty"`
+	// MediaURL is the URL of the image inserted in the CD drive, and
+	// MediaFile the datastore path it was stored at ("[ds] dir/x.iso"):
+	// the drive shows MediaURL while its backing is still MediaFile.
+	MediaURL  string `json:"mediaURL,omitempty"`
+	MediaFile string `json:"mediaFile,omitempty"`
 }
 
 func bootClass(d machine.BootDevice) string {

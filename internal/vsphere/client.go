@@ -67,8 +67,10 @@ func Connect(ctx context.Context, o Options) (*Client, error) {
 			return nil, fmt.Errorf("vcenter caFile: %w", err)
 		}
 	}
+	// vim25.NewClient must get the soap.Client itself (datastore uploads
+	// use its URL); the decorators go on its RoundTripper afterwards.
+	vc, err := vim25.NewClient(ctx, sc)
 	count := &counter{next: sc}
-	vc, err := vim25.NewClient(ctx, count)
 	if err != nil {
 		return nil, fmt.Errorf("vcenter %s: %w", u.Redacted(), mapError(err))
 	}

@@ -45,11 +45,15 @@ type VMOptions struct {
 	// powered the VM off after that long, or that VMware Tools cannot do,
 	// into a hard power-off.
 	SoftOffTimeout time.Duration
-	// Boot is the boot state saved by an earlier run of the bridge.
-	Boot BootRecord
-	// Persist, when set, saves the boot state before it is applied; an
-	// error aborts the change.
-	Persist func(BootRecord) error
+	// Saved is the state saved by an earlier run of the bridge.
+	Saved Record
+	// Persist, when set, saves the state before it is applied; an error
+	// aborts the change.
+	Persist func(Record) error
+	// MediaDatastore and MediaFolder say where inserted ISO images are
+	// stored; the default is the VM's first datastore, folder MediaFolder.
+	MediaDatastore string
+	MediaFolder    string
 }
 
 // VM is a machine.Machine over one vSphere VM, bound by managed object
@@ -74,7 +78,7 @@ type VM struct {
 	// mu serialises actions so that a cycle, a boot change and a power-on
 	// never interleave their vCenter calls.
 	mu         sync.Mutex
-	rec        BootRecord
+	rec        Record
 	lastAction machine.PowerAction
 	lastAt     time.Time
 	lastBoot   time.Time
@@ -109,7 +113,7 @@ func (inv *Inventory) NewVM(ref types.ManagedObjectReference, opts VMOptions) *V
 		inv: inv, obj: object.NewVirtualMachine(inv.c.vim, ref), opts: opts,
 		life: life, cancel: cancel,
 		events: machine.NewEventLog(256, nil),
-		rec:    opts.Boot,
+		rec:    opts.Saved,
 	}
 	v.log = opts.Log.With("vm", v.name())
 	v.unwatch = inv.Watch(ref, v.observe)
@@ -519,7 +523,7 @@ func (v *VM) SetBootOverride(ctx context.Context, o machine.BootOverride) error 
 	return nil
 }
 
-func (v *VM) persist(rec BootRecord) error {
+func (v *VM) persist(rec Record) error {
 	if v.opts.Persist == nil {
 		return nil
 	}
@@ -531,7 +535,7 @@ func (v *VM) persist(rec BootRecord) error {
 
 // save records and persists rec after the VM changed; a failed write is
 // logged, since the VM cannot be changed back.
-func (v *VM) save(rec BootRecord) {
+func (v *VM) save(rec Record) {
 	v.rec = rec
 	if err := v.persist(rec); err != nil {
 		v.log.Error("boot state not saved; it will be lost if the bridge restarts", "err", err)

@@ -1,15 +1,20 @@
 package vsphere
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"maps"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/simulator"
@@ -446,10 +451,10 @@ func TestBootPersistence(t *testing.T) {
 	ctx := context.Background()
 	var (
 		mu    sync.Mutex
-		saved BootRecord
+		saved Record
 		fail  error
 	)
-	persist := func(r BootRecord) error {
+	persist := func(r Record) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if fail != nil {
@@ -480,7 +485,7 @@ func TestBootPersistence(t *testing.T) {
 
 	// The "restarted bridge" gets the record and consumes the one-time
 	// override at the next boot.
-	v2 := e.bind(t, "skinner-master-1", VMOptions{Boot: rec})
+	v2 := e.bind(t, "skinner-master-1", VMOptions{Saved: rec})
 	if o, _ := v2.BootOverride(ctx); o.Device != machine.BootPXE || !o.Enabled || o.Persistent {
 		t.Fatalf("restored override %v", o)
 	}
@@ -619,4 +624,83 @@ func TestRelogin(t *testing.T) {
 		t.Fatalf("logins %d → %d", before, after)
 	}
 	eventually(t, "the inventory to follow", func() bool { s, _ := v.PowerState(ctx); return s == machine.PowerOn })
+}
+
+// isoServer serves a small image with an ISO 9660 signature, a page that
+// is not an ISO, and a missing file.
+func isoServer(t *testing.T) *httptest.Server {
+	t.Helper()
+	iso := make([]byte, 64<<10)
+	copy(iso[isoMagicOffset:], isoMagic)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/boot.iso", func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "boot.iso", time.Time{}, bytes.NewReader(iso))
+	})
+	mux.HandleFunc("/page.iso", func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "page.iso", time.Time{}, bytes.NewReader(make([]byte, 64<<10)))
+	})
+	s := httptest.NewServer(mux)
+	t.Cleanup(s.Close)
+	return s
+}
+
+func TestVirtualMedia(t *testing.T) {
+	e := startEnv(t)
+	ctx := context.Background()
+	srv := isoServer(t)
+	v := e.bind(t, "skinner-worker-2", VMOptions{})
+	cdBacking := func() string {
+		cd, err := object.VirtualDeviceList(e.vmConfig(t, v).Config.Hardware.Device).FindCdrom("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A powered-off VM's devices are never "connected"; the drive
+		// connects at power-on when StartConnected is set.
+		if iso, ok := cd.Backing.(*types.VirtualCdromIsoBackingInfo); ok && cd.Connectable.StartConnected {
+			return iso.FileName
+		}
+		return ""
+	}
+	for _, bad := range []string{srv.URL + "/page.iso", srv.URL + "/missing.iso", "ftp://x/y.iso", "http://127.0.0.1:1/none.iso"} {
+		if err := v.InsertMedia(ctx, bad); !errors.Is(err, machine.ErrInvalidArgument) {
+			t.Fatalf("insert %s: %v", bad, err)
+		}
+		if got := cdBacking(); got != "" {
+			t.Fatalf("a refused image changed the CD-ROM: %q", got)
+		}
+	}
+	img := srv.URL + "/boot.iso"
+	if err := v.InsertMedia(ctx, img); err != nil {
+		t.Fatal(err)
+	}
+	file := cdBacking()
+	if file == "" {
+		t.Fatal("CD-ROM not connected to the image")
+	}
+	ds, err := find.NewFinder(e.out.vim).Datastore(ctx, "/DC0/datastore/LocalDS_0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := ds.Stat(ctx, strings.TrimPrefix(file, "[LocalDS_0] ")); err != nil || info.GetFileInfo().FileSize != 64<<10 {
+		t.Fatalf("uploaded file %s: %v", file, err)
+	}
+	if m, _ := v.Media(ctx); !m.Inserted || m.Image != img {
+		t.Fatalf("media %+v", m)
+	}
+	// Inserting again reuses the uploaded file.
+	if err := v.InsertMedia(ctx, img); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.EjectMedia(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := cdBacking(); got != "" {
+		t.Fatalf("still connected after eject: %q", got)
+	}
+	if m, _ := v.Media(ctx); m.Inserted {
+		t.Fatalf("media after eject %+v", m)
+	}
+	if err := v.EjectMedia(ctx); err != nil {
+		t.Fatalf("second eject: %v", err)
+	}
 }

@@ -4,6 +4,7 @@ package machinetest
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
@@ -24,6 +25,10 @@ type Fake struct {
 	Err     error
 	// Log, when nil, is created on first use with room for 64 events.
 	Log *machine.EventLog
+	// CD is the virtual CD drive. InsertMedia accepts any URL that
+	// BadMedia does not list.
+	CD       machine.Media
+	BadMedia map[string]bool
 }
 
 func (f *Fake) log() *machine.EventLog {
@@ -126,4 +131,36 @@ func (f *Fake) Events(since uint64) []machine.Event {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.log().Since(since)
+}
+
+// Media implements machine.Machine.
+func (f *Fake) Media(context.Context) (machine.Media, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.CD, f.Err
+}
+
+// InsertMedia implements machine.Machine.
+func (f *Fake) InsertMedia(_ context.Context, url string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.Err != nil {
+		return f.Err
+	}
+	if f.BadMedia[url] {
+		return fmt.Errorf("fetch %s: %w", url, machine.ErrInvalidArgument)
+	}
+	f.CD = machine.Media{Inserted: true, Image: url}
+	return nil
+}
+
+// EjectMedia implements machine.Machine.
+func (f *Fake) EjectMedia(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.Err != nil {
+		return f.Err
+	}
+	f.CD = machine.Media{}
+	return nil
 }
