@@ -1,8 +1,9 @@
 // Package ipmi owns the IPMI side of the bridge: one go-ipmi server per
 // bridged VM (RMCP+ lanplus with cipher suites 3 and 17, IPMI 1.5 lan with
-// MD5), the handlers that answer Chassis and identity commands from a
-// machine.Machine, and the middleware that logs every request and fences
-// panics. go-ipmi owns the wire: sessions, RAKP, integrity and encryption.
+// MD5), the handlers that answer Chassis, identity, sensor, SEL, FRU and
+// DCMI commands from a machine.Machine, and the middleware that logs every
+// request and fences panics. go-ipmi owns the wire: sessions, RAKP,
+// integrity and encryption.
 package ipmi
 
 import (
@@ -74,7 +75,11 @@ func Listen(ctx context.Context, m machine.Machine, cfg Config) (*Endpoint, erro
 		log = slog.Default()
 	}
 
-	b, err := newBMC(guid, cfg)
+	st, err := newStorage(id)
+	if err != nil {
+		return nil, fmt.Errorf("vm %s: %w", id.Name, err)
+	}
+	b, err := newBMC(guid, st, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -88,9 +93,9 @@ func Listen(ctx context.Context, m machine.Machine, cfg Config) (*Endpoint, erro
 	return e, nil
 }
 
-// newBMC builds the BMC state: identity, one administrator user on the LAN
-// channel, and the session store.
-func newBMC(guid [16]byte, cfg Config) (*bmc.BMC, error) {
+// newBMC builds the BMC state: identity, the SDR repository and FRU data in
+// st, one administrator user on the LAN channel, and the session store.
+func newBMC(guid [16]byte, st hal.StorageHAL, cfg Config) (*bmc.BMC, error) {
 	info := bmc.DeviceInfo{
 		DeviceID:                0x20,
 		DeviceRevision:          0x01,
@@ -99,9 +104,9 @@ func newBMC(guid [16]byte, cfg Config) (*bmc.BMC, error) {
 		IPMIVersion:             0x02, // BCD, least significant digit in bits 7:4: 2.0
 		ManufacturerID:          VMwareIANA,
 		ProductID:               0x0001,
-		AdditionalDeviceSupport: 0x80, // chassis device (Table 20-2)
+		AdditionalDeviceSupport: 0x80 | 0x04, // chassis and SEL device (Table 20-2); go-ipmi adds SDR and FRU
 	}
-	b := bmc.New(info, guid, nullHAL{}, bmc.WithClock(clock.Real))
+	b := bmc.New(info, guid, nullHAL{storage: st}, bmc.WithClock(clock.Real))
 	limit := cfg.SessionLimit
 	if limit <= 0 {
 		limit = DefaultSessionLimit
@@ -145,22 +150,29 @@ func newRegistry(m machine.Machine, log *slog.Logger) *handlers.Registry {
 	handlers.RegisterAllHandlers(r)
 	(&chassis{m: m}).register(r)
 	registerApp(r)
+	registerSDR(r)
+	(&sensors{m: m}).register(r)
+	(&sel{m: m}).register(r)
+	registerDCMI(r)
 	return r
 }
 
 // nullHAL has no hardware: every subsystem the bridge serves is answered by
 // its own handlers from the machine, so go-ipmi's HAL-backed handlers that
-// remain answer "not supported".
-type nullHAL struct{}
+// remain answer "not supported". Storage is the one exception.
+type nullHAL struct{ storage hal.StorageHAL }
 
 func (nullHAL) Chassis() hal.ChassisHAL { return nil }
 func (nullHAL) Sensors() hal.SensorHAL  { return nil }
-func (nullHAL) Storage() hal.StorageHAL { return nil }
 func (nullHAL) Network() hal.NetworkHAL { return nil }
 func (nullHAL) GPIO() hal.GPIOHAL       { return nil }
 func (nullHAL) I2C() hal.I2CHAL         { return nil }
 func (nullHAL) Console() hal.ConsoleHAL { return nil }
 func (nullHAL) Close() error            { return nil }
+
+// Storage holds the endpoint's SDR repository and FRU data (storage.go),
+// which go-ipmi's Get SDR and FRU handlers read.
+func (h nullHAL) Storage() hal.StorageHAL { return h.storage }
 
 // registerApp adds the App commands go-ipmi lacks or answers wrongly for a
 // bridge.

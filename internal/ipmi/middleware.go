@@ -13,8 +13,8 @@ import (
 
 // logRequests writes one debug line per request: command, completion code,
 // latency and, in a session, the client address; and an info line for each
-// accepted change of power or boot device. Request data is never logged: Set
-// User Password carries a password.
+// accepted change of power or boot device and each SEL clear. Request data
+// is never logged: Set User Password carries a password.
 func logRequests(log *slog.Logger) handlers.Middleware {
 	return func(next handlers.Handler) handlers.Handler {
 		return handlers.HandlerFunc(func(ctx context.Context, hctx *handlers.HandlerContext, req []byte) ([]byte, types.CompletionCode, error) {
@@ -40,8 +40,9 @@ func logRequests(log *slog.Logger) handlers.Middleware {
 }
 
 // isChange reports the requests that change the VM: Chassis Control, and
-// Set System Boot Options parameter 5 (the only ones whose bytes carry no
-// secret and are worth an info line).
+// Set System Boot Options parameter 5; and Clear SEL's erase, which hides
+// the VM's events from this BMC's SEL. Their bytes carry no secret and each
+// is worth an info line.
 func isChange(hctx *handlers.HandlerContext, req []byte) bool {
 	if hctx == nil {
 		return false
@@ -51,6 +52,8 @@ func isChange(hctx *handlers.HandlerContext, req []byte) bool {
 		return true
 	case types.CommandSetSystemBootOptions:
 		return len(req) > 0 && req[0]&0x7F == paramBootFlags
+	case types.CommandClearSEL:
+		return len(req) == 6 && req[5] == clearInitiate
 	}
 	return false
 }
