@@ -1,6 +1,7 @@
 // Command ipmi-vmware-bridge gives every vSphere VM a virtual BMC. Run
 // `ipmi-vmware-bridge serve` to bridge an embedded vCenter simulator's VMs,
-// or `serve --config FILE` to bridge a real vCenter's.
+// or `serve --config FILE` to bridge a real vCenter's; the other commands
+// manage a running daemon.
 package main
 
 import (
@@ -10,183 +11,98 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
-	"text/tabwriter"
 
-	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/bridge"
-	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/config"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/api"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/daemon"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
 
-const usage = `usage: ipmi-vmware-bridge serve [flags]
+const usage = `usage: ipmi-vmware-bridge COMMAND [flags]
 
-Gives every bridged vSphere VM a virtual BMC (IPMI v2.0 lanplus and v1.5 lan).
-Without --config it starts an embedded vCenter simulator with the VMs
-skinner-master-0..2 and skinner-worker-1..2 and bridges them.
+commands:
+  serve                 run the bridge (without --config: an embedded vCenter simulator
+                        with skinner-master-0..2 and skinner-worker-1..2)
+  bmc list              the BMCs of the running daemon
+  bmc show ID           one BMC (ID: its address:port or VM name), with its sessions
+  bmc add VM --port P [--address A] [--username U] [--password-file F]
+  bmc add --all [--filter GLOB] [--folder PATH] --base-port P [--address A] [--password-file F]
+  bmc start|stop|remove ID
+  vms [--filter GLOB] [--folder PATH]
+                        vCenter's VMs, with power, BIOS UUID, MACs, firmware and BMC
+  bmh [--host H] [--namespace N] [--install-config] [--redfish] [--filter GLOB]
+                        OpenShift BareMetalHost and Secret manifests for the bridged VMs
+  check                 open an RMCP+ session to every BMC; exit 1 if any fails
+  reload                re-read the configuration file (as SIGHUP does)
 
-flags:
+Every command but serve talks to the daemon over --socket (default %s).
+Run a command with -h for its flags.
 `
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	code, err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "ipmi-vmware-bridge:", err)
-		os.Exit(1)
 	}
+	os.Exit(code)
 }
 
-type serveFlags struct {
-	config   string
-	debug    bool
-	vms      int
-	listen   string
-	basePort int
-	simAddr  string
+// run executes one command and returns the process exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	if len(args) == 0 {
+		fmt.Fprintf(stderr, usage, api.DefaultSocket())
+		return 2, errors.New("missing command")
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "-h", "--help", "help":
+		fmt.Fprintf(stdout, usage, api.DefaultSocket())
+		return 0, nil
+	case "serve":
+		return exit(serve(ctx, rest, stdout, stderr))
+	case "bmc", "vms", "bmh", "check", "reload":
+		return client(ctx, cmd, rest, stdout, stderr)
+	}
+	fmt.Fprintf(stderr, usage, api.DefaultSocket())
+	return 2, fmt.Errorf("unknown command %q", cmd)
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "serve" {
-		fmt.Fprint(stderr, usage)
-		serveFlagSet(&serveFlags{}, stderr).PrintDefaults()
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-			return nil
-		}
-		return errors.New("unknown or missing command; try: ipmi-vmware-bridge serve")
+func exit(err error) (int, error) {
+	if err != nil {
+		return 1, err
 	}
-	var f serveFlags
-	fs := serveFlagSet(&f, stderr)
-	if err := fs.Parse(args[1:]); err != nil {
+	return 0, nil
+}
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o := daemon.Options{Stdout: stdout}
+	var debug bool
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.Config, "config", "", "YAML file naming a vCenter and the BMCs to serve; without it, an embedded simulator is bridged")
+	fs.BoolVar(&debug, "debug", false, "log every request (also IPMI_DEBUG=true)")
+	fs.IntVar(&o.VMs, "vms", len(vsphere.SeedVMNames), "simulator mode: how many VMs to simulate (past five they get generated names)")
+	fs.StringVar(&o.Listen, "listen", "127.0.0.1", "simulator mode: the address the BMCs listen on")
+	fs.IntVar(&o.BasePort, "base-port", 6230, "simulator mode: UDP port of the first BMC, the next VM's is one higher; 0 picks free ports")
+	fs.StringVar(&o.SimAddr, "sim-addr", "127.0.0.1:8989", "simulator mode: where the simulated vCenter's SDK listens")
+	fs.StringVar(&o.StateDir, "state-dir", "", "simulator mode: keep boot overrides, media and runtime BMCs in DIR/state.json (default: in memory); with --config, stateDir in the file says where")
+	fs.StringVar(&o.Socket, "socket", "", "management API socket (default "+api.DefaultSocket()+")")
+	fs.StringVar(&o.MetricsAddress, "metrics-address", "", "serve /metrics, /healthz and /readyz here (default 127.0.0.1:9623 or metricsAddress in the file; - turns it off)")
+	fs.StringVar(&o.RedfishAddress, "redfish-address", "", "serve Redfish over HTTPS here (default "+daemon.DefaultSimRedfishAddress+" in simulator mode, else redfish.address in the file; - turns it off)")
+	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
 	}
 	if v, _ := strconv.ParseBool(os.Getenv("IPMI_DEBUG")); v {
-		f.debug = true
+		debug = true
 	}
 	level := slog.LevelInfo
-	if f.debug {
+	if debug {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	return serve(ctx, f, stdout, log)
-}
-
-func serveFlagSet(f *serveFlags, out io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(out)
-	fs.StringVar(&f.config, "config", "", "YAML file naming a vCenter and the BMCs to serve; without it, an embedded simulator is bridged")
-	fs.BoolVar(&f.debug, "debug", false, "log every request (also IPMI_DEBUG=true)")
-	fs.IntVar(&f.vms, "vms", len(vsphere.SeedVMNames), "simulator mode: how many VMs to simulate (past five they get generated names)")
-	fs.StringVar(&f.listen, "listen", "127.0.0.1", "simulator mode: the address the BMCs listen on")
-	fs.IntVar(&f.basePort, "base-port", 6230, "simulator mode: UDP port of the first BMC, the next VM's is one higher; 0 picks free ports")
-	fs.StringVar(&f.simAddr, "sim-addr", "127.0.0.1:8989", "simulator mode: where the simulated vCenter's SDK listens")
-	return fs
-}
-
-func serve(ctx context.Context, f serveFlags, stdout io.Writer, log *slog.Logger) error {
-	var (
-		opts  vsphere.Options
-		specs []bridge.Spec
-		sim   *vsphere.Simulator
-	)
-	if f.config != "" {
-		cfg, err := config.Load(f.config)
-		if err != nil {
-			return err
-		}
-		opts = vsphere.Options{URL: cfg.VCenter.URL, Username: cfg.VCenter.Username, Password: cfg.VCenter.Password, Insecure: cfg.VCenter.Insecure, CAFile: cfg.VCenter.CAFile}
-		for _, b := range cfg.BMCs {
-			specs = append(specs, bridge.Spec{VM: b.VM, Address: b.Endpoint(), Username: b.Username, Password: b.Password, Where: b.Where})
-		}
-	} else {
-		if f.basePort < 0 || f.basePort+f.vms > 65536 {
-			return fmt.Errorf("--base-port %d with %d VMs runs past port 65535", f.basePort, f.vms)
-		}
-		var err error
-		sim, err = vsphere.StartSimulator(ctx, f.simAddr, f.vms)
-		if err != nil {
-			return err
-		}
-		defer sim.Close()
-		opts = vsphere.Options{URL: sim.URL.String(), Username: vsphere.SimulatorUser, Password: vsphere.SimulatorPassword, CAFile: sim.CAFile}
-		for i, name := range sim.VMs {
-			port := 0
-			if f.basePort != 0 {
-				port = f.basePort + i
-			}
-			specs = append(specs, bridge.Spec{VM: name, Address: net.JoinHostPort(f.listen, strconv.Itoa(port)), Username: simUser, Password: simPassword})
-		}
-	}
-	client, err := vsphere.Connect(ctx, opts)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = client.Close(context.WithoutCancel(ctx)) }()
-
-	b := bridge.Start(ctx, client, specs, log)
-	defer func() { _ = b.Close() }()
-	if sim != nil {
-		printSimBanner(stdout, sim, b)
-	} else {
-		printBanner(stdout, b)
-	}
-	if b.Running() == 0 {
-		return errors.New("no BMC could be started")
-	}
-	<-ctx.Done()
-	log.Info("shutting down")
-	return nil
-}
-
-// The simulator's BMC credentials, printed in the banner.
-const (
-	simUser     = "admin"
-	simPassword = "password"
-)
-
-func printSimBanner(w io.Writer, sim *vsphere.Simulator, b *bridge.Bridge) {
-	fmt.Fprintf(w, "ipmi-vmware-bridge: bridging %d VMs of an embedded vCenter simulator\n", len(sim.VMs))
-	fmt.Fprintf(w, "  vCenter SDK: %s  (user %s, password %s; e.g. GOVC_URL=%s GOVC_USERNAME=%s GOVC_PASSWORD=%s GOVC_INSECURE=1 govc ls /DC0/vm)\n\n",
-		sim.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword, sim.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword)
-	printBanner(w, b)
-	fmt.Fprintln(w, "\nTo bridge a real vCenter, run: ipmi-vmware-bridge serve --config bridge.yaml (see README.md for the file).")
-}
-
-func printBanner(w io.Writer, b *bridge.Bridge) {
-	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VM\tBMC\tTRY")
-	for _, bm := range b.BMCs {
-		if bm.Err != nil {
-			where := ""
-			if bm.Spec.Where != "" {
-				where = " (" + bm.Spec.Where + ")"
-			}
-			fmt.Fprintf(tw, "%s\tnot started\t%v%s\n", bm.Spec.VM, bm.Err, where)
-			continue
-		}
-		host, port, _ := net.SplitHostPort(bm.Addr.String())
-		fmt.Fprintf(tw, "%s\tudp://%s\tipmitool -I lanplus -H %s -p %s -U %s -P %s power status\n",
-			bm.Name, bm.Addr, displayHost(host), port, bm.Spec.Username, passwordHint(bm.Spec.Password))
-	}
-	_ = tw.Flush()
-}
-
-// passwordHint prints the simulator's well-known password and hides any
-// other: a real BMC password must not reach a terminal or a log.
-func passwordHint(p string) string {
-	if p == simPassword {
-		return p
-	}
-	return "'<password>'"
-}
-
-func displayHost(h string) string {
-	if h == "0.0.0.0" || h == "::" || h == "" {
-		return "127.0.0.1"
-	}
-	return h
+	o.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	return daemon.Run(ctx, o)
 }

@@ -44,7 +44,9 @@ func TestServeSimulator(t *testing.T) {
 	var stdout, stderr syncBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"serve", "--base-port", "0", "--sim-addr", "127.0.0.1:0", "--vms", "6"}, &stdout, &stderr)
+		_, err := run(ctx, []string{"serve", "--base-port", "0", "--sim-addr", "127.0.0.1:0", "--vms", "6",
+			"--socket", filepath.Join(t.TempDir(), "api.sock"), "--metrics-address", "127.0.0.1:0", "--redfish-address", "127.0.0.1:0"}, &stdout, &stderr)
+		done <- err
 	}()
 	line := regexp.MustCompile(`ipmitool -I lanplus .* power status`)
 	deadline := time.Now().Add(30 * time.Second)
@@ -86,7 +88,8 @@ func TestServeErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"no command", nil, "unknown or missing command"},
+		{"no command", nil, "missing command"},
+		{"unknown command", []string{"frobnicate"}, "unknown command"},
 		{"bad flag", []string{"serve", "--nope"}, "flag provided but not defined"},
 		{"bad config", []string{"serve", "--config", bad}, "bad.yaml:3: vcenter.usernme: unknown key"},
 		{"missing config", []string{"serve", "--config", filepath.Join(dir, "none.yaml")}, "none.yaml"},
@@ -94,7 +97,7 @@ func TestServeErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := run(context.Background(), tt.args, io.Discard, io.Discard)
+			_, err := run(context.Background(), tt.args, io.Discard, io.Discard)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want %q", err, tt.want)
 			}
@@ -112,11 +115,13 @@ func TestServeConfig(t *testing.T) {
 	}
 	defer sim.Close()
 	port := freeUDPPort(t)
+	stateDir := t.TempDir()
 	cfg := fmt.Sprintf(`vcenter:
   url: %s
   username: %s
   passwordFile: %s
   caFile: %s
+stateDir: %s
 bmcs:
   - vm: skinner-master-1
     address: 127.0.0.1
@@ -127,13 +132,17 @@ bmcs:
     address: 127.0.0.1
     port: %d
     password: s3cret-bmc
-`, sim.URL, vsphere.SimulatorUser, writeFile(t, "vcpw", vsphere.SimulatorPassword), sim.CAFile, port, freeUDPPort(t))
+`, sim.URL, vsphere.SimulatorUser, writeFile(t, "vcpw", vsphere.SimulatorPassword), sim.CAFile, stateDir, port, freeUDPPort(t))
 	path := writeFile(t, "bridge.yaml", cfg)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr syncBuffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"serve", "--config", path}, &stdout, &stderr) }()
+	go func() {
+		_, err := run(ctx, []string{"serve", "--config", path, "--socket", filepath.Join(t.TempDir(), "api.sock"),
+			"--metrics-address", "-", "--redfish-address", "-"}, &stdout, &stderr)
+		done <- err
+	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(stdout.String(), "no-such-vm") {
 		if time.Now().After(deadline) {
@@ -141,13 +150,21 @@ bmcs:
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if !strings.Contains(stdout.String(), "not started") || !strings.Contains(stdout.String(), "bridge.yaml:12") {
+	if !strings.Contains(stdout.String(), "waiting") || !strings.Contains(stdout.String(), "bridge.yaml:13") {
 		t.Errorf("missing VM not reported with its config line:\n%s\n%s", stdout.String(), stderr.String())
 	}
 	if p, err := exec.LookPath("ipmitool"); err == nil {
-		out, err := exec.Command(p, "-I", "lanplus", "-H", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "operator", "-P", "s3cret-bmc", "power", "status").CombinedOutput()
+		args := []string{"-I", "lanplus", "-H", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "operator", "-P", "s3cret-bmc"}
+		out, err := exec.Command(p, append(args, "power", "status")...).CombinedOutput()
 		if err != nil || string(out) != "Chassis Power is off\n" {
 			t.Errorf("power status: %v %q", err, out)
+		}
+		if out, err := exec.Command(p, append(args, "chassis", "bootdev", "pxe", "options=persistent")...).CombinedOutput(); err != nil {
+			t.Errorf("bootdev: %v %q", err, out)
+		}
+		saved, _ := os.ReadFile(filepath.Join(stateDir, "state.json"))
+		if !strings.Contains(string(saved), `"device": "pxe"`) {
+			t.Errorf("boot override not saved:\n%s", saved)
 		}
 	}
 	cancel()

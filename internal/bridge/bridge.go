@@ -1,112 +1,524 @@
-// Package bridge owns the running set of virtual BMCs: it binds each
-// configured BMC to its VM, starts its IPMI endpoint, reports what came up
-// and what did not, and stops them all.
+// Package bridge owns the running set of virtual BMCs: it binds each BMC to
+// its VM through the inventory, starts and stops its IPMI endpoint, keeps
+// its state (boot overrides, media, BMCs added at runtime, stopped BMCs) in
+// the state file, rebinds it when its VM is re-created, and reconciles the
+// set with a reloaded configuration.
 package bridge
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/ipmi"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/state"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
 
 // Spec is one BMC to run.
 type Spec struct {
 	// VM is a name, an inventory path or a BIOS UUID.
-	VM       string
-	Address  string // host:port
-	Username string
-	Password string
-	// Where names the spec's origin for error messages (a config line).
-	Where string
+	VM       string `json:"vm"`
+	Address  string `json:"address"` // host:port
+	Username string `json:"username"`
+	Password string `json:"password"`
+	// Where names the spec's origin for error messages (a config line);
+	// empty for BMCs added at runtime.
+	Where string `json:"-"`
 }
 
-// BMC is the outcome of starting one Spec.
+// Options tune every BMC of a bridge.
+type Options struct {
+	Log *slog.Logger
+	// SoftOffTimeout: see vsphere.VMOptions.
+	SoftOffTimeout time.Duration
+	// MediaDatastore and MediaFolder: see vsphere.VMOptions.
+	MediaDatastore, MediaFolder string
+	// State keeps boot overrides, media and runtime BMCs across restarts;
+	// nil keeps them in memory.
+	State *state.Store
+	// Endpoint sets the IPMI endpoint options every BMC shares (sessions,
+	// metrics); Address, Username and Password come from the Spec.
+	Endpoint ipmi.Config
+	// Wrap, when set, decorates every machine the protocols see (metrics).
+	Wrap func(machine.Machine) machine.Machine
+}
+
+// Status is where a BMC stands.
+type Status string
+
+// BMC states.
+const (
+	Running Status = "running"
+	// Waiting: the VM does not exist (yet); the BMC starts when it appears.
+	Waiting Status = "waiting"
+	// Stopped by an operator.
+	Stopped Status = "stopped"
+	Failed  Status = "error"
+)
+
+// BMC is one virtual BMC.
 type BMC struct {
-	Spec Spec
-	// Name is the VM's name once found.
+	spec Spec
+	// runtime: added through the management API, not the config file.
+	runtime bool
+
+	mu      sync.Mutex
+	stopped bool
+	status  Status
+	err     error
+	name    string
+	addr    net.Addr
+	vm      *vsphere.VM
+	m       machine.Machine // vm as the protocols see it
+	ep      *ipmi.Endpoint
+	served  chan struct{} // closed when the endpoint's Serve returned
+}
+
+// Info is a snapshot of a BMC for display.
+type Info struct {
+	Spec    Spec
+	Runtime bool
+	Status  Status
+	Err     error
+	// Name is the VM's current name, once bound.
 	Name string
-	// Addr is the bound address, when running.
+	// Addr is the bound address while running.
 	Addr net.Addr
-	// Err says why the BMC is not running.
-	Err error
-
-	endpoint *ipmi.Endpoint
-	vm       *vsphere.VM
+	// Power is the VM's power state while bound.
+	Power machine.PowerState
+	// Sessions are the endpoint's sessions while running.
+	Sessions []ipmi.SessionInfo
+	// Endpoint counts the endpoint's requests while running.
+	Requests uint64
 }
 
-// Bridge is a set of running BMCs.
-type Bridge struct {
-	BMCs []*BMC
-	wg   sync.WaitGroup
-}
-
-// Start binds and starts every spec. A VM that cannot be found or a port
-// that cannot be bound fails that BMC only; the others serve.
-func Start(ctx context.Context, c *vsphere.Client, specs []Spec, log *slog.Logger) *Bridge {
-	b := &Bridge{}
-	for _, s := range specs {
-		bm := &BMC{Spec: s}
-		b.BMCs = append(b.BMCs, bm)
-		vm, err := c.FindVM(ctx, s.VM, log)
-		if err != nil {
-			bm.Err = err
-			log.Error("bmc not started", "vm", s.VM, "address", s.Address, "config", s.Where, "err", err)
-			continue
+// Info returns the BMC's current state.
+func (bm *BMC) Info() Info {
+	bm.mu.Lock()
+	defer bm.mu.Unlock()
+	i := Info{Spec: bm.spec, Runtime: bm.runtime, Status: bm.status, Err: bm.err, Name: bm.name, Addr: bm.addr}
+	if bm.vm != nil {
+		if id, err := bm.vm.Identity(context.Background()); err == nil {
+			i.Name = id.Name
 		}
-		id, _ := vm.Identity(ctx)
-		bm.Name, bm.vm = id.Name, vm
-		ep, err := ipmi.Listen(ctx, vm, ipmi.Config{
-			Address: s.Address, Username: s.Username, Password: s.Password,
-			Log: log.With("vm", id.Name),
-		})
-		if err != nil {
-			vm.Close()
-			bm.Err = err
-			log.Error("bmc not started", "vm", id.Name, "address", s.Address, "config", s.Where, "err", err)
-			continue
-		}
-		bm.endpoint, bm.Addr = ep, ep.Addr()
-		b.wg.Add(1)
-		go func() {
-			defer b.wg.Done()
-			if err := ep.Serve(ctx); err != nil {
-				log.Error("bmc stopped", "vm", id.Name, "err", err)
-			}
-		}()
-		log.Info("bmc serving", "vm", id.Name, "uuid", id.UUID, "address", bm.Addr.String())
+		i.Power, _ = bm.vm.PowerState(context.Background())
 	}
+	if bm.ep != nil {
+		i.Sessions = bm.ep.Sessions()
+		i.Requests = bm.ep.Requests()
+	}
+	return i
+}
+
+// Machine returns the machine the BMC serves, or nil when it is not
+// bound or stopped.
+func (bm *BMC) Machine() machine.Machine {
+	bm.mu.Lock()
+	defer bm.mu.Unlock()
+	if bm.vm == nil || bm.ep == nil {
+		return nil
+	}
+	return bm.m
+}
+
+// Spec returns what the BMC was started from.
+func (bm *BMC) Spec() Spec { return bm.spec }
+
+// Bridge is a set of BMCs over one inventory.
+type Bridge struct {
+	inv  *vsphere.Inventory
+	opts Options
+	ctx  context.Context
+
+	mu   sync.Mutex
+	bmcs []*BMC
+	kick chan struct{}
+}
+
+// Errors of the management operations.
+var (
+	ErrUnknownBMC = errors.New("no such BMC")
+	ErrInUse      = errors.New("address already used by another BMC")
+	ErrFromConfig = errors.New("the BMC is defined in the configuration file; edit the file and reload")
+)
+
+// Start starts a BMC for each spec, and those added at runtime by an
+// earlier run, and keeps them bound until ctx ends. A VM that does not exist
+// leaves its BMC waiting for it, and a port that cannot be bound fails that
+// BMC only: the others serve.
+func Start(ctx context.Context, inv *vsphere.Inventory, specs []Spec, opts Options) *Bridge {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	b := &Bridge{inv: inv, opts: opts, ctx: ctx, kick: make(chan struct{}, 1)}
+	saved := b.savedBMCs()
+	for _, s := range specs {
+		bm := &BMC{spec: s}
+		if st, ok := saved[s.Address]; ok && !st.Runtime {
+			bm.stopped = st.Stopped
+		}
+		b.bmcs = append(b.bmcs, bm)
+	}
+	for _, st := range saved {
+		if st.Runtime && b.find(st.Spec.Address) == nil {
+			b.bmcs = append(b.bmcs, &BMC{spec: st.Spec, runtime: true, stopped: st.Stopped})
+		}
+	}
+	for _, bm := range b.bmcs {
+		b.bind(bm)
+	}
+	inv.OnChange(func(c vsphere.Change) {
+		if c.Added || c.Removed {
+			select {
+			case b.kick <- struct{}{}:
+			default:
+			}
+		}
+	})
+	go b.reconcile()
 	return b
+}
+
+// saved is what the state file keeps of a BMC.
+type saved struct {
+	Spec    Spec `json:"spec,omitzero"`
+	Runtime bool `json:"runtime,omitempty"`
+	Stopped bool `json:"stopped,omitempty"`
+}
+
+const bmcPrefix = "bmc/"
+
+func (b *Bridge) savedBMCs() map[string]saved {
+	out := map[string]saved{}
+	st := b.opts.State
+	if st == nil {
+		return out
+	}
+	for _, k := range st.Keys(bmcPrefix) {
+		var s saved
+		if _, err := st.Get(k, &s); err != nil {
+			b.opts.Log.Error("saved BMC unreadable; ignored", "key", k, "err", err)
+			continue
+		}
+		s.Spec.Address = k[len(bmcPrefix):]
+		out[s.Spec.Address] = s
+	}
+	return out
+}
+
+// persist saves what must outlive a restart of bm: a runtime BMC's spec
+// (with its password, which is why the state file is private) and whether
+// an operator stopped it.
+func (b *Bridge) persist(bm *BMC) error {
+	st := b.opts.State
+	if st == nil {
+		return nil
+	}
+	key := bmcPrefix + bm.spec.Address
+	if !bm.runtime && !bm.stopped {
+		return st.Delete(key)
+	}
+	s := saved{Runtime: bm.runtime, Stopped: bm.stopped}
+	if bm.runtime {
+		s.Spec = bm.spec
+	}
+	return st.Put(key, s)
+}
+
+// BMCs returns the bridge's BMCs in the order they were added.
+func (b *Bridge) BMCs() []*BMC {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]*BMC(nil), b.bmcs...)
 }
 
 // Running counts the BMCs that serve.
 func (b *Bridge) Running() int {
 	n := 0
-	for _, bm := range b.BMCs {
-		if bm.Err == nil {
+	for _, bm := range b.BMCs() {
+		if bm.Info().Status == Running {
 			n++
 		}
 	}
 	return n
 }
 
-// Close stops every endpoint and waits for background vCenter tasks.
-func (b *Bridge) Close() error {
-	var errs []error
-	for _, bm := range b.BMCs {
-		if bm.endpoint != nil {
-			errs = append(errs, bm.endpoint.Close())
+// Find returns the BMC with the address (host:port) or the VM name or
+// reference id, or nil.
+func (b *Bridge) Find(id string) *BMC {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.find(id)
+}
+
+func (b *Bridge) find(id string) *BMC {
+	for _, bm := range b.bmcs {
+		if bm.spec.Address == id || bm.spec.VM == id {
+			return bm
 		}
 	}
-	b.wg.Wait()
-	for _, bm := range b.BMCs {
+	for _, bm := range b.bmcs {
+		if bm.Info().Name == id {
+			return bm
+		}
+	}
+	return nil
+}
+
+// Add starts a BMC at runtime and saves it, so that it is back after a
+// restart. Its address must be free among the bridge's BMCs.
+func (b *Bridge) Add(s Spec) (*BMC, error) {
+	b.mu.Lock()
+	if b.find(s.Address) != nil {
+		b.mu.Unlock()
+		return nil, fmt.Errorf("%s: %w", s.Address, ErrInUse)
+	}
+	bm := &BMC{spec: s, runtime: true}
+	if err := b.persist(bm); err != nil {
+		b.mu.Unlock()
+		return nil, err
+	}
+	b.bmcs = append(b.bmcs, bm)
+	b.mu.Unlock()
+	b.bind(bm)
+	return bm, nil
+}
+
+// Remove stops and forgets a BMC added at runtime.
+func (b *Bridge) Remove(id string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	bm := b.find(id)
+	switch {
+	case bm == nil:
+		return fmt.Errorf("%s: %w", id, ErrUnknownBMC)
+	case !bm.runtime:
+		return fmt.Errorf("%s: %w", id, ErrFromConfig)
+	}
+	if st := b.opts.State; st != nil {
+		if err := st.Delete(bmcPrefix + bm.spec.Address); err != nil {
+			return err
+		}
+	}
+	b.drop(bm)
+	return nil
+}
+
+// drop stops bm and removes it from the set. b.mu must be held.
+func (b *Bridge) drop(bm *BMC) {
+	bm.mu.Lock()
+	b.stopLocked(bm)
+	bm.mu.Unlock()
+	for i, x := range b.bmcs {
+		if x == bm {
+			b.bmcs = append(b.bmcs[:i], b.bmcs[i+1:]...)
+			break
+		}
+	}
+}
+
+// Stop stops a BMC's endpoint and keeps it stopped across restarts.
+func (b *Bridge) Stop(id string) error { return b.setStopped(id, true) }
+
+// Resume starts a stopped BMC again.
+func (b *Bridge) Resume(id string) error { return b.setStopped(id, false) }
+
+func (b *Bridge) setStopped(id string, stop bool) error {
+	b.mu.Lock()
+	bm := b.find(id)
+	b.mu.Unlock()
+	if bm == nil {
+		return fmt.Errorf("%s: %w", id, ErrUnknownBMC)
+	}
+	bm.mu.Lock()
+	prev := bm.stopped
+	bm.stopped = stop
+	if err := b.persist(bm); err != nil {
+		bm.stopped = prev
+		bm.mu.Unlock()
+		return err
+	}
+	if stop {
+		b.stopLocked(bm)
+		bm.status, bm.err = Stopped, nil
+	}
+	bm.mu.Unlock()
+	if !stop {
+		b.bind(bm)
+	}
+	return nil
+}
+
+// Reload makes the configured BMCs those of specs: new ones start, ones no
+// longer configured stop, changed ones restart; runtime BMCs stay.
+func (b *Bridge) Reload(specs []Spec) {
+	want := map[string]Spec{}
+	for _, s := range specs {
+		want[s.Address] = s
+	}
+	b.mu.Lock()
+	var start []*BMC
+	for _, bm := range append([]*BMC(nil), b.bmcs...) {
+		if bm.runtime {
+			continue
+		}
+		s, ok := want[bm.spec.Address]
+		delete(want, bm.spec.Address)
+		switch {
+		case !ok:
+			b.opts.Log.Info("bmc removed from the configuration", "bmc", bm.spec.Address, "vm", bm.spec.VM)
+			b.drop(bm)
+		case s != bm.spec:
+			b.opts.Log.Info("bmc changed in the configuration; restarting", "bmc", s.Address, "vm", s.VM)
+			bm.mu.Lock()
+			b.stopLocked(bm)
+			bm.spec = s
+			bm.mu.Unlock()
+			start = append(start, bm)
+		default:
+			bm.spec.Where = s.Where
+		}
+	}
+	for _, s := range specs {
+		if _, new := want[s.Address]; !new {
+			continue
+		}
+		if x := b.find(s.Address); x != nil {
+			b.opts.Log.Error("configured bmc's address is taken by a runtime BMC; remove that first", "bmc", s.Address, "config", s.Where)
+			continue
+		}
+		bm := &BMC{spec: s}
+		b.bmcs = append(b.bmcs, bm)
+		start = append(start, bm)
+	}
+	b.mu.Unlock()
+	for _, bm := range start {
+		b.bind(bm)
+	}
+}
+
+// reconcile rebinds BMCs when VMs appear or leave: a waiting BMC starts
+// when its VM is created, and a BMC whose VM was deleted follows a VM
+// re-created under the configured name (its BIOS UUID, and so the BMC's
+// GUID, are new: the endpoint restarts).
+func (b *Bridge) reconcile() {
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-b.kick:
+		}
+		for _, bm := range b.BMCs() {
+			bm.mu.Lock()
+			stale := bm.status == Waiting
+			if bm.vm != nil {
+				_, err := bm.vm.PowerState(b.ctx)
+				stale = errors.Is(err, machine.ErrNotFound)
+			}
+			bm.mu.Unlock()
+			if stale {
+				b.bind(bm)
+			}
+		}
+	}
+}
+
+// bind (re)binds bm to its VM and (re)starts its endpoint.
+func (b *Bridge) bind(bm *BMC) {
+	log := b.opts.Log.With("bmc", bm.spec.Address)
+	ref, err := b.inv.Resolve(b.ctx, bm.spec.VM)
+	bm.mu.Lock()
+	defer bm.mu.Unlock()
+	if bm.stopped {
+		bm.status = Stopped
+		return
+	}
+	if err != nil {
 		if bm.vm != nil {
-			bm.vm.Close()
+			return // the old VM is gone and no new one yet: keep answering errors
 		}
+		bm.err = err
+		bm.status = Failed
+		if errors.Is(err, machine.ErrNotFound) {
+			bm.status = Waiting
+		}
+		log.Warn("bmc not started", "vm", bm.spec.VM, "config", bm.spec.Where, "status", bm.status, "err", err)
+		return
 	}
-	return errors.Join(errs...)
+	if bm.vm != nil && bm.vm.Reference() == ref && bm.ep != nil {
+		return
+	}
+	b.stopLocked(bm)
+
+	id, err := b.inv.Identity(ref)
+	if err != nil {
+		bm.status, bm.err = Failed, err
+		return
+	}
+	opts := vsphere.VMOptions{
+		Log: b.opts.Log, SoftOffTimeout: b.opts.SoftOffTimeout,
+		MediaDatastore: b.opts.MediaDatastore, MediaFolder: b.opts.MediaFolder,
+	}
+	if st := b.opts.State; st != nil {
+		key := "vm/" + id.UUID
+		if _, err := st.Get(key, &opts.Saved); err != nil {
+			log.Error("saved VM state unreadable; starting without it", "vm", id.Name, "err", err)
+		}
+		opts.Persist = func(r vsphere.Record) error { return st.Put(key, r) }
+	}
+	vm := b.inv.NewVM(ref, opts)
+	var m machine.Machine = vm
+	if b.opts.Wrap != nil {
+		m = b.opts.Wrap(vm)
+	}
+	cfg := b.opts.Endpoint
+	cfg.Address, cfg.Username, cfg.Password = bm.spec.Address, bm.spec.Username, bm.spec.Password
+	cfg.Log = b.opts.Log.With("vm", id.Name)
+	ep, err := ipmi.Listen(b.ctx, m, cfg)
+	if err != nil {
+		vm.Close()
+		bm.status, bm.err, bm.name = Failed, err, id.Name
+		log.Error("bmc not started", "vm", id.Name, "config", bm.spec.Where, "err", err)
+		return
+	}
+	bm.vm, bm.m, bm.ep, bm.name, bm.addr = vm, m, ep, id.Name, ep.Addr()
+	bm.status, bm.err = Running, nil
+	bm.served = make(chan struct{})
+	go func(done chan struct{}) {
+		defer close(done)
+		if err := ep.Serve(b.ctx); err != nil {
+			log.Error("bmc stopped", "vm", id.Name, "err", err)
+		}
+	}(bm.served)
+	log.Info("bmc serving", "vm", id.Name, "uuid", id.UUID, "address", bm.addr.String())
+}
+
+// stopLocked stops bm's endpoint and machine. bm.mu must be held.
+func (b *Bridge) stopLocked(bm *BMC) {
+	if bm.ep != nil {
+		_ = bm.ep.Close()
+		<-bm.served
+		bm.ep = nil
+		bm.addr = nil
+	}
+	if bm.vm != nil {
+		bm.vm.Close()
+		bm.vm, bm.m = nil, nil
+	}
+}
+
+// Close stops every BMC.
+func (b *Bridge) Close() error {
+	for _, bm := range b.BMCs() {
+		bm.mu.Lock()
+		b.stopLocked(bm)
+		bm.mu.Unlock()
+	}
+	return nil
 }

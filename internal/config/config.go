@@ -23,6 +23,8 @@ const PasswordEnv = "IPMI_VMWARE_BRIDGE_VCENTER_PASSWORD"
 
 // Defaults.
 const (
+	DefaultMetricsAddress = "127.0.0.1:9623"
+	DefaultRedfishAddress = "0.0.0.0:8000"
 	DefaultAddress  = "0.0.0.0"
 	DefaultUsername = "admin"
 	// DefaultStateDir holds the state file unless systemd's StateDirectory=
@@ -39,6 +41,33 @@ type Config struct {
 	// SoftOffTimeout, when positive, turns a guest shutdown that has not
 	// finished in time, or that VMware Tools cannot do, into a hard off.
 	SoftOffTimeout time.Duration
+	IPMI           IPMI
+	// MetricsAddress serves /metrics, /healthz and /readyz; "" turns it off.
+	MetricsAddress string
+	Redfish        Redfish
+	Media          Media
+}
+
+// IPMI tunes every IPMI endpoint.
+type IPMI struct {
+	// SessionTimeout ends idle sessions (0: the IPMI default of 60 s).
+	SessionTimeout time.Duration
+	// SessionLimit caps each BMC's concurrent sessions (0: the default).
+	SessionLimit int
+}
+
+// Redfish configures the Redfish service.
+type Redfish struct {
+	// Address is host:port to serve HTTPS on; "" turns Redfish off.
+	Address string
+	// CertFile and KeyFile; empty: a self-signed certificate kept in
+	// StateDir.
+	CertFile, KeyFile string
+}
+
+// Media says where virtual-media images are stored.
+type Media struct {
+	Datastore, Folder string
 }
 
 // VCenter says how to reach vCenter.
@@ -111,8 +140,11 @@ func Parse(file string, data []byte, env Env) (*Config, error) {
 	}
 	cfg := &Config{}
 	root := doc.Content[0]
-	fields, err := p.mapping(root, "", "vcenter", "bmcs", "stateDir", "softOffTimeout")
+	fields, err := p.mapping(root, "", "vcenter", "bmcs", "stateDir", "softOffTimeout", "ipmi", "metricsAddress", "redfish", "media")
 	if err != nil {
+		return nil, err
+	}
+	if err := p.sections(fields, cfg); err != nil {
 		return nil, err
 	}
 	if cfg.StateDir, err = p.str(fields, "", "stateDir"); err != nil {
@@ -124,12 +156,8 @@ func Parse(file string, data []byte, env Env) (*Config, error) {
 			cfg.StateDir = d
 		}
 	}
-	if n, ok := fields["softOffTimeout"]; ok {
-		d, err := time.ParseDuration(n.Value)
-		if err != nil || n.Kind != yaml.ScalarNode || d < 0 {
-			return nil, p.err(n, "softOffTimeout", "must be a duration such as 2m or 90s")
-		}
-		cfg.SoftOffTimeout = d
+	if cfg.SoftOffTimeout, err = p.duration(fields, "", "softOffTimeout"); err != nil {
+		return nil, err
 	}
 	vc, ok := fields["vcenter"]
 	if !ok {
@@ -216,6 +244,83 @@ func (p *parser) secret(fields map[string]*yaml.Node, prefix, key string) (strin
 		return "", p.err(fields[key+"File"], prefix+key+"File", errors.Unwrap(err).Error()+": "+file)
 	}
 	return strings.TrimRight(string(data), "\r\n"), nil
+}
+
+func (p *parser) duration(fields map[string]*yaml.Node, prefix, key string) (time.Duration, error) {
+	n, ok := fields[key]
+	if !ok {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(n.Value)
+	if err != nil || n.Kind != yaml.ScalarNode || d < 0 {
+		return 0, p.err(n, prefix+key, "must be a duration such as 2m or 90s")
+	}
+	return d, nil
+}
+
+// sections reads the optional ipmi, metricsAddress, redfish and media
+// settings, with their defaults.
+func (p *parser) sections(fields map[string]*yaml.Node, cfg *Config) error {
+	var err error
+	cfg.MetricsAddress = DefaultMetricsAddress
+	if n, ok := fields["metricsAddress"]; ok {
+		if cfg.MetricsAddress, err = p.str(fields, "", "metricsAddress"); err != nil {
+			return err
+		}
+		if _, _, err := net.SplitHostPort(cfg.MetricsAddress); cfg.MetricsAddress != "" && err != nil {
+			return p.err(n, "metricsAddress", "must be host:port, or empty to turn metrics off")
+		}
+	}
+	if n, ok := fields["ipmi"]; ok {
+		f, err := p.mapping(n, "ipmi.", "sessionTimeout", "sessionLimit")
+		if err != nil {
+			return err
+		}
+		if cfg.IPMI.SessionTimeout, err = p.duration(f, "ipmi.", "sessionTimeout"); err != nil {
+			return err
+		}
+		if l, ok := f["sessionLimit"]; ok {
+			if err := l.Decode(&cfg.IPMI.SessionLimit); err != nil || l.Tag != "!!int" || cfg.IPMI.SessionLimit < 1 || cfg.IPMI.SessionLimit > 63 {
+				return p.err(l, "ipmi.sessionLimit", "must be a whole number from 1 to 63")
+			}
+		}
+	}
+	cfg.Redfish.Address = DefaultRedfishAddress
+	if n, ok := fields["redfish"]; ok {
+		f, err := p.mapping(n, "redfish.", "address", "certFile", "keyFile")
+		if err != nil {
+			return err
+		}
+		if a, ok := f["address"]; ok {
+			if cfg.Redfish.Address, err = p.str(f, "redfish.", "address"); err != nil {
+				return err
+			}
+			if _, _, err := net.SplitHostPort(cfg.Redfish.Address); cfg.Redfish.Address != "" && err != nil {
+				return p.err(a, "redfish.address", "must be host:port, or empty to turn Redfish off")
+			}
+		}
+		for key, dst := range map[string]*string{"certFile": &cfg.Redfish.CertFile, "keyFile": &cfg.Redfish.KeyFile} {
+			if *dst, err = p.str(f, "redfish.", key); err != nil {
+				return err
+			}
+		}
+		if (cfg.Redfish.CertFile == "") != (cfg.Redfish.KeyFile == "") {
+			return p.err(n, "redfish", "give both certFile and keyFile, or neither for a self-signed certificate")
+		}
+	}
+	if n, ok := fields["media"]; ok {
+		f, err := p.mapping(n, "media.", "datastore", "folder")
+		if err != nil {
+			return err
+		}
+		if cfg.Media.Datastore, err = p.str(f, "media.", "datastore"); err != nil {
+			return err
+		}
+		if cfg.Media.Folder, err = p.str(f, "media.", "folder"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (p *parser) vcenter(n *yaml.Node, envPassword string) (VCenter, error) {

@@ -46,6 +46,33 @@ func TestParseGood(t *testing.T) {
 	}
 }
 
+func TestSections(t *testing.T) {
+	cfg, err := Parse("f.yaml", []byte(good), Env{})
+	if err != nil || cfg.MetricsAddress != DefaultMetricsAddress || cfg.Redfish.Address != DefaultRedfishAddress {
+		t.Fatalf("defaults: %v %+v", err, cfg)
+	}
+	extra := `ipmi:
+  sessionTimeout: 5m
+  sessionLimit: 8
+metricsAddress: ""
+redfish:
+  address: 127.0.0.1:8443
+  certFile: /c.pem
+  keyFile: /k.pem
+media:
+  datastore: iso-ds
+  folder: images
+`
+	cfg, err = Parse("f.yaml", []byte(good+extra), Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.IPMI.SessionTimeout.Minutes() != 5 || cfg.IPMI.SessionLimit != 8 || cfg.MetricsAddress != "" ||
+		cfg.Redfish != (Redfish{Address: "127.0.0.1:8443", CertFile: "/c.pem", KeyFile: "/k.pem"}) || cfg.Media != (Media{Datastore: "iso-ds", Folder: "images"}) {
+		t.Fatalf("%+v", cfg)
+	}
+}
+
 func TestStateDirAndSoftOff(t *testing.T) {
 	cfg, err := Parse("f.yaml", []byte(good), Env{StateDirectory: "/var/lib/systemd-given:/other"})
 	if err != nil || cfg.StateDir != "/var/lib/systemd-given" {
@@ -114,6 +141,11 @@ func TestParseErrors(t *testing.T) {
 		{"bad soft-off timeout", good + "softOffTimeout: soon\n", "", "f.yaml:15: softOffTimeout: must be a duration"},
 		{"negative soft-off timeout", good + "softOffTimeout: -1s\n", "", "f.yaml:15: softOffTimeout: must be a duration"},
 		{"stateDir not a string", good + "stateDir: [a]\n", "", "f.yaml:15: stateDir: must be a string"},
+		{"session limit", good + "ipmi:\n  sessionLimit: 0\n", "", "f.yaml:16: ipmi.sessionLimit: must be a whole number from 1 to 63"},
+		{"session timeout", good + "ipmi:\n  sessionTimeout: forever\n", "", "f.yaml:16: ipmi.sessionTimeout: must be a duration"},
+		{"unknown ipmi key", good + "ipmi:\n  lockout: 3\n", "", "f.yaml:16: ipmi.lockout: unknown key"},
+		{"cert without key", good + "redfish:\n  certFile: /c.pem\n", "", "f.yaml:16: redfish: give both certFile and keyFile"},
+		{"bad metrics address", good + "metricsAddress: 9623\n", "", "f.yaml:15: metricsAddress: must be host:port"},
 		{"duplicate key", strings.Replace(good, "  insecure: true", "  insecure: true\n  insecure: false", 1), "", "vcenter.insecure"},
 	}
 	for _, tt := range tests {

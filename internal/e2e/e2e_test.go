@@ -26,8 +26,12 @@ import (
 type env struct {
 	sim    *vsphere.Simulator
 	client *vsphere.Client
+	inv    *vsphere.Inventory
 	bridge *bridge.Bridge
+	stop   func()
 	ports  map[string]string // VM name → BMC UDP port
+	// out is a second client that looks at the VMs as an operator would.
+	out *vsphere.Client
 }
 
 var shared *env
@@ -42,6 +46,7 @@ func TestMain(m *testing.M) {
 	shared = e
 	code := m.Run()
 	_ = e.bridge.Close()
+	e.stop()
 	_ = e.client.Close(ctx)
 	e.sim.Close()
 	os.Exit(code)
@@ -52,7 +57,12 @@ func start(ctx context.Context) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := vsphere.Connect(ctx, vsphere.Options{URL: sim.URL.String(), Username: vsphere.SimulatorUser, Password: vsphere.SimulatorPassword, CAFile: sim.CAFile})
+	opts := vsphere.Options{URL: sim.URL.String(), Username: vsphere.SimulatorUser, Password: vsphere.SimulatorPassword, CAFile: sim.CAFile}
+	c, err := vsphere.Connect(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	out, err := vsphere.Connect(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -65,14 +75,22 @@ func start(ctx context.Context) (*env, error) {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	b := bridge.Start(ctx, c, specs, log)
-	e := &env{sim: sim, client: c, bridge: b, ports: map[string]string{}}
-	for _, bm := range b.BMCs {
-		if bm.Err != nil {
-			return nil, bm.Err
+	wctx, cancel := context.WithCancel(ctx)
+	inv := vsphere.NewInventory(c, log)
+	inv.MaxWait = time.Second
+	done := make(chan struct{})
+	go func() { inv.Run(wctx); close(done) }()
+	<-inv.Ready()
+	b := bridge.Start(wctx, inv, specs, bridge.Options{Log: log})
+	e := &env{sim: sim, client: c, out: out, inv: inv, bridge: b, ports: map[string]string{},
+		stop: func() { cancel(); <-done }}
+	for _, bm := range b.BMCs() {
+		i := bm.Info()
+		if i.Status != bridge.Running {
+			return nil, fmt.Errorf("%s: %v", i.Spec.VM, i.Err)
 		}
-		_, port, _ := strings.Cut(bm.Addr.String(), "127.0.0.1:")
-		e.ports[bm.Name] = port
+		_, port, _ := strings.Cut(i.Addr.String(), "127.0.0.1:")
+		e.ports[i.Name] = port
 	}
 	return e, nil
 }
@@ -121,13 +139,12 @@ type vmState struct {
 func (e *env) vm(t *testing.T, name string) vmState {
 	t.Helper()
 	ctx := context.Background()
-	v, err := e.client.FindVM(ctx, name, nil)
+	ref, err := e.inv.Resolve(ctx, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer v.Close()
 	var vm mo.VirtualMachine
-	if err := property.DefaultCollector(e.client.Vim()).RetrieveOne(ctx, v.Reference(), []string{"runtime.powerState", "config"}, &vm); err != nil {
+	if err := property.DefaultCollector(e.out.Vim()).RetrieveOne(ctx, ref, []string{"runtime.powerState", "config"}, &vm); err != nil {
 		t.Fatal(err)
 	}
 	s := vmState{Power: vm.Runtime.PowerState, Firmware: vm.Config.Firmware, UUID: vm.Config.Uuid}
@@ -241,7 +258,8 @@ func TestIpmitoolBootdev(t *testing.T) {
 		{[]string{"pxe", "options=efiboot,persistent"}, []string{"Force PXE", "Options apply to all future boots", "BIOS EFI boot"}, "ethernet", "efi", false},
 		{[]string{"disk"}, []string{"Force Boot from default Hard-Drive", "Options apply to only next boot", "BIOS PC Compatible (legacy) boot"}, "disk", "bios", false},
 		{[]string{"cdrom", "options=efiboot"}, []string{"Force Boot from CD/DVD"}, "cdrom", "efi", false},
-		{[]string{"bios", "options=efiboot"}, []string{"Force Boot into BIOS Setup"}, "cdrom", "efi", true},
+		// One-time overrides start from the persistent order (pxe, set first).
+		{[]string{"bios", "options=efiboot"}, []string{"Force Boot into BIOS Setup"}, "ethernet", "efi", true},
 		{[]string{"pxe", "options=efiboot,persistent"}, []string{"Force PXE"}, "ethernet", "efi", false},
 	}
 	for _, tt := range tests {

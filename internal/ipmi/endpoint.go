@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/bougou/go-ipmi/pkg/bmc"
 	"github.com/bougou/go-ipmi/pkg/clock"
@@ -42,15 +43,21 @@ type Config struct {
 	Password string
 	// SessionLimit caps concurrent sessions; 0 means DefaultSessionLimit.
 	SessionLimit int
-	Log          *slog.Logger
+	// SessionTimeout ends sessions idle that long; 0 means go-ipmi's 60 s
+	// (IPMI v2.0 §6.12.15 suggests 60 s; the seed used 5 minutes).
+	SessionTimeout time.Duration
+	// Observer receives requests and session events, for metrics.
+	Observer Observer
+	Log      *slog.Logger
 }
 
 // Endpoint is one virtual BMC serving one machine.
 type Endpoint struct {
-	conn net.PacketConn
-	srv  *server.Server
-	bmc  *bmc.BMC
-	log  *slog.Logger
+	conn    net.PacketConn
+	srv     *server.Server
+	bmc     *bmc.BMC
+	log     *slog.Logger
+	tracker *tracker
 }
 
 // Listen binds the endpoint's UDP socket and builds its BMC from the
@@ -88,10 +95,22 @@ func Listen(ctx context.Context, m machine.Machine, cfg Config) (*Endpoint, erro
 	if err != nil {
 		return nil, fmt.Errorf("vm %s: listen %s: %w", id.Name, cfg.Address, err)
 	}
-	e := &Endpoint{conn: conn, bmc: b, log: log}
-	e.srv = server.NewServer(b, conn, server.WithHandlerRegistry(newRegistry(m, log)))
+	t := newTracker(conn.LocalAddr().String(), cfg.Observer)
+	b.Sessions.SetOnRemove(func(id uint32) {
+		b.SOL.DeactivateBySession(id) // as bmc.New wires its own store
+		t.removed(id)
+	})
+	e := &Endpoint{conn: conn, bmc: b, log: log, tracker: t}
+	watched := &watchConn{PacketConn: conn, t: t}
+	e.srv = server.NewServer(b, watched, server.WithHandlerRegistry(newRegistry(m, log, t)))
 	return e, nil
 }
+
+// Sessions lists the endpoint's open sessions.
+func (e *Endpoint) Sessions() []SessionInfo { return e.tracker.list() }
+
+// Requests counts the requests the endpoint has answered.
+func (e *Endpoint) Requests() uint64 { return e.tracker.count() }
 
 // newBMC builds the BMC state: identity, the SDR repository and FRU data in
 // st, one administrator user on the LAN channel, and the session store.
@@ -111,8 +130,11 @@ func newBMC(guid [16]byte, st hal.StorageHAL, cfg Config) (*bmc.BMC, error) {
 	if limit <= 0 {
 		limit = DefaultSessionLimit
 	}
-	b.Sessions = bmc.NewSessionStoreWithOptions(b.Clock(), bmc.WithMaxSessions(limit))
-	b.Sessions.SetOnRemove(b.SOL.DeactivateBySession) // as bmc.New wires its own store
+	opts := []bmc.SessionStoreOption{bmc.WithMaxSessions(limit)}
+	if cfg.SessionTimeout > 0 {
+		opts = append(opts, bmc.WithInactivityTimeout(cfg.SessionTimeout))
+	}
+	b.Sessions = bmc.NewSessionStoreWithOptions(b.Clock(), opts...) // Listen wires its removal hook
 	user, err := b.Users.Add(2, cfg.Username)
 	if err != nil {
 		return nil, err
@@ -143,10 +165,11 @@ func (e *Endpoint) Close() error { return e.srv.Close() }
 // nobody registered still pass the middleware and get C1h ("invalid
 // command"), never silence: ipmitool probes HPM.2, PICMG and VITA on every
 // invocation and would otherwise wait out its timeout.
-func newRegistry(m machine.Machine, log *slog.Logger) *handlers.Registry {
+func newRegistry(m machine.Machine, log *slog.Logger, t *tracker) *handlers.Registry {
 	r := handlers.NewRegistry()
 	r.Use(logRequests(log))
-	r.Use(fencePanics(log))
+	r.Use(t.middleware)
+	r.Use(fencePanics(log, t.obs))
 	handlers.RegisterAllHandlers(r)
 	(&chassis{m: m}).register(r)
 	registerApp(r)

@@ -46,7 +46,7 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	return &harness{t: t, m: m, reg: newRegistry(m, log), hctx: &handlers.HandlerContext{
+	return &harness{t: t, m: m, reg: newRegistry(m, log, newTracker("test", nil)), hctx: &handlers.HandlerContext{
 		BMC:     b,
 		Session: &bmc.Session{PrivilegeLevel: bmc.PrivilegeLevelAdministrator},
 	}}

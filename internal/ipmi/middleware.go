@@ -83,12 +83,15 @@ func clientAddr(hctx *handlers.HandlerContext) string {
 // fencePanics turns a panic in one handler into an FFh answer and one error
 // log line, so that a bug costs one request and not the daemon (as CoreDNS's
 // server does per query).
-func fencePanics(log *slog.Logger) handlers.Middleware {
+func fencePanics(log *slog.Logger, obs Observer) handlers.Middleware {
 	return func(next handlers.Handler) handlers.Handler {
 		return handlers.HandlerFunc(func(ctx context.Context, hctx *handlers.HandlerContext, req []byte) (resp []byte, cc types.CompletionCode, err error) {
 			defer func() {
 				if p := recover(); p != nil {
 					log.Error("ipmi handler panicked", "command", commandName(hctx), "panic", p, "stack", string(debug.Stack()))
+					if obs != nil {
+						obs.Panic()
+					}
 					resp, cc, err = nil, types.CodeUnspecifiedError, fmt.Errorf("handler panic: %v", p)
 				}
 			}()

@@ -309,7 +309,7 @@ func TestSELTime(t *testing.T) {
 func TestSELClearIsLogged(t *testing.T) {
 	h := selHarness(t)
 	var buf bytes.Buffer
-	h.reg = newRegistry(h.m, slog.New(slog.NewTextHandler(&buf, nil)))
+	h.reg = newRegistry(h.m, slog.New(slog.NewTextHandler(&buf, nil)), newTracker("test", nil))
 	res := h.reserveSEL()
 	h.do(types.CommandClearSEL, byte(res), byte(res>>8), 'C', 'L', 'R', clearGetStatus)
 	if strings.Contains(buf.String(), "ipmi change") {

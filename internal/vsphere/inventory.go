@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path"
+	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/view"
 	"github.com/vmware/govmomi/vim25/methods"
@@ -425,4 +428,54 @@ func (inv *Inventory) Len() int {
 	inv.mu.RLock()
 	defer inv.mu.RUnlock()
 	return len(inv.vms)
+}
+
+// VMInfo describes a VM for discovery.
+type VMInfo struct {
+	Name     string   `json:"name"`
+	Power    string   `json:"power"`
+	UUID     string   `json:"uuid"`
+	Firmware string   `json:"firmware"`
+	MACs     []string `json:"macs"`
+}
+
+// List returns the inventory's VMs whose name matches the glob pattern
+// (path.Match syntax; empty matches all) and, when folder is set, that lie
+// below that inventory folder (looked up in vCenter), sorted by name.
+func (inv *Inventory) List(ctx context.Context, pattern, folder string) ([]VMInfo, error) {
+	var in map[types.ManagedObjectReference]bool
+	if folder != "" {
+		if err := inv.Available(); err != nil {
+			return nil, err
+		}
+		vms, err := find.NewFinder(inv.c.vim).VirtualMachineList(ctx, strings.TrimSuffix(folder, "/")+"/...")
+		if err != nil && !errors.As(err, new(*find.NotFoundError)) {
+			return nil, fmt.Errorf("folder %s: %w", folder, mapError(err))
+		}
+		in = map[types.ManagedObjectReference]bool{}
+		for _, vm := range vms {
+			in[vm.Reference()] = true
+		}
+	}
+	if _, err := path.Match(pattern, ""); err != nil {
+		return nil, fmt.Errorf("filter %q: %v: %w", pattern, err, machine.ErrInvalidArgument)
+	}
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	if err := inv.availableLocked(); err != nil {
+		return nil, err
+	}
+	var out []VMInfo
+	for ref, vm := range inv.vms {
+		if vm.Config == nil || (in != nil && !in[ref]) {
+			continue
+		}
+		if ok, _ := path.Match(pattern, vm.Name); pattern != "" && !ok {
+			continue
+		}
+		id := identity(vm.Name, vm.Config)
+		out = append(out, VMInfo{Name: vm.Name, Power: powerState(vm.Runtime.PowerState).String(), UUID: id.UUID, Firmware: vm.Config.Firmware, MACs: id.MACs})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
 }

@@ -704,3 +704,32 @@ func TestVirtualMedia(t *testing.T) {
 		t.Fatalf("second eject: %v", err)
 	}
 }
+
+func TestList(t *testing.T) {
+	e := startEnv(t)
+	ctx := context.Background()
+	tests := []struct {
+		pattern, folder string
+		want            int
+		err             error
+	}{
+		{"", "", 5, nil},
+		{"skinner-worker-*", "", 2, nil},
+		{"skinner-master-?", "/DC0/vm", 3, nil},
+		{"", "/DC0/vm/nope", 0, nil},
+		{"[", "", 0, machine.ErrInvalidArgument},
+	}
+	for _, tt := range tests {
+		t.Run(tt.pattern+tt.folder, func(t *testing.T) {
+			got, err := e.inv.List(ctx, tt.pattern, tt.folder)
+			if !errors.Is(err, tt.err) || len(got) != tt.want {
+				t.Fatalf("List(%q, %q) = %d VMs, %v", tt.pattern, tt.folder, len(got), err)
+			}
+			for _, vm := range got {
+				if vm.UUID == "" || len(vm.MACs) != 1 || vm.Firmware != "efi" || vm.Power != "off" {
+					t.Errorf("vm %+v", vm)
+				}
+			}
+		})
+	}
+}

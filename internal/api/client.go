@@ -1,0 +1,132 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"syscall"
+	"time"
+)
+
+// Client talks to a daemon's management socket.
+type Client struct {
+	socket string
+	http   *http.Client
+}
+
+// NewClient returns a client for the socket at path.
+func NewClient(path string) *Client {
+	return &Client{socket: path, http: &http.Client{
+		// check opens a session to every BMC; a thousand take a while.
+		Timeout: 10 * time.Minute,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", path)
+		}},
+	}}
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://daemon"+path, body)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("no daemon at %s (is `ipmi-vmware-bridge serve` running? --socket names another)", c.socket)
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		var e Error
+		if json.NewDecoder(resp.Body).Decode(&e) == nil && e.Error != "" {
+			return errors.New(e.Error)
+		}
+		return fmt.Errorf("daemon answered %s", resp.Status)
+	}
+	if w, ok := out.(io.Writer); ok {
+		_, err = io.Copy(w, resp.Body)
+		return err
+	}
+	if out == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// BMCs lists the BMCs.
+func (c *Client) BMCs(ctx context.Context) ([]BMC, error) {
+	var out []BMC
+	return out, c.do(ctx, http.MethodGet, "/v1/bmcs", nil, &out)
+}
+
+// BMC shows one BMC by address or VM name.
+func (c *Client) BMC(ctx context.Context, id string) (BMC, error) {
+	var out BMC
+	return out, c.do(ctx, http.MethodGet, "/v1/bmcs/"+url.PathEscape(id), nil, &out)
+}
+
+// Add adds a BMC.
+func (c *Client) Add(ctx context.Context, a Add) (BMC, error) {
+	var out BMC
+	return out, c.do(ctx, http.MethodPost, "/v1/bmcs", a, &out)
+}
+
+// AddAll adds a BMC per matching VM.
+func (c *Client) AddAll(ctx context.Context, a AddAll) ([]BMC, error) {
+	var out []BMC
+	return out, c.do(ctx, http.MethodPost, "/v1/bmcs:all", a, &out)
+}
+
+// Remove removes a runtime BMC.
+func (c *Client) Remove(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/bmcs/"+url.PathEscape(id), nil, nil)
+}
+
+// Stop stops a BMC.
+func (c *Client) Stop(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodPost, "/v1/bmcs/"+url.PathEscape(id)+"/stop", nil, nil)
+}
+
+// Start starts a stopped BMC.
+func (c *Client) Start(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodPost, "/v1/bmcs/"+url.PathEscape(id)+"/start", nil, nil)
+}
+
+// VMs lists vCenter's VMs.
+func (c *Client) VMs(ctx context.Context, filter, folder string) ([]VM, error) {
+	var out []VM
+	q := url.Values{"filter": {filter}, "folder": {folder}}
+	return out, c.do(ctx, http.MethodGet, "/v1/vms?"+q.Encode(), nil, &out)
+}
+
+// Check opens a session to every BMC.
+func (c *Client) Check(ctx context.Context) ([]Check, error) {
+	var out []Check
+	return out, c.do(ctx, http.MethodPost, "/v1/check", nil, &out)
+}
+
+// BMH writes the manifests to w.
+func (c *Client) BMH(ctx context.Context, req BMH, w io.Writer) error {
+	return c.do(ctx, http.MethodPost, "/v1/bmh", req, w)
+}
+
+// Reload makes the daemon re-read its configuration.
+func (c *Client) Reload(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/v1/reload", nil, nil)
+}

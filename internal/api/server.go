@@ -1,0 +1,183 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Backend is what the API manages: the daemon implements it over the
+// bridge, the inventory and the manifest renderer.
+type Backend interface {
+	BMCs() []BMC
+	BMC(id string) (BMC, error)
+	Add(context.Context, Add) (BMC, error)
+	AddAll(context.Context, AddAll) ([]BMC, error)
+	Remove(id string) error
+	Stop(id string) error
+	Start(id string) error
+	VMs(ctx context.Context, filter, folder string) ([]VM, error)
+	Check(context.Context) []Check
+	BMH(context.Context, BMH) ([]byte, error)
+	Reload() error
+}
+
+// Errors a Backend returns, mapped to HTTP statuses here.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("conflict")
+	ErrInvalid  = errors.New("invalid request")
+)
+
+// Listen creates the socket at path with permissions that let only the
+// daemon's user (and root) in, replacing a stale socket file.
+func Listen(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("management socket: %w", err)
+	}
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("management socket %s: another daemon is listening", path)
+		}
+		_ = os.Remove(path)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("management socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("management socket: %w", err)
+	}
+	return l, nil
+}
+
+// Serve answers the API on l until ctx ends.
+func Serve(ctx context.Context, l net.Listener, b Backend, log *slog.Logger) error {
+	srv := &http.Server{Handler: Handler(b, log), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Handler routes the API.
+func Handler(b Backend, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/bmcs", func(w http.ResponseWriter, _ *http.Request) { reply(w, b.BMCs(), nil) })
+	mux.HandleFunc("GET /v1/bmcs/{id}", func(w http.ResponseWriter, r *http.Request) {
+		bmc, err := b.BMC(r.PathValue("id"))
+		reply(w, bmc, err)
+	})
+	mux.HandleFunc("POST /v1/bmcs", func(w http.ResponseWriter, r *http.Request) {
+		var req Add
+		if err := decode(r, &req); err != nil {
+			reply(w, nil, err)
+			return
+		}
+		bmc, err := b.Add(r.Context(), req)
+		if err == nil {
+			log.Info("bmc added", "vm", req.VM, "address", bmc.Address)
+		}
+		replyStatus(w, http.StatusCreated, bmc, err)
+	})
+	mux.HandleFunc("POST /v1/bmcs:all", func(w http.ResponseWriter, r *http.Request) {
+		var req AddAll
+		if err := decode(r, &req); err != nil {
+			reply(w, nil, err)
+			return
+		}
+		bmcs, err := b.AddAll(r.Context(), req)
+		replyStatus(w, http.StatusCreated, bmcs, err)
+	})
+	mux.HandleFunc("DELETE /v1/bmcs/{id}", func(w http.ResponseWriter, r *http.Request) {
+		err := b.Remove(r.PathValue("id"))
+		if err == nil {
+			log.Info("bmc removed", "bmc", r.PathValue("id"))
+		}
+		replyStatus(w, http.StatusNoContent, nil, err)
+	})
+	for verb, fn := range map[string]func(string) error{"stop": b.Stop, "start": b.Start} {
+		mux.HandleFunc("POST /v1/bmcs/{id}/"+verb, func(w http.ResponseWriter, r *http.Request) {
+			err := fn(r.PathValue("id"))
+			if err == nil {
+				log.Info("bmc "+verb, "bmc", r.PathValue("id"))
+			}
+			replyStatus(w, http.StatusNoContent, nil, err)
+		})
+	}
+	mux.HandleFunc("GET /v1/vms", func(w http.ResponseWriter, r *http.Request) {
+		vms, err := b.VMs(r.Context(), r.URL.Query().Get("filter"), r.URL.Query().Get("folder"))
+		reply(w, vms, err)
+	})
+	mux.HandleFunc("POST /v1/check", func(w http.ResponseWriter, r *http.Request) { reply(w, b.Check(r.Context()), nil) })
+	mux.HandleFunc("POST /v1/bmh", func(w http.ResponseWriter, r *http.Request) {
+		var req BMH
+		if err := decode(r, &req); err != nil {
+			reply(w, nil, err)
+			return
+		}
+		out, err := b.BMH(r.Context(), req)
+		if err != nil {
+			reply(w, nil, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/yaml")
+		_, _ = w.Write(out)
+	})
+	mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, _ *http.Request) {
+		replyStatus(w, http.StatusNoContent, nil, b.Reload())
+	})
+	return mux
+}
+
+// maxBody bounds request bodies: the API takes small JSON documents.
+const maxBody = 1 << 20
+
+func decode(r *http.Request, v any) error {
+	d := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return fmt.Errorf("%w: body: %v", ErrInvalid, err)
+	}
+	return nil
+}
+
+func reply(w http.ResponseWriter, v any, err error) { replyStatus(w, http.StatusOK, v, err) }
+
+func replyStatus(w http.ResponseWriter, status int, v any, err error) {
+	if err != nil {
+		status = http.StatusInternalServerError
+		switch {
+		case errors.Is(err, ErrNotFound):
+			status = http.StatusNotFound
+		case errors.Is(err, ErrConflict):
+			status = http.StatusConflict
+		case errors.Is(err, ErrInvalid):
+			status = http.StatusBadRequest
+		}
+		v = Error{Error: err.Error()}
+	}
+	if status == http.StatusNoContent {
+		w.WriteHeader(status)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,113 @@
+// Package api owns the daemon's local management API: JSON over HTTP on a
+// unix socket whose file permissions (0600 in a 0700 directory) are the
+// authentication, so only the daemon's user and root can manage BMCs. The
+// CLI subcommands (bmc, vms, bmh, check, reload) are its client.
+package api
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// DefaultSocket is where the daemon listens and the CLI connects unless
+// told otherwise: systemd's RuntimeDirectory= when set, /run for root, the
+// user's runtime directory otherwise.
+func DefaultSocket() string {
+	if d := os.Getenv("RUNTIME_DIRECTORY"); d != "" {
+		return filepath.Join(filepath.SplitList(d)[0], "api.sock")
+	}
+	if os.Geteuid() == 0 {
+		return "/run/ipmi-vmware-bridge/api.sock"
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "ipmi-vmware-bridge", "api.sock")
+	}
+	return filepath.Join(os.TempDir(), "ipmi-vmware-bridge-"+strconv.Itoa(os.Geteuid()), "api.sock")
+}
+
+// BMC is a BMC as the API shows it.
+type BMC struct {
+	// VM is the configured reference (name, path or UUID); Name the VM's
+	// current name once bound.
+	VM      string `json:"vm"`
+	Name    string `json:"name,omitempty"`
+	Address string `json:"address"`
+	// Source is "config" or "runtime".
+	Source   string    `json:"source"`
+	Status   string    `json:"status"`
+	Error    string    `json:"error,omitempty"`
+	Power    string    `json:"power,omitempty"`
+	Requests uint64    `json:"requests"`
+	Sessions []Session `json:"sessions"`
+}
+
+// Session is an open IPMI session.
+type Session struct {
+	Client       string    `json:"client"`
+	User         string    `json:"user"`
+	Privilege    string    `json:"privilege"`
+	Opened       time.Time `json:"opened"`
+	LastActivity time.Time `json:"lastActivity"`
+	Requests     uint64    `json:"requests"`
+}
+
+// Add asks for a new BMC. The password travels in the request body, never
+// on a command line.
+type Add struct {
+	VM       string `json:"vm"`
+	Address  string `json:"address"`
+	Port     int    `json:"port"`
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// AddAll asks for a BMC for each VM matching Filter (and Folder), on
+// consecutive ports from BasePort, skipping VMs already bridged.
+type AddAll struct {
+	Filter   string `json:"filter"`
+	Folder   string `json:"folder"`
+	Address  string `json:"address"`
+	BasePort int    `json:"basePort"`
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// Check is the outcome of one RMCP+ session opened to a BMC.
+type Check struct {
+	VM       string        `json:"vm"`
+	Endpoint string        `json:"endpoint"`
+	Power    string        `json:"power,omitempty"`
+	Latency  time.Duration `json:"latency"`
+	Error    string        `json:"error,omitempty"`
+}
+
+// Error is the body of every failed request.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// VM is a vCenter VM as discovery shows it.
+type VM struct {
+	Name     string   `json:"name"`
+	Power    string   `json:"power"`
+	UUID     string   `json:"uuid"`
+	Firmware string   `json:"firmware"`
+	MACs     []string `json:"macs"`
+	// BMC is the address of the VM's BMC, when bridged.
+	BMC string `json:"bmc,omitempty"`
+}
+
+// BMH asks for OpenShift manifests of the bridged VMs.
+type BMH struct {
+	// Host is the address the cluster reaches the BMCs at; empty means each
+	// BMC's own address (which must then not be a wildcard).
+	Host          string `json:"host"`
+	Namespace     string `json:"namespace"`
+	InstallConfig bool   `json:"installConfig"`
+	Redfish       bool   `json:"redfish"`
+	Offline       bool   `json:"offline"`
+	// Filter limits the output to VMs whose name matches (glob).
+	Filter string `json:"filter"`
+}

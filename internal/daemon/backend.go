@@ -1,0 +1,303 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/bougou/go-ipmi/pkg/client"
+
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/api"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/bridge"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/config"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/openshift"
+)
+
+// The Daemon is the management API's backend.
+var _ api.Backend = (*Daemon)(nil)
+
+func apiBMC(i bridge.Info) api.BMC {
+	b := api.BMC{VM: i.Spec.VM, Name: i.Name, Address: i.Spec.Address, Source: "config", Status: string(i.Status), Requests: i.Requests, Sessions: []api.Session{}}
+	if i.Runtime {
+		b.Source = "runtime"
+	}
+	if i.Err != nil {
+		b.Error = i.Err.Error()
+	}
+	if i.Status == bridge.Running {
+		b.Power = i.Power.String()
+		b.Address = i.Addr.String()
+	}
+	for _, s := range i.Sessions {
+		b.Sessions = append(b.Sessions, api.Session(s))
+	}
+	return b
+}
+
+// apiError gives bridge and machine errors their API meaning.
+func apiError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, bridge.ErrUnknownBMC), errors.Is(err, machine.ErrNotFound):
+		return fmt.Errorf("%w: %v", api.ErrNotFound, err)
+	case errors.Is(err, bridge.ErrInUse), errors.Is(err, bridge.ErrFromConfig):
+		return fmt.Errorf("%w: %v", api.ErrConflict, err)
+	case errors.Is(err, machine.ErrInvalidArgument):
+		return fmt.Errorf("%w: %v", api.ErrInvalid, err)
+	}
+	return err
+}
+
+// BMCs implements api.Backend.
+func (d *Daemon) BMCs() []api.BMC {
+	out := []api.BMC{}
+	for _, bm := range d.bridge.BMCs() {
+		out = append(out, apiBMC(bm.Info()))
+	}
+	return out
+}
+
+// BMC implements api.Backend.
+func (d *Daemon) BMC(id string) (api.BMC, error) {
+	bm := d.bridge.Find(id)
+	if bm == nil {
+		return api.BMC{}, apiError(fmt.Errorf("%s: %w", id, bridge.ErrUnknownBMC))
+	}
+	return apiBMC(bm.Info()), nil
+}
+
+// Add implements api.Backend.
+func (d *Daemon) Add(ctx context.Context, a api.Add) (api.BMC, error) {
+	s, err := d.spec(a.VM, a.Address, a.Port, a.Username, a.Password)
+	if err != nil {
+		return api.BMC{}, err
+	}
+	if _, err := d.inv.Resolve(ctx, a.VM); err != nil {
+		return api.BMC{}, apiError(err)
+	}
+	bm, err := d.bridge.Add(s)
+	if err != nil {
+		return api.BMC{}, apiError(err)
+	}
+	return apiBMC(bm.Info()), nil
+}
+
+// spec validates what an operator asked for as the config file would.
+func (d *Daemon) spec(vm, address string, port int, user, password string) (bridge.Spec, error) {
+	if address == "" {
+		address = d.defaultAddress
+	}
+	if user == "" {
+		user = config.DefaultUsername
+	}
+	switch {
+	case vm == "":
+		return bridge.Spec{}, fmt.Errorf("%w: a VM name, inventory path or BIOS UUID is needed", api.ErrInvalid)
+	case port < 1 || port > 65535:
+		return bridge.Spec{}, fmt.Errorf("%w: port %d: must be 1 to 65535", api.ErrInvalid, port)
+	case net.ParseIP(address) == nil:
+		return bridge.Spec{}, fmt.Errorf("%w: address %q: must be an IP address", api.ErrInvalid, address)
+	case password == "" || len(password) > 20:
+		return bridge.Spec{}, fmt.Errorf("%w: the BMC password must be 1 to 20 bytes", api.ErrInvalid)
+	case len(user) > 16:
+		return bridge.Spec{}, fmt.Errorf("%w: the username must be at most 16 bytes", api.ErrInvalid)
+	}
+	return bridge.Spec{VM: vm, Address: net.JoinHostPort(address, strconv.Itoa(port)), Username: user, Password: password}, nil
+}
+
+// AddAll implements api.Backend: one BMC per matching VM not yet bridged,
+// on consecutive free ports from BasePort.
+func (d *Daemon) AddAll(ctx context.Context, a api.AddAll) ([]api.BMC, error) {
+	vms, err := d.inv.List(ctx, a.Filter, a.Folder)
+	if err != nil {
+		return nil, apiError(err)
+	}
+	bridged := d.bridgedVMs()
+	out := []api.BMC{}
+	port := a.BasePort
+	for _, vm := range vms {
+		if bridged[vm.Name] != "" {
+			continue
+		}
+		for ; port <= 65535; port++ {
+			s, err := d.spec(vm.Name, a.Address, port, a.Username, a.Password)
+			if err != nil {
+				return out, err
+			}
+			if d.bridge.Find(s.Address) != nil {
+				continue
+			}
+			bm, err := d.bridge.Add(s)
+			if err != nil {
+				return out, apiError(err)
+			}
+			out = append(out, apiBMC(bm.Info()))
+			port++
+			break
+		}
+	}
+	return out, nil
+}
+
+func (d *Daemon) bridgedVMs() map[string]string {
+	m := map[string]string{}
+	for _, bm := range d.bridge.BMCs() {
+		i := bm.Info()
+		m[i.Spec.VM] = i.Spec.Address
+		if i.Name != "" {
+			m[i.Name] = i.Spec.Address
+		}
+	}
+	return m
+}
+
+// Remove implements api.Backend.
+func (d *Daemon) Remove(id string) error { return apiError(d.bridge.Remove(id)) }
+
+// Stop implements api.Backend.
+func (d *Daemon) Stop(id string) error { return apiError(d.bridge.Stop(id)) }
+
+// Start implements api.Backend.
+func (d *Daemon) Start(id string) error { return apiError(d.bridge.Resume(id)) }
+
+// VMs implements api.Backend.
+func (d *Daemon) VMs(ctx context.Context, filter, folder string) ([]api.VM, error) {
+	vms, err := d.inv.List(ctx, filter, folder)
+	if err != nil {
+		return nil, apiError(err)
+	}
+	bridged := d.bridgedVMs()
+	out := []api.VM{}
+	for _, vm := range vms {
+		out = append(out, api.VM{Name: vm.Name, Power: vm.Power, UUID: vm.UUID, Firmware: vm.Firmware, MACs: vm.MACs, BMC: bridged[vm.Name]})
+	}
+	return out, nil
+}
+
+// checkParallel bounds the sessions check opens at once.
+const checkParallel = 16
+
+// Check implements api.Backend: a real RMCP+ session (go-ipmi's client,
+// cipher suite 17) to every BMC, as a console would open it, and a power
+// status inside it.
+func (d *Daemon) Check(ctx context.Context) []api.Check {
+	bmcs := d.bridge.BMCs()
+	out := make([]api.Check, len(bmcs))
+	sem := make(chan struct{}, checkParallel)
+	var wg sync.WaitGroup
+	for i, bm := range bmcs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			out[i] = check(ctx, bm.Info())
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func check(ctx context.Context, i bridge.Info) api.Check {
+	c := api.Check{VM: i.Spec.VM, Endpoint: i.Spec.Address}
+	if i.Name != "" {
+		c.VM = i.Name
+	}
+	if i.Status != bridge.Running {
+		c.Error = fmt.Sprintf("not serving (%s)", i.Status)
+		if i.Err != nil {
+			c.Error += ": " + i.Err.Error()
+		}
+		return c
+	}
+	host, portStr, _ := net.SplitHostPort(i.Addr.String())
+	c.Endpoint = net.JoinHostPort(displayHost(host), portStr)
+	port, _ := strconv.Atoi(portStr)
+	start := time.Now()
+	cl, err := client.NewClient(displayHost(host), port, i.Spec.Username, i.Spec.Password)
+	if err == nil {
+		cl.WithInterface(client.InterfaceLanplus)
+		cl.WithTimeout(3 * time.Second)
+		cl.WithRetry(1)
+		if err = cl.Connect(ctx); err == nil {
+			resp, serr := cl.GetChassisStatus(ctx)
+			if err = serr; err == nil {
+				c.Power = "off"
+				if resp.PowerIsOn {
+					c.Power = "on"
+				}
+			}
+			_ = cl.Close(ctx)
+		}
+	}
+	c.Latency = time.Since(start)
+	if err != nil {
+		c.Error = err.Error()
+	}
+	return c
+}
+
+// BMH implements api.Backend: BareMetalHost and Secret manifests (or the
+// install-config hosts list) for the running BMCs, with each VM's first
+// NIC as its provisioning MAC and its firmware as its boot mode.
+func (d *Daemon) BMH(ctx context.Context, req api.BMH) ([]byte, error) {
+	var hosts []openshift.Host
+	for _, bm := range d.bridge.BMCs() {
+		i := bm.Info()
+		m := bm.Machine()
+		if i.Status != bridge.Running || m == nil {
+			continue
+		}
+		if ok, _ := path.Match(req.Filter, i.Name); req.Filter != "" && !ok {
+			continue
+		}
+		id, err := m.Identity(ctx)
+		if err != nil {
+			return nil, apiError(err)
+		}
+		if len(id.MACs) == 0 {
+			return nil, fmt.Errorf("%w: VM %s has no NIC to provision through", api.ErrInvalid, id.Name)
+		}
+		o, err := m.BootOverride(ctx)
+		if err != nil {
+			return nil, apiError(err)
+		}
+		host, port, _ := net.SplitHostPort(i.Addr.String())
+		if req.Host != "" {
+			host = req.Host
+		} else if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+			return nil, fmt.Errorf("%w: BMC %s listens on every address; say which one the cluster reaches with --host", api.ErrInvalid, i.Addr)
+		}
+		h := openshift.Host{
+			Name: id.Name, BMCAddress: net.JoinHostPort(host, port),
+			Username: i.Spec.Username, Password: i.Spec.Password,
+			BootMAC: id.MACs[0], UEFI: o.Mode == machine.BootModeUEFI, Online: !req.Offline,
+		}
+		if req.Redfish {
+			h.RedfishSystem = id.Name
+		}
+		hosts = append(hosts, h)
+	}
+	opts := openshift.Options{Namespace: req.Namespace}
+	if req.Redfish {
+		opts.Protocol = openshift.ProtocolRedfishVirtualMedia
+		opts.RedfishPort = d.redfishPort()
+	}
+	var buf bytes.Buffer
+	render := openshift.BareMetalHosts
+	if req.InstallConfig {
+		render = openshift.InstallConfigHosts
+	}
+	if err := render(&buf, hosts, opts); err != nil {
+		return nil, fmt.Errorf("%w: %v", api.ErrInvalid, err)
+	}
+	return buf.Bytes(), nil
+}

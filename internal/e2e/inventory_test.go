@@ -1,0 +1,182 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bougou/go-ipmi/pkg/client"
+	"github.com/vmware/govmomi/object"
+)
+
+// A one-time PXE boot is used by the next power-on: the boot order it
+// replaced comes back and parameter 5 reads as invalid, as on a real BMC.
+func TestOneTimePXEReverts(t *testing.T) {
+	const name = "skinner-worker-1"
+	args := ipmitoolArgs("lanplus", shared.ports[name])
+	ipmitool := func(cmd ...string) string { return mustRun(t, "ipmitool", append(args, cmd...)...) }
+	ipmitool("power", "off")
+	shared.waitPower(t, name, off)
+	ipmitool("chassis", "bootdev", "disk", "options=efiboot,persistent")
+	ipmitool("raw", "0x00", "0x08", "0x05", "0xa0", "0x04", "0x00", "0x00", "0x00")
+	if s := shared.vm(t, name); s.FirstBoot != "ethernet" {
+		t.Fatalf("one-time pxe not applied: %+v", s)
+	}
+	ipmitool("power", "on")
+	deadline := time.Now().Add(5 * time.Second)
+	for shared.vm(t, name).FirstBoot != "disk" {
+		if time.Now().After(deadline) {
+			t.Fatalf("boot order not restored after the boot: %+v", shared.vm(t, name))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	out := ipmitool("chassis", "bootparam", "get", "5")
+	if !strings.Contains(out, "Boot Flag Invalid") || !strings.Contains(out, "No override") {
+		t.Fatalf("parameter 5 after the one-time boot:\n%s", out)
+	}
+	ipmitool("power", "off")
+	shared.waitPower(t, name, off)
+}
+
+// Power status is served from the inventory: a thousand reads in one
+// session cost vCenter no request.
+func TestStatusReadsCostNoRequests(t *testing.T) {
+	port, _ := strconv.Atoi(shared.ports["skinner-master-0"])
+	c, err := client.NewClient("127.0.0.1", port, "admin", "password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.WithInterface(client.InterfaceLanplus)
+	ctx := context.Background()
+	if err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close(ctx) }()
+	before := nonWatchRequests(shared.client.Requests())
+	for range 1000 {
+		if _, err := c.GetChassisStatus(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := nonWatchRequests(shared.client.Requests()) - before; d != 0 {
+		t.Fatalf("1000 power status reads sent %d vCenter requests", d)
+	}
+}
+
+func nonWatchRequests(m map[string]uint64) uint64 {
+	var n uint64
+	for k, v := range m {
+		if k != "WaitForUpdatesEx" {
+			n += v
+		}
+	}
+	return n
+}
+
+// A power change made outside the bridge (an operator in the vSphere
+// client) shows over IPMI within a second.
+func TestOutsideChangeVisible(t *testing.T) {
+	const name = "skinner-master-2"
+	ctx := context.Background()
+	ref, err := shared.inv.Resolve(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := object.NewVirtualMachine(shared.out.Vim(), ref)
+	args := ipmitoolArgs("lanplus", shared.ports[name], "power", "status")
+	for _, step := range []struct {
+		do   func(context.Context) (*object.Task, error)
+		want string
+	}{
+		{vm.PowerOn, "Chassis Power is on\n"},
+		{vm.PowerOff, "Chassis Power is off\n"},
+	} {
+		task, err := step.do(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := task.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		for {
+			out := mustRun(t, "ipmitool", args...)
+			if out == step.want {
+				t.Logf("outside change seen over IPMI after %v", time.Since(start))
+				break
+			}
+			if time.Since(start) > time.Second {
+				t.Fatalf("after 1 s ipmitool still says %q", out)
+			}
+		}
+	}
+}
+
+// TestVCenterOutage stops the simulated vCenter (for OUTAGE, default 60 s)
+// while a console keeps asking: every request is answered at once, with
+// node-busy while vCenter is away, and the bridge recovers by itself.
+func TestVCenterOutage(t *testing.T) {
+	outage := 60 * time.Second
+	if v := os.Getenv("OUTAGE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		outage = d
+	}
+	port, _ := strconv.Atoi(shared.ports["skinner-worker-2"])
+	c, err := client.NewClient("127.0.0.1", port, "admin", "password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.WithInterface(client.InterfaceLanplus)
+	c.WithTimeout(2 * time.Second)
+	c.WithRetry(0)
+	ctx := context.Background()
+	if err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close(ctx) }()
+
+	shared.sim.Stop()
+	stopped := time.Now()
+	var asked, busy int
+	var slowest time.Duration
+	for time.Since(stopped) < outage {
+		start := time.Now()
+		_, err := c.GetChassisStatus(ctx)
+		d := time.Since(start)
+		asked++
+		slowest = max(slowest, d)
+		switch {
+		case err == nil:
+		case strings.Contains(err.Error(), "0xc0") || strings.Contains(strings.ToLower(err.Error()), "busy"):
+			busy++
+		default:
+			t.Fatalf("request %d during the outage: %v after %v", asked, err, d)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if busy == 0 {
+		t.Fatalf("no request saw the outage (%d asked)", asked)
+	}
+	shared.sim.Restart()
+	restarted := time.Now()
+	for {
+		if _, err := c.GetChassisStatus(ctx); err == nil {
+			break
+		}
+		if time.Since(restarted) > 10*time.Second {
+			t.Fatal("no recovery within 10 s of vCenter's return")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("outage %v: %d requests, %d answered node-busy, slowest answer %v; recovered %v after vCenter returned",
+		outage, asked, busy, slowest, time.Since(restarted))
+	if slowest > 2*time.Second {
+		t.Errorf("an answer took %v", slowest)
+	}
+}

@@ -1,0 +1,224 @@
+// Package metrics owns the bridge's Prometheus metrics and its HTTP
+// endpoint (/metrics, /healthz, /readyz): IPMI requests by command and
+// completion code with their latency, sessions, authentication failures,
+// power, boot and media actions, vCenter requests by method and the state
+// of the vCenter connection. Nothing here carries a secret.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
+)
+
+const ns = "ipmi_vmware_bridge"
+
+// Metrics is the bridge's set of metrics, registered in its own registry.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	requests     *prometheus.CounterVec
+	latency      *prometheus.HistogramVec
+	sessions     *prometheus.CounterVec
+	authFailures *prometheus.CounterVec
+	actions      *prometheus.CounterVec
+	panics       prometheus.Counter
+}
+
+// New registers the bridge's metrics. vcenter reports the vCenter client's
+// requests by method; connected reports whether the inventory is in sync;
+// activeSessions reports the sessions open on each BMC. Any may be nil.
+func New(vcenter func() map[string]uint64, connected func() bool, activeSessions func() map[string]int) *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "ipmi_requests_total",
+			Help: "IPMI requests answered, by command and completion code (all BMCs: a label per BMC would multiply the series by a thousand).",
+		}, []string{"command", "cc"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Name: "ipmi_request_duration_seconds",
+			Help:    "Time to answer an IPMI request, by command (handler time; the wire adds little).",
+			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"command"}),
+		sessions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "ipmi_sessions_total",
+			Help: "IPMI session events by BMC: opened, closed (by the console), expired (idle), refused (no slot or lockout).",
+		}, []string{"bmc", "event"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "ipmi_auth_failures_total",
+			Help: "Failed IPMI authentications (unknown user or wrong password), by BMC.",
+		}, []string{"bmc"}),
+		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "machine_actions_total",
+			Help: "Power, boot and media actions on VMs, by kind and result (ok or the error class).",
+		}, []string{"action", "result"}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "handler_panics_total",
+			Help: "Request handlers that panicked; each was answered with an error and the daemon lived on.",
+		}),
+	}
+	m.Registry.MustRegister(m.requests, m.latency, m.sessions, m.authFailures, m.actions, m.panics,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if vcenter != nil {
+		m.Registry.MustRegister(&mapCounter{
+			desc: prometheus.NewDesc(ns+"_vcenter_requests_total", "vCenter API calls sent, by method.", []string{"method"}, nil),
+			read: vcenter,
+		})
+	}
+	if connected != nil {
+		m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: ns, Name: "vcenter_connected",
+			Help: "1 while the inventory is synchronised with vCenter, 0 while vCenter is unreachable.",
+		}, func() float64 {
+			if connected() {
+				return 1
+			}
+			return 0
+		}))
+	}
+	if activeSessions != nil {
+		m.Registry.MustRegister(&mapGauge{
+			desc: prometheus.NewDesc(ns+"_ipmi_sessions_active", "IPMI sessions open, by BMC.", []string{"bmc"}, nil),
+			read: activeSessions,
+		})
+	}
+	return m
+}
+
+// Request records one answered IPMI request (ipmi.Observer).
+func (m *Metrics) Request(command string, cc uint8, d time.Duration) {
+	m.requests.WithLabelValues(command, fmt.Sprintf("0x%02x", cc)).Inc()
+	m.latency.WithLabelValues(command).Observe(d.Seconds())
+}
+
+// Session records a session event ("opened", "closed", "expired",
+// "refused") of an endpoint (ipmi.Observer).
+func (m *Metrics) Session(bmc, event string) { m.sessions.WithLabelValues(bmc, event).Inc() }
+
+// AuthFailure records a failed authentication (ipmi.Observer).
+func (m *Metrics) AuthFailure(bmc string) { m.authFailures.WithLabelValues(bmc).Inc() }
+
+// Panic records a handler panic (ipmi.Observer).
+func (m *Metrics) Panic() { m.panics.Inc() }
+
+// Action records a machine action and its outcome.
+func (m *Metrics) Action(action string, err error) {
+	m.actions.WithLabelValues(action, result(err)).Inc()
+}
+
+func result(err error) string {
+	for _, k := range []struct {
+		err  error
+		name string
+	}{
+		{machine.ErrUnavailable, "unavailable"}, {machine.ErrBusy, "busy"},
+		{machine.ErrInvalidState, "invalid_state"}, {machine.ErrUnsupported, "unsupported"},
+		{machine.ErrInvalidArgument, "invalid_argument"}, {machine.ErrNotFound, "not_found"},
+	} {
+		if errors.Is(err, k.err) {
+			return k.name
+		}
+	}
+	if err != nil {
+		return "error"
+	}
+	return "ok"
+}
+
+// mapCounter exposes a map of monotonic counts read at scrape time.
+type mapCounter struct {
+	desc *prometheus.Desc
+	read func() map[string]uint64
+}
+
+func (c *mapCounter) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *mapCounter) Collect(ch chan<- prometheus.Metric) {
+	for k, v := range c.read() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(v), k)
+	}
+}
+
+// mapGauge exposes a map of current values read at scrape time.
+type mapGauge struct {
+	desc *prometheus.Desc
+	read func() map[string]int
+}
+
+func (g *mapGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+func (g *mapGauge) Collect(ch chan<- prometheus.Metric) {
+	for k, v := range g.read() {
+		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, float64(v), k)
+	}
+}
+
+// Serve answers /metrics, /healthz (the process serves) and /readyz (ready()
+// returns nil: vCenter in sync and BMCs serving) on addr until ctx ends.
+func (m *Metrics) Serve(ctx context.Context, l net.Listener, ready func() error, log *slog.Logger) error {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Instrument returns m counting every action on mach.
+func (m *Metrics) Instrument(mach machine.Machine) machine.Machine {
+	return &instrumented{Machine: mach, m: m}
+}
+
+type instrumented struct {
+	machine.Machine
+	m *Metrics
+}
+
+func (i *instrumented) Power(ctx context.Context, a machine.PowerAction) error {
+	err := i.Machine.Power(ctx, a)
+	i.m.Action("power_"+a.String(), err)
+	return err
+}
+
+func (i *instrumented) SetBootOverride(ctx context.Context, o machine.BootOverride) error {
+	err := i.Machine.SetBootOverride(ctx, o)
+	i.m.Action("boot_"+o.Device.String(), err)
+	return err
+}
+
+func (i *instrumented) InsertMedia(ctx context.Context, url string) error {
+	err := i.Machine.InsertMedia(ctx, url)
+	i.m.Action("media_insert", err)
+	return err
+}
+
+func (i *instrumented) EjectMedia(ctx context.Context) error {
+	err := i.Machine.EjectMedia(ctx)
+	i.m.Action("media_eject", err)
+	return err
+}

@@ -1,0 +1,341 @@
+// Package openshift renders the manifests that point an OpenShift/Metal3
+// cluster at the bridge's BMCs: BareMetalHost resources with their credential
+// Secrets for a running cluster, and the platform.baremetal.hosts list of
+// install-config.yaml for a new one.
+//
+// It owns the translation from a bridged VM (its BMC address, credentials and
+// provisioning NIC) to what Metal3 reads (CLIENTS.md §3.3 and §5.1): the BMC
+// URL, the Kubernetes object names and the YAML itself. Every host is
+// validated before a byte is written, so a failed call writes nothing, and the
+// output depends on nothing but the input, so it can be golden-tested.
+package openshift
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// DefaultNamespace is where the Baremetal Operator watches BareMetalHosts in
+// an OpenShift cluster.
+const DefaultNamespace = "openshift-machine-api"
+
+// Protocols, as the scheme of spec.bmc.address.
+const (
+	// ProtocolIPMI drives the BMC with Ironic's ipmitool driver; the address
+	// is ipmi://HOST:PORT (CLIENTS.md §3.3).
+	ProtocolIPMI = "ipmi"
+	// ProtocolRedfishVirtualMedia drives it with Ironic's redfish driver and
+	// boots through virtual media; the address is
+	// redfish-virtualmedia://HOST:PORT/redfish/v1/Systems/ID (CLIENTS.md §5.1).
+	ProtocolRedfishVirtualMedia = "redfish-virtualmedia"
+)
+
+// Roles a host can have in install-config.yaml.
+const (
+	RoleMaster = "master"
+	RoleWorker = "worker"
+)
+
+// Host is one bridged VM as the cluster sees it.
+type Host struct {
+	// Name is the VM's name. It becomes the BareMetalHost's name after
+	// sanitising (see BareMetalHosts).
+	Name string
+	// BMCAddress is the BMC's HOST:PORT as the cluster reaches it, e.g.
+	// 192.168.86.168:627 or [fd00::1]:623. HOST is an IP address or a DNS
+	// name.
+	BMCAddress string
+	// Username and Password are the BMC's credentials; both are required
+	// because Metal3 refuses a credentials Secret with either one empty.
+	Username, Password string
+	// BootMAC is the MAC address of the VM's provisioning NIC (EUI-48, in
+	// any form net.ParseMAC accepts); the output has it lower-case with
+	// colons.
+	BootMAC string
+	// UEFI selects bootMode UEFI; otherwise legacy (BIOS).
+	UEFI bool
+	// Online is the BareMetalHost's spec.online: whether Metal3 keeps the
+	// VM powered on.
+	Online bool
+	// Role is RoleMaster or RoleWorker for install-config.yaml. Empty means
+	// master when the sanitised name contains "master", else worker.
+	Role string
+	// RedfishSystem is the VM's id in the bridge's Redfish service
+	// (/redfish/v1/Systems/ID). When set, the host is driven with
+	// ProtocolRedfishVirtualMedia whatever Options.Protocol says. Ironic
+	// URL-quotes the id, so only unreserved URL characters
+	// (A-Z a-z 0-9 - . _ ~) are accepted.
+	RedfishSystem string
+}
+
+// Options apply to every host.
+type Options struct {
+	// Namespace of the BareMetalHosts and Secrets; empty means
+	// DefaultNamespace.
+	Namespace string
+	// Protocol for hosts without a RedfishSystem: ProtocolIPMI (the default
+	// when empty) or ProtocolRedfishVirtualMedia, which then requires every
+	// host to have a RedfishSystem, because the bridge serves many systems
+	// and Metal3 can omit the id only when there is exactly one.
+	Protocol string
+	// RedfishPort is the HTTPS port of the bridge's Redfish service. Zero
+	// means the port of each host's BMCAddress.
+	RedfishPort int
+	// RedfishVerifyCertificate makes Ironic verify the Redfish service's TLS
+	// certificate. Off by default because the bridge serves a self-signed
+	// one; turn it on when its certificate is signed by a CA Ironic trusts.
+	RedfishVerifyCertificate bool
+}
+
+// host is a validated Host, in the form the manifests use.
+type host struct {
+	name     string // DNS-1123 subdomain
+	role     string
+	address  string // spec.bmc.address
+	insecure bool   // spec.bmc.disableCertificateVerification
+	username string
+	password string
+	mac      string // lower-case, colon-separated
+	bootMode string
+	online   bool
+}
+
+// secretSuffix names a host's credentials Secret.
+const secretSuffix = "-bmc-secret"
+
+func (h *host) secretName() string { return h.name + secretSuffix }
+
+// resolve validates opts and every host, and returns the hosts in input order.
+// It reports every problem, one error each, so an operator fixes a whole
+// inventory in one round; only a problem with opts, which would make every
+// host wrong, stops it before the hosts.
+func resolve(hosts []Host, opts Options) ([]host, []error) {
+	var errs []error
+	switch opts.Protocol {
+	case "", ProtocolIPMI, ProtocolRedfishVirtualMedia:
+	default:
+		errs = append(errs, fmt.Errorf("protocol %q is unknown (known: %s, %s)", opts.Protocol, ProtocolIPMI, ProtocolRedfishVirtualMedia))
+	}
+	if opts.RedfishPort < 0 || opts.RedfishPort > 65535 {
+		errs = append(errs, fmt.Errorf("Redfish port %d is out of range 1-65535 (0 means the BMC address's port)", opts.RedfishPort))
+	}
+	if len(hosts) == 0 {
+		errs = append(errs, errors.New("no hosts"))
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+
+	out := make([]host, 0, len(hosts))
+	firstUse := make(map[string]int, len(hosts)) // sanitised name -> index
+	for i, in := range hosts {
+		h, herrs := resolveHost(in, opts)
+		if j, dup := firstUse[h.name]; dup {
+			herrs = append(herrs, fmt.Errorf("name %q is already used by hosts[%d] %q", h.name, j, hosts[j].Name))
+		} else if h.name != "" {
+			firstUse[h.name] = i
+		}
+		for _, err := range herrs {
+			// One line per problem, each naming its host.
+			errs = append(errs, fmt.Errorf("hosts[%d] %q: %w", i, in.Name, err))
+		}
+		out = append(out, h)
+	}
+	return out, errs
+}
+
+// namespace is opts.Namespace or its default.
+func namespace(opts Options) (string, error) {
+	ns := opts.Namespace
+	if ns == "" {
+		ns = DefaultNamespace
+	}
+	if !isDNSLabel(ns) {
+		return "", fmt.Errorf("namespace %q is not a valid Kubernetes namespace (lower-case letters, digits and '-', at most 63)", ns)
+	}
+	return ns, nil
+}
+
+func wrap(errs []error) error { return fmt.Errorf("openshift: %w", errors.Join(errs...)) }
+
+// resolveHost validates one host; it returns every problem it finds.
+func resolveHost(in Host, opts Options) (host, []error) {
+	var errs []error
+	h := host{
+		name:     kubeName(in.Name),
+		username: in.Username,
+		password: in.Password,
+		online:   in.Online,
+		bootMode: "legacy",
+	}
+	if in.UEFI {
+		h.bootMode = "UEFI"
+	}
+	if h.name == "" {
+		errs = append(errs, errors.New("name has no letter or digit to make a Kubernetes name from"))
+	}
+
+	switch in.Role {
+	case RoleMaster, RoleWorker:
+		h.role = in.Role
+	case "":
+		h.role = RoleWorker
+		if strings.Contains(h.name, RoleMaster) {
+			h.role = RoleMaster
+		}
+	default:
+		errs = append(errs, fmt.Errorf("role %q is unknown (known: %s, %s)", in.Role, RoleMaster, RoleWorker))
+	}
+
+	// The password is never quoted in an error: errors end up in logs.
+	switch {
+	case in.Username == "":
+		errs = append(errs, errors.New("username is empty"))
+	case !utf8.ValidString(in.Username):
+		errs = append(errs, errors.New("username is not valid UTF-8"))
+	}
+	switch {
+	case in.Password == "":
+		errs = append(errs, errors.New("password is empty"))
+	case !utf8.ValidString(in.Password):
+		// install-config.yaml carries it as text, and YAML text is UTF-8.
+		errs = append(errs, errors.New("password is not valid UTF-8"))
+	}
+
+	if mac, err := net.ParseMAC(in.BootMAC); err != nil {
+		errs = append(errs, fmt.Errorf("boot MAC %q is not a MAC address", in.BootMAC))
+	} else if len(mac) != 6 {
+		// ParseMAC also takes EUI-64 and InfiniBand addresses; a vSphere NIC
+		// has neither, and Metal3 matches the MAC against an Ethernet NIC.
+		errs = append(errs, fmt.Errorf("boot MAC %q is not a 6-byte Ethernet MAC address", in.BootMAC))
+	} else {
+		h.mac = mac.String()
+	}
+
+	addr, redfish, err := bmcAddress(in, opts)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	h.address = addr
+	h.insecure = redfish && !opts.RedfishVerifyCertificate
+
+	return h, errs
+}
+
+// bmcAddress is the spec.bmc.address URL for a host, and whether it is a
+// Redfish one.
+func bmcAddress(in Host, opts Options) (string, bool, error) {
+	hostname, port, err := net.SplitHostPort(in.BMCAddress)
+	if err != nil {
+		return "", false, fmt.Errorf("BMC address %q is not HOST:PORT: %v", in.BMCAddress, err)
+	}
+	if net.ParseIP(hostname) == nil && !isDNSName(hostname) {
+		return "", false, fmt.Errorf("BMC address %q: %q is neither an IP address nor a DNS name", in.BMCAddress, hostname)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return "", false, fmt.Errorf("BMC address %q: port %q is not a number in 1-65535", in.BMCAddress, port)
+	}
+	port = strconv.Itoa(n) // Atoi takes "+623" and "0623"; a URL wants 623
+
+	if in.RedfishSystem == "" {
+		if opts.Protocol == ProtocolRedfishVirtualMedia {
+			return "", false, fmt.Errorf("protocol %s needs the host's Redfish system id", ProtocolRedfishVirtualMedia)
+		}
+		return ProtocolIPMI + "://" + net.JoinHostPort(hostname, port), false, nil
+	}
+	if !isSystemID(in.RedfishSystem) {
+		return "", false, fmt.Errorf("Redfish system id %q must be made of A-Z a-z 0-9 - . _ ~ only", in.RedfishSystem)
+	}
+	if opts.RedfishPort != 0 {
+		port = strconv.Itoa(opts.RedfishPort)
+	}
+	return ProtocolRedfishVirtualMedia + "://" + net.JoinHostPort(hostname, port) + "/redfish/v1/Systems/" + in.RedfishSystem, true, nil
+}
+
+// maxNameLen keeps "<name>-bmc-secret" within a DNS-1123 subdomain's 253
+// characters, so the Secret's name is valid whenever the host's is.
+const maxNameLen = 253 - len(secretSuffix)
+
+// kubeName makes a VM name a DNS-1123 subdomain, as Kubernetes requires of
+// object names: ASCII letters are lower-cased, every other character that is
+// not a letter, digit, '.' or '-' becomes '-', each dot-separated label is
+// trimmed of '-' (a label must begin and end with a letter or digit), empty
+// labels are dropped and the result is cut to maxNameLen. It returns "" when
+// nothing is left.
+func kubeName(s string) string {
+	mapped := strings.Map(func(r rune) rune {
+		switch {
+		case 'A' <= r && r <= 'Z':
+			return r + ('a' - 'A')
+		case 'a' <= r && r <= 'z', '0' <= r && r <= '9', r == '.', r == '-':
+			return r
+		default:
+			return '-'
+		}
+	}, s)
+	labels := strings.Split(mapped, ".")
+	kept := labels[:0]
+	for _, l := range labels {
+		if l = strings.Trim(l, "-"); l != "" {
+			kept = append(kept, l)
+		}
+	}
+	name := strings.Join(kept, ".")
+	if len(name) > maxNameLen {
+		name = strings.TrimRight(name[:maxNameLen], "-.")
+	}
+	return name
+}
+
+// isDNSLabel reports whether s is a DNS-1123 label, as a namespace must be.
+func isDNSLabel(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// isDNSName reports whether s is a host name that an ipmi:// or
+// redfish-virtualmedia:// URL can carry: dot-separated labels of letters,
+// digits and '-', not beginning or ending with '-' (RFC 1123 §2.1), the last
+// not all digits (RFC 3696 §2), which also rejects a mistyped IPv4 address
+// such as 192.168.86.300.
+func isDNSName(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	labels := strings.Split(s, ".")
+	for _, l := range labels {
+		if !isDNSLabel(strings.ToLower(l)) {
+			return false
+		}
+	}
+	return strings.Trim(labels[len(labels)-1], "0123456789") != ""
+}
+
+// isSystemID reports whether s is a path segment that needs no escaping and
+// that URL normalisation leaves alone.
+func isSystemID(s string) bool {
+	if s == "" || s == "." || s == ".." {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
