@@ -25,8 +25,8 @@ const PasswordEnv = "IPMI_VMWARE_BRIDGE_VCENTER_PASSWORD"
 const (
 	DefaultMetricsAddress = "127.0.0.1:9623"
 	DefaultRedfishAddress = "0.0.0.0:8000"
-	DefaultAddress  = "0.0.0.0"
-	DefaultUsername = "admin"
+	DefaultAddress        = "0.0.0.0"
+	DefaultUsername       = "admin"
 	// DefaultStateDir holds the state file unless systemd's StateDirectory=
 	// (the environment variable STATE_DIRECTORY) or stateDir says otherwise.
 	DefaultStateDir = "/var/lib/ipmi-vmware-bridge"
