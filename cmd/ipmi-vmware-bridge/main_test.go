@@ -13,9 +13,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/api"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/state"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
 
@@ -195,4 +198,121 @@ func freeUDPPort(t *testing.T) int {
 	}
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// TestMain lets the test binary stand in for the daemon process: with
+// BRIDGE_TEST_MAIN set it runs main, so the tests can kill a real process.
+func TestMain(m *testing.M) {
+	if os.Getenv("BRIDGE_TEST_MAIN") != "" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// TestKillDuringChange kills the daemon (SIGKILL) while BMCs are being added
+// and removed: the state file is intact afterwards, and a restarted daemon
+// serves exactly the BMCs it records.
+func TestKillDuringChange(t *testing.T) {
+	sim, err := vsphere.StartSimulator(context.Background(), "127.0.0.1:0", 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	dir := t.TempDir()
+	stateDir := filepath.Join(dir, "state")
+	socket := filepath.Join(dir, "api.sock")
+	cfg := writeFile(t, "bridge.yaml", fmt.Sprintf(`vcenter:
+  url: %s
+  username: %s
+  password: %s
+  caFile: %s
+stateDir: %s
+metricsAddress: ""
+redfish:
+  address: ""
+bmcs: []
+`, sim.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword, sim.CAFile, stateDir))
+	start := func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "serve", "--config", cfg, "--socket", socket)
+		cmd.Env = append(os.Environ(), "BRIDGE_TEST_MAIN=1")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		c := api.NewClient(socket)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if _, err := c.BMCs(context.Background()); err == nil {
+				return cmd
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("daemon did not come up")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	c := api.NewClient(socket)
+	ctx := context.Background()
+	for round := range 3 {
+		cmd := start()
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				vm := vsphere.SeedVMNames[i%5]
+				port := 20000 + round*1000 + i%40
+				if i%3 == 2 {
+					_ = c.Remove(ctx, fmt.Sprintf("127.0.0.5:%d", 20000+round*1000+(i-1)%40))
+					continue
+				}
+				_, _ = c.Add(ctx, api.Add{VM: vm, Address: "127.0.0.5", Port: port, Password: "pw"})
+			}
+		}()
+		time.Sleep(time.Duration(150+round*100) * time.Millisecond)
+		if err := cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait()
+		close(stop)
+		<-done
+		st, err := state.Open(filepath.Join(stateDir, "state.json"))
+		if err != nil {
+			t.Fatalf("round %d: state file damaged by the kill: %v", round, err)
+		}
+		want := map[string]bool{}
+		for _, k := range st.Keys("bmc/") {
+			want[strings.TrimPrefix(k, "bmc/")] = true
+		}
+		cmd = start()
+		bmcs, err := c.BMCs(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]bool{}
+		for _, b := range bmcs {
+			got[b.Address] = true
+			if b.Status != "running" {
+				t.Errorf("round %d: restored %s is %s: %s", round, b.Address, b.Status, b.Error)
+			}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("round %d: state file records %v, restarted daemon serves %v", round, want, got)
+		}
+		for a := range want {
+			if !got[a] {
+				t.Fatalf("round %d: %s recorded but not restored", round, a)
+			}
+		}
+		t.Logf("round %d: %d BMCs recorded and restored", round, len(want))
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("SIGTERM: %v", err)
+		}
+	}
 }
