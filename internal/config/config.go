@@ -54,7 +54,23 @@ type IPMI struct {
 	SessionTimeout time.Duration
 	// SessionLimit caps each BMC's concurrent sessions (0: the default).
 	SessionLimit int
+	// LockoutFailures failed logins from one address within LockoutWindow
+	// lock it out of that BMC for LockoutDuration (0 failures: no lockout).
+	LockoutFailures int
+	LockoutWindow   time.Duration
+	LockoutDuration time.Duration
+	// SessionSetupRate caps session-setup packets per address and BMC per
+	// second (0: no limit).
+	SessionSetupRate float64
 }
+
+// Lockout and setup-rate defaults (ipmi.DefaultGuard has the same).
+const (
+	DefaultLockoutFailures  = 5
+	DefaultLockoutWindow    = time.Minute
+	DefaultLockoutDuration  = 5 * time.Minute
+	DefaultSessionSetupRate = 20
+)
 
 // Redfish configures the Redfish service.
 type Redfish struct {
@@ -271,10 +287,29 @@ func (p *parser) sections(fields map[string]*yaml.Node, cfg *Config) error {
 			return p.err(n, "metricsAddress", "must be host:port, or empty to turn metrics off")
 		}
 	}
+	cfg.IPMI = IPMI{LockoutFailures: DefaultLockoutFailures, LockoutWindow: DefaultLockoutWindow,
+		LockoutDuration: DefaultLockoutDuration, SessionSetupRate: DefaultSessionSetupRate}
 	if n, ok := fields["ipmi"]; ok {
-		f, err := p.mapping(n, "ipmi.", "sessionTimeout", "sessionLimit")
+		f, err := p.mapping(n, "ipmi.", "sessionTimeout", "sessionLimit", "lockoutFailures", "lockoutWindow", "lockoutDuration", "sessionSetupRate")
 		if err != nil {
 			return err
+		}
+		if l, ok := f["lockoutFailures"]; ok {
+			if err := l.Decode(&cfg.IPMI.LockoutFailures); err != nil || l.Tag != "!!int" || cfg.IPMI.LockoutFailures < 0 {
+				return p.err(l, "ipmi.lockoutFailures", "must be a whole number, 0 to turn the lockout off")
+			}
+		}
+		for key, dst := range map[string]*time.Duration{"lockoutWindow": &cfg.IPMI.LockoutWindow, "lockoutDuration": &cfg.IPMI.LockoutDuration} {
+			if _, ok := f[key]; ok {
+				if *dst, err = p.duration(f, "ipmi.", key); err != nil {
+					return err
+				}
+			}
+		}
+		if r, ok := f["sessionSetupRate"]; ok {
+			if err := r.Decode(&cfg.IPMI.SessionSetupRate); err != nil || (r.Tag != "!!int" && r.Tag != "!!float") || cfg.IPMI.SessionSetupRate < 0 {
+				return p.err(r, "ipmi.sessionSetupRate", "must be a number of packets per second, 0 for no limit")
+			}
 		}
 		if cfg.IPMI.SessionTimeout, err = p.duration(f, "ipmi.", "sessionTimeout"); err != nil {
 			return err

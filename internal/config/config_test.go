@@ -51,9 +51,16 @@ func TestSections(t *testing.T) {
 	if err != nil || cfg.MetricsAddress != DefaultMetricsAddress || cfg.Redfish.Address != DefaultRedfishAddress {
 		t.Fatalf("defaults: %v %+v", err, cfg)
 	}
+	if cfg.IPMI.LockoutFailures != 5 || cfg.IPMI.LockoutDuration != DefaultLockoutDuration || cfg.IPMI.SessionSetupRate != 20 {
+		t.Fatalf("guard defaults: %+v", cfg.IPMI)
+	}
 	extra := `ipmi:
   sessionTimeout: 5m
   sessionLimit: 8
+  lockoutFailures: 0
+  lockoutWindow: 30s
+  lockoutDuration: 1m
+  sessionSetupRate: 2.5
 metricsAddress: ""
 redfish:
   address: 127.0.0.1:8443
@@ -68,6 +75,7 @@ media:
 		t.Fatal(err)
 	}
 	if cfg.IPMI.SessionTimeout.Minutes() != 5 || cfg.IPMI.SessionLimit != 8 || cfg.MetricsAddress != "" ||
+		cfg.IPMI.LockoutFailures != 0 || cfg.IPMI.LockoutWindow.Seconds() != 30 || cfg.IPMI.LockoutDuration.Minutes() != 1 || cfg.IPMI.SessionSetupRate != 2.5 ||
 		cfg.Redfish != (Redfish{Address: "127.0.0.1:8443", CertFile: "/c.pem", KeyFile: "/k.pem"}) || cfg.Media != (Media{Datastore: "iso-ds", Folder: "images"}) {
 		t.Fatalf("%+v", cfg)
 	}
@@ -144,6 +152,8 @@ func TestParseErrors(t *testing.T) {
 		{"session limit", good + "ipmi:\n  sessionLimit: 0\n", "", "f.yaml:16: ipmi.sessionLimit: must be a whole number from 1 to 63"},
 		{"session timeout", good + "ipmi:\n  sessionTimeout: forever\n", "", "f.yaml:16: ipmi.sessionTimeout: must be a duration"},
 		{"unknown ipmi key", good + "ipmi:\n  lockout: 3\n", "", "f.yaml:16: ipmi.lockout: unknown key"},
+		{"bad lockout", good + "ipmi:\n  lockoutFailures: -1\n", "", "f.yaml:16: ipmi.lockoutFailures: must be a whole number"},
+		{"bad rate", good + "ipmi:\n  sessionSetupRate: fast\n", "", "f.yaml:16: ipmi.sessionSetupRate: must be a number"},
 		{"cert without key", good + "redfish:\n  certFile: /c.pem\n", "", "f.yaml:16: redfish: give both certFile and keyFile"},
 		{"bad metrics address", good + "metricsAddress: 9623\n", "", "f.yaml:15: metricsAddress: must be host:port"},
 		{"duplicate key", strings.Replace(good, "  insecure: true", "  insecure: true\n  insecure: false", 1), "", "vcenter.insecure"},

@@ -112,15 +112,19 @@ func Run(ctx context.Context, opts Options) error {
 	}
 
 	m := metrics.New(d.client.Requests, func() bool { return d.inv.Available() == nil }, d.activeSessions)
+	guard := ipmi.DefaultGuard
+	guard.Log = d.log
 	bopts := bridge.Options{
 		Log: d.log, State: d.state, Wrap: m.Instrument,
 		Endpoint: ipmi.Config{Observer: m},
 	}
 	if c := d.cfg; c != nil {
+		guard.Failures, guard.Window, guard.Lockout, guard.SetupRate = c.IPMI.LockoutFailures, c.IPMI.LockoutWindow, c.IPMI.LockoutDuration, c.IPMI.SessionSetupRate
 		bopts.SoftOffTimeout = c.SoftOffTimeout
 		bopts.MediaDatastore, bopts.MediaFolder = c.Media.Datastore, c.Media.Folder
 		bopts.Endpoint.SessionTimeout, bopts.Endpoint.SessionLimit = c.IPMI.SessionTimeout, c.IPMI.SessionLimit
 	}
+	bopts.Endpoint.Guard = ipmi.NewGuard(guard)
 	d.bridge = bridge.Start(ctx, d.inv, specs, bopts)
 	defer func() { _ = d.bridge.Close() }()
 

@@ -48,7 +48,10 @@ type Config struct {
 	SessionTimeout time.Duration
 	// Observer receives requests and session events, for metrics.
 	Observer Observer
-	Log      *slog.Logger
+	// Guard locks out password guessers and throttles session setup; it is
+	// shared by all endpoints. Nil guards nothing.
+	Guard *Guard
+	Log   *slog.Logger
 }
 
 // Endpoint is one virtual BMC serving one machine.
@@ -101,7 +104,7 @@ func Listen(ctx context.Context, m machine.Machine, cfg Config) (*Endpoint, erro
 		t.removed(id)
 	})
 	e := &Endpoint{conn: conn, bmc: b, log: log, tracker: t}
-	watched := &watchConn{PacketConn: conn, t: t}
+	watched := &watchConn{PacketConn: conn, t: t, guard: cfg.Guard, log: log}
 	e.srv = server.NewServer(b, watched, server.WithHandlerRegistry(newRegistry(m, log, t)))
 	return e, nil
 }

@@ -2,6 +2,7 @@ package ipmi
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"sort"
 	"sync"
@@ -151,7 +152,9 @@ func privilegeName(p bmc.PrivilegeLevel) string {
 // mean an unknown user or a wrong password (IPMI v2.0 §13.20-13.23).
 type watchConn struct {
 	net.PacketConn
-	t *tracker
+	t     *tracker
+	guard *Guard
+	log   *slog.Logger
 }
 
 // RMCP+ session-setup payload types and the RAKP status codes that mean a
@@ -166,34 +169,65 @@ const (
 	statusInvalidIntegrity     = 0x0F
 )
 
-// ReadFrom sees RAKP 3 from consoles: a non-zero status is the console
-// rejecting RAKP 2's key exchange code, which is how a wrong password shows
-// when the console checks first (ipmitool, FreeIPMI and pyghmi do).
+// ReadFrom drops session-setup packets from sources the guard locks out or
+// throttles (silence: an answer could be used to amplify a flood), and sees
+// RAKP 3 from consoles: a non-zero status is the console rejecting RAKP 2's
+// key exchange code, which is how a wrong password shows when the console
+// checks first (ipmitool, FreeIPMI and pyghmi do).
 func (c *watchConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	n, addr, err := c.PacketConn.ReadFrom(p)
-	if c.t.obs != nil && n >= 18 && p[3]&0x1F == 0x07 && p[4] == 0x06 && p[5]&0x3F == payloadRAKP3 && p[17] != 0 {
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(p)
+		if err != nil || !isSetup(p[:n]) {
+			return n, addr, err
+		}
+		if ok, why := c.guard.allowSetup(addr, c.t.endpoint); !ok {
+			if c.t.obs != nil {
+				c.t.obs.Session(c.t.endpoint, "refused")
+			}
+			c.log.Debug("session setup dropped", "source", addr.String(), "reason", why)
+			continue
+		}
+		if n >= 18 && p[4] == 0x06 && p[5]&0x3F == payloadRAKP3 {
+			c.guard.rakp3Seen(addr)
+			if p[17] != 0 {
+				c.authFailed(addr)
+			}
+		}
+		return n, addr, err
+	}
+}
+
+func (c *watchConn) authFailed(addr net.Addr) {
+	c.reportAuthFailure()
+	c.guard.failed(addr, c.t.endpoint)
+}
+
+func (c *watchConn) reportAuthFailure() {
+	if c.t.obs != nil {
 		c.t.obs.AuthFailure(c.t.endpoint)
 	}
-	return n, addr, err
 }
 
 func (c *watchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	// RMCP header (4) + AuthType 06h + payload type + session ID (4) +
 	// sequence (4) + length (2) = 16, then the payload: tag, status.
-	if c.t.obs != nil && len(p) >= 18 && p[3]&0x1F == 0x07 && p[4] == 0x06 {
+	if len(p) >= 18 && p[3]&0x1F == 0x07 && p[4] == 0x06 {
 		status := p[17]
 		switch p[5] & 0x3F {
 		case payloadOpenSessionResponse:
-			if status == statusNoResources {
+			if status == statusNoResources && c.t.obs != nil {
 				c.t.obs.Session(c.t.endpoint, "refused")
 			}
 		case payloadRAKP2:
-			if status == statusUnauthorizedName {
-				c.t.obs.AuthFailure(c.t.endpoint)
+			switch status {
+			case 0:
+				c.guard.rakp2Sent(addr, c.t.endpoint, c.reportAuthFailure)
+			case statusUnauthorizedName:
+				c.authFailed(addr)
 			}
 		case payloadRAKP4:
 			if status == statusInvalidIntegrity {
-				c.t.obs.AuthFailure(c.t.endpoint)
+				c.authFailed(addr)
 			}
 		}
 	}
