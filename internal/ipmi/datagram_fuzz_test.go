@@ -1,0 +1,162 @@
+package ipmi
+
+import (
+	"context"
+	"flag"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bougou/go-ipmi/pkg/server"
+
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine/machinetest"
+)
+
+var record = flag.Bool("record", false, "record ipmitool and FreeIPMI datagrams into the FuzzDatagram corpus")
+
+// memConn is an in-memory PacketConn: the fuzzer hands it datagrams and
+// collects the replies, without sockets.
+type memConn struct {
+	in     chan []byte
+	out    chan []byte
+	closed chan struct{}
+	once   sync.Once
+}
+
+var fuzzPeer = &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 623}
+
+func newMemConn() *memConn {
+	return &memConn{in: make(chan []byte), out: make(chan []byte, 64), closed: make(chan struct{})}
+}
+
+func (c *memConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	select {
+	case b := <-c.in:
+		return copy(p, b), fuzzPeer, nil
+	case <-c.closed:
+		return 0, nil, net.ErrClosed
+	}
+}
+
+func (c *memConn) WriteTo(p []byte, _ net.Addr) (int, error) {
+	select {
+	case c.out <- append([]byte(nil), p...):
+	default:
+	}
+	return len(p), nil
+}
+
+func (c *memConn) Close() error                     { c.once.Do(func() { close(c.closed) }); return nil }
+func (c *memConn) LocalAddr() net.Addr              { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 623} }
+func (c *memConn) SetDeadline(time.Time) error      { return nil }
+func (c *memConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *memConn) SetWriteDeadline(time.Time) error { return nil }
+
+// FuzzDatagram sends arbitrary datagrams through the whole path an endpoint
+// serves (the guard's socket wrapper, go-ipmi's server and our handlers):
+// nothing may crash the process, and no reply may be much larger than what
+// asked for it, or the BMC could amplify a spoofed flood. The corpus holds
+// real ipmitool and FreeIPMI traffic (go test -run TestRecordDatagrams
+// -record to refresh it).
+func FuzzDatagram(f *testing.F) {
+	m := &machinetest.Fake{ID: machine.Identity{Name: "fuzz", UUID: testUUID}, State: machine.PowerOn}
+	id, _ := m.Identity(context.Background())
+	guid, _ := SMBIOSGUID(id.UUID)
+	st, err := newStorage(id)
+	if err != nil {
+		f.Fatal(err)
+	}
+	b, err := newBMC(guid, st, Config{Username: "admin", Password: "password"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	conn := newMemConn()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	t := newTracker("fuzz", nil)
+	watched := &watchConn{PacketConn: conn, t: t, guard: NewGuard(GuardConfig{Failures: 5, Window: time.Minute, Lockout: time.Second}), log: log}
+	srv := server.NewServer(b, watched, server.WithHandlerRegistry(newRegistry(m, log, t)))
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { _ = srv.Serve(ctx) }()
+	f.Cleanup(func() { cancel(); _ = srv.Close() })
+
+	f.Add([]byte{0x06, 0x00, 0xff, 0x06, 0x00, 0x00, 0x11, 0xbe, 0x80, 0x01, 0x00, 0x00})
+	f.Add(openSessionRequest(1))
+	f.Fuzz(func(t *testing.T, p []byte) {
+		select {
+		case conn.in <- p:
+		case <-time.After(time.Second):
+			t.Fatal("the server stopped reading")
+		}
+		select {
+		case r := <-conn.out:
+			if len(r) > max(4*len(p), 64) {
+				t.Fatalf("a %d-byte datagram got a %d-byte reply", len(p), len(r))
+			}
+		case <-time.After(5 * time.Millisecond):
+		}
+	})
+}
+
+// recordConn saves every datagram an endpoint receives.
+type recordConn struct {
+	net.PacketConn
+	dir string
+	mu  sync.Mutex
+	n   int
+}
+
+func (c *recordConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	n, a, err := c.PacketConn.ReadFrom(p)
+	if err == nil {
+		c.mu.Lock()
+		c.n++
+		name := filepath.Join(c.dir, "real-"+strconv.Itoa(c.n))
+		c.mu.Unlock()
+		_ = os.WriteFile(name, []byte("go test fuzz v1\n[]byte("+strconv.Quote(string(p[:n]))+")\n"), 0o644)
+	}
+	return n, a, err
+}
+
+// TestRecordDatagrams refreshes FuzzDatagram's corpus with the datagrams
+// ipmitool (lanplus and lan) and FreeIPMI send for everyday commands.
+func TestRecordDatagrams(t *testing.T) {
+	if !*record {
+		t.Skip("run with -record to refresh the corpus")
+	}
+	dir := filepath.Join("testdata", "fuzz", "FuzzDatagram")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m := &machinetest.Fake{ID: machine.Identity{Name: "rec", UUID: testUUID}}
+	e, err := Listen(ctx, m, Config{Address: "127.0.0.1:0", Username: "admin", Password: "password"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := &recordConn{PacketConn: e.conn, dir: dir}
+	e.srv = server.NewServer(e.bmc, rc, server.WithHandlerRegistry(newRegistry(m, slog.New(slog.NewTextHandler(io.Discard, nil)), e.tracker)))
+	go func() { _ = e.Serve(ctx) }()
+	port := strconv.Itoa(e.Addr().(*net.UDPAddr).Port)
+	for _, args := range [][]string{
+		{"ipmitool", "-I", "lanplus", "-H", "127.0.0.1", "-p", port, "-U", "admin", "-P", "password", "power", "status"},
+		{"ipmitool", "-I", "lanplus", "-C", "3", "-H", "127.0.0.1", "-p", port, "-U", "admin", "-P", "password", "chassis", "bootdev", "pxe"},
+		{"ipmitool", "-I", "lan", "-H", "127.0.0.1", "-p", port, "-U", "admin", "-P", "password", "sdr"},
+		{"ipmipower", "-D", "LAN_2_0", "-h", "127.0.0.1:" + port, "-u", "admin", "-p", "password", "--stat"},
+		{"ipmipower", "-D", "LAN", "-h", "127.0.0.1:" + port, "-u", "admin", "-p", "password", "--on"},
+		{"bmc-info", "-D", "LAN_2_0", "-h", "127.0.0.1:" + port, "-u", "admin", "-p", "password"},
+	} {
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v %s", args, err, out)
+		}
+	}
+	t.Logf("recorded %d datagrams", rc.n)
+}

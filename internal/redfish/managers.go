@@ -1,0 +1,39 @@
+package redfish
+
+import "net/http"
+
+// firmwareVersion is the virtual BMC's firmware version, the one IPMI's
+// Get Device ID reports.
+const firmwareVersion = "1.00"
+
+func (s *Server) getManagers(q *request) error {
+	var members []link
+	for _, sys := range q.visible {
+		members = append(members, link(managerPath(sys.ID)))
+	}
+	return writeResource(q, http.StatusOK, collection("/redfish/v1/Managers", "#ManagerCollection.ManagerCollection", "Manager Collection", members))
+}
+
+// getManager answers the virtual BMC of a system: one Manager per system,
+// linking the VirtualMedia that Ironic up to 2023.1 looks for here. It
+// reads nothing from the machine, so it answers while vCenter is away.
+func (s *Server) getManager(q *request) error {
+	path := managerPath(q.sys.ID)
+	return writeResource(q, http.StatusOK, map[string]any{
+		"@odata.id":             path,
+		"@odata.type":           "#Manager.v1_10_0.Manager",
+		"Id":                    q.sys.ID,
+		"Name":                  "Virtual BMC of " + q.sys.ID,
+		"ManagerType":           "BMC",
+		"Model":                 "ipmi-vmware-bridge",
+		"FirmwareVersion":       firmwareVersion,
+		"ServiceEntryPointUUID": s.uuid,
+		"PowerState":            "On",
+		"Status":                enabled,
+		"VirtualMedia":          link(path + "/VirtualMedia"),
+		"Links": map[string]any{
+			"ManagerForServers": []link{link(systemPath(q.sys.ID))},
+			"ManagerForChassis": []link{link(chassisPath(q.sys.ID))},
+		},
+	})
+}

@@ -1,0 +1,344 @@
+package redfish
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine/machinetest"
+)
+
+// Tests with the real client: Debian's python3-sushy (4.3.3, what Ironic
+// uses), driven by testdata/sushy_client.py against the service over HTTPS
+// on a loopback port. With CI set a missing sushy fails the test; without
+// it, the test is skipped.
+
+// python is Debian's interpreter, which sees python3-sushy (the python3 on
+// PATH may be another one).
+const python = "/usr/bin/python3"
+
+func needSushy(t *testing.T) {
+	t.Helper()
+	if out, err := exec.Command(python, "-c", "import sushy").CombinedOutput(); err != nil {
+		msg := fmt.Sprintf("python3-sushy is not importable by %s (apt-get install python3-sushy): %v %s", python, err, out)
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+}
+
+// sushyEnv is an env served over HTTPS with its self-signed certificate.
+type sushyEnv struct {
+	*env
+	url, cert string
+}
+
+func newSushyEnv(t *testing.T, opts ...func(*Config)) *sushyEnv {
+	t.Helper()
+	needSushy(t)
+	e := newEnv(t, opts...)
+	dir := t.TempDir()
+	tc, err := TLSConfig("", "", dir, []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.srv.ServeTLS(ctx, ln, tc) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("ServeTLS: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("server log:\n%s", e.log)
+		}
+	})
+	return &sushyEnv{env: e, url: "https://" + ln.Addr().String(), cert: filepath.Join(dir, SelfSignedCertFile)}
+}
+
+// sushyRun is one run of the driver script.
+type sushyRun struct {
+	system, auth, verify string
+	user, pass           string
+	steps                []string
+	// onWait runs at a "wait" step, before the script goes on.
+	onWait func()
+}
+
+// run executes the script and returns the JSON objects it printed, one per
+// step; failed reports a non-zero exit (the last object then says why).
+func (s *sushyEnv) run(t *testing.T, r sushyRun) (out []map[string]any, failed bool) {
+	t.Helper()
+	if r.verify == "" {
+		r.verify = "false"
+	}
+	if r.user == "" {
+		r.user = "admin"
+	}
+	if r.pass == "" {
+		r.pass = "password"
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, python, append([]string{"testdata/sushy_client.py", s.url, r.system, r.auth, r.verify}, r.steps...)...)
+	// requests lets REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE override a
+	// session's verify setting, which the script sets.
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(kv, "REQUESTS_CA_BUNDLE=") || strings.HasPrefix(kv, "CURL_CA_BUNDLE=")
+	})
+	cmd.Env = append(cmd.Env, "REDFISH_USERNAME="+r.user, "REDFISH_PASSWORD="+r.pass)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		t.Logf("sushy %s: %s", r.auth, sc.Text())
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("sushy printed %q: %v", sc.Text(), err)
+		}
+		if m["wait"] == true {
+			if r.onWait != nil {
+				r.onWait()
+			}
+			io.WriteString(stdin, "\n")
+			continue
+		}
+		out = append(out, m)
+	}
+	stdin.Close()
+	err = cmd.Wait()
+	if _, ok := err.(*exec.ExitError); err != nil && !ok {
+		t.Fatalf("sushy_client.py: %v\n%s", err, stderr.String())
+	}
+	if err != nil && (len(out) == 0 || out[len(out)-1]["error"] == nil) {
+		t.Fatalf("sushy_client.py failed: %v\n%s", err, stderr.String())
+	}
+	return out, err != nil
+}
+
+// mustRun is run for a script that must succeed.
+func (s *sushyEnv) mustRun(t *testing.T, r sushyRun) []map[string]any {
+	t.Helper()
+	out, failed := s.run(t, r)
+	if failed || len(out) != len(r.steps) {
+		t.Fatalf("sushy: %v", out)
+	}
+	return out
+}
+
+// The Fake's state, read under its lock: the server's goroutines wrote it.
+func fakeBoot(f *machinetest.Fake) machine.BootOverride {
+	o, _ := f.BootOverride(context.Background())
+	return o
+}
+
+func fakeMedia(f *machinetest.Fake) machine.Media {
+	m, _ := f.Media(context.Background())
+	return m
+}
+
+func fakeActions(f *machinetest.Fake) []machine.PowerAction {
+	f.PowerState(context.Background()) // takes the lock the writers held
+	return slices.Clone(f.Actions)
+}
+
+func TestSushyAuth(t *testing.T) {
+	s := newSushyEnv(t)
+	for _, tc := range []struct {
+		auth, verify string
+		sessions     int // sessions the script sees
+	}{
+		{auth: "session", sessions: 1},
+		{auth: "basic", sessions: 0},
+		{auth: "auto", sessions: 1}, // sushy's default tries a session first
+		{auth: "session", verify: s.cert, sessions: 1},
+	} {
+		t.Run(tc.auth+map[bool]string{true: "-verified"}[tc.verify != ""], func(t *testing.T) {
+			out := s.mustRun(t, sushyRun{system: "/redfish/v1/Systems/vm-0", auth: tc.auth, verify: tc.verify, steps: []string{"system", "sessions", "close"}})
+			if out[0]["id"] != "vm-0" || out[0]["manufacturer"] != "VMware, Inc." {
+				t.Errorf("system %v", out[0])
+			}
+			if n := len(out[1]["sessions"].([]any)); n != tc.sessions {
+				t.Errorf("%d sessions, want %d", n, tc.sessions)
+			}
+			if n := len(s.srv.sessions.list(s.srv.principalOf("admin", "password"), s.clock())); n != 0 {
+				t.Errorf("%d sessions left after close", n)
+			}
+		})
+	}
+	for _, auth := range []string{"session", "basic", "auto"} {
+		t.Run(auth+"-wrong-password", func(t *testing.T) {
+			out, failed := s.run(t, sushyRun{system: "/redfish/v1/Systems/vm-0", auth: auth, pass: "wrong", steps: []string{"system"}})
+			if !failed || out[len(out)-1]["error"] != "AccessError" || out[len(out)-1]["status"] != 401.0 {
+				t.Errorf("%v", out)
+			}
+		})
+	}
+	t.Run("other-system", func(t *testing.T) {
+		out, failed := s.run(t, sushyRun{system: "/redfish/v1/Systems/vm-1", auth: "session", steps: []string{"system"}})
+		if !failed || out[len(out)-1]["status"] != 404.0 {
+			t.Errorf("%v", out)
+		}
+	})
+}
+
+// TestSushySessionExpiry: after the idle timeout the token gets 401 and
+// sushy opens a new session by itself.
+func TestSushySessionExpiry(t *testing.T) {
+	s := newSushyEnv(t)
+	out := s.mustRun(t, sushyRun{
+		system: "/redfish/v1/Systems/vm-0", auth: "session",
+		steps:  []string{"system", "wait", "system"},
+		onWait: func() { s.advance(DefaultSessionTimeout + time.Minute) },
+	})
+	if out[2]["id"] != "vm-0" {
+		t.Errorf("after expiry: %v", out[2])
+	}
+	log := s.log.String()
+	if n := strings.Count(log, "path=/redfish/v1/SessionService/Sessions status=201"); n != 2 {
+		t.Errorf("%d logins, want 2", n)
+	}
+	if !strings.Contains(log, "path=/redfish/v1/Systems/vm-0 status=401") {
+		t.Error("no 401 for the expired session")
+	}
+}
+
+// TestSushyPower drives Ironic's power actions and checks what the machine
+// got.
+func TestSushyPower(t *testing.T) {
+	s := newSushyEnv(t)
+	f := s.fakes["vm-0"]
+	out := s.mustRun(t, sushyRun{system: "/redfish/v1/Systems/vm-0", auth: "auto", steps: []string{
+		"system", "reset=On", "system", "reset=On", "reset=ForceRestart", "reset=Nmi", "reset=GracefulShutdown",
+		"reset=ForceOff", "system", "reset=PushPowerButton", "system",
+	}})
+	if out[0]["power"] != "Off" || out[2]["power"] != "On" || out[8]["power"] != "Off" || out[10]["power"] != "On" {
+		t.Errorf("power states %v %v %v %v", out[0]["power"], out[2]["power"], out[8]["power"], out[10]["power"])
+	}
+	want := []machine.PowerAction{machine.On, machine.On, machine.Reset, machine.NMI, machine.SoftOff, machine.Off, machine.On}
+	if got := fakeActions(f); !slices.Equal(got, want) {
+		t.Errorf("actions %v, want %v", got, want)
+	}
+	resets := out[0]["resets"].([]any)
+	if len(resets) < 8 {
+		t.Errorf("allowed resets %v", resets)
+	}
+
+	out, failed := s.run(t, sushyRun{system: "/redfish/v1/Systems/vm-0", auth: "basic", steps: []string{"reset=GracefulRestart"}})
+	if !failed || out[0]["status"] != 400.0 || !strings.Contains(out[0]["message"].(string), "ActionNotSupported") {
+		t.Errorf("GracefulRestart: %v", out)
+	}
+}
+
+// TestSushyBoot sets and reads back boot overrides through sushy's two
+// boot calls, and the inventory Ironic reads.
+func TestSushyBoot(t *testing.T) {
+	s := newSushyEnv(t)
+	f := s.fakes["vm-0"]
+	out := s.mustRun(t, sushyRun{system: "/redfish/v1/Systems/vm-0", auth: "session", steps: []string{
+		"boot=Pxe:Continuous:UEFI", "bootsource=Hdd:Once", "boot=::Legacy", "system",
+	}})
+	want := []map[string]any{
+		{"target": "Pxe", "enabled": "Continuous", "mode": "UEFI"},
+		{"target": "Hdd", "enabled": "Once", "mode": "UEFI"},
+		{"target": "Hdd", "enabled": "Once", "mode": "Legacy"},
+	}
+	for i, w := range want {
+		for k, v := range w {
+			if out[i][k] != v {
+				t.Errorf("step %d %s = %v, want %v", i, k, out[i][k], v)
+			}
+		}
+	}
+	if o := fakeBoot(f); o != (machine.BootOverride{Enabled: true, Device: machine.BootDisk, Mode: machine.BootModeLegacy}) {
+		t.Errorf("override %+v", o)
+	}
+	sys := out[3]
+	for k, v := range map[string]any{
+		"uuid": f.ID.UUID, "serial": f.ID.SerialNumber, "model": "VMware Virtual Platform", "memory_gib": 16.0,
+		"cpus": 4.0, "arch": "x86", "bios": "VMware BIOS", "target": "Hdd", "enabled": "Once", "mode": "Legacy",
+	} {
+		if sys[k] != v {
+			t.Errorf("system %s = %v, want %v", k, sys[k], v)
+		}
+	}
+	if fmt.Sprint(sys["macs"]) != fmt.Sprint(f.ID.MACs) || fmt.Sprint(sys["managers"]) != "[vm-0]" || fmt.Sprint(sys["chassis"]) != "[vm-0]" {
+		t.Errorf("system %v", sys)
+	}
+}
+
+// TestSushyVirtualMediaDeploy is Ironic's redfish-virtual-media deploy
+// (redfish/boot.py prepare_ramdisk and clean_up) through the Manager
+// (Ironic 21.4) and through the System (later releases).
+func TestSushyVirtualMediaDeploy(t *testing.T) {
+	for _, parent := range []string{"manager", "system"} {
+		t.Run(parent, func(t *testing.T) {
+			s := newSushyEnv(t)
+			f := s.fakes["vm-0"]
+			f.Power(context.Background(), machine.On) // the server runs: under the Fake's lock
+			const iso = "http://192.0.2.5:6180/redfish/boot-0e3f.iso"
+			out := s.mustRun(t, sushyRun{system: "/redfish/v1/Systems/vm-0", auth: "auto", steps: []string{
+				"reset=ForceOff", "eject=" + parent, "insert=" + parent + ":" + iso, "boot=Cd:Once:", "boot=::UEFI", "reset=On",
+				"media=" + parent, "insert=" + parent + ":" + iso,
+			}})
+			if m := out[6]; m["inserted"] != true || m["image"] != iso || m["image_name"] != "boot-0e3f.iso" || m["connected_via"] != "URI" {
+				t.Errorf("media %v", m)
+			}
+			if n := len(out[7]["inserted"].([]any)); n != 0 {
+				t.Errorf("the same image was inserted again: %v", out[7])
+			}
+			if m := fakeMedia(f); !m.Inserted || m.Image != iso {
+				t.Errorf("CD %+v", m)
+			}
+			if o := fakeBoot(f); o != (machine.BootOverride{Enabled: true, Device: machine.BootCD, Mode: machine.BootModeUEFI}) {
+				t.Errorf("override %+v", o)
+			}
+			if got := fakeActions(f); !slices.Equal(got, []machine.PowerAction{machine.On, machine.Off, machine.On}) {
+				t.Errorf("actions %v", got)
+			}
+
+			// After deployment: eject (no body, no Content-Type) and boot
+			// from disk for good.
+			out = s.mustRun(t, sushyRun{system: "/redfish/v1/Systems/vm-0", auth: "basic", steps: []string{
+				"eject=" + parent, "boot=Hdd:Continuous:", "media=" + parent, "system",
+			}})
+			if fmt.Sprint(out[0]["ejected"]) != "[Cd]" || out[2]["inserted"] != false {
+				t.Errorf("eject %v, media %v", out[0], out[2])
+			}
+			if m := fakeMedia(f); m.Inserted {
+				t.Errorf("CD %+v after eject", m)
+			}
+			if o := fakeBoot(f); o != (machine.BootOverride{Enabled: true, Persistent: true, Device: machine.BootDisk, Mode: machine.BootModeUEFI}) {
+				t.Errorf("override %+v", o)
+			}
+		})
+	}
+}

@@ -1,0 +1,244 @@
+package redfish
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
+)
+
+// What a VMware VM reports in SMBIOS, so that Ironic's out-of-band
+// inspection and the in-band agent agree. Ironic picks vendor quirks from
+// Manufacturer; VMware has none.
+const (
+	manufacturer = "VMware, Inc."
+	model        = "VMware Virtual Platform"
+)
+
+// computerSystem is the ComputerSystem resource with the properties
+// sushy and Ironic read (docs/CLIENTS.md §5.2).
+type computerSystem struct {
+	ODataID            string `json:"@odata.id"`
+	ODataType          string `json:"@odata.type"`
+	ID                 string `json:"Id"`
+	Name               string
+	Manufacturer       string
+	Model              string
+	SerialNumber       string
+	UUID               string
+	BiosVersion        string
+	PowerState         string
+	Boot               bootView
+	ProcessorSummary   processorSummary
+	MemorySummary      memorySummary
+	Processors         link
+	EthernetInterfaces link
+	VirtualMedia       link
+	LogServices        link
+	Links              systemLinks
+	Actions            systemActions
+	Status             status
+}
+
+type processorSummary struct {
+	Count                 int
+	LogicalProcessorCount int
+	Status                status
+}
+
+type memorySummary struct {
+	TotalSystemMemoryGiB float64
+	Status               status
+}
+
+type systemLinks struct {
+	ManagedBy []link
+	Chassis   []link
+}
+
+type systemActions struct {
+	Reset resetAction `json:"#ComputerSystem.Reset"`
+}
+
+type resetAction struct {
+	Target  string   `json:"target"`
+	Allowed []string `json:"ResetType@Redfish.AllowableValues"`
+}
+
+// powerState is the Redfish PowerState: a suspended VM runs no code and
+// reads Off, as on the IPMI side.
+func powerState(ps machine.PowerState) string {
+	if ps.IsOn() {
+		return "On"
+	}
+	return "Off"
+}
+
+// biosVersion names the firmware the VM boots with; vSphere reports no
+// version of it.
+func biosVersion(m machine.BootMode) string {
+	if m == machine.BootModeLegacy {
+		return "VMware BIOS"
+	}
+	return "VMware EFI"
+}
+
+// systemState is what the machine reports for a ComputerSystem.
+type systemState struct {
+	id    machine.Identity
+	power machine.PowerState
+	boot  machine.BootOverride
+}
+
+// readSystem reads the system from its machine.
+func readSystem(ctx context.Context, sys System) (systemState, error) {
+	var st systemState
+	var err error
+	if st.id, err = sys.Machine.Identity(ctx); err != nil {
+		return st, fmt.Errorf("identity: %w", err)
+	}
+	if st.power, err = sys.Machine.PowerState(ctx); err != nil {
+		return st, fmt.Errorf("power state: %w", err)
+	}
+	if st.boot, err = sys.Machine.BootOverride(ctx); err != nil {
+		return st, fmt.Errorf("boot override: %w", err)
+	}
+	return st, nil
+}
+
+// view is the ComputerSystem resource of sys in state st.
+func (st systemState) view(sys System) computerSystem {
+	path := systemPath(sys.ID)
+	name := st.id.Name
+	if name == "" {
+		name = sys.ID
+	}
+	cpus := 0
+	if st.id.CPUs > 0 {
+		cpus = 1 // one processor resource carries all vCPUs
+	}
+	return computerSystem{
+		ODataID:            path,
+		ODataType:          "#ComputerSystem.v1_10_0.ComputerSystem",
+		ID:                 sys.ID,
+		Name:               name,
+		Manufacturer:       manufacturer,
+		Model:              model,
+		SerialNumber:       st.id.SerialNumber,
+		UUID:               st.id.UUID,
+		BiosVersion:        biosVersion(st.boot.Mode),
+		PowerState:         powerState(st.power),
+		Boot:               viewBoot(st.boot),
+		ProcessorSummary:   processorSummary{Count: cpus, LogicalProcessorCount: st.id.CPUs, Status: enabled},
+		MemorySummary:      memorySummary{TotalSystemMemoryGiB: float64(st.id.MemoryMiB) / 1024, Status: enabled},
+		Processors:         link(path + "/Processors"),
+		EthernetInterfaces: link(path + "/EthernetInterfaces"),
+		VirtualMedia:       link(path + "/VirtualMedia"),
+		LogServices:        link(path + "/LogServices"),
+		Links: systemLinks{
+			ManagedBy: []link{link(managerPath(sys.ID))},
+			Chassis:   []link{link(chassisPath(sys.ID))},
+		},
+		Actions: systemActions{Reset: resetAction{Target: path + "/Actions/ComputerSystem.Reset", Allowed: resetTypeNames()}},
+		Status:  enabled,
+	}
+}
+
+func (s *Server) getSystems(q *request) error {
+	var members []link
+	for _, sys := range q.visible {
+		members = append(members, link(systemPath(sys.ID)))
+	}
+	return writeResource(q, http.StatusOK, collection("/redfish/v1/Systems", "#ComputerSystemCollection.ComputerSystemCollection", "Computer System Collection", members))
+}
+
+func (s *Server) getSystem(q *request) error {
+	st, err := readSystem(q.r.Context(), q.sys)
+	if err != nil {
+		return err
+	}
+	return writeResource(q, http.StatusOK, st.view(q.sys))
+}
+
+// cpuID is the one processor resource. Ironic counts CPUs as the sum of
+// TotalThreads over the processors, so it carries all vCPUs of the VM.
+const cpuID = "CPU1"
+
+func (s *Server) getProcessors(q *request) error {
+	id, err := q.sys.Machine.Identity(q.r.Context())
+	if err != nil {
+		return err
+	}
+	path := systemPath(q.sys.ID) + "/Processors"
+	var members []link
+	if id.CPUs > 0 {
+		members = append(members, link(path+"/"+cpuID))
+	}
+	return writeResource(q, http.StatusOK, collection(path, "#ProcessorCollection.ProcessorCollection", "Processors Collection", members))
+}
+
+func (s *Server) getProcessor(q *request) error {
+	id, err := q.sys.Machine.Identity(q.r.Context())
+	if err != nil {
+		return err
+	}
+	pid := q.r.PathValue("pid")
+	if pid != cpuID || id.CPUs <= 0 {
+		return errNotFound("Processor", pid)
+	}
+	return writeResource(q, http.StatusOK, map[string]any{
+		"@odata.id":             systemPath(q.sys.ID) + "/Processors/" + cpuID,
+		"@odata.type":           "#Processor.v1_7_0.Processor",
+		"Id":                    cpuID,
+		"Name":                  "Processor",
+		"Socket":                "CPU 1",
+		"ProcessorType":         "CPU",
+		"ProcessorArchitecture": "x86",
+		"InstructionSet":        "x86-64",
+		"TotalCores":            id.CPUs,
+		"TotalThreads":          id.CPUs,
+		"Status":                enabled,
+	})
+}
+
+// NICs are named NIC1, NIC2, ... in the VM's device order.
+func nicID(i int) string { return "NIC" + strconv.Itoa(i+1) }
+
+func (s *Server) getNICs(q *request) error {
+	id, err := q.sys.Machine.Identity(q.r.Context())
+	if err != nil {
+		return err
+	}
+	path := systemPath(q.sys.ID) + "/EthernetInterfaces"
+	var members []link
+	for i := range id.MACs {
+		members = append(members, link(path+"/"+nicID(i)))
+	}
+	return writeResource(q, http.StatusOK, collection(path, "#EthernetInterfaceCollection.EthernetInterfaceCollection", "Ethernet Interface Collection", members))
+}
+
+// getNIC answers one NIC: Ironic's inspection records its MAC as a port.
+func (s *Server) getNIC(q *request) error {
+	id, err := q.sys.Machine.Identity(q.r.Context())
+	if err != nil {
+		return err
+	}
+	nid := q.r.PathValue("nid")
+	for i, mac := range id.MACs {
+		if nicID(i) == nid {
+			return writeResource(q, http.StatusOK, map[string]any{
+				"@odata.id":           systemPath(q.sys.ID) + "/EthernetInterfaces/" + nid,
+				"@odata.type":         "#EthernetInterface.v1_6_0.EthernetInterface",
+				"Id":                  nid,
+				"Name":                "Ethernet Interface " + strings.TrimPrefix(nid, "NIC"),
+				"MACAddress":          mac,
+				"PermanentMACAddress": mac,
+				"Status":              enabled,
+			})
+		}
+	}
+	return errNotFound("EthernetInterface", nid)
+}
