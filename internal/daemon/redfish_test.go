@@ -1,0 +1,202 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/view"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
+)
+
+// sushy runs the Redfish package's sushy driver (Debian's python3-sushy,
+// the client Ironic uses) against the daemon, one JSON object per step.
+func sushy(t *testing.T, url, system string, steps ...string) []map[string]any {
+	t.Helper()
+	python := "/usr/bin/python3"
+	if out, err := exec.Command(python, "-c", "import sushy").CombinedOutput(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("python3-sushy is not importable: %s", out)
+		}
+		t.Skipf("python3-sushy is not installed: %s", out)
+	}
+	args := append([]string{"../redfish/testdata/sushy_client.py", url, system, "session", "false"}, steps...)
+	cmd := exec.Command(python, args...)
+	// python-requests lets these override sushy's verify=False.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "REQUESTS_CA_BUNDLE=") && !strings.HasPrefix(kv, "CURL_CA_BUNDLE=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "REDFISH_USERNAME=admin", "REDFISH_PASSWORD=pw-12345")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("sushy %v: %v\n%s", steps, err, out)
+	}
+	var res []map[string]any
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for {
+		var m map[string]any
+		if err := dec.Decode(&m); err == io.EOF {
+			return res
+		} else if err != nil {
+			t.Fatalf("sushy output %q: %v", out, err)
+		}
+		res = append(res, m)
+	}
+}
+
+// TestRedfishVirtualMediaDeploy runs Ironic's redfish-virtual-media deploy
+// with sushy against the daemon and the simulator, and checks the VM: its
+// power, its boot order and the ISO its CD-ROM holds, fetched from a URL.
+func TestRedfishVirtualMediaDeploy(t *testing.T) {
+	sim, err := vsphere.StartSimulator(context.Background(), "127.0.0.1:0", 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	dir := t.TempDir()
+	cfg := fmt.Sprintf(`vcenter:
+  url: %s
+  username: %s
+  password: %s
+  caFile: %s
+stateDir: %s
+metricsAddress: ""
+redfish:
+  address: 127.0.0.1:0
+bmcs:
+  - vm: skinner-worker-2
+    address: 127.0.0.1
+    port: %d
+    password: pw-12345
+`, sim.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword, sim.CAFile, filepath.Join(dir, "state"), freePort(t))
+	cfgPath := filepath.Join(dir, "bridge.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, cfgPath, filepath.Join(dir, "api.sock"))
+	defer d.stop(t)
+	m := regexp.MustCompile(`redfish:\s+(https://\S+)/redfish/v1`).FindStringSubmatch(d.out.String())
+	if m == nil {
+		t.Fatalf("no Redfish URL in the banner:\n%s", d.out.String())
+	}
+	url, system := m[1], "/redfish/v1/Systems/skinner-worker-2"
+
+	iso := make([]byte, 256<<10)
+	copy(iso[32769:], "CD001")
+	images := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "boot.iso", time.Time{}, bytes.NewReader(iso))
+	}))
+	defer images.Close()
+	image := images.URL + "/ironic/boot-worker-2.iso"
+
+	c, err := vsphere.Connect(context.Background(), vsphere.Options{URL: sim.URL.String(), Username: vsphere.SimulatorUser, Password: vsphere.SimulatorPassword, CAFile: sim.CAFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	look := func() (power types.VirtualMachinePowerState, first, cdrom string) {
+		t.Helper()
+		ctx := context.Background()
+		v, err := view.NewManager(c.Vim()).CreateContainerView(ctx, c.Vim().ServiceContent.RootFolder, []string{"VirtualMachine"}, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = v.Destroy(ctx) }()
+		var vms []mo.VirtualMachine
+		if err := v.Retrieve(ctx, []string{"VirtualMachine"}, []string{"name", "runtime.powerState", "config"}, &vms); err != nil {
+			t.Fatal(err)
+		}
+		for _, vm := range vms {
+			if vm.Name != "skinner-worker-2" {
+				continue
+			}
+			devices := object.VirtualDeviceList(vm.Config.Hardware.Device)
+			if bo := vm.Config.BootOptions; bo != nil && len(bo.BootOrder) > 0 {
+				first = fmt.Sprintf("%T", bo.BootOrder[0])
+			}
+			if cd, err := devices.FindCdrom(""); err == nil {
+				if b, ok := cd.Backing.(*types.VirtualCdromIsoBackingInfo); ok && cd.Connectable.StartConnected {
+					cdrom = b.FileName
+				}
+			}
+			return vm.Runtime.PowerState, first, cdrom
+		}
+		t.Fatal("VM not found")
+		return
+	}
+
+	sys := sushy(t, url, system, "system")[0]
+	if sys["uuid"] == "" || sys["manufacturer"] != "VMware, Inc." || len(sys["macs"].([]any)) != 1 {
+		t.Fatalf("system: %v", sys)
+	}
+	// Ironic's prepare_ramdisk: power off, eject, insert, boot Cd once, on.
+	sushy(t, url, system, "reset=ForceOff", "eject=system", "insert=system:"+image, "boot=Cd:Once:UEFI")
+	power, first, cd := look()
+	if power != types.VirtualMachinePowerStatePoweredOff || !strings.Contains(first, "Cdrom") || cd == "" {
+		t.Fatalf("before power-on: %s, first %s, cd %q", power, first, cd)
+	}
+	media := sushy(t, url, system, "media=system")[0]
+	if media["inserted"] != true || media["image"] != image {
+		t.Fatalf("media: %v", media)
+	}
+	sushy(t, url, system, "reset=On")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		power, first, cd = look()
+		o := sushy(t, url, system, "system")[0]
+		// The boot used the one-time override: it reads Disabled again and
+		// the boot order that was there before comes back.
+		if power == types.VirtualMachinePowerStatePoweredOn && o["enabled"] == "Disabled" && !strings.Contains(first, "Cdrom") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after power-on: %s, first %s, override %v", power, first, o)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if cd == "" {
+		t.Fatal("the CD-ROM lost the ISO at power-on")
+	}
+	// The ISO on the datastore is the one served.
+	ds, err := object.NewSearchIndex(c.Vim()).FindByInventoryPath(context.Background(), "/DC0/datastore/LocalDS_0")
+	if err != nil || ds == nil {
+		t.Fatalf("datastore: %v", err)
+	}
+	store := object.NewDatastore(c.Vim(), ds.Reference())
+	store.DatacenterPath = "/DC0"
+	store.InventoryPath = "/DC0/datastore/LocalDS_0"
+	rc, n, err := store.Download(context.Background(), strings.TrimPrefix(cd, "[LocalDS_0] "), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if n != int64(len(iso)) || !bytes.Equal(got, iso) {
+		t.Fatalf("datastore holds %d bytes, not the %d served", n, len(iso))
+	}
+	// After the deploy: eject, boot from disk for good.
+	sushy(t, url, system, "eject=system", "boot=Hdd:Continuous:")
+	_, first, cd = look()
+	if !strings.Contains(first, "Disk") || cd != "" {
+		t.Fatalf("after deploy: first %s, cd %q", first, cd)
+	}
+	if o := sushy(t, url, system, "system")[0]; o["target"] != "Hdd" || o["enabled"] != "Continuous" {
+		t.Fatalf("override after deploy: %v", o)
+	}
+}
