@@ -4,11 +4,13 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -274,4 +276,56 @@ func rakp1(sidc []byte) []byte {
 	payload = append(payload, "admin"...)
 	p := []byte{0x06, 0x00, 0xff, 0x07, 0x06, 0x12, 0, 0, 0, 0, 0, 0, 0, 0, byte(len(payload)), 0}
 	return append(p, payload...)
+}
+
+// Sessions are listed while open and reported closed, not expired, when
+// the console closes them.
+func TestSessionTracking(t *testing.T) {
+	ipmitool := ipmitoolPath(t)
+	obs := &eventObserver{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m := &machinetest.Fake{ID: machine.Identity{Name: "tracked", UUID: testUUID}}
+	e, err := Listen(ctx, m, Config{Address: "127.0.0.1:0", Username: "admin", Password: "password", Observer: obs, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = e.Serve(ctx) }()
+	defer e.Close()
+	port := strconv.Itoa(e.Addr().(*net.UDPAddr).Port)
+	for range 2 {
+		if out, err := exec.Command(ipmitool, "-I", "lanplus", "-H", "127.0.0.1", "-p", port, "-U", "admin", "-P", "password", "power", "status").CombinedOutput(); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+	}
+	if n := len(e.Sessions()); n != 0 {
+		t.Fatalf("%d sessions listed after ipmitool closed them", n)
+	}
+	if e.Requests() == 0 {
+		t.Fatal("no requests counted")
+	}
+	if got := obs.events(); got["opened"] != 2 || got["closed"] != 2 || got["expired"] != 0 {
+		t.Fatalf("session events %v", got)
+	}
+}
+
+type eventObserver struct {
+	countingObserver
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (o *eventObserver) Session(_, event string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.n == nil {
+		o.n = map[string]int{}
+	}
+	o.n[event]++
+}
+
+func (o *eventObserver) events() map[string]int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return maps.Clone(o.n)
 }

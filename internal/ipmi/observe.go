@@ -59,10 +59,13 @@ func newTracker(endpoint string, obs Observer) *tracker {
 	return &tracker{endpoint: endpoint, obs: obs, sessions: map[uint32]*trackedSession{}}
 }
 
-// middleware counts each request against its session and reports it.
+// middleware counts each request against its session and reports it. The
+// session's entry is made before the handler runs: Close Session removes
+// the session inside the handler, and the removal hook must find it marked.
 func (t *tracker) middleware(next handlers.Handler) handlers.Handler {
 	return handlers.HandlerFunc(func(ctx context.Context, hctx *handlers.HandlerContext, req []byte) ([]byte, types.CompletionCode, error) {
 		start := time.Now()
+		ts := t.enter(hctx)
 		resp, cc, err := next.Handle(ctx, hctx, req)
 		if err != nil && cc == types.CodeOK {
 			cc = types.CodeUnspecifiedError
@@ -70,32 +73,43 @@ func (t *tracker) middleware(next handlers.Handler) handlers.Handler {
 		if t.obs != nil {
 			t.obs.Request(commandName(hctx), uint8(cc), time.Since(start))
 		}
-		t.mu.Lock()
-		defer t.mu.Unlock()
-		t.requests++
-		if hctx == nil || hctx.Session == nil {
-			return resp, cc, err
-		}
-		s := hctx.Session
-		ts, ok := t.sessions[s.BMCID]
-		if !ok {
-			ts = &trackedSession{info: SessionInfo{Opened: s.CreatedAt, Client: clientAddr(hctx)}}
-			if s.User != nil {
-				ts.info.User = s.User.Name
-			}
-			t.sessions[s.BMCID] = ts
-			if t.obs != nil {
-				t.obs.Session(t.endpoint, "opened")
-			}
-		}
-		ts.info.Requests++
-		ts.info.LastActivity = time.Now()
-		ts.info.Privilege = privilegeName(s.PrivilegeLevel)
-		if hctx.Command == types.CommandCloseSession && cc == types.CodeOK {
-			ts.closing = true
+		if ts != nil && cc != types.CodeOK {
+			t.mu.Lock()
+			ts.closing = false // a refused Close Session closed nothing
+			t.mu.Unlock()
 		}
 		return resp, cc, err
 	})
+}
+
+// enter counts a request and returns its session's entry, creating it on
+// the session's first request.
+func (t *tracker) enter(hctx *handlers.HandlerContext) *trackedSession {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.requests++
+	if hctx == nil || hctx.Session == nil {
+		return nil
+	}
+	s := hctx.Session
+	ts, ok := t.sessions[s.BMCID]
+	if !ok {
+		ts = &trackedSession{info: SessionInfo{Opened: s.CreatedAt, Client: clientAddr(hctx)}}
+		if s.User != nil {
+			ts.info.User = s.User.Name
+		}
+		t.sessions[s.BMCID] = ts
+		if t.obs != nil {
+			t.obs.Session(t.endpoint, "opened")
+		}
+	}
+	ts.info.Requests++
+	ts.info.LastActivity = time.Now()
+	ts.info.Privilege = privilegeName(s.PrivilegeLevel)
+	if hctx.Command == types.CommandCloseSession {
+		ts.closing = true
+	}
+	return ts
 }
 
 // removed is wired to the session store: a session left, by Close Session
