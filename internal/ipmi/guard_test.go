@@ -329,3 +329,18 @@ func (o *eventObserver) events() map[string]int {
 	defer o.mu.Unlock()
 	return maps.Clone(o.n)
 }
+
+// The null user (no name, no password) and cipher suite 0 never log in.
+func TestNullUserAndSuiteZeroRefused(t *testing.T) {
+	ipmitool := ipmitoolPath(t)
+	port := strconv.Itoa(guardedEndpoint(t, nil, nil))
+	for _, args := range [][]string{
+		{"-U", "", "-P", ""},
+		{"-U", "admin", "-P", "password", "-C", "0"},
+	} {
+		base := []string{"-I", "lanplus", "-H", "127.0.0.1", "-p", port, "-N", "1", "-R", "1"}
+		if out, err := exec.Command(ipmitool, append(append(base, args...), "power", "status")...).CombinedOutput(); err == nil {
+			t.Fatalf("%v logged in: %s", args, out)
+		}
+	}
+}
