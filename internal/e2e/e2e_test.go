@@ -464,7 +464,11 @@ func TestPyghmi(t *testing.T) {
 }
 
 // BenchmarkPowerStatus measures one in-session Get Chassis Status against
-// the bridge with the simulator behind it, from go-ipmi's client.
+// the bridge with the simulator behind it, from go-ipmi's client, and
+// reports the vCenter requests each read cost (the inventory serves it).
 func BenchmarkPowerStatus(b *testing.B) {
+	before := nonWatchRequests(shared.client.Requests())
 	ipmitest.BenchmarkPowerStatus(b, "127.0.0.1", shared.ports["skinner-master-0"], "admin", "password")
+	b.ReportMetric(float64(nonWatchRequests(shared.client.Requests())-before)/float64(b.N), "vcenter-requests/op")
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reads/s")
 }

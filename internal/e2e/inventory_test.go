@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -178,5 +180,74 @@ func TestVCenterOutage(t *testing.T) {
 		outage, asked, busy, slowest, time.Since(restarted))
 	if slowest > 2*time.Second {
 		t.Errorf("an answer took %v", slowest)
+	}
+}
+
+// Sensors, the SEL and FRU data read with ipmitool and FreeIPMI from a VM
+// of the simulator, with the VM's own values.
+func TestSensorsSELAndFRU(t *testing.T) {
+	const name = "skinner-master-1"
+	port := shared.ports[name]
+	args := ipmitoolArgs("lanplus", port)
+	mustRun(t, "ipmitool", append(args, "power", "on")...)
+	shared.waitPower(t, name, on)
+	mustRun(t, "ipmitool", append(args, "power", "off")...)
+	shared.waitPower(t, name, off)
+	uuid := shared.vm(t, name).UUID
+	serial := "VMware-" + strings.Join(func() []string {
+		h := strings.ReplaceAll(uuid, "-", "")
+		var b []string
+		for i := 0; i < 32; i += 2 {
+			b = append(b, h[i:i+2])
+		}
+		return b
+	}(), " ")
+	serial = serial[:len("VMware-")+23] + "-" + serial[len("VMware-")+24:]
+	checks := []struct {
+		tool string
+		args []string
+		want []string
+	}{
+		{"ipmitool", append(args, "sdr"), []string{"CPU Usage", "Memory Usage", "Power State"}},
+		{"ipmitool", append(args, "sel", "list"), []string{"Power off/down | Deasserted", "Power off/down | Asserted"}},
+		{"ipmitool", append(args, "fru"), []string{"VMware Virtual Platform", serial, name}},
+		{"ipmi-sensors", []string{"-D", "LAN_2_0", "-h", "127.0.0.1:" + port, "-u", "admin", "-p", "password", "--quiet-cache", "--sdr-cache-recreate"}, []string{"CPU Usage", "Power Off/Power Down"}},
+		{"ipmi-sel", []string{"-D", "LAN_2_0", "-h", "127.0.0.1:" + port, "-u", "admin", "-p", "password", "--quiet-cache", "--sdr-cache-recreate"}, []string{"Power Unit"}},
+		{"ipmi-fru", []string{"-D", "LAN_2_0", "-h", "127.0.0.1:" + port, "-u", "admin", "-p", "password", "--quiet-cache", "--sdr-cache-recreate"}, []string{"VMware Virtual Platform", name}},
+	}
+	for _, c := range checks {
+		t.Run(c.tool+" "+c.args[len(c.args)-1], func(t *testing.T) {
+			out := mustRun(t, c.tool, c.args...)
+			for _, w := range c.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+}
+
+// Eight ipmitool sessions at once to one BMC (the default session limit
+// is 32), each running a stream of commands.
+func TestEightConcurrentSessions(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "cmds")
+	if err := os.WriteFile(file, []byte(strings.Repeat("power status\nchassis status\n", 25)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := ipmitoolArgs("lanplus", shared.ports["skinner-worker-2"], "exec", file)
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			out, err := run(t, "ipmitool", args...)
+			if err == nil && strings.Count(out, "Chassis Power is") != 25 {
+				err = fmt.Errorf("%d answers", strings.Count(out, "Chassis Power is"))
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vmware/govmomi/fault"
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/mo"
@@ -228,7 +229,10 @@ func (v *VM) observe(c Change) {
 // Power implements machine.Machine. On and Off succeed when the VM is
 // already in that state (Ironic sends "power on" without checking first);
 // cycle, reset and NMI need a running VM, as IPMI v2.0 §28.3 says of power
-// cycle ("no effect if the system is in S4/S5").
+// cycle ("no effect if the system is in S4/S5"). Actions always ask vCenter
+// rather than trusting the inventory, which may lag a change by a moment:
+// vCenter's InvalidPowerState fault says "already there" for on and off,
+// and "not running" for the others.
 func (v *VM) Power(ctx context.Context, a machine.PowerAction) error {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
@@ -239,15 +243,14 @@ func (v *VM) Power(ctx context.Context, a machine.PowerAction) error {
 		return err
 	}
 	state := powerState(vm.Runtime.PowerState)
-	switch a {
-	case machine.Cycle, machine.Reset, machine.NMI:
-		if a == v.lastAction && time.Since(v.lastAt) < duplicateWindow {
-			v.log.Debug("repeated power request taken for a retransmission", "action", a)
-			return nil
-		}
-		if state != machine.PowerOn {
-			return fmt.Errorf("vm %s is %s, %s needs it running: %w", vm.Name, state, a, machine.ErrInvalidState)
-		}
+	switch {
+	case (a == machine.Cycle || a == machine.Reset || a == machine.NMI) && a == v.lastAction && time.Since(v.lastAt) < duplicateWindow:
+		v.log.Debug("repeated power request taken for a retransmission", "action", a)
+		return nil
+	case a == machine.NMI && state != machine.PowerOn:
+		// vSphere's SendNMI is missing on older versions and the simulator:
+		// say why it cannot work now rather than that it never could.
+		return fmt.Errorf("vm %s is %s, an NMI needs it running: %w", vm.Name, state, machine.ErrInvalidState)
 	}
 	err = v.power(ctx, a, state)
 	if err == nil {
@@ -260,20 +263,11 @@ func (v *VM) Power(ctx context.Context, a machine.PowerAction) error {
 func (v *VM) power(ctx context.Context, a machine.PowerAction, state machine.PowerState) error {
 	switch a {
 	case machine.On:
-		if state == machine.PowerOn {
-			return nil
-		}
 		return v.powerOn(ctx, state)
 	case machine.Off:
-		if state == machine.PowerOff {
-			return nil
-		}
 		task, err := v.obj.PowerOff(ctx)
 		return v.await(ctx, task, err, "power off", machine.PowerOff)
 	case machine.SoftOff:
-		if state != machine.PowerOn {
-			return nil
-		}
 		return v.softOff(ctx)
 	case machine.Cycle:
 		return v.cycle(ctx)
@@ -298,19 +292,23 @@ func (v *VM) power(ctx context.Context, a machine.PowerAction, state machine.Pow
 // powerOn applies a pending firmware change, then powers on (or resumes).
 // v.mu must be held.
 func (v *VM) powerOn(ctx context.Context, state machine.PowerState) error {
-	if fw := v.rec.PendingFirmware; fw != "" && state == machine.PowerOff {
+	if fw := v.rec.PendingFirmware; fw != "" && state != machine.PowerOn {
 		task, err := v.obj.Reconfigure(ctx, types.VirtualMachineConfigSpec{Firmware: fw})
 		if err == nil {
 			err = task.Wait(ctx)
 		}
-		if err != nil {
+		switch {
+		case err == nil:
+			rec := v.rec
+			rec.PendingFirmware = ""
+			v.save(rec)
+			_ = v.inv.Refresh(ctx, v.obj.Reference())
+			v.log.Info("firmware changed before power-on", "firmware", fw)
+		case isKind(err, machine.ErrInvalidState):
+			// Running after all: the change keeps waiting.
+		default:
 			return fmt.Errorf("vm %s: set firmware %s before power-on: %w", v.name(), fw, mapError(err))
 		}
-		rec := v.rec
-		rec.PendingFirmware = ""
-		v.save(rec)
-		_ = v.inv.Refresh(ctx, v.obj.Reference())
-		v.log.Info("firmware changed before power-on", "firmware", fw)
 	}
 	task, err := v.obj.PowerOn(ctx)
 	return v.await(ctx, task, err, "power on", machine.PowerOn)
@@ -322,6 +320,9 @@ func (v *VM) powerOn(ctx context.Context, state machine.PowerState) error {
 // time; without one it never powers off hard behind the client's back.
 func (v *VM) softOff(ctx context.Context) error {
 	err := v.obj.ShutdownGuest(ctx)
+	if fault.Is(err, &types.InvalidPowerState{}) {
+		return nil // already off
+	}
 	if err != nil {
 		err = fmt.Errorf("vm %s: guest shutdown: %w", v.name(), mapError(err))
 		if v.opts.SoftOffTimeout <= 0 || !errors.Is(err, machine.ErrInvalidState) {
@@ -347,15 +348,21 @@ func (v *VM) softOff(ctx context.Context) error {
 	return nil
 }
 
-// cycle powers off, answers, and powers on again in the background once the
-// VM is off, so that the reply does not wait for two tasks.
+// cycle powers off and answers once vCenter has accepted that (a VM that
+// was off already fails the cycle), then powers on again in the background,
+// so that the reply does not wait for two tasks.
 func (v *VM) cycle(ctx context.Context) error {
 	task, err := v.obj.PowerOff(ctx)
 	if err != nil {
 		return fmt.Errorf("vm %s: power off: %w", v.name(), mapError(err))
 	}
+	wctx, cancel := context.WithTimeout(ctx, v.opts.TaskWait)
+	defer cancel()
+	if err := task.Wait(wctx); err != nil && wctx.Err() == nil {
+		return fmt.Errorf("vm %s: power cycle: %w", v.name(), mapError(err))
+	}
 	v.background(func() {
-		if err := task.Wait(v.life); err != nil && !isKind(err, machine.ErrInvalidState) {
+		if err := task.Wait(v.life); err != nil {
 			v.log.Error("power cycle: power off failed", "err", mapError(err))
 			return
 		}
@@ -505,7 +512,17 @@ func (v *VM) SetBootOverride(ctx context.Context, o machine.BootOverride) error 
 		return err
 	}
 	task, err := v.obj.Reconfigure(ctx, spec)
-	if err := v.await(ctx, task, err, "set boot options", machine.PowerUnknown); err != nil {
+	err = v.await(ctx, task, err, "set boot options", machine.PowerUnknown)
+	if err != nil && spec.Firmware != "" && errors.Is(err, machine.ErrInvalidState) {
+		// The VM was powered on after the inventory last said so: the
+		// firmware waits for the next power-on after all.
+		rec.PendingFirmware, spec.Firmware = spec.Firmware, ""
+		if err = v.persist(rec); err == nil {
+			task, err = v.obj.Reconfigure(ctx, spec)
+			err = v.await(ctx, task, err, "set boot options", machine.PowerUnknown)
+		}
+	}
+	if err != nil {
 		_ = v.persist(v.rec) // the VM did not change: neither does the record
 		return err
 	}
