@@ -1,18 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,29 +20,11 @@ import (
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
 
-// syncBuffer is a bytes.Buffer safe for the writer goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestServeSimulator runs the README's first command (on free ports) and
 // pastes the ipmitool line its banner prints.
 func TestServeSimulator(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr syncBuffer
+	var stdout, stderr clienttest.Buffer
 	done := make(chan error, 1)
 	go func() {
 		_, err := run(ctx, []string{"serve", "--base-port", "0", "--sim-addr", "127.0.0.1:0", "--vms", "6",
@@ -117,7 +97,7 @@ func TestServeConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sim.Close()
-	port := freeUDPPort(t)
+	port := clienttest.FreeUDPPort(t)
 	stateDir := t.TempDir()
 	cfg := fmt.Sprintf(`vcenter:
   url: %s
@@ -135,11 +115,11 @@ bmcs:
     address: 127.0.0.1
     port: %d
     password: s3cret-bmc
-`, sim.URL, vsphere.SimulatorUser, writeFile(t, "vcpw", vsphere.SimulatorPassword), sim.CAFile, stateDir, port, freeUDPPort(t))
+`, sim.URL, vsphere.SimulatorUser, writeFile(t, "vcpw", vsphere.SimulatorPassword), sim.CAFile, stateDir, port, clienttest.FreeUDPPort(t))
 	path := writeFile(t, "bridge.yaml", cfg)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr syncBuffer
+	var stdout, stderr clienttest.Buffer
 	done := make(chan error, 1)
 	go func() {
 		_, err := run(ctx, []string{"serve", "--config", path, "--socket", filepath.Join(t.TempDir(), "api.sock"),
@@ -188,16 +168,6 @@ func writeFile(t *testing.T, name, data string) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
 // TestMain lets the test binary stand in for the daemon process: with

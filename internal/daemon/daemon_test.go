@@ -5,9 +5,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,7 +15,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,26 +27,9 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // running is a daemon started in-process against a test simulator.
 type running struct {
-	out    *syncBuffer
+	out    *clienttest.Buffer
 	api    *api.Client
 	cancel context.CancelFunc
 	done   chan error
@@ -64,7 +46,7 @@ func (r *running) stop(t *testing.T) {
 func startDaemon(t *testing.T, config, socket string) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{out: &syncBuffer{}, api: api.NewClient(socket), cancel: cancel, done: make(chan error, 1)}
+	r := &running{out: &clienttest.Buffer{}, api: api.NewClient(socket), cancel: cancel, done: make(chan error, 1)}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if os.Getenv("DAEMON_DEBUG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -86,25 +68,9 @@ func startDaemon(t *testing.T, config, socket string) *running {
 	return r
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
-
 func ipmitool(t *testing.T, host string, port int, args ...string) (string, error) {
 	t.Helper()
-	p, err := exec.LookPath("ipmitool")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("ipmitool is not installed")
-		}
-		t.Skip("ipmitool is not installed")
-	}
+	p := clienttest.Tool(t, "ipmitool")
 	base := []string{"-I", "lanplus", "-H", host, "-p", strconv.Itoa(port), "-U", "admin", "-P", "pw-12345", "-N", "1", "-R", "1"}
 	out, err := exec.Command(p, append(base, args...)...).CombinedOutput()
 	return string(out), err
@@ -143,7 +109,7 @@ func TestManagement(t *testing.T) {
 	defer sim.Close()
 	dir := t.TempDir()
 	socket := filepath.Join(dir, "run", "api.sock")
-	p0, pGhost, p3, p4, p5 := freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)
+	p0, pGhost, p3, p4, p5 := clienttest.FreeUDPPort(t), clienttest.FreeUDPPort(t), clienttest.FreeUDPPort(t), clienttest.FreeUDPPort(t), clienttest.FreeUDPPort(t)
 	cfgPath := filepath.Join(dir, "bridge.yaml")
 	writeConfig := func(extra string) {
 		cfg := fmt.Sprintf(configTemplate, sim.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword, sim.CAFile, filepath.Join(dir, "state"), p0, pGhost, extra)

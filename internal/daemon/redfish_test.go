@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -28,13 +29,7 @@ import (
 // the client Ironic uses) against the daemon, one JSON object per step.
 func sushy(t *testing.T, url, system string, steps ...string) []map[string]any {
 	t.Helper()
-	python := "/usr/bin/python3"
-	if out, err := exec.Command(python, "-c", "import sushy").CombinedOutput(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("python3-sushy is not importable: %s", out)
-		}
-		t.Skipf("python3-sushy is not installed: %s", out)
-	}
+	python := clienttest.PythonModule(t, "sushy")
 	args := append([]string{"../redfish/testdata/sushy_client.py", url, system, "session", "false"}, steps...)
 	cmd := exec.Command(python, args...)
 	// python-requests lets these override sushy's verify=False.
@@ -85,7 +80,7 @@ bmcs:
     address: 127.0.0.1
     port: %d
     password: pw-12345
-`, sim.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword, sim.CAFile, filepath.Join(dir, "state"), freePort(t))
+`, sim.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword, sim.CAFile, filepath.Join(dir, "state"), clienttest.FreeUDPPort(t))
 	cfgPath := filepath.Join(dir, "bridge.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 	"io"
 	"log/slog"
 	"os"
@@ -95,20 +96,8 @@ func start(ctx context.Context) (*env, error) {
 	return e, nil
 }
 
-// tool finds a client program. In CI a missing client fails the test: a
-// skipped interoperability test proves nothing.
-func tool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s is not installed (.ci/run installs it)", name)
-	}
-	t.Skipf("%s is not installed", name)
-	return ""
-}
+// tool finds a client program; in CI a missing one fails the test.
+func tool(t *testing.T, name string) string { return clienttest.Tool(t, name) }
 
 func run(t *testing.T, name string, args ...string) (string, error) {
 	t.Helper()
@@ -398,13 +387,7 @@ func TestFreeIPMI(t *testing.T) {
 
 func TestPyghmi(t *testing.T) {
 	const name = "skinner-master-1"
-	python := tool(t, "/usr/bin/python3") // Debian's python3 holds python3-pyghmi
-	if out, err := exec.Command(python, "-c", "import pyghmi.ipmi.command").CombinedOutput(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("pyghmi is not importable: %s", out)
-		}
-		t.Skipf("pyghmi is not installed: %s", out)
-	}
+	python := clienttest.PythonModule(t, "pyghmi.ipmi.command")
 	pyghmi := func(steps ...string) []map[string]any {
 		t.Helper()
 		out := mustRun(t, python, append([]string{"testdata/pyghmi_client.py", shared.ports[name]}, steps...)...)

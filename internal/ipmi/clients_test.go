@@ -3,6 +3,7 @@ package ipmi
 import (
 	"bytes"
 	"context"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 	"io"
 	"log/slog"
 	"net"
@@ -53,28 +54,13 @@ func startClientEndpoint(t *testing.T) (*machinetest.Fake, string) {
 	return m, port
 }
 
-// clientTool finds a client program. In CI a missing client fails the test:
-// a skipped interoperability test proves nothing.
-func clientTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s is not installed (.ci/run installs it)", name)
-	}
-	t.Skipf("%s is not installed", name)
-	return ""
-}
-
 // runClient runs a client to completion and returns its standard output and
 // error, separately: Ironic parses standard output only.
 func runClient(t *testing.T, name string, args ...string) (stdout, stderr string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, clientTool(t, name), args...)
+	cmd := exec.CommandContext(ctx, clienttest.Tool(t, name), args...)
 	cmd.Env = append(os.Environ(), "TZ=UTC")
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut

@@ -2,11 +2,11 @@ package ipmi
 
 import (
 	"context"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 	"io"
 	"log/slog"
 	"maps"
 	"net"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -146,18 +146,6 @@ func guardedEndpoint(t *testing.T, g *Guard, obs Observer) int {
 	return e.Addr().(*net.UDPAddr).Port
 }
 
-func ipmitoolPath(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("ipmitool")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("ipmitool is not installed")
-		}
-		t.Skip("ipmitool is not installed")
-	}
-	return p
-}
-
 type countingObserver struct{ auth, refused atomic.Int64 }
 
 func (o *countingObserver) Request(string, uint8, time.Duration) {}
@@ -172,7 +160,7 @@ func (o *countingObserver) Panic()             {}
 // A guesser is locked out after repeated wrong passwords, even with the
 // right one, until the lockout ends; every failure is counted.
 func TestLockoutWithIpmitool(t *testing.T) {
-	ipmitool := ipmitoolPath(t)
+	ipmitool := clienttest.Tool(t, "ipmitool")
 	obs := &countingObserver{}
 	// The lockout outlasts ipmitool's own retries (it restarts the whole
 	// session setup up to four times), or the "locked" attempt would win.
@@ -213,7 +201,7 @@ func TestLockoutWithIpmitool(t *testing.T) {
 // A flood of half-open sessions (Open Session and RAKP 1, never RAKP 3)
 // from one source does not keep a console elsewhere from logging in.
 func TestHalfOpenFlood(t *testing.T) {
-	ipmitool := ipmitoolPath(t)
+	ipmitool := clienttest.Tool(t, "ipmitool")
 	g := NewGuard(DefaultGuard)
 	port := guardedEndpoint(t, g, nil)
 	flood, err := net.ListenPacket("udp", "127.0.0.9:0")
@@ -281,7 +269,7 @@ func rakp1(sidc []byte) []byte {
 // Sessions are listed while open and reported closed, not expired, when
 // the console closes them.
 func TestSessionTracking(t *testing.T) {
-	ipmitool := ipmitoolPath(t)
+	ipmitool := clienttest.Tool(t, "ipmitool")
 	obs := &eventObserver{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -332,7 +320,7 @@ func (o *eventObserver) events() map[string]int {
 
 // The null user (no name, no password) and cipher suite 0 never log in.
 func TestNullUserAndSuiteZeroRefused(t *testing.T) {
-	ipmitool := ipmitoolPath(t)
+	ipmitool := clienttest.Tool(t, "ipmitool")
 	port := strconv.Itoa(guardedEndpoint(t, nil, nil))
 	for _, args := range [][]string{
 		{"-U", "", "-P", ""},

@@ -1,9 +1,9 @@
 package redfish
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -24,7 +24,7 @@ type env struct {
 	t     *testing.T
 	srv   *Server
 	fakes map[string]*machinetest.Fake
-	log   *syncBuffer
+	log   *clienttest.Buffer
 
 	mu      sync.Mutex
 	systems []System
@@ -44,7 +44,7 @@ func newFake(name string) *machinetest.Fake {
 
 func newEnv(t *testing.T, opts ...func(*Config)) *env {
 	t.Helper()
-	e := &env{t: t, fakes: map[string]*machinetest.Fake{}, log: &syncBuffer{}, now: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
+	e := &env{t: t, fakes: map[string]*machinetest.Fake{}, log: &clienttest.Buffer{}, now: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
 	for _, s := range []struct{ id, user, pass string }{
 		{"vm-0", "admin", "password"},
 		{"vm-1", "other", "secret-1"},
@@ -186,22 +186,4 @@ func checkRedfishError(t *testing.T, w *httptest.ResponseRecorder, id string) ma
 		t.Errorf("bad @Message.ExtendedInfo\n%s", w.Body)
 	}
 	return m
-}
-
-// syncBuffer is a log sink safe for concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,0 +1,78 @@
+// Package clienttest holds what tests that drive real client programs
+// (ipmitool, FreeIPMI, pyghmi, sushy) and running daemons share: finding a
+// client, which in CI must exist, a free loopback port, and a buffer that
+// concurrent writers may share.
+package clienttest
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"os/exec"
+	"sync"
+	"testing"
+)
+
+// Python is Debian's interpreter, where python3-pyghmi and python3-sushy
+// live (the python3 first on PATH may be another).
+const Python = "/usr/bin/python3"
+
+// Tool finds a client program. In CI (CI set) a missing client fails the
+// test, since a skipped interoperability test proves nothing; elsewhere the
+// test is skipped.
+func Tool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	missing(t, name+" is not installed (.ci/run installs it)")
+	return ""
+}
+
+// PythonModule returns Python after checking that it imports module.
+func PythonModule(t testing.TB, module string) string {
+	t.Helper()
+	if out, err := exec.Command(Tool(t, Python), "-c", "import "+module).CombinedOutput(); err != nil {
+		missing(t, "python module "+module+" is not importable (.ci/run installs it): "+string(out))
+	}
+	return Python
+}
+
+func missing(t testing.TB, why string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatal(why)
+	}
+	t.Skip(why)
+}
+
+// FreeUDPPort returns a UDP port free on 127.0.0.1 a moment ago.
+func FreeUDPPort(t testing.TB) int {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// Buffer is a bytes.Buffer safe for concurrent writers and readers, such
+// as a daemon's log and the test that reads it.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *Buffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *Buffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
