@@ -120,6 +120,8 @@ const (
 	Reset
 	// NMI raises a non-maskable interrupt in a running system (IPMI "diag").
 	NMI
+	// SoftReset asks the guest OS to restart (Redfish GracefulRestart).
+	SoftReset
 )
 
 func (a PowerAction) String() string {
@@ -136,6 +138,8 @@ func (a PowerAction) String() string {
 		return "reset"
 	case NMI:
 		return "nmi"
+	case SoftReset:
+		return "soft-reset"
 	}
 	return fmt.Sprintf("action(%d)", int(a))
 }

@@ -84,8 +84,6 @@ func TestErrorStatuses(t *testing.T) {
 		{name: "reset type unknown", method: "POST", path: reset, body: `{"ResetType":"Suspend"}`, hdr: admin, status: 400, id: "ActionParameterValueNotInList"},
 		{name: "reset type not a string", method: "POST", path: reset, body: `{"ResetType":true}`, hdr: admin, status: 400, id: "ActionParameterValueTypeError"},
 		{name: "reset unknown parameter", method: "POST", path: reset, body: `{"ResetType":"On","Force":1}`, hdr: admin, status: 400, id: "ActionParameterUnknown"},
-		{name: "graceful restart", method: "POST", path: reset, body: `{"ResetType":"GracefulRestart"}`, hdr: admin, status: 400, id: "ActionNotSupported",
-			message: "VMware Tools"},
 		{name: "insert without image", method: "POST", path: insert, body: `{"Inserted":true}`, hdr: admin, status: 400, id: "ActionParameterMissing"},
 		{name: "insert ftp image", method: "POST", path: insert, body: `{"Image":"ftp://host/x.iso"}`, hdr: admin, status: 400, id: "ActionParameterValueFormatError"},
 		{name: "insert relative image", method: "POST", path: insert, body: `{"Image":"x.iso"}`, hdr: admin, status: 400, id: "ActionParameterValueFormatError"},

@@ -21,7 +21,7 @@ var resetTypes = []struct {
 	{"On", machine.On},
 	{"ForceOff", machine.Off},
 	{"GracefulShutdown", machine.SoftOff},
-	{"GracefulRestart", 0},
+	{"GracefulRestart", machine.SoftReset},
 	{"ForceRestart", machine.Reset},
 	{"Nmi", machine.NMI},
 	{"ForceOn", machine.On},
@@ -42,13 +42,9 @@ func resetTypeNames() []string {
 // them idempotent), because Ironic's power sync sends them without reading
 // the state first.
 //
-// GracefulRestart is refused with ActionNotSupported: a graceful restart is
-// a guest reboot through VMware Tools, which machine.Machine does not offer.
-// Reset and Cycle are hard (the guest loses unsaved data), and a soft-off
-// followed by on would need the bridge to wait out the guest's shutdown
-// after answering. A client wanting a restart sends GracefulShutdown then
-// On, or ForceRestart; Ironic's "soft reboot" fails visibly rather than
-// silently becoming a hard one.
+// GracefulRestart is a guest reboot through VMware Tools (Ironic's soft
+// reboot); without Tools it answers 409, rather than silently becoming a
+// hard reset that loses what the guest had not written.
 func (s *Server) reset(q *request) error {
 	body, err := readBody(q)
 	if err != nil {
@@ -77,10 +73,6 @@ func (s *Server) reset(q *request) error {
 	switch {
 	case !known:
 		return errActionParameterNotInList(resetActionName, "ResetType", name)
-	case name == "GracefulRestart":
-		e := newError(http.StatusBadRequest, "ActionNotSupported", []string{"#/ResetType"}, resetActionName+" "+name)
-		e.detail = "A graceful restart needs a guest reboot through VMware Tools, which the bridge does not offer; send GracefulShutdown and then On, or ForceRestart."
-		return e
 	case name == "PushPowerButton":
 		// A power button: on when off, an ACPI shutdown request when on.
 		ps, err := q.sys.Machine.PowerState(ctx)

@@ -213,12 +213,18 @@ func TestReset(t *testing.T) {
 	}
 }
 
-func TestGracefulRestartChangesNothing(t *testing.T) {
+// GracefulRestart is a guest reboot (machine.SoftReset), refused with 409
+// when the system is off.
+func TestGracefulRestart(t *testing.T) {
 	e := newEnv(t)
 	f := e.fakes["vm-0"]
-	f.State = machine.PowerOn
 	w := e.do("POST", "/redfish/v1/Systems/vm-0/Actions/ComputerSystem.Reset", `{"ResetType":"GracefulRestart"}`, admin...)
-	if w.Code != http.StatusBadRequest || len(f.Actions) != 0 {
-		t.Errorf("status %d, actions %v", w.Code, f.Actions)
+	if w.Code != http.StatusConflict || len(f.Actions) != 0 {
+		t.Errorf("off: status %d, actions %v", w.Code, f.Actions)
+	}
+	f.State = machine.PowerOn
+	w = e.do("POST", "/redfish/v1/Systems/vm-0/Actions/ComputerSystem.Reset", `{"ResetType":"GracefulRestart"}`, admin...)
+	if w.Code != http.StatusNoContent || len(f.Actions) != 1 || f.Actions[0] != machine.SoftReset {
+		t.Errorf("on: status %d, actions %v", w.Code, f.Actions)
 	}
 }

@@ -279,6 +279,8 @@ func (v *VM) power(ctx context.Context, a machine.PowerAction, state machine.Pow
 		v.events.Add(machine.EventReset, "")
 		v.booted(time.Now(), false)
 		return nil
+	case machine.SoftReset:
+		return v.softReset(ctx)
 	case machine.NMI:
 		req := types.SendNMI{This: v.obj.Reference()}
 		if _, err := methods.SendNMI(ctx, v.inv.c.vim, &req); err != nil {
@@ -346,6 +348,22 @@ func (v *VM) softOff(ctx context.Context) error {
 		})
 	}
 	return nil
+}
+
+// softReset asks the guest to restart through VMware Tools. Without Tools
+// it fails (or, with a SoftOffTimeout, falls back to a hard reset), since a
+// silent hard reset would lose what the guest had not written.
+func (v *VM) softReset(ctx context.Context) error {
+	err := v.obj.RebootGuest(ctx)
+	if err == nil {
+		return nil // the guest reboots; runtime.bootTime will show it
+	}
+	err = fmt.Errorf("vm %s: guest reboot: %w", v.name(), mapError(err))
+	if v.opts.SoftOffTimeout <= 0 || !errors.Is(err, machine.ErrInvalidState) {
+		return err
+	}
+	v.log.Warn("guest reboot impossible; resetting hard (softOffTimeout is set)", "err", err)
+	return v.power(ctx, machine.Reset, machine.PowerOn)
 }
 
 // cycle powers off and answers once vCenter has accepted that (a VM that

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -729,6 +731,36 @@ func TestList(t *testing.T) {
 				if vm.UUID == "" || len(vm.MACs) != 1 || vm.Firmware != "efi" || vm.Power != "off" {
 					t.Errorf("vm %+v", vm)
 				}
+			}
+		})
+	}
+}
+
+// A guest restart needs VMware Tools (the simulator's VMs have none): it is
+// refused, or with softOffTimeout becomes a hard reset.
+func TestSoftReset(t *testing.T) {
+	for _, fallback := range []bool{false, true} {
+		t.Run(fmt.Sprint("fallback=", fallback), func(t *testing.T) {
+			e := startEnv(t)
+			ctx := context.Background()
+			opts := VMOptions{}
+			if fallback {
+				opts.SoftOffTimeout = time.Minute
+			}
+			v := e.bind(t, "skinner-master-2", opts)
+			if err := v.Power(ctx, machine.SoftReset); !errors.Is(err, machine.ErrInvalidState) {
+				t.Fatalf("soft reset of an off VM: %v", err)
+			}
+			if err := v.Power(ctx, machine.On); err != nil {
+				t.Fatal(err)
+			}
+			err := v.Power(ctx, machine.SoftReset)
+			if fallback != (err == nil) {
+				t.Fatalf("soft reset without Tools: %v", err)
+			}
+			reset := slices.ContainsFunc(v.Events(0), func(ev machine.Event) bool { return ev.Kind == machine.EventReset })
+			if reset != fallback {
+				t.Fatalf("hard reset done = %v, want %v", reset, fallback)
 			}
 		})
 	}

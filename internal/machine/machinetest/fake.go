@@ -77,7 +77,7 @@ func (f *Fake) Power(_ context.Context, a machine.PowerAction) error {
 			f.log().Add(machine.EventPowerOff, "")
 		}
 		f.State = machine.PowerOff
-	case machine.Cycle, machine.Reset, machine.NMI:
+	case machine.Cycle, machine.Reset, machine.NMI, machine.SoftReset:
 		if !on {
 			return machine.ErrInvalidState
 		}
