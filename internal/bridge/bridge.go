@@ -37,8 +37,9 @@ type Options struct {
 	Log *slog.Logger
 	// SoftOffTimeout: see vsphere.VMOptions.
 	SoftOffTimeout time.Duration
-	// MediaDatastore and MediaFolder: see vsphere.VMOptions.
+	// MediaDatastore, MediaFolder and BootHold: see vsphere.VMOptions.
 	MediaDatastore, MediaFolder string
+	BootHold                    time.Duration
 	// State keeps boot overrides, media and runtime BMCs across restarts;
 	// nil keeps them in memory.
 	State *state.Store
@@ -70,6 +71,8 @@ type BMC struct {
 
 	mu      sync.Mutex
 	stopped bool
+	// removed: dropped from the bridge; a late bind must not revive it.
+	removed bool
 	status  Status
 	err     error
 	name    string
@@ -126,9 +129,6 @@ func (bm *BMC) Machine() machine.Machine {
 	}
 	return bm.m
 }
-
-// Spec returns what the BMC was started from.
-func (bm *BMC) Spec() Spec { return bm.spec }
 
 // Bridge is a set of BMCs over one inventory.
 type Bridge struct {
@@ -314,6 +314,7 @@ func (b *Bridge) Remove(id string) error {
 func (b *Bridge) drop(bm *BMC) {
 	bm.mu.Lock()
 	b.stopLocked(bm)
+	bm.removed = true
 	bm.mu.Unlock()
 	for i, x := range b.bmcs {
 		if x == bm {
@@ -370,19 +371,23 @@ func (b *Bridge) Reload(specs []Spec) {
 		}
 		s, ok := want[bm.spec.Address]
 		delete(want, bm.spec.Address)
+		bm.mu.Lock()
+		old := bm.spec
+		// Where moves when lines are added above the BMC: no restart.
+		bm.spec.Where = s.Where
+		bm.mu.Unlock()
+		old.Where = s.Where
 		switch {
 		case !ok:
-			b.opts.Log.Info("bmc removed from the configuration", "bmc", bm.spec.Address, "vm", bm.spec.VM)
+			b.opts.Log.Info("bmc removed from the configuration", "bmc", old.Address, "vm", old.VM)
 			b.drop(bm)
-		case s != bm.spec:
+		case s != old:
 			b.opts.Log.Info("bmc changed in the configuration; restarting", "bmc", s.Address, "vm", s.VM)
 			bm.mu.Lock()
 			b.stopLocked(bm)
 			bm.spec = s
 			bm.mu.Unlock()
 			start = append(start, bm)
-		default:
-			bm.spec.Where = s.Where
 		}
 	}
 	for _, s := range specs {
@@ -403,20 +408,28 @@ func (b *Bridge) Reload(specs []Spec) {
 	}
 }
 
+// retryEvery paces retries of BMCs that could not start while vCenter was
+// away, or whose VM appeared while the inventory was resynchronising.
+const retryEvery = 10 * time.Second
+
 // reconcile rebinds BMCs when VMs appear or leave: a waiting BMC starts
 // when its VM is created, and a BMC whose VM was deleted follows a VM
 // re-created under the configured name (its BIOS UUID, and so the BMC's
-// GUID, are new: the endpoint restarts).
+// GUID, are new: the endpoint restarts). A BMC that failed because vCenter
+// was unreachable is retried.
 func (b *Bridge) reconcile() {
+	tick := time.NewTicker(retryEvery)
+	defer tick.Stop()
 	for {
 		select {
 		case <-b.ctx.Done():
 			return
 		case <-b.kick:
+		case <-tick.C:
 		}
 		for _, bm := range b.BMCs() {
 			bm.mu.Lock()
-			stale := bm.status == Waiting
+			stale := bm.status == Waiting || (bm.status == Failed && errors.Is(bm.err, machine.ErrUnavailable))
 			if bm.vm != nil {
 				_, err := bm.vm.PowerState(b.ctx)
 				stale = errors.Is(err, machine.ErrNotFound)
@@ -431,11 +444,17 @@ func (b *Bridge) reconcile() {
 
 // bind (re)binds bm to its VM and (re)starts its endpoint.
 func (b *Bridge) bind(bm *BMC) {
-	log := b.opts.Log.With("bmc", bm.spec.Address)
-	ref, err := b.inv.Resolve(b.ctx, bm.spec.VM)
+	bm.mu.Lock()
+	spec := bm.spec
+	bm.mu.Unlock()
+	log := b.opts.Log.With("bmc", spec.Address)
+	ref, err := b.inv.Resolve(b.ctx, spec.VM)
 	bm.mu.Lock()
 	defer bm.mu.Unlock()
-	if bm.stopped {
+	switch {
+	case bm.removed || bm.spec != spec:
+		return // removed or changed meanwhile: whoever did it binds
+	case bm.stopped:
 		bm.status = Stopped
 		return
 	}
@@ -464,6 +483,7 @@ func (b *Bridge) bind(bm *BMC) {
 	opts := vsphere.VMOptions{
 		Log: b.opts.Log, SoftOffTimeout: b.opts.SoftOffTimeout,
 		MediaDatastore: b.opts.MediaDatastore, MediaFolder: b.opts.MediaFolder,
+		BootHold: b.opts.BootHold,
 	}
 	if st := b.opts.State; st != nil {
 		key := "vm/" + id.UUID

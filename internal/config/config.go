@@ -23,10 +23,11 @@ const PasswordEnv = "IPMI_VMWARE_BRIDGE_VCENTER_PASSWORD"
 
 // Defaults.
 const (
-	DefaultMetricsAddress = "127.0.0.1:9623"
-	DefaultRedfishAddress = "0.0.0.0:8000"
-	DefaultAddress        = "0.0.0.0"
-	DefaultUsername       = "admin"
+	DefaultMetricsAddress  = "127.0.0.1:9623"
+	DefaultOneTimeBootHold = 20 * time.Second
+	DefaultRedfishAddress  = "0.0.0.0:8000"
+	DefaultAddress         = "0.0.0.0"
+	DefaultUsername        = "admin"
 	// DefaultStateDir holds the state file unless systemd's StateDirectory=
 	// (the environment variable STATE_DIRECTORY) or stateDir says otherwise.
 	DefaultStateDir = "/var/lib/ipmi-vmware-bridge"
@@ -41,7 +42,10 @@ type Config struct {
 	// SoftOffTimeout, when positive, turns a guest shutdown that has not
 	// finished in time, or that VMware Tools cannot do, into a hard off.
 	SoftOffTimeout time.Duration
-	IPMI           IPMI
+	// OneTimeBootHold is how long after a boot a one-time override's boot
+	// order stays, so that the firmware reads it during POST.
+	OneTimeBootHold time.Duration
+	IPMI            IPMI
 	// MetricsAddress serves /metrics, /healthz and /readyz; "" turns it off.
 	MetricsAddress string
 	Redfish        Redfish
@@ -156,7 +160,7 @@ func Parse(file string, data []byte, env Env) (*Config, error) {
 	}
 	cfg := &Config{}
 	root := doc.Content[0]
-	fields, err := p.mapping(root, "", "vcenter", "bmcs", "stateDir", "softOffTimeout", "ipmi", "metricsAddress", "redfish", "media")
+	fields, err := p.mapping(root, "", "vcenter", "bmcs", "stateDir", "softOffTimeout", "oneTimeBootHold", "ipmi", "metricsAddress", "redfish", "media")
 	if err != nil {
 		return nil, err
 	}
@@ -174,6 +178,12 @@ func Parse(file string, data []byte, env Env) (*Config, error) {
 	}
 	if cfg.SoftOffTimeout, err = p.duration(fields, "", "softOffTimeout"); err != nil {
 		return nil, err
+	}
+	cfg.OneTimeBootHold = DefaultOneTimeBootHold
+	if _, ok := fields["oneTimeBootHold"]; ok {
+		if cfg.OneTimeBootHold, err = p.duration(fields, "", "oneTimeBootHold"); err != nil {
+			return nil, err
+		}
 	}
 	vc, ok := fields["vcenter"]
 	if !ok {

@@ -41,7 +41,7 @@ func TestParseGood(t *testing.T) {
 	if cfg.BMCs[0].Endpoint() != "0.0.0.0:627" {
 		t.Errorf("endpoint %s", cfg.BMCs[0].Endpoint())
 	}
-	if cfg.StateDir != DefaultStateDir || cfg.SoftOffTimeout != 0 {
+	if cfg.StateDir != DefaultStateDir || cfg.SoftOffTimeout != 0 || cfg.OneTimeBootHold != DefaultOneTimeBootHold {
 		t.Errorf("defaults: stateDir %q softOffTimeout %v", cfg.StateDir, cfg.SoftOffTimeout)
 	}
 }
@@ -146,6 +146,7 @@ func TestParseErrors(t *testing.T) {
 		{"no vcenter", "bmcs: []\n", "", "f.yaml:1: vcenter: missing"},
 		{"empty", "", "", "f.yaml:1: empty file"},
 		{"not yaml", "vcenter: [\n", "", "f.yaml: yaml:"},
+		{"bad boot hold", good + "oneTimeBootHold: 1 minute\n", "", "f.yaml:15: oneTimeBootHold: must be a duration"},
 		{"bad soft-off timeout", good + "softOffTimeout: soon\n", "", "f.yaml:15: softOffTimeout: must be a duration"},
 		{"negative soft-off timeout", good + "softOffTimeout: -1s\n", "", "f.yaml:15: softOffTimeout: must be a duration"},
 		{"stateDir not a string", good + "stateDir: [a]\n", "", "f.yaml:15: stateDir: must be a string"},

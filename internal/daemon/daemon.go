@@ -14,10 +14,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"sync"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/api"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/bridge"
@@ -97,7 +99,11 @@ func Run(ctx context.Context, opts Options) error {
 	if d.client, err = vsphere.Connect(ctx, vopts); err != nil {
 		return err
 	}
-	defer func() { _ = d.client.Close(context.WithoutCancel(ctx)) }()
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = d.client.Close(cctx) // a vCenter that stopped answering must not hold up the exit
+	}()
 
 	// The inventory outlives the BMCs, which read from it while closing.
 	wctx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
@@ -120,7 +126,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	if c := d.cfg; c != nil {
 		guard.Failures, guard.Window, guard.Lockout, guard.SetupRate = c.IPMI.LockoutFailures, c.IPMI.LockoutWindow, c.IPMI.LockoutDuration, c.IPMI.SessionSetupRate
-		bopts.SoftOffTimeout = c.SoftOffTimeout
+		bopts.SoftOffTimeout, bopts.BootHold = c.SoftOffTimeout, c.OneTimeBootHold
 		bopts.MediaDatastore, bopts.MediaFolder = c.Media.Datastore, c.Media.Folder
 		bopts.Endpoint.SessionTimeout, bopts.Endpoint.SessionLimit = c.IPMI.SessionTimeout, c.IPMI.SessionLimit
 	}
@@ -259,8 +265,10 @@ func (d *Daemon) Reload() error {
 	if err != nil {
 		return err
 	}
-	if cfg.VCenter != d.cfg.VCenter {
-		d.log.Warn("vcenter settings changed; they take effect at the next restart")
+	old, next := *d.cfg, *cfg
+	old.BMCs, next.BMCs = nil, nil
+	if !reflect.DeepEqual(old, next) {
+		d.log.Warn("settings other than bmcs changed; they take effect at the next restart")
 	}
 	d.bridge.Reload(configSpecs(cfg))
 	d.log.Info("configuration reloaded", "file", d.opts.Config, "bmcs", len(cfg.BMCs))

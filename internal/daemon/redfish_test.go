@@ -73,6 +73,7 @@ func TestRedfishVirtualMediaDeploy(t *testing.T) {
   caFile: %s
 stateDir: %s
 metricsAddress: ""
+oneTimeBootHold: 200ms
 redfish:
   address: 127.0.0.1:0
 bmcs:

@@ -98,47 +98,55 @@ func (s *Store) update(change func(map[string]json.RawMessage)) error {
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(s.path, append(b, '\n')); err != nil {
+	renamed, err := writeAtomic(s.path, append(b, '\n'))
+	if renamed {
+		// The new file is in place: it is the state now, even if making
+		// the rename itself durable failed (some filesystems refuse to
+		// fsync a directory).
+		s.data = next
+	}
+	if err != nil && !renamed {
 		return fmt.Errorf("state: %w", err)
 	}
-	s.data = next
 	return nil
 }
 
 // writeAtomic replaces path with data so that readers, and a machine that
 // crashes midway, see the old file or the new one.
-func writeAtomic(path string, data []byte) (err error) {
+// It reports whether the new file took the old one's place, which it has
+// even when the final directory fsync fails.
+func writeAtomic(path string, data []byte) (renamed bool, err error) {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
+		return false, err
 	}
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer func() {
-		if err != nil {
+		if !renamed {
 			_ = os.Remove(f.Name())
 		}
 	}()
 	if _, err := f.Write(data); err != nil {
 		_ = f.Close()
-		return err
+		return false, err
 	}
 	if err := f.Sync(); err != nil {
 		_ = f.Close()
-		return err
+		return false, err
 	}
 	if err := f.Close(); err != nil {
-		return err
+		return false, err
 	}
 	if err := os.Rename(f.Name(), path); err != nil {
-		return err
+		return false, err
 	}
 	d, err := os.Open(dir)
 	if err != nil {
-		return err
+		return true, err
 	}
 	defer d.Close()
-	return d.Sync()
+	return true, d.Sync()
 }

@@ -65,12 +65,14 @@ type Inventory struct {
 	// noticed; Backoff and MaxBackoff pace reconnection attempts.
 	MaxWait, Backoff, MaxBackoff time.Duration
 
-	mu      sync.RWMutex
-	vms     map[types.ManagedObjectReference]*mo.VirtualMachine
-	synced  bool
-	down    error
-	readyCh chan struct{}
-	subs    []func(Change)
+	mu  sync.RWMutex
+	vms map[types.ManagedObjectReference]*mo.VirtualMachine
+	// everSynced: a full synchronisation happened once, so VMs new in a
+	// resynchronisation were created while vCenter was away.
+	everSynced bool
+	down       error
+	readyCh    chan struct{}
+	subs       []func(Change)
 	// perVM are the watchers of one VM each (the machines bound to them).
 	perVM  map[types.ManagedObjectReference]map[int]func(Change)
 	nextID int
@@ -149,11 +151,7 @@ func (inv *Inventory) Run(ctx context.Context) {
 		if synced {
 			backoff = inv.Backoff
 		}
-		inv.mu.Lock()
-		wasUp := inv.down == nil
-		inv.down = mapError(err)
-		inv.mu.Unlock()
-		if wasUp {
+		if inv.setDown(err) {
 			inv.log.Error("vCenter unreachable: BMCs answer node-busy until it is back", "err", mapError(err))
 		} else {
 			inv.log.Debug("vCenter still unreachable", "err", mapError(err), "retry_in", backoff)
@@ -167,22 +165,37 @@ func (inv *Inventory) Run(ctx context.Context) {
 	}
 }
 
+// setDown marks the inventory unavailable and reports whether it was up.
+func (inv *Inventory) setDown(err error) (wasUp bool) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	wasUp = inv.down == nil
+	inv.down = mapError(err)
+	return wasUp
+}
+
 // watch runs one property-collector session: a private collector and a
 // container view, a full initial update, then changes until an error. It
 // reports whether it got as far as a full synchronisation.
 func (inv *Inventory) watch(ctx context.Context) (synced bool, err error) {
 	vc := inv.c.vim
-	bg := context.WithoutCancel(ctx)
+	// Cleaning up must not hang on a vCenter that stopped answering: the
+	// calls get a deadline, and the inventory is marked down before them.
+	cleanup := func(destroy func(context.Context) error) {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
+		defer cancel()
+		_ = destroy(dctx)
+	}
 	pc, err := property.DefaultCollector(vc).Create(ctx)
 	if err != nil {
 		return false, err
 	}
-	defer func() { _ = pc.Destroy(bg) }()
+	defer cleanup(pc.Destroy)
 	v, err := view.NewManager(vc).CreateContainerView(ctx, vc.ServiceContent.RootFolder, []string{"VirtualMachine"}, true)
 	if err != nil {
 		return false, err
 	}
-	defer func() { _ = v.Destroy(bg) }()
+	defer cleanup(v.Destroy)
 	spec := types.PropertyFilterSpec{
 		ObjectSet: []types.ObjectSpec{{
 			Obj:  v.Reference(),
@@ -209,6 +222,9 @@ func (inv *Inventory) watch(ctx context.Context) (synced bool, err error) {
 		res, err := methods.WaitForUpdatesEx(pctx, vc, &req)
 		cancel()
 		if err != nil {
+			if ctx.Err() == nil {
+				inv.setDown(err)
+			}
 			return synced, err
 		}
 		set := res.Returnval
@@ -245,7 +261,7 @@ func (inv *Inventory) watch(ctx context.Context) (synced bool, err error) {
 					changes = append(changes, Change{Ref: ref, Removed: true, At: now})
 				}
 			}
-			synced, inv.down = true, nil
+			synced, inv.down, inv.everSynced = true, nil, true
 			select {
 			case <-inv.readyCh:
 				inv.log.Info("vCenter reachable again; inventory resynchronised", "vms", len(inv.vms))
@@ -262,17 +278,25 @@ func (inv *Inventory) watch(ctx context.Context) (synced bool, err error) {
 			}
 		}
 		inv.mu.Unlock()
-		for _, ref := range stale {
-			if err := inv.Refresh(ctx, ref); err != nil {
-				return synced, err
-			}
-		}
 		for _, call := range calls {
 			call()
 		}
 		for _, c := range changes {
 			for _, fn := range subs {
 				fn(c)
+			}
+		}
+		for _, ref := range stale {
+			rctx, cancel := context.WithTimeout(ctx, callTimeout)
+			err := inv.Refresh(rctx, ref)
+			cancel()
+			switch {
+			case err == nil, errors.Is(mapError(err), machine.ErrNotFound):
+				// Deleted meanwhile: its leave update follows.
+			case errors.Is(mapError(err), machine.ErrUnavailable):
+				return synced, err
+			default:
+				inv.log.Warn("VM configuration not re-read", "vm", ref.Value, "err", mapError(err))
 			}
 		}
 	}
@@ -312,7 +336,7 @@ func (inv *Inventory) applyLocked(u types.ObjectUpdate, synced bool) (*Change, b
 	mo.ApplyPropertyChange(vm, u.ChangeSet)
 	inv.vms[ref] = vm
 	if !known {
-		if synced {
+		if synced || inv.everSynced {
 			return &Change{Ref: ref, Added: true, From: machine.PowerUnknown, To: powerState(vm.Runtime.PowerState)}, false
 		}
 		return nil, false

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -45,6 +46,16 @@ var mediaHTTP = &http.Client{Transport: &http.Transport{
 	TLSHandshakeTimeout:   10 * time.Second,
 }}
 
+// redact shows an image URL without its secrets: the password and the
+// query, which in signed URLs carries the token.
+func redact(u *url.URL) string {
+	r := *u
+	if r.RawQuery != "" {
+		r.RawQuery = "…"
+	}
+	return r.Redacted()
+}
+
 // Media implements machine.Machine from the VM's CD-ROM: inserted while it
 // is connected to the image the bridge put there.
 func (v *VM) Media(context.Context) (machine.Media, error) {
@@ -52,9 +63,7 @@ func (v *VM) Media(context.Context) (machine.Media, error) {
 	if err != nil {
 		return machine.Media{}, err
 	}
-	v.mu.Lock()
-	rec := v.rec
-	v.mu.Unlock()
+	rec := v.record()
 	cd, err := object.VirtualDeviceList(vm.Config.Hardware.Device).FindCdrom("")
 	if err != nil || rec.MediaFile == "" {
 		return machine.Media{}, nil
@@ -73,10 +82,12 @@ func (v *VM) Media(context.Context) (machine.Media, error) {
 func (v *VM) InsertMedia(ctx context.Context, rawURL string) error {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("image %q: not an http or https URL: %w", rawURL, machine.ErrInvalidArgument)
+		return fmt.Errorf("image: not an http or https URL: %w", machine.ErrInvalidArgument)
 	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
+	// The download can take minutes: it holds only the media lock, so that
+	// power actions, boot changes and every read go on meanwhile.
+	v.mediaMu.Lock()
+	defer v.mediaMu.Unlock()
 	if _, err := v.snapshot(); err != nil {
 		return err
 	}
@@ -94,13 +105,15 @@ func (v *VM) InsertMedia(ctx context.Context, rawURL string) error {
 		return err
 	}
 	dsPath := ds.Path(file)
+	v.mu.Lock()
+	defer v.mu.Unlock()
 	if err := v.connectISO(ctx, dsPath); err != nil {
 		return err
 	}
-	rec := v.rec
+	rec := v.record()
 	rec.MediaURL, rec.MediaFile = rawURL, dsPath
 	v.save(rec)
-	v.log.Info("virtual media inserted", "image", u.Redacted(), "file", dsPath)
+	v.log.Info("virtual media inserted", "image", redact(u), "file", dsPath)
 	return nil
 }
 
@@ -109,42 +122,47 @@ func (v *VM) InsertMedia(ctx context.Context, rawURL string) error {
 func (v *VM) fetch(ctx context.Context, ds *object.Datastore, u *url.URL, folder, file string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return fmt.Errorf("image %s: %v: %w", u.Redacted(), err, machine.ErrInvalidArgument)
+		return fmt.Errorf("image %s: %v: %w", redact(u), err, machine.ErrInvalidArgument)
 	}
 	resp, err := mediaHTTP.Do(req)
 	if err != nil {
-		return fmt.Errorf("image %s: %v: %w", u.Redacted(), err, machine.ErrInvalidArgument)
+		// url.Error repeats the URL, query and all: keep only the cause.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("image %s: %v: %w", redact(u), err, machine.ErrInvalidArgument)
 	}
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode != http.StatusOK:
-		return fmt.Errorf("image %s: HTTP %s: %w", u.Redacted(), resp.Status, machine.ErrInvalidArgument)
+		return fmt.Errorf("image %s: HTTP %s: %w", redact(u), resp.Status, machine.ErrInvalidArgument)
 	case resp.ContentLength < isoMinSize:
-		return fmt.Errorf("image %s: %d bytes is no ISO image (or the server sent no Content-Length): %w", u.Redacted(), resp.ContentLength, machine.ErrInvalidArgument)
+		return fmt.Errorf("image %s: %d bytes is no ISO image (or the server sent no Content-Length): %w", redact(u), resp.ContentLength, machine.ErrInvalidArgument)
 	}
 	size := resp.ContentLength
 	if info, err := ds.Stat(ctx, file); err == nil && info.GetFileInfo().FileSize == size {
-		v.log.Info("virtual media already on the datastore; reused", "image", u.Redacted(), "bytes", size)
+		v.log.Info("virtual media already on the datastore; reused", "image", redact(u), "bytes", size)
 		return nil
 	}
 	head := make([]byte, isoMagicOffset+len(isoMagic))
 	if _, err := io.ReadFull(resp.Body, head); err != nil {
-		return fmt.Errorf("image %s: %v: %w", u.Redacted(), err, machine.ErrInvalidArgument)
+		return fmt.Errorf("image %s: %v: %w", redact(u), err, machine.ErrInvalidArgument)
 	}
 	if string(head[isoMagicOffset:]) != isoMagic {
-		return fmt.Errorf("image %s: no ISO 9660 volume descriptor: %w", u.Redacted(), machine.ErrInvalidArgument)
+		return fmt.Errorf("image %s: no ISO 9660 volume descriptor: %w", redact(u), machine.ErrInvalidArgument)
 	}
 	if err := v.mkdir(ctx, ds, folder); err != nil {
 		return err
 	}
-	body := &progressReader{r: io.MultiReader(bytes.NewReader(head), resp.Body), total: size, log: v.log, name: u.Redacted(), last: time.Now()}
+	body := &progressReader{r: io.MultiReader(bytes.NewReader(head), resp.Body), total: size, log: v.log, name: redact(u), last: time.Now()}
 	p := soap.DefaultUpload
 	p.ContentLength = size
 	start := time.Now()
 	if err := ds.Upload(ctx, body, file, &p); err != nil {
-		return fmt.Errorf("image %s: upload to %s: %w", u.Redacted(), ds.Path(file), mapError(err))
+		return fmt.Errorf("image %s: upload to %s: %w", redact(u), ds.Path(file), mapError(err))
 	}
-	v.log.Info("virtual media uploaded", "image", u.Redacted(), "bytes", size, "took", time.Since(start))
+	v.log.Info("virtual media uploaded", "image", redact(u), "bytes", size, "took", time.Since(start))
 	return nil
 }
 
@@ -233,6 +251,8 @@ func (v *VM) connectISO(ctx context.Context, dsPath string) error {
 
 // EjectMedia implements machine.Machine.
 func (v *VM) EjectMedia(ctx context.Context) error {
+	v.mediaMu.Lock()
+	defer v.mediaMu.Unlock()
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	vm, err := v.snapshot()
@@ -244,7 +264,8 @@ func (v *VM) EjectMedia(ctx context.Context) error {
 	if err != nil {
 		return nil // no drive, nothing inserted
 	}
-	if _, iso := cd.Backing.(*types.VirtualCdromIsoBackingInfo); iso || v.rec.MediaFile != "" {
+	rec := v.record()
+	if _, iso := cd.Backing.(*types.VirtualCdromIsoBackingInfo); iso || rec.MediaFile != "" {
 		cd = devices.EjectIso(cd)
 		cd.Connectable = &types.VirtualDeviceConnectInfo{Connected: false, StartConnected: false, AllowGuestControl: true}
 		if err := v.obj.EditDevice(ctx, cd); err != nil {
@@ -252,8 +273,7 @@ func (v *VM) EjectMedia(ctx context.Context) error {
 		}
 		_ = v.inv.Refresh(ctx, v.obj.Reference())
 	}
-	if v.rec.MediaFile != "" {
-		rec := v.rec
+	if rec.MediaFile != "" {
 		rec.MediaURL, rec.MediaFile = "", ""
 		v.save(rec)
 		v.log.Info("virtual media ejected")

@@ -51,6 +51,11 @@ type VMOptions struct {
 	// Persist, when set, saves the state before it is applied; an error
 	// aborts the change.
 	Persist func(Record) error
+	// BootHold is how long after a boot a one-time override's boot order
+	// stays before the one it replaced comes back: ESXi applies a
+	// reconfiguration to a running VM at once, and the firmware reads the
+	// boot order during POST, a few seconds after power-on.
+	BootHold time.Duration
 	// MediaDatastore and MediaFolder say where inserted ISO images are
 	// stored; the default is the VM's first datastore, folder MediaFolder.
 	MediaDatastore string
@@ -77,9 +82,16 @@ type VM struct {
 	events  *machine.EventLog
 
 	// mu serialises actions so that a cycle, a boot change and a power-on
-	// never interleave their vCenter calls.
-	mu         sync.Mutex
-	rec        Record
+	// never interleave their vCenter calls. Reads never take it: an action
+	// may hold it for as long as a vCenter task takes.
+	mu sync.Mutex
+	// recMu guards rec and onceAt, held only to copy or replace them;
+	// writers hold mu as well.
+	recMu sync.Mutex
+	rec   Record
+	// mediaMu serialises media changes, which hold it for a whole image
+	// download without holding mu.
+	mediaMu    sync.Mutex
 	lastAction machine.PowerAction
 	lastAt     time.Time
 	lastBoot   time.Time
@@ -294,14 +306,14 @@ func (v *VM) power(ctx context.Context, a machine.PowerAction, state machine.Pow
 // powerOn applies a pending firmware change, then powers on (or resumes).
 // v.mu must be held.
 func (v *VM) powerOn(ctx context.Context, state machine.PowerState) error {
-	if fw := v.rec.PendingFirmware; fw != "" && state != machine.PowerOn {
+	if fw := v.record().PendingFirmware; fw != "" && state != machine.PowerOn {
 		task, err := v.obj.Reconfigure(ctx, types.VirtualMachineConfigSpec{Firmware: fw})
 		if err == nil {
 			err = task.Wait(ctx)
 		}
 		switch {
 		case err == nil:
-			rec := v.rec
+			rec := v.record()
 			rec.PendingFirmware = ""
 			v.save(rec)
 			_ = v.inv.Refresh(ctx, v.obj.Reference())
@@ -336,8 +348,8 @@ func (v *VM) softOff(ctx context.Context) error {
 	}
 	if v.opts.SoftOffTimeout > 0 {
 		v.background(func() {
-			if v.waitPower(v.life, machine.PowerOff, v.opts.SoftOffTimeout) {
-				return
+			if v.waitPower(v.life, machine.PowerOff, v.opts.SoftOffTimeout) || v.life.Err() != nil {
+				return // off, or the BMC stopped: nothing to force
 			}
 			v.log.Warn("guest did not shut down in time; powering off hard", "timeout", v.opts.SoftOffTimeout)
 			v.mu.Lock()
@@ -455,12 +467,11 @@ func (v *VM) BootOverride(context.Context) (machine.BootOverride, error) {
 	if err != nil {
 		return machine.BootOverride{}, err
 	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	o := v.rec.Override
+	rec := v.record()
+	o := rec.Override
 	fw := vm.Config.Firmware
-	if v.rec.PendingFirmware != "" {
-		fw = v.rec.PendingFirmware
+	if rec.PendingFirmware != "" {
+		fw = rec.PendingFirmware
 	}
 	o.Mode = bootMode(fw)
 	return o, nil
@@ -487,13 +498,15 @@ func (v *VM) SetBootOverride(ctx context.Context, o machine.BootOverride) error 
 	if vm.Config.BootOptions != nil {
 		bo = *vm.Config.BootOptions // bootOptions is replaced whole, never merged
 	}
-	rec := v.rec
+	rec := v.record()
 	if rec.OneTime {
 		// Every override starts from the persistent order, not from the
 		// one-time order still in place.
 		bo.BootOrder = decodeOrder(devices, rec.Restore)
 	}
+	v.recMu.Lock()
 	onceAt := v.onceAt
+	v.recMu.Unlock()
 	if o.Enabled && !o.Persistent {
 		if !rec.OneTime {
 			rec.OneTime, rec.Restore = true, encodeOrder(bo.BootOrder)
@@ -541,10 +554,12 @@ func (v *VM) SetBootOverride(ctx context.Context, o machine.BootOverride) error 
 		}
 	}
 	if err != nil {
-		_ = v.persist(v.rec) // the VM did not change: neither does the record
+		_ = v.persist(v.record()) // the VM did not change: neither does the record
 		return err
 	}
+	v.recMu.Lock()
 	v.rec, v.onceAt = rec, onceAt
+	v.recMu.Unlock()
 	_ = v.inv.Refresh(ctx, v.obj.Reference())
 	v.events.Add(machine.EventBootOverride, o.String())
 	attrs := []any{"override", o.String()}
@@ -568,10 +583,19 @@ func (v *VM) persist(rec Record) error {
 	return nil
 }
 
+// record returns a copy of the VM's saved state.
+func (v *VM) record() Record {
+	v.recMu.Lock()
+	defer v.recMu.Unlock()
+	return v.rec
+}
+
 // save records and persists rec after the VM changed; a failed write is
 // logged, since the VM cannot be changed back.
 func (v *VM) save(rec Record) {
+	v.recMu.Lock()
 	v.rec = rec
+	v.recMu.Unlock()
 	if err := v.persist(rec); err != nil {
 		v.log.Error("boot state not saved; it will be lost if the bridge restarts", "err", err)
 	}
@@ -584,6 +608,13 @@ func (v *VM) save(rec Record) {
 // runtime.bootTime alone, which the bridge's own reset already handled.
 func (v *VM) booted(at time.Time, seenOnly bool) {
 	v.background(func() {
+		if v.opts.BootHold > 0 {
+			select {
+			case <-v.life.Done():
+				return
+			case <-time.After(v.opts.BootHold):
+			}
+		}
 		v.mu.Lock()
 		defer v.mu.Unlock()
 		if seenOnly && time.Since(v.lastBoot) < duplicateWindow {
@@ -593,7 +624,10 @@ func (v *VM) booted(at time.Time, seenOnly bool) {
 			v.events.Add(machine.EventReset, "seen in vCenter")
 		}
 		v.lastBoot = time.Now()
-		if !v.rec.OneTime || at.Before(v.onceAt) {
+		v.recMu.Lock()
+		pending := v.rec.OneTime && !at.Before(v.onceAt)
+		v.recMu.Unlock()
+		if !pending {
 			return
 		}
 		if err := v.restore(); err != nil {
@@ -615,7 +649,8 @@ func (v *VM) restore() error {
 	if vm.Config.BootOptions != nil {
 		bo = *vm.Config.BootOptions
 	}
-	bo.BootOrder = decodeOrder(object.VirtualDeviceList(vm.Config.Hardware.Device), v.rec.Restore)
+	rec := v.record()
+	bo.BootOrder = decodeOrder(object.VirtualDeviceList(vm.Config.Hardware.Device), rec.Restore)
 	bo.EnterBIOSSetup = types.NewBool(false)
 	task, err := v.obj.Reconfigure(ctx, types.VirtualMachineConfigSpec{BootOptions: &bo})
 	if err == nil {
@@ -624,7 +659,6 @@ func (v *VM) restore() error {
 	if err != nil {
 		return mapError(err)
 	}
-	rec := v.rec
 	rec.OneTime, rec.Restore, rec.Override = false, nil, machine.BootOverride{}
 	v.save(rec)
 	_ = v.inv.Refresh(ctx, v.obj.Reference())

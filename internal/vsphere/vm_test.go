@@ -765,3 +765,66 @@ func TestSoftReset(t *testing.T) {
 		})
 	}
 }
+
+// Reads and power actions go on while an image downloads: the download
+// holds only the media lock.
+func TestMediaDownloadBlocksNothing(t *testing.T) {
+	e := startEnv(t)
+	ctx := context.Background()
+	release := make(chan struct{})
+	iso := make([]byte, 64<<10)
+	copy(iso[isoMagicOffset:], isoMagic)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(len(iso)))
+		_, _ = w.Write(iso[:40<<10])
+		w.(http.Flusher).Flush()
+		<-release // the rest waits for the test
+		_, _ = w.Write(iso[40<<10:])
+	}))
+	defer srv.Close()
+	v := e.bind(t, "skinner-master-0", VMOptions{})
+	inserted := make(chan error, 1)
+	go func() { inserted <- v.InsertMedia(ctx, srv.URL+"/slow.iso") }()
+	time.Sleep(100 * time.Millisecond) // let the download start
+	done := make(chan error, 1)
+	go func() {
+		if _, err := v.BootOverride(ctx); err != nil {
+			done <- err
+			return
+		}
+		done <- v.Power(ctx, machine.On)
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a read or a power action waited for the image download")
+	}
+	close(release)
+	if err := <-inserted; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// With a boot hold the one-time boot order outlives the power-on long
+// enough for the firmware to read it, then goes.
+func TestOneTimeBootHold(t *testing.T) {
+	e := startEnv(t)
+	ctx := context.Background()
+	v := e.bind(t, "skinner-worker-1", VMOptions{BootHold: 2 * time.Second})
+	if err := v.SetBootOverride(ctx, machine.BootOverride{Enabled: true, Persistent: true, Device: machine.BootDisk}); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.SetBootOverride(ctx, machine.BootOverride{Enabled: true, Device: machine.BootPXE}); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Power(ctx, machine.On); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.firstBoot(t, v); got != "ethernet" {
+		t.Fatalf("one-time order gone at once after power-on: %q", got)
+	}
+	eventually(t, "the boot order to come back after the hold", func() bool { return e.firstBoot(t, v) == "disk" })
+}
