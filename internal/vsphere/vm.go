@@ -33,8 +33,8 @@ const (
 	duplicateWindow = 3 * time.Second
 	// inventoryLag bounds the wait, after a task succeeded, for the
 	// inventory to show its result (vcsim publishes in 20 ms steps, a real
-	// vCenter faster).
-	inventoryLag = time.Second
+	// vCenter faster; a loaded machine takes longer).
+	inventoryLag = 2 * time.Second
 )
 
 // VMOptions tune a VM machine.
@@ -431,6 +431,8 @@ func (v *VM) await(ctx context.Context, task *object.Task, err error, what strin
 	}
 	if err != nil {
 		if isKind(err, machine.ErrInvalidState) && (what == "power on" || what == "power off") {
+			// Already there, which the inventory may not show yet.
+			v.waitPower(ctx, want, inventoryLag)
 			return nil
 		}
 		v.log.Error("vCenter task failed", "task", what, "err", mapError(err))
