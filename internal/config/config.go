@@ -73,7 +73,7 @@ const (
 	DefaultLockoutFailures  = 5
 	DefaultLockoutWindow    = time.Minute
 	DefaultLockoutDuration  = 5 * time.Minute
-	DefaultSessionSetupRate = 20
+	DefaultSessionSetupRate = 100
 )
 
 // Redfish configures the Redfish service.

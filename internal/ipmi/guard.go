@@ -31,9 +31,11 @@ type GuardConfig struct {
 }
 
 // DefaultGuard is what a bridge uses unless configured otherwise: five
-// failures a minute lock a source out for five minutes; twenty setup
-// packets a second (an ipmitool login takes four or five).
-var DefaultGuard = GuardConfig{Failures: 5, Window: time.Minute, Lockout: 5 * time.Minute, SetupRate: 20}
+// failures a minute lock a source out for five minutes; a hundred setup
+// packets a second (an ipmitool login takes three; scripts run dozens of
+// ipmitool processes a second, and a half-open flood is stopped by the
+// lockout, abandoned handshakes counting as failures).
+var DefaultGuard = GuardConfig{Failures: 5, Window: time.Minute, Lockout: 5 * time.Minute, SetupRate: 100}
 
 // Guard is the per-source state behind lockout and rate limiting. It is
 // shared by all endpoints but keeps each source's state per endpoint: an

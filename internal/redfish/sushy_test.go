@@ -165,10 +165,7 @@ func fakeMedia(f *machinetest.Fake) machine.Media {
 	return m
 }
 
-func fakeActions(f *machinetest.Fake) []machine.PowerAction {
-	f.PowerState(context.Background()) // takes the lock the writers held
-	return slices.Clone(f.Actions)
-}
+func fakeActions(f *machinetest.Fake) []machine.PowerAction { return f.PowerActions() }
 
 func TestSushyAuth(t *testing.T) {
 	s := newSushyEnv(t)

@@ -148,12 +148,16 @@ func (inv *Inventory) Run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		if errors.Is(err, errSlowPoll) {
+			// vCenter answers, only the long poll overran: watch afresh,
+			// serving the inventory meanwhile.
+			inv.log.Debug("long poll overran its deadline; watching afresh")
+			continue
+		}
 		if synced {
 			backoff = inv.Backoff
 		}
-		if inv.setDown(err) {
-			inv.log.Error("vCenter unreachable: BMCs answer node-busy until it is back", "err", mapError(err))
-		} else {
+		if !inv.setDown(err) {
 			inv.log.Debug("vCenter still unreachable", "err", mapError(err), "retry_in", backoff)
 		}
 		select {
@@ -165,14 +169,22 @@ func (inv *Inventory) Run(ctx context.Context) {
 	}
 }
 
-// setDown marks the inventory unavailable and reports whether it was up.
+// setDown marks the inventory unavailable, logging when it was up, and
+// reports whether it was.
 func (inv *Inventory) setDown(err error) (wasUp bool) {
 	inv.mu.Lock()
-	defer inv.mu.Unlock()
 	wasUp = inv.down == nil
 	inv.down = mapError(err)
+	inv.mu.Unlock()
+	if wasUp {
+		inv.log.Error("vCenter unreachable: BMCs answer node-busy until it is back", "err", mapError(err))
+	}
 	return wasUp
 }
+
+// errSlowPoll: a long poll outlived its deadline but vCenter still answers
+// (a loaded vCenter, or the simulator recomputing a large filter).
+var errSlowPoll = errors.New("long poll overran its deadline")
 
 // watch runs one property-collector session: a private collector and a
 // container view, a full initial update, then changes until an error. It
@@ -220,11 +232,18 @@ func (inv *Inventory) watch(ctx context.Context) (synced bool, err error) {
 		// outlives it by far is a partition that TCP has not noticed.
 		pctx, cancel := context.WithTimeout(ctx, inv.MaxWait+20*time.Second)
 		res, err := methods.WaitForUpdatesEx(pctx, vc, &req)
+		overran := pctx.Err() == context.DeadlineExceeded
 		cancel()
 		if err != nil {
-			if ctx.Err() == nil {
-				inv.setDown(err)
+			if ctx.Err() != nil {
+				return synced, err
 			}
+			// A poll past its deadline may be a partition that TCP has not
+			// noticed, or a slow vCenter: ask something quick to tell.
+			if overran && inv.alive(ctx) {
+				return synced, errSlowPoll
+			}
+			inv.setDown(err)
 			return synced, err
 		}
 		set := res.Returnval
@@ -300,6 +319,14 @@ func (inv *Inventory) watch(ctx context.Context) (synced bool, err error) {
 			}
 		}
 	}
+}
+
+// alive reports whether vCenter answers a cheap call within a few seconds.
+func (inv *Inventory) alive(ctx context.Context) bool {
+	actx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	_, err := methods.GetCurrentTime(actx, inv.c.vim)
+	return err == nil
 }
 
 // applyLocked applies one object update and reports the change worth

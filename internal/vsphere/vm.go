@@ -618,25 +618,51 @@ func (v *VM) booted(at time.Time, seenOnly bool) {
 			}
 		}
 		v.mu.Lock()
-		defer v.mu.Unlock()
-		if seenOnly && time.Since(v.lastBoot) < duplicateWindow {
+		duplicate := seenOnly && time.Since(v.lastBoot) < duplicateWindow
+		if !duplicate {
+			if seenOnly {
+				v.events.Add(machine.EventReset, "seen in vCenter")
+			}
+			v.lastBoot = time.Now()
+		}
+		v.mu.Unlock()
+		if duplicate {
 			return
 		}
-		if seenOnly {
-			v.events.Add(machine.EventReset, "seen in vCenter")
-		}
-		v.lastBoot = time.Now()
-		v.recMu.Lock()
-		pending := v.rec.OneTime && !at.Before(v.onceAt)
-		v.recMu.Unlock()
-		if !pending {
-			return
-		}
-		if err := v.restore(); err != nil {
-			v.log.Error("one-time boot override not cleared after boot", "err", err)
+		// vCenter may be away for a moment: keep trying, as a BMC would
+		// until its boot flags are cleared.
+		for attempt := 0; ; attempt++ {
+			v.mu.Lock()
+			v.recMu.Lock()
+			pending := v.rec.OneTime && !at.Before(v.onceAt)
+			v.recMu.Unlock()
+			var err error
+			if pending {
+				err = v.restore()
+			}
+			v.mu.Unlock()
+			switch {
+			case err == nil:
+				return
+			case !errors.Is(err, machine.ErrUnavailable) || attempt == restoreAttempts-1:
+				v.log.Error("one-time boot override not cleared after boot", "err", err)
+				return
+			}
+			select {
+			case <-v.life.Done():
+				return
+			case <-time.After(restoreRetry):
+			}
 		}
 	})
 }
+
+// A one-time override's restore is retried this often while vCenter is
+// unreachable (ten minutes in all).
+const (
+	restoreAttempts = 60
+	restoreRetry    = 10 * time.Second
+)
 
 // restore puts back the boot order saved by a one-time override. v.mu must
 // be held.

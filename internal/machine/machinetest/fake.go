@@ -164,3 +164,12 @@ func (f *Fake) EjectMedia(context.Context) error {
 	f.CD = machine.Media{}
 	return nil
 }
+
+// PowerActions returns a copy of Actions, read under the Fake's lock, for
+// tests whose client runs in another process (the race detector cannot see
+// the ordering that process provides).
+func (f *Fake) PowerActions() []machine.PowerAction {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]machine.PowerAction(nil), f.Actions...)
+}
