@@ -276,16 +276,23 @@ func (d *Daemon) Reload() error {
 }
 
 func (d *Daemon) metricsAddress() string {
-	a := d.opts.MetricsAddress
-	switch {
-	case a == "-":
-		return ""
-	case a != "":
-		return a
-	case d.cfg != nil:
-		return d.cfg.MetricsAddress
+	file := config.DefaultMetricsAddress
+	if d.cfg != nil {
+		file = d.cfg.MetricsAddress
 	}
-	return config.DefaultMetricsAddress
+	return override(d.opts.MetricsAddress, file)
+}
+
+// override is a listen address given by flag (or "-" for none) over the
+// one from the configuration file or the default.
+func override(flag, file string) string {
+	switch flag {
+	case "-":
+		return ""
+	case "":
+		return file
+	}
+	return flag
 }
 
 // ready is /readyz: vCenter in sync and at least one BMC serving.

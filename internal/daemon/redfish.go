@@ -14,16 +14,11 @@ import (
 const DefaultSimRedfishAddress = "127.0.0.1:8000"
 
 func (d *Daemon) redfishAddress() string {
-	a := d.opts.RedfishAddress
-	switch {
-	case a == "-":
-		return ""
-	case a != "":
-		return a
-	case d.cfg != nil:
-		return d.cfg.Redfish.Address
+	file := DefaultSimRedfishAddress
+	if d.cfg != nil {
+		file = d.cfg.Redfish.Address
 	}
-	return DefaultSimRedfishAddress
+	return override(d.opts.RedfishAddress, file)
 }
 
 func (d *Daemon) redfishPort() int {
