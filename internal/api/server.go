@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"time"
 )
 
 // Backend is what the API manages: the daemon implements it over the
@@ -59,21 +58,6 @@ func Listen(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("management socket: %w", err)
 	}
 	return l, nil
-}
-
-// Serve answers the API on l until ctx ends.
-func Serve(ctx context.Context, l net.Listener, b Backend, log *slog.Logger) error {
-	srv := &http.Server{Handler: Handler(b, log), ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }
 
 // Handler routes the API.

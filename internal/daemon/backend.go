@@ -245,17 +245,32 @@ func check(ctx context.Context, i bridge.Info) api.Check {
 	return c
 }
 
+// served is a running BMC and the machine it serves.
+type served struct {
+	bridge.Info
+	m machine.Machine
+}
+
+// running lists the BMCs that serve, for the views that only make sense of
+// a bound machine (Redfish systems, manifests, session gauges).
+func (d *Daemon) running() []served {
+	var out []served
+	for _, bm := range d.bridge.BMCs() {
+		i, m := bm.Info(), bm.Machine()
+		if i.Status == bridge.Running && m != nil {
+			out = append(out, served{i, m})
+		}
+	}
+	return out
+}
+
 // BMH implements api.Backend: BareMetalHost and Secret manifests (or the
 // install-config hosts list) for the running BMCs, with each VM's first
 // NIC as its provisioning MAC and its firmware as its boot mode.
 func (d *Daemon) BMH(ctx context.Context, req api.BMH) ([]byte, error) {
 	var hosts []openshift.Host
-	for _, bm := range d.bridge.BMCs() {
-		i := bm.Info()
-		m := bm.Machine()
-		if i.Status != bridge.Running || m == nil {
-			continue
-		}
+	for _, i := range d.running() {
+		m := i.m
 		if ok, _ := path.Match(req.Filter, i.Name); req.Filter != "" && !ok {
 			continue
 		}

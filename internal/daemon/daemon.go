@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -157,7 +158,7 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	defer os.Remove(socket)
-	serve("management API", func() error { return api.Serve(sctx, l, d, d.log) })
+	serve("management API", func() error { return serveHTTP(sctx, l, api.Handler(d, d.log)) })
 
 	metricsAddr := d.metricsAddress()
 	var metricsURL string
@@ -167,7 +168,7 @@ func Run(ctx context.Context, opts Options) error {
 			return fmt.Errorf("metrics: %w", err)
 		}
 		metricsURL = "http://" + ml.Addr().String() + "/metrics"
-		serve("metrics", func() error { return m.Serve(sctx, ml, d.ready, d.log) })
+		serve("metrics", func() error { return serveHTTP(sctx, ml, m.Handler(d.ready, d.log)) })
 	}
 
 	redfishURL, err := d.startRedfish(sctx, serve)
@@ -194,6 +195,22 @@ func Run(ctx context.Context, opts Options) error {
 			}
 		}
 	}
+}
+
+// serveHTTP serves h on l until ctx ends, then shuts down (the management
+// API and metrics: plain HTTP, small requests).
+func serveHTTP(ctx context.Context, l net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
 
 // load reads the configuration, or starts the simulator, and opens the
@@ -311,11 +328,8 @@ func (d *Daemon) activeSessions() map[string]int {
 	if d.bridge == nil {
 		return out
 	}
-	for _, bm := range d.bridge.BMCs() {
-		i := bm.Info()
-		if i.Status == bridge.Running {
-			out[i.Spec.Address] = len(i.Sessions)
-		}
+	for _, i := range d.running() {
+		out[i.Spec.Address] = len(i.Sessions)
 	}
 	return out
 }

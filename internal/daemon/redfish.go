@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 
-	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/bridge"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/redfish"
 )
 
@@ -78,13 +77,8 @@ func (d *Daemon) startRedfish(ctx context.Context, serve func(string, func() err
 // redfishSystems are the running BMCs' machines, named by their VM.
 func (d *Daemon) redfishSystems() []redfish.System {
 	var out []redfish.System
-	for _, bm := range d.bridge.BMCs() {
-		i := bm.Info()
-		m := bm.Machine()
-		if i.Status != bridge.Running || m == nil {
-			continue
-		}
-		out = append(out, redfish.System{ID: i.Name, Machine: m, Username: i.Spec.Username, Password: i.Spec.Password})
+	for _, i := range d.running() {
+		out = append(out, redfish.System{ID: i.Name, Machine: i.m, Username: i.Spec.Username, Password: i.Spec.Password})
 	}
 	return out
 }

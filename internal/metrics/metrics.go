@@ -1,5 +1,5 @@
-// Package metrics owns the bridge's Prometheus metrics and its HTTP
-// endpoint (/metrics, /healthz, /readyz): IPMI requests by command and
+// Package metrics owns the bridge's Prometheus metrics and the handler of
+// its HTTP endpoint (/metrics, /healthz, /readyz): IPMI requests by command and
 // completion code with their latency, sessions, authentication failures,
 // power, boot and media actions, vCenter requests by method and the state
 // of the vCenter connection. Nothing here carries a secret.
@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
@@ -70,9 +69,9 @@ func New(vcenter func() map[string]uint64, connected func() bool, activeSessions
 	m.Registry.MustRegister(m.requests, m.latency, m.sessions, m.authFailures, m.actions, m.panics,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if vcenter != nil {
-		m.Registry.MustRegister(&mapCounter{
+		m.Registry.MustRegister(&mapCollector[uint64]{
 			desc: prometheus.NewDesc(ns+"_vcenter_requests_total", "vCenter API calls sent, by method.", []string{"method"}, nil),
-			read: vcenter,
+			kind: prometheus.CounterValue, read: vcenter,
 		})
 	}
 	if connected != nil {
@@ -87,9 +86,9 @@ func New(vcenter func() map[string]uint64, connected func() bool, activeSessions
 		}))
 	}
 	if activeSessions != nil {
-		m.Registry.MustRegister(&mapGauge{
+		m.Registry.MustRegister(&mapCollector[int]{
 			desc: prometheus.NewDesc(ns+"_ipmi_sessions_active", "IPMI sessions open, by BMC.", []string{"bmc"}, nil),
-			read: activeSessions,
+			kind: prometheus.GaugeValue, read: activeSessions,
 		})
 	}
 	return m
@@ -135,35 +134,24 @@ func result(err error) string {
 	return "ok"
 }
 
-// mapCounter exposes a map of monotonic counts read at scrape time.
-type mapCounter struct {
+// mapCollector exposes a map read at scrape time, one series per key:
+// counts kept elsewhere (the vCenter client's) or current values.
+type mapCollector[V uint64 | int] struct {
 	desc *prometheus.Desc
-	read func() map[string]uint64
+	kind prometheus.ValueType
+	read func() map[string]V
 }
 
-func (c *mapCounter) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
-func (c *mapCounter) Collect(ch chan<- prometheus.Metric) {
+func (c *mapCollector[V]) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *mapCollector[V]) Collect(ch chan<- prometheus.Metric) {
 	for k, v := range c.read() {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(v), k)
+		ch <- prometheus.MustNewConstMetric(c.desc, c.kind, float64(v), k)
 	}
 }
 
-// mapGauge exposes a map of current values read at scrape time.
-type mapGauge struct {
-	desc *prometheus.Desc
-	read func() map[string]int
-}
-
-func (g *mapGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
-func (g *mapGauge) Collect(ch chan<- prometheus.Metric) {
-	for k, v := range g.read() {
-		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, float64(v), k)
-	}
-}
-
-// Serve answers /metrics, /healthz (the process serves) and /readyz (ready()
-// returns nil: vCenter in sync and BMCs serving) on addr until ctx ends.
-func (m *Metrics) Serve(ctx context.Context, l net.Listener, ready func() error, log *slog.Logger) error {
+// Handler answers /metrics, /healthz (the process serves) and /readyz
+// (ready returns nil: vCenter in sync and BMCs serving).
+func (m *Metrics) Handler(ready func() error, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -176,17 +164,7 @@ func (m *Metrics) Serve(ctx context.Context, l net.Listener, ready func() error,
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return mux
 }
 
 // Instrument returns m counting every action on mach.

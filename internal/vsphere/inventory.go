@@ -474,13 +474,6 @@ func (inv *Inventory) find(ref string) (types.ManagedObjectReference, error) {
 	return none, fmt.Errorf("vm %q matches %d VMs; use its inventory path or BIOS UUID: %w", ref, len(found), machine.ErrInvalidArgument)
 }
 
-// Len is the number of VMs in the inventory.
-func (inv *Inventory) Len() int {
-	inv.mu.RLock()
-	defer inv.mu.RUnlock()
-	return len(inv.vms)
-}
-
 // VMInfo describes a VM for discovery.
 type VMInfo struct {
 	Name     string   `json:"name"`
