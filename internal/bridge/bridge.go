@@ -97,6 +97,8 @@ type Info struct {
 	Power machine.PowerState
 	// Sessions are the endpoint's sessions while running.
 	Sessions []ipmi.SessionInfo
+	// Pending counts the endpoint's sessions in setup while running.
+	Pending int
 	// Endpoint counts the endpoint's requests while running.
 	Requests uint64
 }
@@ -114,6 +116,7 @@ func (bm *BMC) Info() Info {
 	}
 	if bm.ep != nil {
 		i.Sessions = bm.ep.Sessions()
+		i.Pending = bm.ep.Pending()
 		i.Requests = bm.ep.Requests()
 	}
 	return i

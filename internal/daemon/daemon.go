@@ -118,7 +118,7 @@ func Run(ctx context.Context, opts Options) error {
 		return nil
 	}
 
-	m := metrics.New(d.client.Requests, func() bool { return d.inv.Available() == nil }, d.activeSessions)
+	m := metrics.New(d.client.Requests, func() bool { return d.inv.Available() == nil }, d.sessionCounts)
 	guard := ipmi.DefaultGuard
 	guard.Log = d.log
 	bopts := bridge.Options{
@@ -323,15 +323,18 @@ func (d *Daemon) ready() error {
 	return nil
 }
 
-func (d *Daemon) activeSessions() map[string]int {
-	out := map[string]int{}
+// sessionCounts reports, by BMC address, the sessions open and those in
+// setup.
+func (d *Daemon) sessionCounts() (active, pending map[string]int) {
+	active, pending = map[string]int{}, map[string]int{}
 	if d.bridge == nil {
-		return out
+		return active, pending
 	}
 	for _, i := range d.running() {
-		out[i.Spec.Address] = len(i.Sessions)
+		active[i.Spec.Address] = len(i.Sessions)
+		pending[i.Spec.Address] = i.Pending
 	}
-	return out
+	return active, pending
 }
 
 func (d *Daemon) banner(socket, metricsURL, redfishURL string) {

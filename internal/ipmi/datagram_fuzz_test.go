@@ -14,13 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bougou/go-ipmi/pkg/server"
-
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine/machinetest"
 )
 
-var record = flag.Bool("record", false, "record ipmitool and FreeIPMI datagrams into the FuzzDatagram corpus")
+var recordCorpus = flag.Bool("record", false, "record ipmitool and FreeIPMI datagrams into the FuzzDatagram corpus")
 
 // memConn is an in-memory PacketConn: the fuzzer hands it datagrams and
 // collects the replies, without sockets.
@@ -61,11 +59,13 @@ func (c *memConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *memConn) SetWriteDeadline(time.Time) error { return nil }
 
 // FuzzDatagram sends arbitrary datagrams through the whole path an endpoint
-// serves (the guard's socket wrapper, go-ipmi's server and our handlers):
-// nothing may crash the process, and no reply may be much larger than what
-// asked for it, or the BMC could amplify a spoofed flood. The corpus holds
-// real ipmitool and FreeIPMI traffic (go test -run TestRecordDatagrams
-// -record to refresh it).
+// serves, exactly as in production: into the endpoint's PacketConn, read by
+// its loop, checked by the front door, then go-ipmi's parsing, our session
+// code and the handlers. Nothing may crash the process, and no reply may be
+// much larger than what asked for it, or the BMC could amplify a spoofed
+// flood. The corpus holds real ipmitool and FreeIPMI traffic (go test -run
+// TestRecordDatagrams -record to refresh it) and the datagrams that crashed
+// go-ipmi's own server.
 func FuzzDatagram(f *testing.F) {
 	m := &machinetest.Fake{ID: machine.Identity{Name: "fuzz", UUID: testUUID}, State: machine.PowerOn}
 	id, _ := m.Identity(context.Background())
@@ -74,21 +74,20 @@ func FuzzDatagram(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	b, err := newBMC(guid, st, Config{Username: "admin", Password: "password"})
+	cfg := Config{Username: "admin", Password: "password", Guard: NewGuard(GuardConfig{Failures: 5, Window: time.Minute, Lockout: time.Second})}
+	b, err := newBMC(guid, st, cfg)
 	if err != nil {
 		f.Fatal(err)
 	}
 	conn := newMemConn()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	t := newTracker("fuzz", nil)
-	watched := &watchConn{PacketConn: conn, t: t, guard: NewGuard(GuardConfig{Failures: 5, Window: time.Minute, Lockout: time.Second}), log: log}
-	srv := server.NewServer(b, watched, server.WithHandlerRegistry(newRegistry(m, log, t)))
+	srv := newServer(conn, b, m, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { _ = srv.Serve(ctx) }()
-	f.Cleanup(func() { cancel(); _ = srv.Close() })
+	go func() { _ = srv.serve(ctx) }()
+	f.Cleanup(cancel)
 
 	f.Add([]byte{0x06, 0x00, 0xff, 0x06, 0x00, 0x00, 0x11, 0xbe, 0x80, 0x01, 0x00, 0x00})
 	f.Add(openSessionRequest(1))
+	f.Add(rakp1Overflow)
 	f.Fuzz(func(t *testing.T, p []byte) {
 		select {
 		case conn.in <- p:
@@ -104,6 +103,11 @@ func FuzzDatagram(f *testing.F) {
 		}
 	})
 }
+
+// rakp1Overflow is the datagram that killed go-ipmi v0.9.1's server: a RAKP
+// Message 1 whose user name length (FFh) overflows 28+length as a uint8 in
+// RAKPMessage1.Unpack.
+var rakp1Overflow = append(append([]byte{0x06, 0x00, 0xff, 0x07, 0x06, 0x12, 0, 0, 0, 0, 0, 0, 0, 0, 0x1c, 0x00}, make([]byte, 27)...), 0xff)
 
 // recordConn saves every datagram an endpoint receives.
 type recordConn struct {
@@ -128,7 +132,7 @@ func (c *recordConn) ReadFrom(p []byte) (int, net.Addr, error) {
 // TestRecordDatagrams refreshes FuzzDatagram's corpus with the datagrams
 // ipmitool (lanplus and lan) and FreeIPMI send for everyday commands.
 func TestRecordDatagrams(t *testing.T) {
-	if !*record {
+	if !*recordCorpus {
 		t.Skip("run with -record to refresh the corpus")
 	}
 	dir := filepath.Join("testdata", "fuzz", "FuzzDatagram")
@@ -143,7 +147,7 @@ func TestRecordDatagrams(t *testing.T) {
 		t.Fatal(err)
 	}
 	rc := &recordConn{PacketConn: e.conn, dir: dir}
-	e.srv = server.NewServer(e.bmc, rc, server.WithHandlerRegistry(newRegistry(m, slog.New(slog.NewTextHandler(io.Discard, nil)), e.tracker)))
+	e.srv.conn = rc
 	go func() { _ = e.Serve(ctx) }()
 	port := strconv.Itoa(e.Addr().(*net.UDPAddr).Port)
 	for _, args := range [][]string{

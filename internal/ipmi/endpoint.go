@@ -1,9 +1,13 @@
-// Package ipmi owns the IPMI side of the bridge: one go-ipmi server per
-// bridged VM (RMCP+ lanplus with cipher suites 3 and 17, IPMI 1.5 lan with
-// MD5), the handlers that answer Chassis, identity, sensor, SEL, FRU and
-// DCMI commands from a machine.Machine, and the middleware that logs every
-// request and fences panics. go-ipmi owns the wire: sessions, RAKP,
-// integrity and encryption.
+// Package ipmi owns the IPMI side of the bridge: one endpoint per bridged VM
+// (RMCP+ lanplus with cipher suites 3 and 17, IPMI 1.5 lan with MD5), its
+// datagram loop and what that loop accepts (wire.go, server.go), session
+// setup with per-source lockout and flood limits (guard.go,
+// handshakes.go), the handlers that answer Chassis, identity, sensor, SEL,
+// FRU and DCMI commands from a machine.Machine, and the middleware that
+// logs every request, enforces privileges and fences panics. go-ipmi
+// provides the message types, the RAKP handshake and key derivation, the
+// RMCP+ session store and the handler registry; its own server loop is not
+// used (see server.go).
 package ipmi
 
 import (
@@ -19,7 +23,6 @@ import (
 	"github.com/bougou/go-ipmi/pkg/clock"
 	"github.com/bougou/go-ipmi/pkg/hal"
 	"github.com/bougou/go-ipmi/pkg/handlers"
-	"github.com/bougou/go-ipmi/pkg/server"
 	"github.com/bougou/go-ipmi/pkg/types"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
@@ -57,7 +60,7 @@ type Config struct {
 // Endpoint is one virtual BMC serving one machine.
 type Endpoint struct {
 	conn    net.PacketConn
-	srv     *server.Server
+	srv     *server
 	bmc     *bmc.BMC
 	log     *slog.Logger
 	tracker *tracker
@@ -98,16 +101,42 @@ func Listen(ctx context.Context, m machine.Machine, cfg Config) (*Endpoint, erro
 	if err != nil {
 		return nil, fmt.Errorf("vm %s: listen %s: %w", id.Name, cfg.Address, err)
 	}
-	t := newTracker(conn.LocalAddr().String(), cfg.Observer)
-	b.Sessions.SetOnRemove(func(id uint32) {
-		b.SOL.DeactivateBySession(id) // as bmc.New wires its own store
-		t.removed(id)
-	})
-	e := &Endpoint{conn: conn, bmc: b, log: log, tracker: t}
-	watched := &watchConn{PacketConn: conn, t: t, guard: cfg.Guard, log: log}
-	e.srv = server.NewServer(b, watched, server.WithHandlerRegistry(newRegistry(m, log, t)))
+	e := &Endpoint{conn: conn, bmc: b, log: log}
+	e.srv = newServer(conn, b, m, cfg, log)
+	e.tracker = e.srv.tracker
 	return e, nil
 }
+
+// newServer builds the loop that serves b on conn.
+func newServer(conn net.PacketConn, b *bmc.BMC, m machine.Machine, cfg Config, log *slog.Logger) *server {
+	endpoint := conn.LocalAddr().String()
+	t := newTracker(endpoint, cfg.Observer)
+	timeout := cfg.SessionTimeout
+	if timeout <= 0 {
+		timeout = bmc.DefaultInactivityTimeout
+	}
+	s := &server{
+		conn: conn, bmc: b, guard: cfg.Guard, obs: cfg.Observer, log: log, endpoint: endpoint,
+		limit: sessionLimit(cfg), timeout: timeout, hs: newHandshakes(), tracker: t,
+		sessions: map[uint32]*session{}, v15: map[uint32]*v15session{}, v15Temp: map[uint32]v15Activation{}, actions: make(chan struct{}, maxActions),
+	}
+	s.reg = newRegistry(m, log, t)
+	b.Sessions.SetOnRemove(func(id uint32) {
+		b.SOL.DeactivateBySession(id) // as bmc.New wires its own store
+		s.removed(id)
+	})
+	return s
+}
+
+func sessionLimit(cfg Config) int {
+	if cfg.SessionLimit > 0 {
+		return cfg.SessionLimit
+	}
+	return DefaultSessionLimit
+}
+
+// Pending counts the sessions in setup (handshakes not yet completed).
+func (e *Endpoint) Pending() int { return e.srv.hs.len() }
 
 // Sessions lists the endpoint's open sessions.
 func (e *Endpoint) Sessions() []SessionInfo { return e.tracker.list() }
@@ -129,11 +158,10 @@ func newBMC(guid [16]byte, st hal.StorageHAL, cfg Config) (*bmc.BMC, error) {
 		AdditionalDeviceSupport: 0x80 | 0x04, // chassis and SEL device (Table 20-2); go-ipmi adds SDR and FRU
 	}
 	b := bmc.New(info, guid, nullHAL{storage: st}, bmc.WithClock(clock.Real))
-	limit := cfg.SessionLimit
-	if limit <= 0 {
-		limit = DefaultSessionLimit
-	}
-	opts := []bmc.SessionStoreOption{bmc.WithMaxSessions(limit)}
+	// The store holds sessions in setup too; the server admits at most
+	// maxPending of those and the limit of active ones, so the store never
+	// evicts on its own (its eviction is oldest first, which a flood wins).
+	opts := []bmc.SessionStoreOption{bmc.WithMaxSessions(sessionLimit(cfg) + maxPending)}
 	if cfg.SessionTimeout > 0 {
 		opts = append(opts, bmc.WithInactivityTimeout(cfg.SessionTimeout))
 	}
@@ -153,7 +181,7 @@ func (e *Endpoint) Addr() net.Addr { return e.conn.LocalAddr() }
 
 // Serve answers requests until ctx ends or Close is called.
 func (e *Endpoint) Serve(ctx context.Context) error {
-	err := e.srv.Serve(ctx)
+	err := e.srv.serve(ctx)
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
@@ -161,7 +189,12 @@ func (e *Endpoint) Serve(ctx context.Context) error {
 }
 
 // Close stops the endpoint and releases its socket.
-func (e *Endpoint) Close() error { return e.srv.Close() }
+func (e *Endpoint) Close() error {
+	if err := e.conn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
+}
 
 // newRegistry builds the command table: go-ipmi's standard handlers, ours
 // over the machine on top, and the middleware around all of them. Commands
@@ -173,7 +206,10 @@ func newRegistry(m machine.Machine, log *slog.Logger, t *tracker) *handlers.Regi
 	r.Use(logRequests(log))
 	r.Use(t.middleware)
 	r.Use(fencePanics(log, t.obs))
+	r.Use(requirePrivilege)
 	handlers.RegisterAllHandlers(r)
+	r.RegisterFunc(types.CommandCloseSession, closeSession)
+	registerUsersReadOnly(r)
 	(&chassis{m: m}).register(r)
 	registerApp(r)
 	registerSDR(r)

@@ -2,7 +2,6 @@ package ipmi
 
 import (
 	"log/slog"
-	"net"
 	"net/netip"
 	"sync"
 	"time"
@@ -20,9 +19,7 @@ type GuardConfig struct {
 	Lockout  time.Duration
 	// SetupRate is how many session-setup packets (Open Session, RAKP 1,
 	// RAKP 3, Get Session Challenge, Activate Session) one source may send
-	// per second, with bursts of twice that; the rest are dropped. It
-	// bounds half-open session floods, whose pending sessions go-ipmi
-	// evicts oldest first, so a console from elsewhere still logs in. Zero
+	// per second, with bursts of twice that; the rest are dropped. Zero
 	// turns the limit off.
 	SetupRate float64
 	Log       *slog.Logger
@@ -33,51 +30,43 @@ type GuardConfig struct {
 // DefaultGuard is what a bridge uses unless configured otherwise: five
 // failures a minute lock a source out for five minutes; a hundred setup
 // packets a second (an ipmitool login takes three; scripts run dozens of
-// ipmitool processes a second, and a half-open flood is stopped by the
-// lockout, abandoned handshakes counting as failures).
+// ipmitool processes a second).
 var DefaultGuard = GuardConfig{Failures: 5, Window: time.Minute, Lockout: 5 * time.Minute, SetupRate: 100}
+
+// maxSources bounds each of the guard's tables. Source addresses cost
+// nothing to forge, so a table keyed by them must not grow with them: at
+// about 150 bytes an entry, each table stays under 3 MB.
+const maxSources = 16384
 
 // Guard is the per-source state behind lockout and rate limiting. It is
 // shared by all endpoints but keeps each source's state per endpoint: an
 // Ironic conductor with one node's password wrong must not be locked out
-// of every other node's BMC.
+// of every other node's BMC. It only counts failures that the endpoints
+// have proved came from the source (see handshakes): a forged datagram
+// can be throttled, never counted against its claimed sender.
 type Guard struct {
 	cfg GuardConfig
 
 	mu      sync.Mutex
-	sources map[sourceKey]*source
-	swept   time.Time
-	// handshakes are RAKP 2 messages sent and not yet answered with RAKP 3,
-	// by console address. ipmitool, FreeIPMI and pyghmi check RAKP 2's key
-	// exchange code and, with a wrong password, give up without sending
-	// RAKP 3: to a BMC a wrong password looks like an abandoned handshake,
-	// and so does a half-open flood. Each one abandoned for abandonAfter
-	// counts as a failed authentication.
-	handshakes map[string]handshake
+	buckets map[sourceKey]*bucket
+	records map[sourceKey]*record
 }
-
-type handshake struct {
-	at       time.Time
-	ip       netip.Addr
-	endpoint string
-	report   func()
-}
-
-// abandonAfter is how long a console may take between RAKP 2 and RAKP 3;
-// ipmitool answers in microseconds and retries the whole exchange after
-// its timeout.
-const abandonAfter = 3 * time.Second
 
 type sourceKey struct {
 	ip       netip.Addr
 	endpoint string
 }
 
-type source struct {
+// bucket is a source's setup-rate token bucket.
+type bucket struct {
+	tokens   float64
+	refilled time.Time
+}
+
+// record is a source's proven failures and lockout.
+type record struct {
 	failures    []time.Time
 	lockedUntil time.Time
-	tokens      float64
-	refilled    time.Time
 }
 
 // NewGuard returns a guard; a nil *Guard guards nothing.
@@ -88,174 +77,112 @@ func NewGuard(cfg GuardConfig) *Guard {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Guard{cfg: cfg, sources: map[sourceKey]*source{}, handshakes: map[string]handshake{}}
+	return &Guard{cfg: cfg, buckets: map[sourceKey]*bucket{}, records: map[sourceKey]*record{}}
 }
 
-// rakp2Sent notes a successful RAKP 2 to a console; report is called if
-// the console never completes the handshake.
-func (g *Guard) rakp2Sent(a net.Addr, endpoint string, report func()) {
-	if g == nil {
-		return
-	}
-	ip, ok := addrOf(a)
-	if !ok {
-		return
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.handshakes[a.String()] = handshake{at: g.cfg.Now(), ip: ip, endpoint: endpoint, report: report}
-}
-
-// rakp3Seen notes that a console answered: its handshake is no longer
-// pending, whatever the outcome.
-func (g *Guard) rakp3Seen(a net.Addr) {
-	if g == nil {
-		return
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	delete(g.handshakes, a.String())
-}
-
-// abandonedLocked turns handshakes pending too long into failures.
-func (g *Guard) abandonedLocked(now time.Time) {
-	for k, h := range g.handshakes {
-		if now.Sub(h.at) < abandonAfter {
-			continue
-		}
-		delete(g.handshakes, k)
-		if h.report != nil {
-			h.report()
-		}
-		g.failedLocked(h.ip, h.endpoint, now)
-	}
-}
-
-func addrOf(a net.Addr) (netip.Addr, bool) {
-	if u, ok := a.(*net.UDPAddr); ok {
-		ip, ok := netip.AddrFromSlice(u.IP)
-		return ip.Unmap(), ok
-	}
-	return netip.Addr{}, false
-}
-
-// allowSetup reports whether a session-setup packet from a to endpoint may
+// allowSetup reports whether a session-setup packet from ip to endpoint may
 // be served: the source is not locked out and within its rate.
-func (g *Guard) allowSetup(a net.Addr, endpoint string) (ok bool, why string) {
+func (g *Guard) allowSetup(ip netip.Addr, endpoint string) (ok bool, why string) {
 	if g == nil {
 		return true, ""
 	}
-	ip, valid := addrOf(a)
-	if !valid {
-		return true, ""
-	}
+	k := sourceKey{ip, endpoint}
 	now := g.cfg.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.abandonedLocked(now)
-	g.sweepLocked(now)
-	s := g.source(ip, endpoint, now)
-	if now.Before(s.lockedUntil) {
+	if r := g.records[k]; r != nil && now.Before(r.lockedUntil) {
 		return false, "locked out"
 	}
 	if g.cfg.SetupRate <= 0 {
 		return true, ""
 	}
-	s.tokens = min(2*g.cfg.SetupRate, s.tokens+now.Sub(s.refilled).Seconds()*g.cfg.SetupRate)
-	s.refilled = now
-	if s.tokens < 1 {
+	b := g.buckets[k]
+	if b == nil {
+		trim(g.buckets)
+		b = &bucket{tokens: 2 * g.cfg.SetupRate, refilled: now}
+		g.buckets[k] = b
+	}
+	b.tokens = min(2*g.cfg.SetupRate, b.tokens+now.Sub(b.refilled).Seconds()*g.cfg.SetupRate)
+	b.refilled = now
+	if b.tokens < 1 {
 		return false, "rate limited"
 	}
-	s.tokens--
+	b.tokens--
 	return true, ""
 }
 
-// failed records a failed authentication from a, and locks the source out
-// once it has failed too often.
-func (g *Guard) failed(a net.Addr, endpoint string) {
-	if g == nil {
-		return
+// failed records a failed authentication that ip has proved it made, and
+// reports whether it locked the source out.
+func (g *Guard) failed(ip netip.Addr, endpoint string) (locked bool) {
+	if g == nil || g.cfg.Failures <= 0 {
+		return false
 	}
-	ip, valid := addrOf(a)
-	if !valid {
-		return
-	}
+	k := sourceKey{ip, endpoint}
+	now := g.cfg.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.failedLocked(ip, endpoint, g.cfg.Now())
-}
-
-func (g *Guard) failedLocked(ip netip.Addr, endpoint string, now time.Time) {
-	if g.cfg.Failures <= 0 {
-		return
+	r := g.records[k]
+	if r == nil {
+		g.trimRecords(now)
+		r = &record{}
+		g.records[k] = r
 	}
-	s := g.source(ip, endpoint, now)
-	recent := s.failures[:0]
-	for _, t := range s.failures {
+	recent := r.failures[:0]
+	for _, t := range r.failures {
 		if now.Sub(t) < g.cfg.Window {
 			recent = append(recent, t)
 		}
 	}
-	s.failures = append(recent, now)
-	if len(s.failures) >= g.cfg.Failures && !now.Before(s.lockedUntil) {
-		s.lockedUntil = now.Add(g.cfg.Lockout)
-		s.failures = nil
-		// The source and the endpoint, never what was tried.
-		g.cfg.Log.Warn("ipmi source locked out after failed logins", "source", ip.String(), "bmc", endpoint,
-			"failures", g.cfg.Failures, "window", g.cfg.Window, "for", g.cfg.Lockout)
+	r.failures = append(recent, now)
+	if len(r.failures) < g.cfg.Failures || now.Before(r.lockedUntil) {
+		return false
 	}
+	r.lockedUntil = now.Add(g.cfg.Lockout)
+	r.failures = nil
+	// The source and the endpoint, never what was tried.
+	g.cfg.Log.Info("ipmi source locked out after failed logins", "source", ip.String(), "bmc", endpoint,
+		"failures", g.cfg.Failures, "window", g.cfg.Window, "for", g.cfg.Lockout)
+	return true
 }
 
-func (g *Guard) source(ip netip.Addr, endpoint string, now time.Time) *source {
-	k := sourceKey{ip, endpoint}
-	s := g.sources[k]
-	if s == nil {
-		s = &source{tokens: 2 * g.cfg.SetupRate, refilled: now}
-		g.sources[k] = s
-	}
-	return s
-}
-
-// sweepLocked forgets idle sources once a minute, so that the map stays
-// as small as the set of recent talkers.
-func (g *Guard) sweepLocked(now time.Time) {
-	if now.Sub(g.swept) < time.Minute {
+// trimRecords makes room for one more record: first by forgetting sources
+// whose failures and lockout are over, then, if every entry is live (only
+// a guesser with that many real addresses gets here), the oldest quarter
+// of whatever the map yields first.
+func (g *Guard) trimRecords(now time.Time) {
+	if len(g.records) < maxSources {
 		return
 	}
-	g.swept = now
-	for k, s := range g.sources {
-		idle := now.Sub(s.refilled) > time.Minute && now.After(s.lockedUntil)
-		if idle && (len(s.failures) == 0 || now.Sub(s.failures[len(s.failures)-1]) > g.cfg.Window) {
-			delete(g.sources, k)
+	for k, r := range g.records {
+		stale := len(r.failures) == 0 || now.Sub(r.failures[len(r.failures)-1]) >= g.cfg.Window
+		if stale && !now.Before(r.lockedUntil) {
+			delete(g.records, k)
 		}
+	}
+	trim(g.records)
+}
+
+// trim drops a quarter of a full map's entries, whichever the map yields
+// first. For rate buckets that loses nothing worth keeping: a dropped
+// bucket starts full again, which a forged source gets anyway by forging
+// another address.
+func trim[V any](m map[sourceKey]V) {
+	if len(m) < maxSources {
+		return
+	}
+	n := len(m) / 4
+	for k := range m {
+		if n == 0 {
+			return
+		}
+		delete(m, k)
+		n--
 	}
 }
 
-// isSetup reports whether a datagram asks to set up a session: RMCP+
-// Open Session Request, RAKP 1 or RAKP 3 (payload types 10h, 12h, 14h,
-// §13.17-13.22), or an IPMI 1.5 Get Session Challenge or Activate Session
-// (sent outside a session, §22.16-22.17).
-func isSetup(p []byte) bool {
-	if len(p) < 6 || p[0] != 0x06 || p[3]&0x1F != 0x07 {
-		return false
-	}
-	if p[4] == 0x06 {
-		switch p[5] & 0x3F {
-		case 0x10, 0x12, 0x14:
-			return true
-		}
-		return false
-	}
-	// IPMI 1.5: session header (auth type, seq, session ID, [auth code],
-	// length), then rsAddr, netFn/LUN, checksum, rqAddr, rqSeq, cmd.
-	hdr := 4 + 1 + 4 + 4
-	if p[4] != 0 {
-		hdr += 16
-	}
-	hdr++ // message length
-	if len(p) < hdr+6 {
-		return false
-	}
-	netFn, cmd := p[hdr+1]>>2, p[hdr+5]
-	return netFn == 0x06 && (cmd == 0x39 || cmd == 0x3A)
+// size reports the number of entries kept, for tests of the bound.
+func (g *Guard) size() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.buckets) + len(g.records)
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/netip"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -26,38 +27,26 @@ func (c *fakeClock) now() time.Time { return c.t }
 func TestGuardLockout(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(1_000_000, 0)}
 	g := NewGuard(GuardConfig{Failures: 3, Window: time.Minute, Lockout: 5 * time.Minute, Now: clk.now, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	a := &net.UDPAddr{IP: net.ParseIP("192.0.2.7"), Port: 40000}
-	other := &net.UDPAddr{IP: net.ParseIP("192.0.2.8"), Port: 40000}
-	// Abandoned handshakes count as failures.
-	b := &net.UDPAddr{IP: net.ParseIP("192.0.2.9"), Port: 1}
-	reported := 0
-	for i := range 3 {
-		g.rakp2Sent(&net.UDPAddr{IP: b.IP, Port: 1000 + i}, "bmc", func() { reported++ })
-	}
-	g.rakp2Sent(&net.UDPAddr{IP: b.IP, Port: 2000}, "bmc", nil)
-	g.rakp3Seen(&net.UDPAddr{IP: b.IP, Port: 2000})
-	clk.t = clk.t.Add(abandonAfter)
-	if ok, _ := g.allowSetup(b, "bmc"); ok || reported != 3 {
-		t.Fatalf("three abandoned handshakes: allowed %v, reported %d", ok, reported)
-	}
-	clk.t = clk.t.Add(6 * time.Minute)
-
+	a, other := netip.MustParseAddr("192.0.2.7"), netip.MustParseAddr("192.0.2.8")
 	steps := []struct {
 		advance time.Duration
 		fail    bool
+		locks   bool
 		allowed bool
 	}{
-		{0, true, true},
-		{30 * time.Second, true, true},
-		{40 * time.Second, true, true}, // the first failure left the window
-		{time.Second, true, false},     // third within a minute: locked
-		{4 * time.Minute, false, false},
-		{time.Minute + time.Second, false, true}, // lockout over
+		{0, true, false, true},
+		{30 * time.Second, true, false, true},
+		{40 * time.Second, true, false, true}, // the first failure left the window
+		{time.Second, true, true, false},      // third within a minute: locked
+		{4 * time.Minute, false, false, false},
+		{time.Minute + time.Second, false, false, true}, // lockout over
 	}
 	for i, s := range steps {
 		clk.t = clk.t.Add(s.advance)
 		if s.fail {
-			g.failed(a, "bmc")
+			if locked := g.failed(a, "bmc"); locked != s.locks {
+				t.Fatalf("step %d: failed() locked = %v", i, locked)
+			}
 		}
 		if ok, _ := g.allowSetup(a, "bmc"); ok != s.allowed {
 			t.Fatalf("step %d: allowed = %v, want %v", i, ok, s.allowed)
@@ -74,7 +63,7 @@ func TestGuardLockout(t *testing.T) {
 func TestGuardRate(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(1_000_000, 0)}
 	g := NewGuard(GuardConfig{SetupRate: 10, Now: clk.now})
-	a := &net.UDPAddr{IP: net.ParseIP("192.0.2.7"), Port: 1}
+	a := netip.MustParseAddr("192.0.2.7")
 	allowed := 0
 	for range 100 {
 		if ok, _ := g.allowSetup(a, "bmc"); ok {
@@ -95,40 +84,93 @@ func TestGuardRate(t *testing.T) {
 		t.Fatalf("after a second allowed %d, want 10", allowed)
 	}
 	var nilGuard *Guard
-	if ok, _ := nilGuard.allowSetup(a, "bmc"); !ok {
-		t.Fatal("a nil guard refused")
+	if ok, _ := nilGuard.allowSetup(a, "bmc"); !ok || nilGuard.failed(a, "bmc") {
+		t.Fatal("a nil guard guarded")
 	}
 }
 
-func TestIsSetup(t *testing.T) {
-	rmcp := func(authType, payload byte) []byte {
-		return append([]byte{0x06, 0x00, 0xff, 0x07, authType, payload}, make([]byte, 40)...)
+// Forged sources cost nothing: however many there are, the guard's tables
+// stay bounded, and a real guesser's lockout survives the churn.
+func TestGuardBounded(t *testing.T) {
+	g := NewGuard(GuardConfig{Failures: 1, Window: time.Minute, Lockout: time.Hour, SetupRate: 100, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	guesser := netip.MustParseAddr("10.9.9.9")
+	g.failed(guesser, "bmc")
+	for i := range 5 * maxSources {
+		ip := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		g.allowSetup(ip, "bmc")
 	}
-	v15 := func(cmd byte) []byte {
-		p := []byte{0x06, 0x00, 0xff, 0x07, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0x09, 0x20, 0x06 << 2, 0xd8, 0x81, 0x00, cmd, 0x00}
-		return p
+	if n := g.size(); n > 2*maxSources {
+		t.Fatalf("%d entries kept", n)
 	}
-	tests := []struct {
-		name string
-		p    []byte
+	if ok, _ := g.allowSetup(guesser, "bmc"); ok {
+		t.Fatal("the lockout was forgotten")
+	}
+}
+
+// A source at its limit loses its own oldest handshake; a full table loses
+// the oldest handshake of the source with the most, never a console's only
+// one while a flooder has more.
+func TestHandshakesFairEviction(t *testing.T) {
+	hs := newHandshakes()
+	at := time.Unix(1_000_000, 0)
+	add := func(ip netip.Addr, id uint32) []*handshake {
+		out := hs.admit(ip)
+		at = at.Add(time.Millisecond)
+		hs.add(&handshake{key: hsKey{id: id}, ip: ip, at: at})
+		return out
+	}
+	console := netip.MustParseAddr("127.0.0.2")
+	add(console, 1)
+	flooder := netip.MustParseAddr("127.0.0.3")
+	for i := range uint32(perSourcePending) {
+		add(flooder, 100+i)
+	}
+	if out := add(flooder, 200); len(out) != 1 || out[0].key.id != 100 || out[0].ip != flooder {
+		t.Fatalf("source over its limit evicted %v", out)
+	}
+	// Fill the table with single handshakes from many sources.
+	id := uint32(1000)
+	for hs.len() < maxPending {
+		id++
+		add(netip.AddrFrom4([4]byte{10, 0, byte(id >> 8), byte(id)}), id)
+	}
+	out := add(netip.MustParseAddr("127.0.0.4"), 5)
+	if len(out) != 1 || out[0].ip != flooder {
+		t.Fatalf("full table evicted %v, want the flooder's", out[0])
+	}
+	if _, ok := hs.from(hsKey{id: 1}, console); !ok {
+		t.Fatal("the console's handshake was evicted")
+	}
+	if _, ok := hs.from(hsKey{id: 1}, flooder); ok {
+		t.Fatal("a handshake answered for another source")
+	}
+	if exp := hs.expired(at.Add(handshakeTimeout)); len(exp) != maxPending {
+		t.Fatalf("%d expired, want all %d", len(exp), maxPending)
+	}
+	if hs.len() != 0 || len(hs.bySource) != 0 {
+		t.Fatalf("table not empty: %d, %d sources", hs.len(), len(hs.bySource))
+	}
+}
+
+func TestWindow(t *testing.T) {
+	var w window
+	steps := []struct {
+		seq  uint32
 		want bool
 	}{
-		{"open session", rmcp(0x06, 0x10), true},
-		{"rakp1", rmcp(0x06, 0x12), true},
-		{"rakp3", rmcp(0x06, 0x14), true},
-		{"in-session ipmi", rmcp(0x06, 0xc0), false},
-		{"get session challenge", v15(0x39), true},
-		{"activate session", v15(0x3a), true},
-		{"auth capabilities", v15(0x38), false},
-		{"asf ping", []byte{0x06, 0x00, 0xff, 0x06, 0x00, 0x00, 0x11, 0xbe, 0x80, 0x00, 0x00, 0x00}, false},
-		{"short", []byte{0x06, 0x00}, false},
+		{0, false}, {7, true}, {7, false}, {8, true}, {6, true}, {6, false},
+		{23, true}, {24, true}, {39, true}, {40, true}, {55, true}, {71, false},
+		{39, false}, {38, false}, {54, true}, {54, false},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := isSetup(tt.p); got != tt.want {
-				t.Fatalf("isSetup = %v", got)
-			}
-		})
+	for i, s := range steps {
+		if got := w.accept(s.seq); got != s.want {
+			t.Fatalf("step %d: accept(%d) = %v", i, s.seq, got)
+		}
+	}
+	w = window{}
+	w.accept(0xFFFFFFFE)
+	if !w.accept(2) || w.accept(2) || !w.accept(0xFFFFFFFF) {
+		t.Fatal("the window does not wrap")
 	}
 }
 
@@ -146,7 +188,7 @@ func guardedEndpoint(t *testing.T, g *Guard, obs Observer) int {
 	return e.Addr().(*net.UDPAddr).Port
 }
 
-type countingObserver struct{ auth, refused atomic.Int64 }
+type countingObserver struct{ auth, refused, replays, lockouts atomic.Int64 }
 
 func (o *countingObserver) Request(string, uint8, time.Duration) {}
 func (o *countingObserver) Session(_, event string) {
@@ -156,6 +198,9 @@ func (o *countingObserver) Session(_, event string) {
 }
 func (o *countingObserver) AuthFailure(string) { o.auth.Add(1) }
 func (o *countingObserver) Panic()             {}
+func (o *countingObserver) Dropped(string)     {}
+func (o *countingObserver) Replay()            { o.replays.Add(1) }
+func (o *countingObserver) Lockout(string)     { o.lockouts.Add(1) }
 
 // A guesser is locked out after repeated wrong passwords, even with the
 // right one, until the lockout ends; every failure is counted.
@@ -181,7 +226,7 @@ func TestLockoutWithIpmitool(t *testing.T) {
 	}
 	// ipmitool gives up after RAKP 2 without a word: the handshakes count
 	// as failed once abandoned, when the source next asks for a session.
-	time.Sleep(abandonAfter)
+	time.Sleep(handshakeTimeout + housekeepingEvery)
 	locked := time.Now()
 	if err := try("password"); err == nil {
 		t.Fatal("a locked-out source logged in")

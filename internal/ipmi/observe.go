@@ -2,8 +2,6 @@ package ipmi
 
 import (
 	"context"
-	"log/slog"
-	"net"
 	"sort"
 	"sync"
 	"time"
@@ -23,8 +21,17 @@ type Observer interface {
 	Session(endpoint, event string)
 	// AuthFailure: an unknown user or a wrong password, by endpoint.
 	AuthFailure(endpoint string)
-	// Panic: a handler panicked and was answered with FFh.
+	// Panic: a handler panicked and was answered with FFh, or handling a
+	// datagram panicked and it was dropped.
 	Panic()
+	// Dropped: a datagram got silence, by reason (the drop* constants of
+	// wire.go).
+	Dropped(reason string)
+	// Replay: an authenticated in-session packet repeated a sequence
+	// number already received (§6.12.13) and was refused.
+	Replay()
+	// Lockout: a source was locked out of an endpoint after failed logins.
+	Lockout(endpoint string)
 }
 
 // SessionInfo describes an open RMCP+ session.
@@ -46,8 +53,15 @@ type tracker struct {
 	obs      Observer
 
 	mu       sync.Mutex
-	sessions map[uint32]*trackedSession
+	sessions map[sessionKey]*trackedSession
 	requests uint64
+}
+
+// sessionKey names a session of either protocol: RMCP+ and IPMI 1.5
+// session IDs are drawn separately and may coincide.
+type sessionKey struct {
+	id  uint32
+	v15 bool
 }
 
 type trackedSession struct {
@@ -56,7 +70,7 @@ type trackedSession struct {
 }
 
 func newTracker(endpoint string, obs Observer) *tracker {
-	return &tracker{endpoint: endpoint, obs: obs, sessions: map[uint32]*trackedSession{}}
+	return &tracker{endpoint: endpoint, obs: obs, sessions: map[sessionKey]*trackedSession{}}
 }
 
 // middleware counts each request against its session and reports it. The
@@ -88,36 +102,55 @@ func (t *tracker) enter(hctx *handlers.HandlerContext) *trackedSession {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.requests++
-	if hctx == nil || hctx.Session == nil {
+	k, info, priv, ok := sessionOf(hctx)
+	if !ok {
 		return nil
 	}
-	s := hctx.Session
-	ts, ok := t.sessions[s.BMCID]
+	ts, ok := t.sessions[k]
 	if !ok {
-		ts = &trackedSession{info: SessionInfo{Opened: s.CreatedAt, Client: clientAddr(hctx)}}
-		if s.User != nil {
-			ts.info.User = s.User.Name
-		}
-		t.sessions[s.BMCID] = ts
+		ts = &trackedSession{info: info}
+		t.sessions[k] = ts
 		if t.obs != nil {
 			t.obs.Session(t.endpoint, "opened")
 		}
 	}
 	ts.info.Requests++
 	ts.info.LastActivity = time.Now()
-	ts.info.Privilege = privilegeName(s.PrivilegeLevel)
+	ts.info.Privilege = privilegeName(priv)
 	if hctx.Command == types.CommandCloseSession {
 		ts.closing = true
 	}
 	return ts
 }
 
-// removed is wired to the session store: a session left, by Close Session
-// or by going idle past the inactivity timeout.
-func (t *tracker) removed(id uint32) {
+// sessionOf describes the session a request came in, if any.
+func sessionOf(hctx *handlers.HandlerContext) (sessionKey, SessionInfo, bmc.PrivilegeLevel, bool) {
+	switch {
+	case hctx == nil:
+	case hctx.Session != nil:
+		s := hctx.Session
+		info := SessionInfo{Opened: s.CreatedAt, Client: clientAddr(hctx)}
+		if s.User != nil {
+			info.User = s.User.Name
+		}
+		return sessionKey{id: s.BMCID}, info, s.PrivilegeLevel, true
+	case hctx.V15Session != nil:
+		s := hctx.V15Session
+		info := SessionInfo{Opened: s.CreatedAt}
+		if s.User != nil {
+			info.User = s.User.Name
+		}
+		return sessionKey{id: s.SessionID, v15: true}, info, s.PrivilegeLevel, true
+	}
+	return sessionKey{}, SessionInfo{}, 0, false
+}
+
+// removed is told that a session left, by Close Session or by going idle
+// past the inactivity timeout.
+func (t *tracker) removed(k sessionKey) {
 	t.mu.Lock()
-	ts, ok := t.sessions[id]
-	delete(t.sessions, id)
+	ts, ok := t.sessions[k]
+	delete(t.sessions, k)
 	t.mu.Unlock()
 	if !ok || t.obs == nil {
 		return
@@ -158,92 +191,4 @@ func privilegeName(p bmc.PrivilegeLevel) string {
 		return "administrator"
 	}
 	return "none"
-}
-
-// watchConn wraps the endpoint's socket to see the session-setup answers
-// go-ipmi sends (they never pass the handler registry): an Open Session
-// Response refused for lack of a slot, and RAKP 2 and RAKP 4 failures, which
-// mean an unknown user or a wrong password (IPMI v2.0 §13.20-13.23).
-type watchConn struct {
-	net.PacketConn
-	t     *tracker
-	guard *Guard
-	log   *slog.Logger
-}
-
-// RMCP+ session-setup payload types and the RAKP status codes that mean a
-// rejected console (Table 13-15).
-const (
-	payloadOpenSessionResponse = 0x11
-	payloadRAKP2               = 0x13
-	payloadRAKP3               = 0x14
-	payloadRAKP4               = 0x15
-	statusNoResources          = 0x01
-	statusUnauthorizedName     = 0x0D
-	statusInvalidIntegrity     = 0x0F
-)
-
-// ReadFrom drops session-setup packets from sources the guard locks out or
-// throttles (silence: an answer could be used to amplify a flood), and sees
-// RAKP 3 from consoles: a non-zero status is the console rejecting RAKP 2's
-// key exchange code, which is how a wrong password shows when the console
-// checks first (ipmitool, FreeIPMI and pyghmi do).
-func (c *watchConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	for {
-		n, addr, err := c.PacketConn.ReadFrom(p)
-		if err != nil || !isSetup(p[:n]) {
-			return n, addr, err
-		}
-		if ok, why := c.guard.allowSetup(addr, c.t.endpoint); !ok {
-			if c.t.obs != nil {
-				c.t.obs.Session(c.t.endpoint, "refused")
-			}
-			c.log.Debug("session setup dropped", "source", addr.String(), "reason", why)
-			continue
-		}
-		if n >= 18 && p[4] == 0x06 && p[5]&0x3F == payloadRAKP3 {
-			c.guard.rakp3Seen(addr)
-			if p[17] != 0 {
-				c.authFailed(addr)
-			}
-		}
-		return n, addr, err
-	}
-}
-
-func (c *watchConn) authFailed(addr net.Addr) {
-	c.reportAuthFailure()
-	c.guard.failed(addr, c.t.endpoint)
-}
-
-func (c *watchConn) reportAuthFailure() {
-	if c.t.obs != nil {
-		c.t.obs.AuthFailure(c.t.endpoint)
-	}
-}
-
-func (c *watchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
-	// RMCP header (4) + AuthType 06h + payload type + session ID (4) +
-	// sequence (4) + length (2) = 16, then the payload: tag, status.
-	if len(p) >= 18 && p[3]&0x1F == 0x07 && p[4] == 0x06 {
-		status := p[17]
-		switch p[5] & 0x3F {
-		case payloadOpenSessionResponse:
-			if status == statusNoResources && c.t.obs != nil {
-				c.t.obs.Session(c.t.endpoint, "refused")
-			}
-		case payloadRAKP2:
-			switch status {
-			case 0:
-				c.guard.rakp2Sent(addr, c.t.endpoint, c.reportAuthFailure)
-			case statusUnauthorizedName:
-				c.authFailed(addr)
-			}
-		case payloadRAKP4:
-			if status == statusInvalidIntegrity {
-				c.authFailed(addr)
-			}
-		}
-	}
-	return c.PacketConn.WriteTo(p, addr)
 }

@@ -32,12 +32,16 @@ type Metrics struct {
 	authFailures *prometheus.CounterVec
 	actions      *prometheus.CounterVec
 	panics       prometheus.Counter
+	dropped      *prometheus.CounterVec
+	replays      prometheus.Counter
+	lockouts     *prometheus.CounterVec
 }
 
 // New registers the bridge's metrics. vcenter reports the vCenter client's
 // requests by method; connected reports whether the inventory is in sync;
-// activeSessions reports the sessions open on each BMC. Any may be nil.
-func New(vcenter func() map[string]uint64, connected func() bool, activeSessions func() map[string]int) *Metrics {
+// sessions reports the sessions open and in setup on each BMC. Any may be
+// nil.
+func New(vcenter func() map[string]uint64, connected func() bool, sessions func() (active, pending map[string]int)) *Metrics {
 	m := &Metrics{
 		Registry: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -63,10 +67,22 @@ func New(vcenter func() map[string]uint64, connected func() bool, activeSessions
 		}, []string{"action", "result"}),
 		panics: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Name: "handler_panics_total",
-			Help: "Request handlers that panicked; each was answered with an error and the daemon lived on.",
+			Help: "Request handlers or datagrams whose handling panicked; each cost that request only and the daemon lived on.",
 		}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "ipmi_datagrams_dropped_total",
+			Help: "IPMI datagrams answered with silence, by reason (malformed, unknown session, failed authentication, replay, refused setup, ...).",
+		}, []string{"reason"}),
+		replays: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "ipmi_replays_refused_total",
+			Help: "Authenticated in-session IPMI packets refused because their sequence number had been received already.",
+		}),
+		lockouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "ipmi_lockouts_total",
+			Help: "Source addresses locked out of a BMC after failed logins, by BMC.",
+		}, []string{"bmc"}),
 	}
-	m.Registry.MustRegister(m.requests, m.latency, m.sessions, m.authFailures, m.actions, m.panics,
+	m.Registry.MustRegister(m.requests, m.latency, m.sessions, m.authFailures, m.actions, m.panics, m.dropped, m.replays, m.lockouts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if vcenter != nil {
 		m.Registry.MustRegister(&mapCollector[uint64]{
@@ -85,10 +101,15 @@ func New(vcenter func() map[string]uint64, connected func() bool, activeSessions
 			return 0
 		}))
 	}
-	if activeSessions != nil {
+	if sessions != nil {
+		active := func() map[string]int { a, _ := sessions(); return a }
+		pending := func() map[string]int { _, p := sessions(); return p }
 		m.Registry.MustRegister(&mapCollector[int]{
 			desc: prometheus.NewDesc(ns+"_ipmi_sessions_active", "IPMI sessions open, by BMC.", []string{"bmc"}, nil),
-			kind: prometheus.GaugeValue, read: activeSessions,
+			kind: prometheus.GaugeValue, read: active,
+		}, &mapCollector[int]{
+			desc: prometheus.NewDesc(ns+"_ipmi_sessions_pending", "IPMI sessions in setup (handshake begun, not completed), by BMC.", []string{"bmc"}, nil),
+			kind: prometheus.GaugeValue, read: pending,
 		})
 	}
 	return m
@@ -109,6 +130,15 @@ func (m *Metrics) AuthFailure(bmc string) { m.authFailures.WithLabelValues(bmc).
 
 // Panic records a handler panic (ipmi.Observer).
 func (m *Metrics) Panic() { m.panics.Inc() }
+
+// Dropped records a datagram answered with silence (ipmi.Observer).
+func (m *Metrics) Dropped(reason string) { m.dropped.WithLabelValues(reason).Inc() }
+
+// Replay records a refused replay (ipmi.Observer).
+func (m *Metrics) Replay() { m.replays.Inc() }
+
+// Lockout records a source locked out of a BMC (ipmi.Observer).
+func (m *Metrics) Lockout(bmc string) { m.lockouts.WithLabelValues(bmc).Inc() }
 
 // Action records a machine action and its outcome.
 func (m *Metrics) Action(action string, err error) {

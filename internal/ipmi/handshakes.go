@@ -1,0 +1,189 @@
+package ipmi
+
+import (
+	"container/list"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/bougou/go-ipmi/pkg/bmc"
+)
+
+// Handshake limits, per endpoint. A source gets at most perSourcePending
+// sessions in setup at once (a console needs one; Ironic may run two
+// ipmitool processes against one node); the endpoint at most maxPending,
+// enough that 249 sources at their limit never fill it, so that a flood
+// from many addresses evicts only the flooders' own handshakes. Forged
+// random sources fill it, and then the oldest handshake of the source with
+// the most goes first.
+const (
+	perSourcePending = 4
+	maxPending       = 1024
+	// handshakeTimeout is how long a setup may take from Open Session (or
+	// Get Session Challenge) to RAKP 3 (or Activate Session). Consoles
+	// answer within milliseconds; Ironic's ipmitool waits 5 s before it
+	// retries a step.
+	handshakeTimeout = 5 * time.Second
+)
+
+// hsKey names a handshake: the managed system session ID of RMCP+ (given
+// in the Open Session Response), or the temporary session ID of IPMI 1.5
+// (given in the Get Session Challenge response). Both went only to the
+// source that asked, so a later step that names it from that source proves
+// a round trip: it can be counted against that source.
+type hsKey struct {
+	id  uint32
+	v15 bool
+}
+
+// handshake is one session setup in progress.
+type handshake struct {
+	key hsKey
+	ip  netip.Addr
+	at  time.Time
+	// rakp2 is set once RAKP 2 went out with status 0: the console then has
+	// what it needs to prove the password, and a handshake abandoned from
+	// here is how ipmitool, FreeIPMI and pyghmi show a wrong password (they
+	// check RAKP 2 and stop without a word).
+	rakp2 bool
+	// v15 is the IPMI 1.5 session waiting for Activate Session.
+	v15 *bmc.V15Session
+}
+
+// handshakes is one endpoint's table of session setups in progress, in
+// the order they began.
+type handshakes struct {
+	mu       sync.Mutex
+	byKey    map[hsKey]*list.Element
+	order    list.List // of *handshake, oldest first
+	bySource map[netip.Addr]int
+	// sources[n] counts the sources with n handshakes, so that the
+	// busiest is found without a scan.
+	sources [perSourcePending + 1]int
+}
+
+func newHandshakes() *handshakes {
+	return &handshakes{byKey: map[hsKey]*list.Element{}, bySource: map[netip.Addr]int{}}
+}
+
+// admit makes room for one more handshake from ip and returns the ones it
+// evicted, for the caller to release: ip's oldest when ip is at its limit,
+// else, when the table is full, the oldest of a source with the most.
+func (t *handshakes) admit(ip netip.Addr) []*handshake {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []*handshake
+	for t.bySource[ip] >= perSourcePending {
+		out = append(out, t.evictLocked(func(h *handshake) bool { return h.ip == ip }))
+	}
+	if t.order.Len() >= maxPending {
+		most := perSourcePending
+		for most > 1 && t.sources[most] == 0 {
+			most--
+		}
+		out = append(out, t.evictLocked(func(h *handshake) bool { return t.bySource[h.ip] == most }))
+	}
+	return out
+}
+
+// evictLocked removes the oldest handshake that match accepts; one does.
+func (t *handshakes) evictLocked(match func(*handshake) bool) *handshake {
+	for e := t.order.Front(); e != nil; e = e.Next() {
+		if h := e.Value.(*handshake); match(h) {
+			t.removeLocked(e)
+			return h
+		}
+	}
+	panic("ipmi: handshake table out of step")
+}
+
+// add records a handshake that has begun.
+func (t *handshakes) add(h *handshake) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.byKey[h.key] = t.order.PushBack(h)
+	n := t.bySource[h.ip]
+	if n > 0 {
+		t.sources[n]--
+	}
+	t.sources[n+1]++
+	t.bySource[h.ip] = n + 1
+}
+
+// from returns the handshake k if ip began it.
+func (t *handshakes) from(k hsKey, ip netip.Addr) (*handshake, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.byKey[k]
+	if !ok || e.Value.(*handshake).ip != ip {
+		return nil, false
+	}
+	return e.Value.(*handshake), true
+}
+
+// get returns handshake k, whoever began it.
+func (t *handshakes) get(k hsKey) (*handshake, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.byKey[k]
+	if !ok {
+		return nil, false
+	}
+	return e.Value.(*handshake), true
+}
+
+// sentRAKP2 marks k as waiting for RAKP 3.
+func (t *handshakes) sentRAKP2(k hsKey) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e, ok := t.byKey[k]; ok {
+		e.Value.(*handshake).rakp2 = true
+	}
+}
+
+// done ends handshake k, whatever its outcome; it reports whether k was
+// still there.
+func (t *handshakes) done(k hsKey) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.byKey[k]
+	if ok {
+		t.removeLocked(e)
+	}
+	return ok
+}
+
+// expired removes and returns the handshakes older than handshakeTimeout.
+func (t *handshakes) expired(now time.Time) []*handshake {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []*handshake
+	for e := t.order.Front(); e != nil; e = t.order.Front() {
+		h := e.Value.(*handshake)
+		if now.Sub(h.at) < handshakeTimeout {
+			break
+		}
+		t.removeLocked(e)
+		out = append(out, h)
+	}
+	return out
+}
+
+func (t *handshakes) len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.order.Len()
+}
+
+func (t *handshakes) removeLocked(e *list.Element) {
+	h := t.order.Remove(e).(*handshake)
+	delete(t.byKey, h.key)
+	n := t.bySource[h.ip]
+	t.sources[n]--
+	if n > 1 {
+		t.sources[n-1]++
+		t.bySource[h.ip] = n - 1
+	} else {
+		delete(t.bySource, h.ip)
+	}
+}

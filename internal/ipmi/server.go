@@ -1,0 +1,318 @@
+package ipmi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/bougou/go-ipmi/pkg/bmc"
+	"github.com/bougou/go-ipmi/pkg/handlers"
+	"github.com/bougou/go-ipmi/pkg/protocol"
+	"github.com/bougou/go-ipmi/pkg/types"
+)
+
+// server owns an endpoint's socket: one goroutine reads every datagram,
+// checks it (wire.go), and serves it in place, with a recover around each,
+// so that no datagram can take the process down and no goroutine is
+// started per packet (go-ipmi's Server.Serve does both: a goroutine per
+// datagram, without recover). go-ipmi keeps what it is good at: its
+// message types, its RAKP handshake and key derivation, its RMCP+ session
+// store and the handler registry. The sessions' replay windows, the proof
+// that a failed login came from whom it claims, and IPMI 1.5 sessions are
+// ours (see rmcpplus.go and v15.go).
+type server struct {
+	conn     net.PacketConn
+	bmc      *bmc.BMC
+	reg      *handlers.Registry
+	guard    *Guard
+	obs      Observer
+	log      *slog.Logger
+	endpoint string
+	limit    int // concurrent sessions, each protocol
+	timeout  time.Duration
+	hs       *handshakes
+	tracker  *tracker
+
+	mu       sync.Mutex
+	sessions map[uint32]*session      // active RMCP+ sessions by managed system session ID
+	v15      map[uint32]*v15session   // active IPMI 1.5 sessions by session ID
+	v15Temp  map[uint32]v15Activation // recent activations by temporary ID
+
+	// actions bounds the requests waiting on vCenter at once (see slow).
+	actions chan struct{}
+}
+
+// maxActions is how many requests that wait on vCenter one endpoint runs
+// at once; past that a request gets C0h (node busy), which Ironic retries.
+const maxActions = 8
+
+// housekeepingEvery is how often expired handshakes and idle sessions are
+// swept: a handshake abandoned after RAKP 2 counts as a failure within
+// this much of its timeout.
+const housekeepingEvery = 500 * time.Millisecond
+
+// serve reads datagrams until the socket is closed or ctx ends.
+func (s *server) serve(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		<-ctx.Done()
+		_ = s.conn.Close()
+	}()
+	go s.housekeeping(ctx)
+	buf := make([]byte, maxDatagram+1)
+	for {
+		n, from, err := s.conn.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
+				return ctx.Err()
+			}
+			s.log.Debug("ipmi read failed", "err", err)
+			continue
+		}
+		s.handle(buf[:n], from)
+	}
+}
+
+// handle serves one datagram. A panic anywhere below costs that datagram
+// only: it is logged with its stack and counted, and the loop goes on.
+func (s *server) handle(p []byte, from net.Addr) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("ipmi datagram handling panicked", "source", from.String(), "panic", r, "stack", string(debug.Stack()))
+			s.dropped(dropPanic)
+			if s.obs != nil {
+				s.obs.Panic()
+			}
+		}
+	}()
+	d, why := parse(p)
+	if why != "" {
+		s.dropped(why)
+		return
+	}
+	ip := addrIP(from)
+	switch d.kind {
+	case kindPing:
+		s.send(protocol.BuildASFPresencePong(p[9]), from)
+	case kindPreSession:
+		s.preSession(d, from)
+	case kindOpenSession, kindRAKP1, kindRAKP3:
+		if s.admitSetup(ip) {
+			s.setup(d, from, ip)
+		}
+	case kindSession:
+		s.inSession(d, from)
+	case kindSOL:
+		// No SOL payload is ever activated (there is no console yet).
+		s.dropped(dropUnknownSess)
+	case kindV15:
+		s.v15Datagram(d, from, ip)
+	}
+}
+
+// admitSetup applies the guard to a session-setup datagram: a locked-out or
+// flooding source gets silence, as an answer could amplify a flood.
+func (s *server) admitSetup(ip netip.Addr) bool {
+	ok, why := s.guard.allowSetup(ip, s.endpoint)
+	if !ok {
+		s.dropped(dropRefused)
+		if s.obs != nil {
+			s.obs.Session(s.endpoint, "refused")
+		}
+		s.log.Debug("session setup dropped", "source", ip.String(), "reason", why)
+	}
+	return ok
+}
+
+// authFailed counts a failed login that ip has proved it attempted.
+func (s *server) authFailed(ip netip.Addr) {
+	if s.obs != nil {
+		s.obs.AuthFailure(s.endpoint)
+	}
+	if s.guard.failed(ip, s.endpoint) && s.obs != nil {
+		s.obs.Lockout(s.endpoint)
+	}
+}
+
+func (s *server) dropped(reason string) {
+	if s.obs != nil {
+		s.obs.Dropped(reason)
+	}
+}
+
+func (s *server) send(p []byte, to net.Addr) {
+	if _, err := s.conn.WriteTo(p, to); err != nil {
+		s.log.Debug("ipmi send failed", "to", to.String(), "err", err)
+	}
+}
+
+// housekeeping ends handshakes that took too long (an abandoned one after
+// RAKP 2 is a failed login, counted when its timer fires) and sessions
+// idle past the timeout.
+func (s *server) housekeeping(ctx context.Context) {
+	t := time.NewTicker(housekeepingEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			for _, h := range s.hs.expired(now) {
+				s.release(h)
+				if h.rakp2 {
+					s.authFailed(h.ip)
+				}
+			}
+			s.bmc.Sessions.EvictExpired()
+			s.expireV15(now)
+		}
+	}
+}
+
+// release frees what an ended or evicted handshake held.
+func (s *server) release(h *handshake) {
+	if !h.key.v15 {
+		_ = s.bmc.Sessions.Close(h.key.id)
+	}
+}
+
+func addrIP(a net.Addr) netip.Addr {
+	if u, ok := a.(*net.UDPAddr); ok {
+		if ip, ok := netip.AddrFromSlice(u.IP); ok {
+			return ip.Unmap()
+		}
+	}
+	return netip.Addr{}
+}
+
+// request is one IPMI request inside a session (or before one), ready to
+// dispatch.
+type request struct {
+	netFn, cmd, rqSeq uint8
+	data              []byte
+}
+
+func parseRequest(m []byte) request {
+	netFn, cmd, data, seq, _ := protocol.ParseIPMIRequest(m)
+	return request{netFn: netFn, cmd: cmd, rqSeq: seq, data: data}
+}
+
+// dispatch runs a request through the registry and builds the response
+// message. ctx carries the close-session note (see closeSession).
+func (s *server) dispatch(ctx context.Context, hctx *handlers.HandlerContext, r request) []byte {
+	data, cc, _ := s.reg.Dispatch(ctx, hctx, r.netFn, r.cmd, r.data)
+	return protocol.BuildIPMIResponse(r.netFn, r.cmd, r.rqSeq, uint8(cc), data)
+}
+
+// slow reports the requests that wait on vCenter: power and boot-device
+// changes (up to the 0.8 s reply budget). Everything else is answered from
+// the watched inventory at once, inline in the read loop.
+func slow(r request) bool {
+	return r.netFn == uint8(types.NetFnChassisRequest) &&
+		(r.cmd == types.CommandChassisControl.ID || r.cmd == types.CommandSetSystemBootOptions.ID)
+}
+
+// inflight is a session's request waiting on vCenter, if any. Consoles
+// send one request at a time per session, so another request meanwhile is
+// a retransmission (dropped: the answer is on its way, and a second answer
+// with C0h would tell the console that an action failed which has not) or
+// a console out of step (C0h, node busy).
+type inflight struct {
+	mu                sync.Mutex
+	busy              bool
+	netFn, cmd, rqSeq uint8
+}
+
+// serveRequest runs r inline, or, when it waits on vCenter, on its own
+// goroutine while the loop serves everyone else. run dispatches and
+// answers; busy answers with a bare message.
+func (s *server) serveRequest(f *inflight, r request, run func(request), busy func([]byte)) {
+	nodeBusy := func() { busy(protocol.BuildIPMIResponse(r.netFn, r.cmd, r.rqSeq, uint8(types.CodeNodeBusy), nil)) }
+	f.mu.Lock()
+	if f.busy {
+		retransmit := f.rqSeq == r.rqSeq && f.cmd == r.cmd && f.netFn == r.netFn
+		f.mu.Unlock()
+		if !retransmit {
+			nodeBusy()
+		}
+		return
+	}
+	if !slow(r) {
+		f.mu.Unlock()
+		run(r)
+		return
+	}
+	select {
+	case s.actions <- struct{}{}:
+	default:
+		f.mu.Unlock()
+		nodeBusy()
+		return
+	}
+	f.busy, f.netFn, f.cmd, f.rqSeq = true, r.netFn, r.cmd, r.rqSeq
+	f.mu.Unlock()
+	r.data = append([]byte(nil), r.data...) // the read buffer is reused
+	go func() {
+		defer func() {
+			f.mu.Lock()
+			f.busy = false
+			f.mu.Unlock()
+			<-s.actions
+		}()
+		defer s.recoverAsync()
+		run(r)
+	}()
+}
+
+// recoverAsync fences a panic in a request served off the loop.
+func (s *server) recoverAsync() {
+	if r := recover(); r != nil {
+		s.log.Error("ipmi request panicked", "panic", r, "stack", string(debug.Stack()))
+		s.dropped(dropPanic)
+		if s.obs != nil {
+			s.obs.Panic()
+		}
+	}
+}
+
+// closing carries Close Session's decision out of its handler: the reply
+// must still be sealed with the session's keys, so the session ends after
+// it is sent.
+type closing struct{ close bool }
+
+type closingKey struct{}
+
+// closeSession implements Close Session (§22.19) for both protocols: a
+// console closes its own session, named by ID or, with ID 0, by handle.
+// go-ipmi's handler closes any session whose ID it is given, so one console
+// could end another's; that is refused with 87h (invalid session ID).
+func closeSession(ctx context.Context, hctx *handlers.HandlerContext, req []byte) ([]byte, types.CompletionCode, error) {
+	if len(req) < 4 {
+		return nil, types.CodeRequestDataLengthInvalid, nil
+	}
+	id := uint32(req[0]) | uint32(req[1])<<8 | uint32(req[2])<<16 | uint32(req[3])<<24
+	var own uint32
+	var handle uint8
+	switch {
+	case hctx.Session != nil:
+		own, handle = hctx.Session.BMCID, hctx.Session.Handle
+	case hctx.V15Session != nil:
+		own, handle = hctx.V15Session.SessionID, hctx.V15Session.Handle
+	default:
+		return nil, types.CodeInsufficientPrivilege, nil
+	}
+	byHandle := id == 0 && len(req) >= 5 && req[4] == handle
+	if id != own && !byHandle {
+		return nil, 0x87, nil
+	}
+	if c, ok := ctx.Value(closingKey{}).(*closing); ok {
+		c.close = true
+	}
+	return nil, types.CodeOK, nil
+}

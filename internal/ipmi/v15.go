@@ -1,0 +1,334 @@
+package ipmi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/bougou/go-ipmi/pkg/bmc"
+	"github.com/bougou/go-ipmi/pkg/handlers"
+	"github.com/bougou/go-ipmi/pkg/protocol"
+	"github.com/bougou/go-ipmi/pkg/types"
+)
+
+// IPMI 1.5 sessions (§6.12, §22.15-22.17) are ours, on go-ipmi's session
+// type and MD5 auth codes: go-ipmi's 1.5 store holds four sessions in all,
+// one per user, pending ones included, so one console that does not log
+// out, or a few challenges from anywhere, leave the BMC "busy" for the
+// next; and its refusal of a wrong password carries an auth code keyed by
+// the real password, which is all an offline dictionary attack needs.
+
+// v15session is an active IPMI 1.5 session.
+type v15session struct {
+	s    *bmc.V15Session
+	ch   *bmc.Channel
+	ip   netip.Addr // the source that activated it
+	last time.Time  // last accepted request; read loop and housekeeping
+	inflight
+}
+
+// v15Reactivate is how long an Activate Session may be repeated after it
+// succeeded: if the reply is lost, FreeIPMI sends the same request again
+// under the temporary ID (up to 8 times over 20 s), and must get the same
+// answer rather than silence and, later, "BMC busy".
+const v15Reactivate = 30 * time.Second
+
+// Completion codes of Get Session Challenge and Activate Session (§22.16,
+// §22.17).
+const (
+	ccInvalidUser       = 0x81 // Get Session Challenge: invalid user name
+	ccNullUser          = 0x82 // Get Session Challenge: null user not enabled
+	ccNoSlot            = 0x81 // Activate Session: no session slot available
+	ccInvalidSessionID  = 0x85
+	ccPrivilegeTooHigh  = 0x86
+	lanChannel          = 1
+	v15ActivateReqBytes = 22
+)
+
+// v15Datagram serves an IPMI 1.5 datagram: discovery and challenge outside
+// a session, Activate Session, or a request inside a session.
+func (s *server) v15Datagram(d datagram, from net.Addr, ip netip.Addr) {
+	r := parseRequest(d.payload)
+	switch {
+	case d.authType == authNone && r.cmd == cmdGetSessionChall:
+		if s.admitSetup(ip) {
+			s.challenge(r, from, ip)
+		}
+	case d.authType == authNone:
+		resp := s.dispatch(context.Background(), &handlers.HandlerContext{BMC: s.bmc}, r)
+		s.sendV15(authNone, 0, 0, nil, resp, from)
+	case d.seq == 0:
+		// Activate Session is the one authenticated request with sequence
+		// 0 (§22.17): it is sent under the temporary session ID.
+		if r.netFn != netFnApp || r.cmd != cmdActivateSession {
+			s.dropped(dropV15Header)
+			return
+		}
+		if s.admitSetup(ip) {
+			s.activateV15(d, r, from, ip)
+		}
+	default:
+		s.inSessionV15(d, r, from)
+	}
+}
+
+// v15Activation is an activated session still answering repeats of its
+// Activate Session.
+type v15Activation struct {
+	st *v15session
+	at time.Time
+}
+
+// challenge answers Get Session Challenge (§22.16): a temporary session ID
+// and a random challenge, which only this source learns; Activate Session
+// must come back from it with both.
+func (s *server) challenge(r request, from net.Addr, ip netip.Addr) {
+	answer := func(cc uint8, data []byte) {
+		s.sendV15(authNone, 0, 0, nil, protocol.BuildIPMIResponse(r.netFn, r.cmd, r.rqSeq, cc, data), from)
+	}
+	if len(r.data) != 17 {
+		answer(uint8(types.CodeRequestDataLengthInvalid), nil)
+		return
+	}
+	if r.data[0]&0x0F != authMD5 {
+		answer(uint8(types.CodeRequestDataFieldInvalid), nil)
+		return
+	}
+	name := trimNUL(r.data[1:17])
+	if name == "" {
+		answer(ccNullUser, nil)
+		return
+	}
+	user, err := s.bmc.Users.GetByName(name)
+	if err != nil || !user.Enabled || !handlers.V15Usable(user) {
+		answer(ccInvalidUser, nil)
+		return
+	}
+	for _, h := range s.hs.admit(ip) {
+		s.release(h)
+	}
+	v := &bmc.V15Session{State: bmc.V15SessionStatePending, AuthType: bmc.V15AuthTypeMD5, User: user, Channel: lanChannel, CreatedAt: time.Now()}
+	v.TempSessionID = s.newV15ID(func(id uint32) bool { _, taken := s.hs.get(hsKey{id: id, v15: true}); return taken })
+	_, _ = rand.Read(v.Challenge[:])
+	s.hs.add(&handshake{key: hsKey{id: v.TempSessionID, v15: true}, ip: ip, at: v.CreatedAt, v15: v})
+	data := binary.LittleEndian.AppendUint32(nil, v.TempSessionID)
+	answer(0, append(data, v.Challenge[:]...))
+}
+
+// activateV15 serves Activate Session (§22.17). Only the source that got
+// the challenge may answer it, so a wrong auth code is a proven failed
+// login and counts; its refusal is sent without an auth code, since one
+// keyed by the real password would let the guesser test passwords offline.
+func (s *server) activateV15(d datagram, r request, from net.Addr, ip netip.Addr) {
+	k := hsKey{id: d.sid, v15: true}
+	h, ok := s.hs.from(k, ip)
+	if !ok {
+		s.reactivate(d, r, from, ip)
+		return
+	}
+	s.hs.done(k)
+	v := h.v15
+	// Every answer to Activate Session carries the temporary ID it was
+	// sent under: FreeIPMI matches replies to requests by session ID and
+	// ignores one with the new ID (OpenIPMI's lanserv answers so too).
+	refuse := func(cc uint8) {
+		s.sendV15(authNone, 0, d.sid, nil, protocol.BuildIPMIResponse(r.netFn, r.cmd, r.rqSeq, cc, nil), from)
+	}
+	if !handlers.VerifyV15AuthCode(v.User.PasswordV15Padded(), bmc.V15AuthTypeMD5, d.sid, d.payload, 0, d.authCode) {
+		s.authFailed(ip)
+		refuse(ccInvalidSessionID)
+		return
+	}
+	if len(r.data) != v15ActivateReqBytes || r.data[0]&0x0F != authMD5 || [16]byte(r.data[2:18]) != v.Challenge {
+		refuse(ccInvalidSessionID)
+		return
+	}
+	priv := bmc.PrivilegeLevel(r.data[1] & 0x0F)
+	outbound := binary.LittleEndian.Uint32(r.data[18:22])
+	if priv < bmc.PrivilegeLevelCallback || priv > v.User.ChannelAccess[lanChannel].MaxPrivilege || outbound == 0 {
+		refuse(ccPrivilegeTooHigh)
+		return
+	}
+	st := s.startV15(v, priv, outbound, ip)
+	if st == nil {
+		refuse(ccNoSlot)
+		return
+	}
+	s.activated(st, r, from)
+}
+
+// activated answers a successful Activate Session: the session ID, the
+// sequence number the console starts from, and the maximum privilege.
+func (s *server) activated(st *v15session, r request, to net.Addr) {
+	v := st.s
+	data := []byte{authMD5}
+	data = binary.LittleEndian.AppendUint32(data, v.SessionID)
+	data = binary.LittleEndian.AppendUint32(data, v.InboundSeq+1)
+	data = append(data, byte(v.MaxPrivilege))
+	s.replyV15As(st, v.TempSessionID, protocol.BuildIPMIResponse(r.netFn, r.cmd, r.rqSeq, 0, data), to)
+}
+
+// reactivate answers a repeated Activate Session of a session activated
+// within v15Reactivate, from the same source, with the same challenge and
+// a valid auth code: the first answer was lost. Anything else naming an
+// unknown temporary ID is dropped.
+func (s *server) reactivate(d datagram, r request, from net.Addr, ip netip.Addr) {
+	s.mu.Lock()
+	a, ok := s.v15Temp[d.sid]
+	s.mu.Unlock()
+	if !ok || a.st.ip != ip || time.Since(a.at) > v15Reactivate {
+		s.dropped(dropForeign)
+		return
+	}
+	v := a.st.s
+	if !handlers.VerifyV15AuthCode(v.User.PasswordV15Padded(), bmc.V15AuthTypeMD5, d.sid, d.payload, 0, d.authCode) ||
+		len(r.data) != v15ActivateReqBytes || [16]byte(r.data[2:18]) != v.Challenge {
+		s.dropped(dropAuth)
+		return
+	}
+	s.activated(a.st, r, from)
+}
+
+// startV15 makes v an active session at the privilege the console asked
+// for as its maximum; it starts at User (§22.17), or Callback. It returns
+// nil when every slot is taken.
+func (s *server) startV15(v *bmc.V15Session, max bmc.PrivilegeLevel, outbound uint32, ip netip.Addr) *v15session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.v15) >= s.limit {
+		return nil
+	}
+	v.SessionID = s.newV15ID(func(id uint32) bool { return s.v15[id] != nil })
+	var inbound [4]byte
+	_, _ = rand.Read(inbound[:])
+	v.InboundSeq = binary.LittleEndian.Uint32(inbound[:])&0x7FFFFFFF + 1 // the console starts at InboundSeq+1
+	v.OutboundSeq = outbound
+	v.State = bmc.V15SessionStateActive
+	v.MaxPrivilege = max
+	v.PrivilegeLevel = min(max, bmc.PrivilegeLevelUser)
+	ch, _ := s.bmc.Channels.Get(v.Channel)
+	st := &v15session{s: v, ch: ch, ip: ip, last: time.Now()}
+	s.v15[v.SessionID] = st
+	s.v15Temp[v.TempSessionID] = v15Activation{st: st, at: st.last}
+	return st
+}
+
+// newV15ID draws a random non-zero session ID that taken does not claim.
+func (s *server) newV15ID(taken func(uint32) bool) uint32 {
+	for {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		if id := binary.LittleEndian.Uint32(b[:]); id != 0 && !taken(id) {
+			return id
+		}
+	}
+}
+
+// inSessionV15 serves a request in an active 1.5 session: authenticated
+// first, then new (the window rejects repeats, §6.12.13), then served.
+func (s *server) inSessionV15(d datagram, r request, from net.Addr) {
+	s.mu.Lock()
+	st := s.v15[d.sid]
+	s.mu.Unlock()
+	if st == nil {
+		s.dropped(dropUnknownSess)
+		return
+	}
+	if !handlers.VerifyV15AuthCode(st.s.User.PasswordV15Padded(), bmc.V15AuthTypeMD5, d.sid, d.payload, d.seq, d.authCode) {
+		s.dropped(dropAuth)
+		return
+	}
+	if !st.s.TryAcceptInboundSeq(d.seq) {
+		s.dropped(dropReplay)
+		if s.obs != nil {
+			s.obs.Replay()
+		}
+		return
+	}
+	s.mu.Lock()
+	st.last = time.Now()
+	s.mu.Unlock()
+	s.serveRequest(&st.inflight, r, func(r request) { s.runV15(st, r, from) }, func(msg []byte) { s.replyV15(st, msg, from) })
+}
+
+func (s *server) runV15(st *v15session, r request, from net.Addr) {
+	c := &closing{}
+	ctx := context.WithValue(context.Background(), closingKey{}, c)
+	hctx := &handlers.HandlerContext{BMC: s.bmc, V15Session: st.s, Channel: st.ch, User: st.s.User}
+	s.replyV15(st, s.dispatch(ctx, hctx, r), from)
+	if c.close {
+		s.endV15(st.s.SessionID)
+	}
+}
+
+// expireV15 ends 1.5 sessions idle past the timeout, and forgets
+// activations too old to be repeated.
+func (s *server) expireV15(now time.Time) {
+	s.mu.Lock()
+	var idle []uint32
+	for id, st := range s.v15 {
+		if now.Sub(st.last) > s.timeout {
+			idle = append(idle, id)
+		}
+	}
+	for id, a := range s.v15Temp {
+		if now.Sub(a.at) > v15Reactivate {
+			delete(s.v15Temp, id)
+		}
+	}
+	s.mu.Unlock()
+	for _, id := range idle {
+		s.endV15(id)
+	}
+}
+
+func (s *server) endV15(id uint32) {
+	s.mu.Lock()
+	st, ok := s.v15[id]
+	if ok {
+		delete(s.v15, id)
+		delete(s.v15Temp, st.s.TempSessionID)
+	}
+	s.mu.Unlock()
+	if ok {
+		s.tracker.removed(sessionKey{id: id, v15: true})
+	}
+}
+
+// replyV15 sends a response in a 1.5 session, authenticated with MD5 over
+// the session ID, the response and the session's next outbound sequence
+// number (§22.12, §6.12.9).
+func (s *server) replyV15(st *v15session, msg []byte, to net.Addr) {
+	s.replyV15As(st, st.s.SessionID, msg, to)
+}
+
+// replyV15As replies under session ID sid: the session's own, or for
+// Activate Session the temporary one.
+func (s *server) replyV15As(st *v15session, sid uint32, msg []byte, to net.Addr) {
+	v := st.s
+	st.mu.Lock()
+	seq := v.NextOutboundSeq()
+	st.mu.Unlock()
+	code := handlers.GenV15AuthCode(v.User.PasswordV15Padded(), bmc.V15AuthTypeMD5, sid, msg, seq)
+	s.sendV15(authMD5, seq, sid, code, msg, to)
+}
+
+// sendV15 frames an IPMI message in the 1.5 session wrapper.
+func (s *server) sendV15(auth uint8, seq, sid uint32, code, msg []byte, to net.Addr) {
+	p := []byte{0x06, 0x00, 0xFF, 0x07, auth}
+	p = binary.LittleEndian.AppendUint32(p, seq)
+	p = binary.LittleEndian.AppendUint32(p, sid)
+	p = append(p, code...)
+	p = append(p, byte(len(msg)))
+	s.send(append(p, msg...), to)
+}
+
+func trimNUL(b []byte) string {
+	for len(b) > 0 && b[len(b)-1] == 0 {
+		b = b[:len(b)-1]
+	}
+	return string(b)
+}
