@@ -261,3 +261,26 @@ func TestFreeIPMIClient(t *testing.T) {
 			`^\s+FRU Product Asset Tag: `+clientVM+`$`)
 	})
 }
+
+// FreeIPMI's tools with their default driver (IPMI 1.5, what an operator
+// types first) answer at once, one after another, and change the machine.
+func TestFreeIPMIDefaultDriver(t *testing.T) {
+	m, port := startClientEndpoint(t)
+	conn := []string{"-h", "127.0.0.1:" + port, "-u", "admin", "-p", "password"}
+	cache := "--sdr-cache-directory=" + t.TempDir()
+	for _, tool := range [][]string{
+		{"bmc-info"}, {"ipmi-sensors", cache}, {"ipmi-sel", cache}, {"ipmi-fru", cache}, {"ipmi-chassis", "--get-status"},
+		{"ipmi-chassis", "--chassis-control=POWER-UP"}, {"bmc-info"},
+	} {
+		start := time.Now()
+		runClient(t, tool[0], append(conn, tool[1:]...)...)
+		t.Logf("%v: %v", tool, time.Since(start).Round(time.Millisecond))
+	}
+	if s, _ := m.PowerState(context.Background()); s != machine.PowerOn {
+		t.Fatalf("power %v after ipmi-chassis --chassis-control=POWER-UP", s)
+	}
+	out, _ := runClient(t, "ipmipower", "-h", "127.0.0.1:"+port, "-u", "admin", "-p", "password", "--off")
+	if !strings.Contains(out, "ok") {
+		t.Fatalf("ipmipower --off: %s", out)
+	}
+}

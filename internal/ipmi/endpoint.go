@@ -118,19 +118,17 @@ func newServer(conn net.PacketConn, b *bmc.BMC, m machine.Machine, cfg Config, l
 	s := &server{
 		conn: conn, bmc: b, guard: cfg.Guard, obs: cfg.Observer, log: log, endpoint: endpoint,
 		limit: sessionLimit(cfg), timeout: timeout, hs: newHandshakes(), tracker: t,
-		sessions: map[uint32]*session{}, v15: map[uint32]*v15session{}, v15Temp: map[uint32]v15Activation{}, actions: make(chan struct{}, maxActions),
+		sessions: map[uint32]*session{}, v15: map[uint32]*v15session{}, v15Temp: map[uint32]v15Activation{}, recent: map[uint32]recentRAKP{}, actions: make(chan struct{}, maxActions),
 	}
 	s.reg = newRegistry(m, log, t)
-	b.Sessions.SetOnRemove(func(id uint32) {
-		b.SOL.DeactivateBySession(id) // as bmc.New wires its own store
-		s.removed(id)
-	})
 	return s
 }
 
+// sessionLimit is the configured limit, at most 250: session handles are
+// one byte (§22.20).
 func sessionLimit(cfg Config) int {
 	if cfg.SessionLimit > 0 {
-		return cfg.SessionLimit
+		return min(cfg.SessionLimit, 250)
 	}
 	return DefaultSessionLimit
 }
@@ -158,14 +156,6 @@ func newBMC(guid [16]byte, st hal.StorageHAL, cfg Config) (*bmc.BMC, error) {
 		AdditionalDeviceSupport: 0x80 | 0x04, // chassis and SEL device (Table 20-2); go-ipmi adds SDR and FRU
 	}
 	b := bmc.New(info, guid, nullHAL{storage: st}, bmc.WithClock(clock.Real))
-	// The store holds sessions in setup too; the server admits at most
-	// maxPending of those and the limit of active ones, so the store never
-	// evicts on its own (its eviction is oldest first, which a flood wins).
-	opts := []bmc.SessionStoreOption{bmc.WithMaxSessions(sessionLimit(cfg) + maxPending)}
-	if cfg.SessionTimeout > 0 {
-		opts = append(opts, bmc.WithInactivityTimeout(cfg.SessionTimeout))
-	}
-	b.Sessions = bmc.NewSessionStoreWithOptions(b.Clock(), opts...) // Listen wires its removal hook
 	user, err := b.Users.Add(2, cfg.Username)
 	if err != nil {
 		return nil, err

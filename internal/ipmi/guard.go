@@ -57,6 +57,15 @@ type sourceKey struct {
 	endpoint string
 }
 
+// key is where the guard files ip: by address, or for IPv6 by /64, the
+// block one host can draw addresses from at will.
+func key(ip netip.Addr, endpoint string) sourceKey {
+	if ip.Is6() && !ip.Is4In6() {
+		ip = netip.PrefixFrom(ip, 64).Masked().Addr()
+	}
+	return sourceKey{ip, endpoint}
+}
+
 // bucket is a source's setup-rate token bucket.
 type bucket struct {
 	tokens   float64
@@ -86,7 +95,7 @@ func (g *Guard) allowSetup(ip netip.Addr, endpoint string) (ok bool, why string)
 	if g == nil {
 		return true, ""
 	}
-	k := sourceKey{ip, endpoint}
+	k := key(ip, endpoint)
 	now := g.cfg.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -111,13 +120,25 @@ func (g *Guard) allowSetup(ip netip.Addr, endpoint string) (ok bool, why string)
 	return true, ""
 }
 
+// locked reports whether ip is locked out of endpoint.
+func (g *Guard) locked(ip netip.Addr, endpoint string) bool {
+	if g == nil {
+		return false
+	}
+	now := g.cfg.Now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r := g.records[key(ip, endpoint)]
+	return r != nil && now.Before(r.lockedUntil)
+}
+
 // failed records a failed authentication that ip has proved it made, and
 // reports whether it locked the source out.
 func (g *Guard) failed(ip netip.Addr, endpoint string) (locked bool) {
 	if g == nil || g.cfg.Failures <= 0 {
 		return false
 	}
-	k := sourceKey{ip, endpoint}
+	k := key(ip, endpoint)
 	now := g.cfg.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()

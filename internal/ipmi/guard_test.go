@@ -109,39 +109,49 @@ func TestGuardBounded(t *testing.T) {
 
 // A source at its limit loses its own oldest handshake; a full table loses
 // the oldest handshake of the source with the most, never a console's only
-// one while a flooder has more.
+// one while a flooder has more; a handshake that got RAKP 2 is never
+// evicted.
 func TestHandshakesFairEviction(t *testing.T) {
 	hs := newHandshakes()
 	at := time.Unix(1_000_000, 0)
-	add := func(ip netip.Addr, id uint32) []*handshake {
-		out := hs.admit(ip)
-		at = at.Add(time.Millisecond)
-		hs.add(&handshake{key: hsKey{id: id}, ip: ip, at: at})
-		return out
+	add := func(ip netip.Addr, id uint32) bool {
+		ok := hs.admit(ip)
+		if ok {
+			at = at.Add(time.Millisecond)
+			hs.add(&handshake{key: hsKey{id: id}, ip: ip, at: at})
+		}
+		return ok
 	}
+	has := func(ip netip.Addr, id uint32) bool { _, ok := hs.from(hsKey{id: id}, ip); return ok }
 	console := netip.MustParseAddr("127.0.0.2")
 	add(console, 1)
 	flooder := netip.MustParseAddr("127.0.0.3")
-	for i := range uint32(perSourcePending) {
+	for i := range uint32(perSourcePending + 1) {
 		add(flooder, 100+i)
 	}
-	if out := add(flooder, 200); len(out) != 1 || out[0].key.id != 100 || out[0].ip != flooder {
-		t.Fatalf("source over its limit evicted %v", out)
+	if has(flooder, 100) || !has(flooder, 101) {
+		t.Fatal("a source over its limit did not lose its oldest handshake")
 	}
-	// Fill the table with single handshakes from many sources.
+	guesser := netip.MustParseAddr("127.0.0.4")
+	for i := range uint32(perSourcePending) {
+		add(guesser, 200+i)
+		hs.sentRAKP2(hsKey{id: 200 + i})
+	}
+	if add(guesser, 300) || !has(guesser, 200) {
+		t.Fatal("a handshake that got RAKP 2 was evicted")
+	}
 	id := uint32(1000)
 	for hs.len() < maxPending {
 		id++
 		add(netip.AddrFrom4([4]byte{10, 0, byte(id >> 8), byte(id)}), id)
 	}
-	out := add(netip.MustParseAddr("127.0.0.4"), 5)
-	if len(out) != 1 || out[0].ip != flooder {
-		t.Fatalf("full table evicted %v, want the flooder's", out[0])
+	if !add(netip.MustParseAddr("127.0.0.5"), 5) || has(flooder, 101) {
+		t.Fatal("a full table did not evict the flooder's oldest")
 	}
-	if _, ok := hs.from(hsKey{id: 1}, console); !ok {
+	if !has(console, 1) {
 		t.Fatal("the console's handshake was evicted")
 	}
-	if _, ok := hs.from(hsKey{id: 1}, flooder); ok {
+	if has(flooder, 1) {
 		t.Fatal("a handshake answered for another source")
 	}
 	if exp := hs.expired(at.Add(handshakeTimeout)); len(exp) != maxPending {

@@ -14,11 +14,14 @@ import (
 // ipmitool processes against one node); the endpoint at most maxPending,
 // enough that 249 sources at their limit never fill it, so that a flood
 // from many addresses evicts only the flooders' own handshakes. Forged
-// random sources fill it, and then the oldest handshake of the source with
-// the most goes first.
+// sources can fill it (they need not wait for answers); then the oldest
+// handshake that has not yet proved a round trip, of a source with the
+// most, goes first. A handshake that got RAKP 2 is never evicted: it ends
+// by RAKP 3 or by timing out, and then counts as a failure if it failed,
+// so that a guesser cannot push its own failures out of the table.
 const (
 	perSourcePending = 4
-	maxPending       = 1024
+	maxPending       = 2048
 	// handshakeTimeout is how long a setup may take from Open Session (or
 	// Get Session Challenge) to RAKP 3 (or Activate Session). Consoles
 	// answer within milliseconds; Ironic's ipmitool waits 5 s before it
@@ -48,6 +51,8 @@ type handshake struct {
 	rakp2 bool
 	// v15 is the IPMI 1.5 session waiting for Activate Session.
 	v15 *bmc.V15Session
+	// rmcp is the RMCP+ handshake's state.
+	rmcp *rakp
 }
 
 // handshakes is one endpoint's table of session setups in progress, in
@@ -66,35 +71,37 @@ func newHandshakes() *handshakes {
 	return &handshakes{byKey: map[hsKey]*list.Element{}, bySource: map[netip.Addr]int{}}
 }
 
-// admit makes room for one more handshake from ip and returns the ones it
-// evicted, for the caller to release: ip's oldest when ip is at its limit,
-// else, when the table is full, the oldest of a source with the most.
-func (t *handshakes) admit(ip netip.Addr) []*handshake {
+// admit makes room for one more handshake from ip, and reports whether
+// there is room: ip's oldest handshake still without RAKP 2 goes when ip
+// is at its limit, and when the table is full the oldest such handshake of
+// a source with the most.
+func (t *handshakes) admit(ip netip.Addr) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var out []*handshake
-	for t.bySource[ip] >= perSourcePending {
-		out = append(out, t.evictLocked(func(h *handshake) bool { return h.ip == ip }))
+	if t.bySource[ip] >= perSourcePending && !t.evictLocked(func(h *handshake) bool { return h.ip == ip }) {
+		return false
 	}
-	if t.order.Len() >= maxPending {
-		most := perSourcePending
-		for most > 1 && t.sources[most] == 0 {
-			most--
+	if t.order.Len() < maxPending {
+		return true
+	}
+	for most := perSourcePending; most > 0; most-- {
+		if t.sources[most] > 0 && t.evictLocked(func(h *handshake) bool { return t.bySource[h.ip] == most }) {
+			return true
 		}
-		out = append(out, t.evictLocked(func(h *handshake) bool { return t.bySource[h.ip] == most }))
 	}
-	return out
+	return false
 }
 
-// evictLocked removes the oldest handshake that match accepts; one does.
-func (t *handshakes) evictLocked(match func(*handshake) bool) *handshake {
+// evictLocked removes the oldest handshake without RAKP 2 that match
+// accepts, and reports whether there was one.
+func (t *handshakes) evictLocked(match func(*handshake) bool) bool {
 	for e := t.order.Front(); e != nil; e = e.Next() {
-		if h := e.Value.(*handshake); match(h) {
+		if h := e.Value.(*handshake); !h.rakp2 && match(h) {
 			t.removeLocked(e)
-			return h
+			return true
 		}
 	}
-	panic("ipmi: handshake table out of step")
+	return false
 }
 
 // add records a handshake that has begun.

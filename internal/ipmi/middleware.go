@@ -169,6 +169,9 @@ func registerUsersReadOnly(r *handlers.Registry) {
 	}
 	for _, c := range []types.Command{
 		types.CommandSetUserAccess, types.CommandSetUsername, types.CommandSetUserPassword, types.CommandSetUserPayloadAccess,
+		// Session setup is served before the registry (v15.go); inside a
+		// session these would reach go-ipmi's unused 1.5 session table.
+		types.CommandGetSessionChallenge, types.CommandActivateSession,
 	} {
 		r.RegisterFunc(c, refuse)
 	}

@@ -1,10 +1,13 @@
 package ipmi
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/bougou/go-ipmi/pkg/bmc"
@@ -15,23 +18,52 @@ import (
 	"github.com/bougou/go-ipmi/pkg/types"
 )
 
-// session is what we keep beside go-ipmi's RMCP+ session: the replay
-// window and the request waiting on vCenter, if any.
+// session is an active RMCP+ session: go-ipmi's session type (which its
+// handlers read), its replay window, when it was last used, and the
+// request waiting on vCenter, if any.
 type session struct {
-	s   *bmc.Session
-	ch  *bmc.Channel
-	win window // touched by the read loop only
+	s    *bmc.Session
+	ch   *bmc.Channel
+	win  window    // touched by the read loop only
+	last time.Time // guarded by server.mu
 	inflight
 }
 
-// RAKP status codes (Table 13-15) the server sets or reads.
+// rakp is an RMCP+ handshake's state, from Open Session to RAKP 3.
+type rakp struct {
+	console      uint32 // the console's session ID
+	auth         types.AuthAlg
+	integ        types.IntegrityAlg
+	crypt        types.CryptAlg
+	maxPriv      bmc.PrivilegeLevel
+	rm, rc       [16]byte
+	role         byte
+	name         string
+	user         *bmc.User
+	rakp2        []byte // sent, and sent again for a repeated RAKP 1
+	rakp3, rakp4 []byte // a repeated RAKP 3 gets the same RAKP 4
+	activated    uint32 // the session RAKP 4 opened
+}
+
+// RAKP status codes (Table 13-15).
 const (
 	statusOK               = 0x00
 	statusNoResources      = 0x01
 	statusInvalidSession   = 0x02
 	statusInvalidRole      = 0x09
 	statusUnauthorizedRole = 0x0A
+	statusUnauthorizedName = 0x0D
+	statusNoCipherSuite    = 0x11
+	statusIllegalParameter = 0x12
 )
+
+// suites are the cipher suites offered (Table 22-20): 3 and 17, the ones
+// ipmitool, FreeIPMI, pyghmi and Ironic use; suite 0 (no authentication)
+// never.
+var suites = [][3]uint8{
+	{uint8(types.AuthAlg_HMAC_SHA1), uint8(types.IntegrityAlg_HMAC_SHA1_96), uint8(types.CryptAlg_AES_CBC_128)},
+	{uint8(types.AuthAlg_HMAC_SHA256), uint8(types.IntegrityAlg_HMAC_SHA256_128), uint8(types.CryptAlg_AES_CBC_128)},
+}
 
 // preSession answers Get Channel Authentication Capabilities and Get
 // Channel Cipher Suites sent before a session (ipmitool, FreeIPMI, pyghmi).
@@ -40,112 +72,259 @@ func (s *server) preSession(d datagram, from net.Addr) {
 	s.send(protocol.BuildRMCPPlusPacket(payloadIPMI, 0, 0, 0, resp), from)
 }
 
-// setup serves Open Session, RAKP 1 and RAKP 3 (§13.17-13.23) through
-// go-ipmi's handshake, and keeps the round-trip proof: RAKP 1 and 3 are
-// served only from the source the Open Session Response went to, since
-// only that source learnt the session ID they name.
-func (s *server) setup(d datagram, from net.Addr, ip netip.Addr) {
-	ctx := context.Background()
-	switch d.kind {
-	case kindOpenSession:
-		s.openSession(ctx, d, from, ip)
-	case kindRAKP1:
-		k := hsKey{id: binary.LittleEndian.Uint32(d.payload[4:8])}
-		if _, ok := s.hs.from(k, ip); !ok {
-			s.dropped(dropForeign)
-			return
-		}
-		resp, _ := handlers.HandleRAKP1(ctx, s.bmc, d.payload)
-		if resp[1] == statusOK {
-			s.hs.sentRAKP2(k)
-		} else {
-			s.hs.done(k)
-			s.release(&handshake{key: k})
-		}
-		s.send(protocol.BuildRMCPPlusPacket(payloadRAKP2, 0, 0, 0, resp), from)
-	case kindRAKP3:
-		s.rakp3(ctx, d, from, ip)
-	}
-}
+// The RMCP+ handshake (§13.17-13.23) is ours, on go-ipmi's message types
+// and RAKP crypto: go-ipmi's handshake keeps sessions in setup in its
+// session store, whose one-byte session handles run out at 254 (the next
+// allocation then spins for ever holding the store lock: 255 Open Session
+// datagrams froze a BMC), and which evicts the oldest pending session, so
+// a flood wins. Ours keeps them in the handshake table (handshakes.go).
 
-func (s *server) openSession(ctx context.Context, d datagram, from net.Addr, ip netip.Addr) {
-	if s.activeSessions() >= s.limit {
-		resp := &rmcpplus.OpenSessionResponse{
-			MessageTag:             d.payload[0],
-			RmcpStatusCode:         statusNoResources,
-			RemoteConsoleSessionID: binary.LittleEndian.Uint32(d.payload[4:8]),
-		}
+// openSession answers Open Session (§13.17) with the requested suite, or
+// 11h (no matching cipher suite), which Ironic and pyghmi fall back on.
+func (s *server) openSession(d datagram, from net.Addr, ip netip.Addr) {
+	p := d.payload
+	answer := &rmcpplus.OpenSessionResponse{MessageTag: p[0], RemoteConsoleSessionID: binary.LittleEndian.Uint32(p[4:8])}
+	send := func() { s.send(protocol.BuildRMCPPlusPacket(payloadOpenResp, 0, 0, 0, answer.Pack()), from) }
+	algs := [3]uint8{p[12], p[20], p[28]}
+	if p[8] != 0 || p[16] != 1 || p[24] != 2 || !slices.Contains(suites, algs) {
+		answer.RmcpStatusCode = statusNoCipherSuite
+		send()
+		return
+	}
+	maxPriv := bmc.PrivilegeLevel(p[1] & 0x0F)
+	if maxPriv == 0 {
+		maxPriv = bmc.PrivilegeLevelAdministrator // 0: the highest the user may have
+	}
+	if maxPriv > bmc.PrivilegeLevelOEM || answer.RemoteConsoleSessionID == 0 {
+		answer.RmcpStatusCode = statusIllegalParameter
+		send()
+		return
+	}
+	if s.activeSessions() >= s.limit || !s.hs.admit(ip) {
+		answer.RmcpStatusCode = statusNoResources
 		if s.obs != nil {
 			s.obs.Session(s.endpoint, "refused")
 		}
-		s.send(protocol.BuildRMCPPlusPacket(payloadOpenResp, 0, 0, 0, resp.Pack()), from)
+		send()
 		return
 	}
-	for _, h := range s.hs.admit(ip) {
-		s.release(h)
-	}
-	resp, _ := handlers.HandleOpenSession(ctx, s.bmc, d.payload)
-	if len(resp) >= 12 && resp[1] == statusOK {
-		id := binary.LittleEndian.Uint32(resp[8:12])
-		s.hs.add(&handshake{key: hsKey{id: id}, ip: ip, at: time.Now()})
-	}
-	s.send(protocol.BuildRMCPPlusPacket(payloadOpenResp, 0, 0, 0, resp), from)
+	h := &rakp{console: answer.RemoteConsoleSessionID, auth: types.AuthAlg(algs[0]), integ: types.IntegrityAlg(algs[1]), crypt: types.CryptAlg(algs[2]), maxPriv: maxPriv}
+	id := s.newSessionID()
+	s.hs.add(&handshake{key: hsKey{id: id}, ip: ip, at: time.Now(), rmcp: h})
+	answer.MaximumPrivilegeLevel = uint8(maxPriv)
+	answer.ManagedSystemSessionID = id
+	answer.AuthenticationPayload, answer.IntegrityPayload, answer.ConfidentialityPayload = rmcpplus.NewAlgorithmPayloads(h.auth, h.integ, h.crypt)
+	send()
 }
 
-// rakp3 completes or fails a handshake. Every failure here is proven (the
-// RAKP 2 it answers went to this source) and counts: the console rejecting
-// RAKP 2 (non-zero status: it found the password wrong) or a key exchange
-// code that does not match (status 0Dh back).
-func (s *server) rakp3(ctx context.Context, d datagram, from net.Addr, ip netip.Addr) {
-	k := hsKey{id: binary.LittleEndian.Uint32(d.payload[4:8])}
-	if h, ok := s.hs.from(k, ip); !ok || !h.rakp2 {
+// newSessionID draws a random non-zero ID no session or handshake uses.
+func (s *server) newSessionID() uint32 {
+	return s.newV15ID(func(id uint32) bool {
+		_, pending := s.hs.get(hsKey{id: id})
+		return pending || s.session(id) != nil
+	})
+}
+
+// rakp1 answers RAKP 1 with RAKP 2 (§13.20, §13.21), from the source the
+// Open Session Response went to only. An unknown user gets a RAKP 2 keyed
+// by no password, as go-ipmi does, so that names cannot be probed; the
+// console's check of RAKP 2 fails and it abandons the handshake, which
+// counts. A repeat of the same RAKP 1 (its answer was lost) gets the same
+// RAKP 2, so the console's RAKP 3 still matches.
+func (s *server) rakp1(d datagram, from net.Addr, ip netip.Addr) {
+	p := d.payload
+	k := hsKey{id: binary.LittleEndian.Uint32(p[4:8])}
+	hs, ok := s.hs.from(k, ip)
+	if !ok {
 		s.dropped(dropForeign)
 		return
 	}
-	s.hs.done(k)
-	var resp []byte
-	if d.payload[1] == statusOK && s.activeSessions() >= s.limit {
-		var console uint32
-		if sess, err := s.bmc.Sessions.Get(k.id); err == nil {
-			console = sess.ConsoleID // set at allocation, never written again
-		}
-		s.release(&handshake{key: k})
-		resp = (&rmcpplus.RAKPMessage4{MessageTag: d.payload[0], RmcpStatusCode: statusNoResources, MgmtConsoleSessionID: console}).Pack()
-		if s.obs != nil {
-			s.obs.Session(s.endpoint, "refused")
-		}
-	} else {
-		resp, _ = handlers.HandleRAKP3(ctx, s.bmc, d.payload)
-	}
-	switch status := resp[1]; status {
-	case statusOK:
-		s.activate(k.id)
-	case statusNoResources, statusInvalidSession, statusInvalidRole, statusUnauthorizedRole:
-	default:
-		s.authFailed(ip)
-	}
-	s.send(protocol.BuildRMCPPlusPacket(payloadRAKP4, 0, 0, 0, resp), from)
-}
-
-// activate starts serving a session go-ipmi has just activated.
-func (s *server) activate(id uint32) {
-	sess, err := s.bmc.Sessions.Get(id)
-	if err != nil {
+	h := hs.rmcp
+	if hs.rakp2 && [16]byte(p[8:24]) == h.rm && p[24] == h.role {
+		s.send(protocol.BuildRMCPPlusPacket(payloadRAKP2, 0, 0, 0, h.rakp2), from)
 		return
 	}
-	ch, _ := s.bmc.Channels.Get(sess.Channel)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.sessions[id] = &session{s: sess, ch: ch}
+	if hs.rakp2 {
+		// A different RAKP 1 after RAKP 2: the console starts over. The
+		// RAKP 2 already sent was enough to test passwords offline, so the
+		// handshake it ends counts as failed.
+		s.hs.done(k)
+		s.authFailed(ip)
+		s.dropped(dropForeign)
+		return
+	}
+	h.rm, h.role, h.name = [16]byte(p[8:24]), p[24], string(p[28:])
+	answer := &rmcpplus.RAKPMessage2{MessageTag: p[0], RemoteConsoleSessionID: h.console}
+	if status := s.authorize(h); status != statusOK {
+		s.hs.done(k)
+		answer.RmcpStatusCode = types.RmcpStatusCode(status)
+		s.send(protocol.BuildRMCPPlusPacket(payloadRAKP2, 0, 0, 0, answer.Pack()), from)
+		return
+	}
+	_, _ = rand.Read(h.rc[:])
+	code, err := crypto.RAKP2AuthCode(h.auth, h.console, k.id, h.rm[:], h.rc[:], s.bmc.GUID[:], h.role, h.name, h.kuid())
+	if err != nil {
+		s.hs.done(k)
+		return
+	}
+	answer.ManagedSystemRandomNumber, answer.ManagedSystemGUID, answer.KeyExchangeAuthenticationCode = h.rc, s.bmc.GUID, code
+	h.rakp2 = answer.Pack()
+	s.hs.sentRAKP2(k)
+	s.send(protocol.BuildRMCPPlusPacket(payloadRAKP2, 0, 0, 0, h.rakp2), from)
 }
 
-// removed is wired to go-ipmi's session store: a session left it (closed,
-// idle or evicted).
-func (s *server) removed(id uint32) {
+// authorize looks the user up and checks the role RAKP 1 asks for against
+// the Open Session maximum and the user's channel access (§13.20): 09h for
+// a role that is no privilege level, 0Ah for one above what is allowed.
+func (s *server) authorize(h *rakp) uint8 {
+	priv := bmc.PrivilegeLevel(h.role & 0x0F)
+	if priv == 0 {
+		priv = h.maxPriv
+	}
+	if priv < bmc.PrivilegeLevelCallback || priv > bmc.PrivilegeLevelOEM {
+		return statusInvalidRole
+	}
+	if u, err := s.bmc.Users.GetByName(h.name); err == nil && u.Enabled {
+		h.user = u
+	}
+	if h.user == nil {
+		return statusOK // found out at RAKP 3, see rakp1
+	}
+	access := h.user.ChannelAccess[lanChannel]
+	if !access.Enabled || priv > h.maxPriv || priv > access.MaxPrivilege {
+		return statusUnauthorizedRole
+	}
+	h.maxPriv = priv
+	return statusOK
+}
+
+// kuid is the key the RAKP codes are keyed by (§13.31): the user's
+// password padded to 20 bytes, or nothing for an unknown user.
+func (h *rakp) kuid() []byte {
+	if h.user == nil {
+		return crypto.PadPassword20(nil)
+	}
+	return crypto.PadPassword20(h.user.Password[:])
+}
+
+// rakp3 completes or fails a handshake (§13.22, §13.23). Every failure
+// here is proven (the RAKP 2 it answers went to this source) and counts:
+// a console rejecting RAKP 2 (any non-zero status: it found the password
+// wrong) or a key exchange code that does not match (0Dh back). A repeat
+// of the RAKP 3 that succeeded (RAKP 4 was lost) gets the same RAKP 4.
+func (s *server) rakp3(d datagram, from net.Addr, ip netip.Addr) {
+	p := d.payload
+	k := hsKey{id: binary.LittleEndian.Uint32(p[4:8])}
+	if r := s.repeatRAKP4(k.id, ip, p); r != nil {
+		s.send(protocol.BuildRMCPPlusPacket(payloadRAKP4, 0, 0, 0, r), from)
+		return
+	}
+	hs, ok := s.hs.from(k, ip)
+	if !ok || !hs.rakp2 || !s.hs.done(k) {
+		s.dropped(dropForeign)
+		return
+	}
+	h := hs.rmcp
+	answer := &rmcpplus.RAKPMessage4{MessageTag: p[0], MgmtConsoleSessionID: h.console}
+	want, err := crypto.RAKP3AuthCode(h.auth, h.rc[:], h.console, h.role, h.name, h.kuid())
+	switch {
+	case p[1] != statusOK:
+		s.authFailed(ip)
+		answer.RmcpStatusCode = types.RmcpStatusCode(p[1])
+	case err != nil || h.user == nil || !crypto.Equal(want, p[8:]):
+		s.authFailed(ip)
+		answer.RmcpStatusCode = statusUnauthorizedName
+	default:
+		st := s.activate(k.id, h)
+		if st == nil {
+			answer.RmcpStatusCode = statusNoResources
+			if s.obs != nil {
+				s.obs.Session(s.endpoint, "refused")
+			}
+			break
+		}
+		answer.IntegrityCheckValue, _ = crypto.RAKP4ICV(h.auth, h.rm[:], k.id, s.bmc.GUID[:], st.s.SIK)
+		h.rakp3, h.rakp4, h.activated = slices.Clone(p), answer.Pack(), k.id
+		s.rememberRAKP4(k.id, ip, h)
+	}
+	s.send(protocol.BuildRMCPPlusPacket(payloadRAKP4, 0, 0, 0, answer.Pack()), from)
+}
+
+// activate opens the session a handshake authenticated, with the keys of
+// §13.32, unless every slot is taken.
+func (s *server) activate(id uint32, h *rakp) *session {
+	sik, k1, k2, err := crypto.DeriveSessionKeys(h.auth, h.rm[:], h.rc[:], h.role, h.name, h.kuid())
+	if err != nil {
+		return nil
+	}
+	now := time.Now()
+	sess := &bmc.Session{
+		BMCID: id, ConsoleID: h.console, State: bmc.SessionStateActive,
+		AuthAlg: h.auth, IntegrityAlg: h.integ, CryptAlg: h.crypt,
+		SIK: sik, K1: k1, K2: k2, ConsoleRand: h.rm, BMCRand: h.rc, Role: h.role,
+		User: h.user, PrivilegeLevel: h.maxPriv, MaxPrivilege: h.maxPriv, Channel: lanChannel,
+		CreatedAt: now, LastActivity: now,
+	}
+	ch, _ := s.bmc.Channels.Get(lanChannel)
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.sessions) >= s.limit {
+		return nil
+	}
+	sess.Handle = s.freeHandleLocked()
+	st := &session{s: sess, ch: ch, last: now}
+	s.sessions[id] = st
+	return st
+}
+
+// freeHandleLocked is the lowest session handle (§22.20: 1 to FEh) no
+// active session has; sessions are far fewer than 254.
+func (s *server) freeHandleLocked() uint8 {
+	used := map[uint8]bool{}
+	for _, st := range s.sessions {
+		used[st.s.Handle] = true
+	}
+	for h := uint8(1); ; h++ {
+		if !used[h] {
+			return h
+		}
+	}
+}
+
+// rememberRAKP4 keeps a successful RAKP 4 for a few seconds, for a repeat.
+func (s *server) rememberRAKP4(id uint32, ip netip.Addr, h *rakp) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.recent[id] = recentRAKP{ip: ip, h: h, at: time.Now()}
+}
+
+func (s *server) repeatRAKP4(id uint32, ip netip.Addr, p []byte) []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.recent[id]
+	if !ok || r.ip != ip || time.Since(r.at) > handshakeTimeout || !bytes.Equal(r.h.rakp3, p) {
+		return nil
+	}
+	return r.h.rakp4
+}
+
+// recentRAKP is a handshake that succeeded moments ago.
+type recentRAKP struct {
+	ip netip.Addr
+	h  *rakp
+	at time.Time
+}
+
+// end closes an RMCP+ session.
+func (s *server) end(id uint32) {
+	s.mu.Lock()
+	_, ok := s.sessions[id]
 	delete(s.sessions, id)
 	s.mu.Unlock()
-	s.tracker.removed(sessionKey{id: id})
+	if ok {
+		s.bmc.SOL.DeactivateBySession(id)
+		s.tracker.removed(sessionKey{id: id})
+	}
 }
 
 func (s *server) activeSessions() int {
@@ -183,7 +362,9 @@ func (s *server) inSession(d datagram, from net.Addr) {
 		return
 	}
 	st.s.SetAddr(from)
-	s.bmc.Sessions.Touch(st.s.BMCID)
+	s.mu.Lock()
+	st.last = time.Now()
+	s.mu.Unlock()
 	plain, err := crypto.DecryptAESPayload(d.payload, st.s.K2)
 	if err != nil || !validRequest(plain) {
 		s.dropped(dropMessage)
@@ -213,7 +394,7 @@ func (s *server) run(st *session, r request, from net.Addr) {
 	hctx := &handlers.HandlerContext{BMC: s.bmc, Session: st.s, Channel: st.ch, User: st.s.User}
 	s.reply(st, s.dispatch(ctx, hctx, r), from)
 	if c.close {
-		_ = s.bmc.Sessions.Close(st.s.BMCID)
+		s.end(st.s.BMCID)
 	}
 }
 

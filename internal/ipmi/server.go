@@ -42,6 +42,7 @@ type server struct {
 	sessions map[uint32]*session      // active RMCP+ sessions by managed system session ID
 	v15      map[uint32]*v15session   // active IPMI 1.5 sessions by session ID
 	v15Temp  map[uint32]v15Activation // recent activations by temporary ID
+	recent   map[uint32]recentRAKP    // recent RMCP+ activations
 
 	// actions bounds the requests waiting on vCenter at once (see slow).
 	actions chan struct{}
@@ -102,9 +103,17 @@ func (s *server) handle(p []byte, from net.Addr) {
 		s.send(protocol.BuildASFPresencePong(p[9]), from)
 	case kindPreSession:
 		s.preSession(d, from)
-	case kindOpenSession, kindRAKP1, kindRAKP3:
+	case kindOpenSession:
 		if s.admitSetup(ip) {
-			s.setup(d, from, ip)
+			s.openSession(d, from, ip)
+		}
+	case kindRAKP1:
+		if s.admitStep(ip) {
+			s.rakp1(d, from, ip)
+		}
+	case kindRAKP3:
+		if s.admitStep(ip) {
+			s.rakp3(d, from, ip)
 		}
 	case kindSession:
 		s.inSession(d, from)
@@ -128,6 +137,52 @@ func (s *server) admitSetup(ip netip.Addr) bool {
 		s.log.Debug("session setup dropped", "source", ip.String(), "reason", why)
 	}
 	return ok
+}
+
+// admitStep applies the lockout, not the rate, to a later handshake step:
+// it names a handshake the source began, so it proves a round trip, and
+// throttling it would let Open Sessions forged in a console's name starve
+// the console's own handshakes.
+func (s *server) admitStep(ip netip.Addr) bool {
+	if s.guard.locked(ip, s.endpoint) {
+		s.dropped(dropRefused)
+		return false
+	}
+	return true
+}
+
+// expire ends sessions of both protocols idle past the timeout, and
+// forgets handshakes that succeeded too long ago to be repeated.
+func (s *server) expire(now time.Time) {
+	s.mu.Lock()
+	var idle, idle15 []uint32
+	for id, st := range s.sessions {
+		if now.Sub(st.last) > s.timeout {
+			idle = append(idle, id)
+		}
+	}
+	for id, st := range s.v15 {
+		if now.Sub(st.last) > s.timeout {
+			idle15 = append(idle15, id)
+		}
+	}
+	for id, r := range s.recent {
+		if now.Sub(r.at) > handshakeTimeout {
+			delete(s.recent, id)
+		}
+	}
+	for id, a := range s.v15Temp {
+		if now.Sub(a.at) > v15Reactivate {
+			delete(s.v15Temp, id)
+		}
+	}
+	s.mu.Unlock()
+	for _, id := range idle {
+		s.end(id)
+	}
+	for _, id := range idle15 {
+		s.endV15(id)
+	}
 }
 
 // authFailed counts a failed login that ip has proved it attempted.
@@ -164,21 +219,12 @@ func (s *server) housekeeping(ctx context.Context) {
 			return
 		case now := <-t.C:
 			for _, h := range s.hs.expired(now) {
-				s.release(h)
 				if h.rakp2 {
 					s.authFailed(h.ip)
 				}
 			}
-			s.bmc.Sessions.EvictExpired()
-			s.expireV15(now)
+			s.expire(now)
 		}
-	}
-}
-
-// release frees what an ended or evicted handshake held.
-func (s *server) release(h *handshake) {
-	if !h.key.v15 {
-		_ = s.bmc.Sessions.Close(h.key.id)
 	}
 }
 

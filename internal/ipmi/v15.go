@@ -26,7 +26,8 @@ type v15session struct {
 	s    *bmc.V15Session
 	ch   *bmc.Channel
 	ip   netip.Addr // the source that activated it
-	last time.Time  // last accepted request; read loop and housekeeping
+	win  window     // touched by the read loop only
+	last time.Time  // guarded by server.mu
 	inflight
 }
 
@@ -67,7 +68,7 @@ func (s *server) v15Datagram(d datagram, from net.Addr, ip netip.Addr) {
 			s.dropped(dropV15Header)
 			return
 		}
-		if s.admitSetup(ip) {
+		if s.admitStep(ip) {
 			s.activateV15(d, r, from, ip)
 		}
 	default:
@@ -107,8 +108,9 @@ func (s *server) challenge(r request, from net.Addr, ip netip.Addr) {
 		answer(ccInvalidUser, nil)
 		return
 	}
-	for _, h := range s.hs.admit(ip) {
-		s.release(h)
+	if !s.hs.admit(ip) {
+		answer(ccNoSlot, nil) // no code for this in §22.16; what a full BMC says
+		return
 	}
 	v := &bmc.V15Session{State: bmc.V15SessionStatePending, AuthType: bmc.V15AuthTypeMD5, User: user, Channel: lanChannel, CreatedAt: time.Now()}
 	v.TempSessionID = s.newV15ID(func(id uint32) bool { _, taken := s.hs.get(hsKey{id: id, v15: true}); return taken })
@@ -125,11 +127,10 @@ func (s *server) challenge(r request, from net.Addr, ip netip.Addr) {
 func (s *server) activateV15(d datagram, r request, from net.Addr, ip netip.Addr) {
 	k := hsKey{id: d.sid, v15: true}
 	h, ok := s.hs.from(k, ip)
-	if !ok {
+	if !ok || !s.hs.done(k) {
 		s.reactivate(d, r, from, ip)
 		return
 	}
-	s.hs.done(k)
 	v := h.v15
 	// Every answer to Activate Session carries the temporary ID it was
 	// sent under: FreeIPMI matches replies to requests by session ID and
@@ -210,7 +211,9 @@ func (s *server) startV15(v *bmc.V15Session, max bmc.PrivilegeLevel, outbound ui
 	v.MaxPrivilege = max
 	v.PrivilegeLevel = min(max, bmc.PrivilegeLevelUser)
 	ch, _ := s.bmc.Channels.Get(v.Channel)
-	st := &v15session{s: v, ch: ch, ip: ip, last: time.Now()}
+	// go-ipmi's 1.5 window marks the wrong bit when the sequence jumps,
+	// so a skipped packet could be replayed; ours does not.
+	st := &v15session{s: v, ch: ch, ip: ip, last: time.Now(), win: window{high: v.InboundSeq, used: true}}
 	s.v15[v.SessionID] = st
 	s.v15Temp[v.TempSessionID] = v15Activation{st: st, at: st.last}
 	return st
@@ -241,7 +244,7 @@ func (s *server) inSessionV15(d datagram, r request, from net.Addr) {
 		s.dropped(dropAuth)
 		return
 	}
-	if !st.s.TryAcceptInboundSeq(d.seq) {
+	if !st.win.accept(d.seq) {
 		s.dropped(dropReplay)
 		if s.obs != nil {
 			s.obs.Replay()
@@ -261,27 +264,6 @@ func (s *server) runV15(st *v15session, r request, from net.Addr) {
 	s.replyV15(st, s.dispatch(ctx, hctx, r), from)
 	if c.close {
 		s.endV15(st.s.SessionID)
-	}
-}
-
-// expireV15 ends 1.5 sessions idle past the timeout, and forgets
-// activations too old to be repeated.
-func (s *server) expireV15(now time.Time) {
-	s.mu.Lock()
-	var idle []uint32
-	for id, st := range s.v15 {
-		if now.Sub(st.last) > s.timeout {
-			idle = append(idle, id)
-		}
-	}
-	for id, a := range s.v15Temp {
-		if now.Sub(a.at) > v15Reactivate {
-			delete(s.v15Temp, id)
-		}
-	}
-	s.mu.Unlock()
-	for _, id := range idle {
-		s.endV15(id)
 	}
 }
 
