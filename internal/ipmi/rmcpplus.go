@@ -370,7 +370,7 @@ func (s *server) inSession(d datagram, from net.Addr) {
 		s.dropped(dropMessage)
 		return
 	}
-	s.serveRequest(&st.inflight, parseRequest(plain), func(r request) { s.run(st, r, from) },
+	s.serveRequest(&st.inflight, parseRequest(plain), func(r request, free func()) { s.run(st, r, free, from) },
 		func(msg []byte) { s.reply(st, msg, from) })
 }
 
@@ -388,11 +388,13 @@ func authentic(sess *bmc.Session, d datagram) bool {
 
 // run dispatches r in st and answers; after a Close Session it ends the
 // session once the reply, sealed with its keys, is out.
-func (s *server) run(st *session, r request, from net.Addr) {
+func (s *server) run(st *session, r request, free func(), from net.Addr) {
 	c := &closing{}
 	ctx := context.WithValue(context.Background(), closingKey{}, c)
 	hctx := &handlers.HandlerContext{BMC: s.bmc, Session: st.s, Channel: st.ch, User: st.s.User}
-	s.reply(st, s.dispatch(ctx, hctx, r), from)
+	msg := s.dispatch(ctx, hctx, r)
+	free()
+	s.reply(st, msg, from)
 	if c.close {
 		s.end(st.s.BMCID)
 	}

@@ -276,9 +276,11 @@ type inflight struct {
 }
 
 // serveRequest runs r inline, or, when it waits on vCenter, on its own
-// goroutine while the loop serves everyone else. run dispatches and
-// answers; busy answers with a bare message.
-func (s *server) serveRequest(f *inflight, r request, run func(request), busy func([]byte)) {
+// goroutine while the loop serves everyone else. run dispatches, calls
+// its second argument, then answers: the session is free again before the
+// console can have the answer and send its next request. busy answers
+// with a bare message.
+func (s *server) serveRequest(f *inflight, r request, run func(request, func()), busy func([]byte)) {
 	nodeBusy := func() { busy(protocol.BuildIPMIResponse(r.netFn, r.cmd, r.rqSeq, uint8(types.CodeNodeBusy), nil)) }
 	f.mu.Lock()
 	if f.busy {
@@ -291,7 +293,7 @@ func (s *server) serveRequest(f *inflight, r request, run func(request), busy fu
 	}
 	if !slow(r) {
 		f.mu.Unlock()
-		run(r)
+		run(r, func() {})
 		return
 	}
 	select {
@@ -304,15 +306,16 @@ func (s *server) serveRequest(f *inflight, r request, run func(request), busy fu
 	f.busy, f.netFn, f.cmd, f.rqSeq = true, r.netFn, r.cmd, r.rqSeq
 	f.mu.Unlock()
 	r.data = append([]byte(nil), r.data...) // the read buffer is reused
+	free := sync.OnceFunc(func() {
+		f.mu.Lock()
+		f.busy = false
+		f.mu.Unlock()
+	})
 	go func() {
-		defer func() {
-			f.mu.Lock()
-			f.busy = false
-			f.mu.Unlock()
-			<-s.actions
-		}()
+		defer func() { <-s.actions }()
+		defer free()
 		defer s.recoverAsync()
-		run(r)
+		run(r, free)
 	}()
 }
 

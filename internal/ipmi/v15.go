@@ -254,14 +254,16 @@ func (s *server) inSessionV15(d datagram, r request, from net.Addr) {
 	s.mu.Lock()
 	st.last = time.Now()
 	s.mu.Unlock()
-	s.serveRequest(&st.inflight, r, func(r request) { s.runV15(st, r, from) }, func(msg []byte) { s.replyV15(st, msg, from) })
+	s.serveRequest(&st.inflight, r, func(r request, free func()) { s.runV15(st, r, free, from) }, func(msg []byte) { s.replyV15(st, msg, from) })
 }
 
-func (s *server) runV15(st *v15session, r request, from net.Addr) {
+func (s *server) runV15(st *v15session, r request, free func(), from net.Addr) {
 	c := &closing{}
 	ctx := context.WithValue(context.Background(), closingKey{}, c)
 	hctx := &handlers.HandlerContext{BMC: s.bmc, V15Session: st.s, Channel: st.ch, User: st.s.User}
-	s.replyV15(st, s.dispatch(ctx, hctx, r), from)
+	msg := s.dispatch(ctx, hctx, r)
+	free()
+	s.replyV15(st, msg, from)
 	if c.close {
 		s.endV15(st.s.SessionID)
 	}
