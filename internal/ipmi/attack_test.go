@@ -365,9 +365,11 @@ func TestReplayRefused(t *testing.T) {
 	}
 }
 
+// actions are the power actions the machine recorded. Reading its state
+// first takes the fake's lock, after which every action recorded before
+// is visible.
 func actions(m *machinetest.Fake) []machine.PowerAction {
-	st, _ := m.PowerState(context.Background()) // takes the lock
-	_ = st
+	_, _ = m.PowerState(context.Background())
 	return slices.Clone(m.Actions)
 }
 
@@ -498,5 +500,40 @@ func TestBootDeviceNeedsOperator(t *testing.T) {
 	bootdev("OPERATOR")
 	if o, _ := tg.m.BootOverride(context.Background()); o.Device != machine.BootPXE {
 		t.Fatalf("override %+v", o)
+	}
+}
+
+// slowMachine takes delay over each power action, as a busy vCenter does.
+type slowMachine struct {
+	*machinetest.Fake
+	delay time.Duration
+}
+
+func (m slowMachine) Power(ctx context.Context, a machine.PowerAction) error {
+	time.Sleep(m.delay)
+	return m.Fake.Power(ctx, a)
+}
+
+// A console that retransmits while a power action is under way (FreeIPMI
+// does after 250 ms, each time with a new rqSeq) gets the action's own
+// answer, and the action runs once.
+func TestRetransmissionDuringAction(t *testing.T) {
+	clienttest.Tool(t, "ipmipower")
+	fake := &machinetest.Fake{ID: machine.Identity{Name: "slow", UUID: testUUID}}
+	ctx, cancel := context.WithCancel(context.Background())
+	e, err := Listen(ctx, slowMachine{fake, 700 * time.Millisecond}, Config{Address: "127.0.0.1:0", Username: "admin", Password: "password", Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = e.Serve(ctx) }()
+	t.Cleanup(func() { cancel(); _ = e.Close() })
+	for _, driver := range []string{"LAN_2_0", "LAN"} {
+		out, err := exec.Command(clienttest.Tool(t, "ipmipower"), "-D", driver, "-h", e.Addr().String(), "-u", "admin", "-p", "password", "--on").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "ok") {
+			t.Fatalf("%s: %v %s", driver, err, out)
+		}
+	}
+	if a := actions(fake); !slices.Equal(a, []machine.PowerAction{machine.On, machine.On}) {
+		t.Fatalf("actions %v, want one per ipmipower", a)
 	}
 }

@@ -350,27 +350,16 @@ func (s *server) inSession(d datagram, from net.Addr) {
 		s.dropped(dropUnknownSess)
 		return
 	}
-	if !authentic(st.s, d) {
-		s.dropped(dropAuth)
-		return
-	}
-	if !st.win.accept(d.seq) {
-		s.dropped(dropReplay)
-		if s.obs != nil {
-			s.obs.Replay()
-		}
+	if !s.fresh(authentic(st.s, d), &st.win, &st.last, d.seq) {
 		return
 	}
 	st.s.SetAddr(from)
-	s.mu.Lock()
-	st.last = time.Now()
-	s.mu.Unlock()
 	plain, err := crypto.DecryptAESPayload(d.payload, st.s.K2)
 	if err != nil || !validRequest(plain) {
 		s.dropped(dropMessage)
 		return
 	}
-	s.serveRequest(&st.inflight, parseRequest(plain), func(r request, free func()) { s.run(st, r, free, from) },
+	s.serveRequest(&st.inflight, parseRequest(plain), func(r request, free func() []uint8) { s.run(st, r, free, from) },
 		func(msg []byte) { s.reply(st, msg, from) })
 }
 
@@ -388,16 +377,9 @@ func authentic(sess *bmc.Session, d datagram) bool {
 
 // run dispatches r in st and answers; after a Close Session it ends the
 // session once the reply, sealed with its keys, is out.
-func (s *server) run(st *session, r request, free func(), from net.Addr) {
-	c := &closing{}
-	ctx := context.WithValue(context.Background(), closingKey{}, c)
+func (s *server) run(st *session, r request, free func() []uint8, from net.Addr) {
 	hctx := &handlers.HandlerContext{BMC: s.bmc, Session: st.s, Channel: st.ch, User: st.s.User}
-	msg := s.dispatch(ctx, hctx, r)
-	free()
-	s.reply(st, msg, from)
-	if c.close {
-		s.end(st.s.BMCID)
-	}
+	s.answer(hctx, r, free, func(msg []byte) { s.reply(st, msg, from) }, func() { s.end(st.s.BMCID) })
 }
 
 // reply seals an IPMI response in the session: AES-CBC-128 with K2

@@ -1,12 +1,14 @@
 package ipmi
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -266,25 +268,33 @@ func slow(r request) bool {
 
 // inflight is a session's request waiting on vCenter, if any. Consoles
 // send one request at a time per session, so another request meanwhile is
-// a retransmission (dropped: the answer is on its way, and a second answer
-// with C0h would tell the console that an action failed which has not) or
-// a console out of step (C0h, node busy).
+// a retransmission or a console out of step. A retransmission (same
+// command and data; FreeIPMI gives each one a new rqSeq, ipmitool keeps
+// it) is answered when the request completes, with the request's answer
+// under each rqSeq it came with: running it again could act twice, and an
+// early C0h would tell the console that an action failed which has not.
+// Any other request gets C0h (node busy).
 type inflight struct {
-	mu                sync.Mutex
-	busy              bool
-	netFn, cmd, rqSeq uint8
+	mu      sync.Mutex
+	busy    bool
+	req     request // data copied: the read buffer is reused
+	repeats []uint8 // rqSeq of retransmissions to answer too
 }
 
 // serveRequest runs r inline, or, when it waits on vCenter, on its own
 // goroutine while the loop serves everyone else. run dispatches, calls
-// its second argument, then answers: the session is free again before the
+// its second argument (which frees the session and returns the rqSeqs of
+// retransmissions), then answers: the session is free again before the
 // console can have the answer and send its next request. busy answers
 // with a bare message.
-func (s *server) serveRequest(f *inflight, r request, run func(request, func()), busy func([]byte)) {
+func (s *server) serveRequest(f *inflight, r request, run func(request, func() []uint8), busy func([]byte)) {
 	nodeBusy := func() { busy(protocol.BuildIPMIResponse(r.netFn, r.cmd, r.rqSeq, uint8(types.CodeNodeBusy), nil)) }
 	f.mu.Lock()
 	if f.busy {
-		retransmit := f.rqSeq == r.rqSeq && f.cmd == r.cmd && f.netFn == r.netFn
+		retransmit := f.req.netFn == r.netFn && f.req.cmd == r.cmd && bytes.Equal(f.req.data, r.data)
+		if retransmit && f.req.rqSeq != r.rqSeq && !slices.Contains(f.repeats, r.rqSeq) && len(f.repeats) < 8 {
+			f.repeats = append(f.repeats, r.rqSeq)
+		}
 		f.mu.Unlock()
 		if !retransmit {
 			nodeBusy()
@@ -293,7 +303,7 @@ func (s *server) serveRequest(f *inflight, r request, run func(request, func()),
 	}
 	if !slow(r) {
 		f.mu.Unlock()
-		run(r, func() {})
+		run(r, func() []uint8 { return nil })
 		return
 	}
 	select {
@@ -303,20 +313,66 @@ func (s *server) serveRequest(f *inflight, r request, run func(request, func()),
 		nodeBusy()
 		return
 	}
-	f.busy, f.netFn, f.cmd, f.rqSeq = true, r.netFn, r.cmd, r.rqSeq
+	r.data = slices.Clone(r.data)
+	f.busy, f.req, f.repeats = true, r, nil
 	f.mu.Unlock()
-	r.data = append([]byte(nil), r.data...) // the read buffer is reused
-	free := sync.OnceFunc(func() {
+	free := func() []uint8 {
 		f.mu.Lock()
-		f.busy = false
-		f.mu.Unlock()
-	})
+		defer f.mu.Unlock()
+		repeats := f.repeats
+		f.busy, f.repeats = false, nil
+		return repeats
+	}
 	go func() {
 		defer func() { <-s.actions }()
-		defer free()
+		defer free() // after a panic
 		defer s.recoverAsync()
 		run(r, free)
 	}()
+}
+
+// withSeq is response msg under another rqSeq, its checksum redone.
+func withSeq(msg []byte, rqSeq uint8) []byte {
+	m := slices.Clone(msg)
+	m[4] = rqSeq<<2 | m[4]&0x03
+	m[len(m)-1] = protocol.Checksum(m[3 : len(m)-1])
+	return m
+}
+
+// fresh applies §6.12.13's order to an in-session packet: it must be
+// authentic, then new to the window; only then does it count as activity.
+func (s *server) fresh(authentic bool, w *window, last *time.Time, seq uint32) bool {
+	if !authentic {
+		s.dropped(dropAuth)
+		return false
+	}
+	if !w.accept(seq) {
+		s.dropped(dropReplay)
+		if s.obs != nil {
+			s.obs.Replay()
+		}
+		return false
+	}
+	s.mu.Lock()
+	*last = time.Now()
+	s.mu.Unlock()
+	return true
+}
+
+// answer dispatches r in its session, frees the session, sends the reply,
+// and after a Close Session ends the session: the reply had to be sealed
+// with the session's keys first.
+func (s *server) answer(hctx *handlers.HandlerContext, r request, free func() []uint8, reply func([]byte), end func()) {
+	c := &closing{}
+	msg := s.dispatch(context.WithValue(context.Background(), closingKey{}, c), hctx, r)
+	repeats := free()
+	reply(msg)
+	for _, seq := range repeats {
+		reply(withSeq(msg, seq))
+	}
+	if c.close {
+		end()
+	}
 }
 
 // recoverAsync fences a panic in a request served off the loop.

@@ -240,33 +240,16 @@ func (s *server) inSessionV15(d datagram, r request, from net.Addr) {
 		s.dropped(dropUnknownSess)
 		return
 	}
-	if !handlers.VerifyV15AuthCode(st.s.User.PasswordV15Padded(), bmc.V15AuthTypeMD5, d.sid, d.payload, d.seq, d.authCode) {
-		s.dropped(dropAuth)
+	ok := handlers.VerifyV15AuthCode(st.s.User.PasswordV15Padded(), bmc.V15AuthTypeMD5, d.sid, d.payload, d.seq, d.authCode)
+	if !s.fresh(ok, &st.win, &st.last, d.seq) {
 		return
 	}
-	if !st.win.accept(d.seq) {
-		s.dropped(dropReplay)
-		if s.obs != nil {
-			s.obs.Replay()
-		}
-		return
-	}
-	s.mu.Lock()
-	st.last = time.Now()
-	s.mu.Unlock()
-	s.serveRequest(&st.inflight, r, func(r request, free func()) { s.runV15(st, r, free, from) }, func(msg []byte) { s.replyV15(st, msg, from) })
+	s.serveRequest(&st.inflight, r, func(r request, free func() []uint8) { s.runV15(st, r, free, from) }, func(msg []byte) { s.replyV15(st, msg, from) })
 }
 
-func (s *server) runV15(st *v15session, r request, free func(), from net.Addr) {
-	c := &closing{}
-	ctx := context.WithValue(context.Background(), closingKey{}, c)
+func (s *server) runV15(st *v15session, r request, free func() []uint8, from net.Addr) {
 	hctx := &handlers.HandlerContext{BMC: s.bmc, V15Session: st.s, Channel: st.ch, User: st.s.User}
-	msg := s.dispatch(ctx, hctx, r)
-	free()
-	s.replyV15(st, msg, from)
-	if c.close {
-		s.endV15(st.s.SessionID)
-	}
+	s.answer(hctx, r, free, func(msg []byte) { s.replyV15(st, msg, from) }, func() { s.endV15(st.s.SessionID) })
 }
 
 func (s *server) endV15(id uint32) {
