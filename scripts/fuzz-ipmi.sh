@@ -2,7 +2,7 @@
 # scripts/fuzz-ipmi.sh: fuzz the IPMI datagram path twice, for DURATION each.
 #
 # 1. The native Go fuzz target over the production datagram path:
-#        go test ./internal/ipmi -run '^$' -fuzz '^FuzzDatagram$' -fuzztime DURATION
+#        go test ./internal/ipmi -run '^$' -fuzz '^FuzzDatagram$' -fuzztime DURATION -fuzzminimizetime 5s
 #    At the end: the last status line, executions, new interesting inputs and
 #    coverage bits (GODEBUG=fuzzdebug=1 makes Go print those).
 # 2. A running daemon: builds the bridge, starts `serve` (simulator, 5 BMCs on
@@ -135,8 +135,8 @@ FUZZ_SUMMARY="go fuzz: not run (ONLY=$ONLY)"
 
 go_fuzz() {
 	local status last bits0 bits1 verdict next fuzz_rc=0
-	log "1/2 go test ./internal/ipmi -run '^\$' -fuzz '^FuzzDatagram\$' -fuzztime $DURATION"
-	GODEBUG=fuzzdebug=1 go test ./internal/ipmi -run '^$' -fuzz '^FuzzDatagram$' -fuzztime "$DURATION" \
+	log "1/2 go test ./internal/ipmi -run '^\$' -fuzz '^FuzzDatagram\$' -fuzztime $DURATION -fuzzminimizetime 5s"
+	GODEBUG=fuzzdebug=1 go test ./internal/ipmi -run '^$' -fuzz '^FuzzDatagram$' -fuzztime "$DURATION" -fuzzminimizetime 5s \
 		</dev/null >"$TMP/gofuzz.log" 2>&1 &
 	FUZZ_PID=$!
 	next=$((SECONDS + SAMPLE))

@@ -1,16 +1,18 @@
 package main
 
 import (
-	"context"
+	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/api"
 )
@@ -19,151 +21,339 @@ import (
 // not: a password never goes on a command line, where process lists show it.
 const passwordEnv = "IPMI_VMWARE_BRIDGE_BMC_PASSWORD"
 
-// client runs a management command against the daemon's socket.
-func client(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) (int, error) {
-	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	socket := fs.String("socket", api.DefaultSocket(), "the daemon's management socket")
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	sub := ""
-	if cmd == "bmc" {
-		if len(args) == 0 {
-			return 2, errors.New("bmc: say list, show, add, start, stop or remove")
-		}
-		sub, args = args[0], args[1:]
+// clientOpts are the flags every command that talks to the daemon takes.
+type clientOpts struct {
+	socket string
+	json   bool
+	stdout io.Writer
+}
+
+// add registers the flags as persistent, so that `bmc`'s subcommands take
+// them before or after their own arguments.
+func (o *clientOpts) add(cmd *cobra.Command) *cobra.Command {
+	fs := cmd.PersistentFlags()
+	fs.StringVar(&o.socket, "socket", api.DefaultSocket(), "the daemon's management socket")
+	fs.BoolVar(&o.json, "json", false, "print JSON instead of a table")
+	return cmd
+}
+
+func (o *clientOpts) client() *api.Client { return api.NewClient(o.socket) }
+
+// print writes v as JSON with --json, else as the table table writes.
+func (o *clientOpts) print(v any, table func(*tabwriter.Writer)) error {
+	if o.json {
+		return printJSON(o.stdout, v)
 	}
-	var (
-		add            api.Add
-		all            api.AddAll
-		addAll         bool
-		passwordFile   string
-		filter, folder string
-		bmh            api.BMH
-	)
-	switch cmd + " " + sub {
-	case "bmc add":
-		fs.BoolVar(&addAll, "all", false, "add a BMC for every VM matching --filter/--folder that has none")
-		fs.IntVar(&add.Port, "port", 0, "UDP port of the BMC")
-		fs.IntVar(&all.BasePort, "base-port", 0, "with --all: the first port; each VM takes the next free one")
-		fs.StringVar(&add.Address, "address", "", "IP address to listen on (default: the daemon's)")
-		fs.StringVar(&add.Username, "username", "admin", "IPMI user")
-		fs.StringVar(&passwordFile, "password-file", "", "file holding the BMC password (else $"+passwordEnv+")")
-		fs.StringVar(&filter, "filter", "", "with --all: VM name glob, e.g. 'skinner-*'")
-		fs.StringVar(&folder, "folder", "", "with --all: inventory folder, e.g. /DC0/vm/ocp")
-	case "vms ":
-		fs.StringVar(&filter, "filter", "", "VM name glob, e.g. 'skinner-*'")
-		fs.StringVar(&folder, "folder", "", "inventory folder, e.g. /DC0/vm/ocp")
-	case "bmh ":
-		fs.StringVar(&bmh.Host, "host", "", "address the cluster reaches the BMCs at (default: each BMC's own)")
-		fs.StringVar(&bmh.Namespace, "namespace", "", "namespace of the manifests (default openshift-machine-api)")
-		fs.BoolVar(&bmh.InstallConfig, "install-config", false, "print install-config.yaml's platform.baremetal.hosts instead")
-		fs.BoolVar(&bmh.Redfish, "redfish", false, "address the BMCs as redfish-virtualmedia:// instead of ipmi://")
-		fs.BoolVar(&bmh.Offline, "offline", false, "set online: false")
-		fs.StringVar(&bmh.Filter, "filter", "", "only VMs whose name matches this glob")
+	tw := tabwriter.NewWriter(o.stdout, 2, 4, 2, ' ', 0)
+	table(tw)
+	return tw.Flush()
+}
+
+func printJSON(w io.Writer, v any) error {
+	e := json.NewEncoder(w)
+	e.SetIndent("", "  ")
+	return e.Encode(v)
+}
+
+// clientCommands are the commands that manage a running daemon.
+func clientCommands(stdout io.Writer) []*cobra.Command {
+	o := &clientOpts{stdout: stdout}
+	return []*cobra.Command{
+		o.add(bmcCommand(o)),
+		o.add(vmsCommand(o)),
+		o.add(bmhCommand(o)),
+		o.add(checkCommand(o)),
+		o.add(reloadCommand(o)),
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2, err
+}
+
+func bmcCommand(o *clientOpts) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bmc",
+		Short: "List, show, add, start, stop and remove the daemon's BMCs",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			return usagef("bmc: say list, show, add, start, stop or remove")
+		},
 	}
-	c := api.NewClient(*socket)
-	id := fs.Arg(0)
-	needID := func() error {
-		if id == "" {
-			return fmt.Errorf("bmc %s: which BMC? give its address:port or VM name", sub)
+	cmd.AddCommand(bmcListCommand(o), bmcShowCommand(o), bmcAddCommand(o))
+	for _, verb := range []string{"start", "stop", "remove"} {
+		cmd.AddCommand(bmcActionCommand(o, verb))
+	}
+	return cmd
+}
+
+// oneID accepts exactly one BMC ID, saying what an ID is when it is missing.
+func oneID(verb string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		switch {
+		case len(args) == 0:
+			return usagef("bmc %s: which BMC? give its address:port or VM name", verb)
+		case len(args) > 1:
+			return usagef("bmc %s: one BMC at a time, got %q", verb, args)
 		}
 		return nil
 	}
-	print := func(v any, table func(*tabwriter.Writer)) error {
-		if *asJSON {
-			e := json.NewEncoder(stdout)
-			e.SetIndent("", "  ")
-			return e.Encode(v)
-		}
-		tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-		table(tw)
-		return tw.Flush()
-	}
-	var err error
-	switch cmd + " " + sub {
-	case "bmc list":
-		var bmcs []api.BMC
-		if bmcs, err = c.BMCs(ctx); err == nil {
-			err = print(bmcs, func(tw *tabwriter.Writer) { bmcTable(tw, bmcs) })
-		}
-	case "bmc show":
-		if err = needID(); err != nil {
-			return 2, err
-		}
-		var b api.BMC
-		if b, err = c.BMC(ctx, id); err == nil {
-			err = print(b, func(tw *tabwriter.Writer) { bmcDetail(tw, b) })
-		}
-	case "bmc add":
-		password, perr := readPassword(passwordFile)
-		if perr != nil {
-			return 2, perr
-		}
-		if addAll {
-			all.Filter, all.Folder, all.Address, all.Username, all.Password = filter, folder, add.Address, add.Username, password
-			var bmcs []api.BMC
-			if bmcs, err = c.AddAll(ctx, all); err == nil {
-				err = print(bmcs, func(tw *tabwriter.Writer) { bmcTable(tw, bmcs) })
+}
+
+func bmcListCommand(o *clientOpts) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "The BMCs: VM, address, status, power, sessions, requests",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			bmcs, err := o.client().BMCs(cmd.Context())
+			if err != nil {
+				return err
 			}
-			break
-		}
-		add.VM, add.Password = id, password
-		var b api.BMC
-		if b, err = c.Add(ctx, add); err == nil {
-			err = print([]api.BMC{b}, func(tw *tabwriter.Writer) { bmcTable(tw, []api.BMC{b}) })
-		}
-	case "bmc start", "bmc stop", "bmc remove":
-		if err = needID(); err != nil {
-			return 2, err
-		}
-		switch sub {
-		case "start":
-			err = c.Start(ctx, id)
-		case "stop":
-			err = c.Stop(ctx, id)
-		default:
-			err = c.Remove(ctx, id)
-		}
-	case "vms ":
-		var vms []api.VM
-		if vms, err = c.VMs(ctx, filter, folder); err == nil {
-			err = print(vms, func(tw *tabwriter.Writer) {
+			return o.print(bmcs, func(tw *tabwriter.Writer) { bmcTable(tw, bmcs) })
+		},
+	}
+}
+
+func bmcShowCommand(o *clientOpts) *cobra.Command {
+	return &cobra.Command{
+		Use:   "show ID",
+		Short: "One BMC (ID: its address:port or VM name), with its sessions",
+		Args:  oneID("show"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := o.client().BMC(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return o.print(b, func(tw *tabwriter.Writer) { bmcDetail(tw, b) })
+		},
+	}
+}
+
+// actionResult is what start, stop and remove print with --json.
+type actionResult struct {
+	BMC    string `json:"bmc"`
+	Result string `json:"result"`
+}
+
+func bmcActionCommand(o *clientOpts, verb string) *cobra.Command {
+	done := map[string]string{"start": "started", "stop": "stopped", "remove": "removed"}[verb]
+	return &cobra.Command{
+		Use:   verb + " ID",
+		Short: strings.ToUpper(verb[:1]) + verb[1:] + " a BMC (ID: its address:port or VM name)",
+		Args:  oneID(verb),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, id := o.client(), args[0]
+			act := map[string]func() error{
+				"start":  func() error { return c.Start(cmd.Context(), id) },
+				"stop":   func() error { return c.Stop(cmd.Context(), id) },
+				"remove": func() error { return c.Remove(cmd.Context(), id) },
+			}[verb]
+			if err := act(); err != nil {
+				return err
+			}
+			r := actionResult{BMC: id, Result: done}
+			return o.print(r, func(tw *tabwriter.Writer) { fmt.Fprintf(tw, "%s: %s\n", id, done) })
+		},
+	}
+}
+
+// addFlags are `bmc add`'s own flags.
+type addFlags struct {
+	add            api.Add
+	all            bool
+	basePort       int
+	passwordFile   string
+	filter, folder string
+}
+
+func bmcAddCommand(o *clientOpts) *cobra.Command {
+	var f addFlags
+	cmd := &cobra.Command{
+		Use:   "add (VM --port P | --all --base-port P) [--address A] [--username U] [--password-file F]",
+		Short: "Add a BMC for a VM, or one for every matching VM that has none",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.check(args); err != nil {
+				return err
+			}
+			password, err := readPassword(f.passwordFile)
+			if err != nil {
+				return usageError{err}
+			}
+			var bmcs []api.BMC
+			if f.all {
+				bmcs, err = o.client().AddAll(cmd.Context(), api.AddAll{Filter: f.filter, Folder: f.folder,
+					Address: f.add.Address, BasePort: f.basePort, Username: f.add.Username, Password: password})
+			} else {
+				a := f.add
+				a.VM, a.Password = args[0], password
+				var b api.BMC
+				b, err = o.client().Add(cmd.Context(), a)
+				bmcs = []api.BMC{b}
+			}
+			if err != nil {
+				return err
+			}
+			return o.print(bmcs, func(tw *tabwriter.Writer) { bmcTable(tw, bmcs) })
+		},
+	}
+	fs := cmd.Flags()
+	fs.SortFlags = false
+	fs.IntVar(&f.add.Port, "port", 0, "UDP port of the BMC")
+	fs.StringVar(&f.add.Address, "address", "", "IP address to listen on (default: the daemon's)")
+	fs.StringVar(&f.add.Username, "username", "admin", "IPMI user")
+	fs.StringVar(&f.passwordFile, "password-file", "", "file holding the BMC password (else $"+passwordEnv+")")
+	fs.BoolVar(&f.add.AllowDuplicate, "allow-duplicate", false, "give the VM a second BMC although it has one")
+	fs.BoolVar(&f.all, "all", false, "add a BMC for every VM matching --filter/--folder that has none")
+	fs.IntVar(&f.basePort, "base-port", 0, "with --all: the first port; each VM takes the next free one")
+	fs.StringVar(&f.filter, "filter", "", "with --all: VM name glob, e.g. 'skinner-*'")
+	fs.StringVar(&f.folder, "folder", "", "with --all: inventory folder, e.g. /DC0/vm/ocp")
+	return cmd
+}
+
+// check refuses flag combinations that would be silently ignored.
+func (f *addFlags) check(args []string) error {
+	switch {
+	case f.all && len(args) > 0:
+		return usagef("bmc add: give a VM or --all, not both")
+	case f.all && f.add.Port != 0:
+		return usagef("bmc add --all: --base-port, not --port")
+	case f.all && f.add.AllowDuplicate:
+		return usagef("bmc add --all adds VMs that have no BMC; --allow-duplicate is for one VM")
+	case !f.all && len(args) == 0:
+		return usagef("bmc add: which VM? give its name, inventory path or BIOS UUID, or --all")
+	case !f.all && (f.basePort != 0 || f.filter != "" || f.folder != ""):
+		return usagef("bmc add: --base-port, --filter and --folder go with --all")
+	case !f.all && f.add.Port == 0:
+		return usagef("bmc add %s: give --port", args[0])
+	}
+	return nil
+}
+
+func vmsCommand(o *clientOpts) *cobra.Command {
+	var filter, folder string
+	cmd := &cobra.Command{
+		Use:   "vms",
+		Short: "vCenter's VMs, with power, BIOS UUID, MACs, firmware and BMC",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			vms, err := o.client().VMs(cmd.Context(), filter, folder)
+			if err != nil {
+				return err
+			}
+			return o.print(vms, func(tw *tabwriter.Writer) {
 				fmt.Fprintln(tw, "NAME\tPOWER\tBIOS UUID\tFIRMWARE\tMACS\tBMC")
 				for _, v := range vms {
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.Power, v.UUID, v.Firmware, strings.Join(v.MACs, ","), dash(v.BMC))
 				}
 			})
+		},
+	}
+	cmd.Flags().StringVar(&filter, "filter", "", "VM name glob, e.g. 'skinner-*'")
+	cmd.Flags().StringVar(&folder, "folder", "", "inventory folder, e.g. /DC0/vm/ocp")
+	return cmd
+}
+
+func bmhCommand(o *clientOpts) *cobra.Command {
+	var req api.BMH
+	cmd := &cobra.Command{
+		Use:   "bmh",
+		Short: "OpenShift BareMetalHost and Secret manifests for the bridged VMs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !o.json {
+				return o.client().BMH(cmd.Context(), req, o.stdout)
+			}
+			var buf bytes.Buffer
+			if err := o.client().BMH(cmd.Context(), req, &buf); err != nil {
+				return err
+			}
+			return yamlToJSON(o.stdout, buf.Bytes())
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&req.Host, "host", "", "address the cluster reaches the BMCs at (default: each BMC's own)")
+	fs.StringVar(&req.Namespace, "namespace", "", "namespace of the manifests (default openshift-machine-api)")
+	fs.BoolVar(&req.InstallConfig, "install-config", false, "print install-config.yaml's platform.baremetal.hosts instead")
+	fs.BoolVar(&req.Redfish, "redfish", false, "address the BMCs as redfish-virtualmedia:// instead of ipmi://")
+	fs.BoolVar(&req.Offline, "offline", false, "set online: false")
+	fs.StringVar(&req.Filter, "filter", "", "only VMs whose name matches this glob")
+	return cmd
+}
+
+// yamlToJSON prints YAML manifests as JSON: one document as itself,
+// several as a Kubernetes List, which `kubectl apply -f` takes as they are.
+func yamlToJSON(w io.Writer, data []byte) error {
+	var docs []any
+	d := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var doc any
+		err := d.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			break
 		}
-	case "bmh ":
-		err = c.BMH(ctx, bmh, stdout)
-	case "check ":
-		var res []api.Check
-		if res, err = c.Check(ctx); err == nil {
-			err = print(res, func(tw *tabwriter.Writer) {
-				fmt.Fprintln(tw, "VM\tENDPOINT\tPOWER\tLATENCY\tRESULT")
-				for _, r := range res {
-					result := "ok"
-					if r.Error != "" {
-						result = "FAIL: " + r.Error
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.VM, r.Endpoint, dash(r.Power), r.Latency.Round(time.Microsecond), result)
-				}
-			})
+		if err != nil {
+			return fmt.Errorf("the daemon's manifests: %w", err)
+		}
+		if doc != nil {
+			docs = append(docs, doc)
+		}
+	}
+	if len(docs) == 1 {
+		return printJSON(w, docs[0])
+	}
+	if docs == nil {
+		docs = []any{} // an empty List, not "items": null
+	}
+	return printJSON(w, map[string]any{"apiVersion": "v1", "kind": "List", "items": docs})
+}
+
+func checkCommand(o *clientOpts) *cobra.Command {
+	return &cobra.Command{
+		Use:   "check",
+		Short: "Open an RMCP+ session to every BMC; exit 1 if any fails",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := o.client().Check(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if err := o.print(res, func(tw *tabwriter.Writer) { checkTable(tw, res) }); err != nil {
+				return err
+			}
 			for _, r := range res {
-				if r.Error != "" && err == nil {
-					err = errors.New("some BMCs failed the check")
+				if r.Error != "" {
+					return errors.New("some BMCs failed the check")
 				}
 			}
-		}
-	case "reload ":
-		err = c.Reload(ctx)
-	default:
-		return 2, fmt.Errorf("unknown command %s %s", cmd, sub)
+			return nil
+		},
 	}
-	return exit(err)
+}
+
+func checkTable(tw *tabwriter.Writer, res []api.Check) {
+	fmt.Fprintln(tw, "VM\tENDPOINT\tPOWER\tLATENCY\tRESULT")
+	for _, r := range res {
+		result := "ok"
+		if r.Error != "" {
+			result = "FAIL: " + r.Error
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.VM, r.Endpoint, dash(r.Power), r.Latency.Round(time.Microsecond), result)
+	}
+}
+
+func reloadCommand(o *clientOpts) *cobra.Command {
+	return &cobra.Command{
+		Use:   "reload",
+		Short: "Re-read the configuration file (as SIGHUP does)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.client().Reload(cmd.Context()); err != nil {
+				return err
+			}
+			r := struct {
+				Result string `json:"result"`
+			}{"reloaded"}
+			return o.print(r, func(tw *tabwriter.Writer) { fmt.Fprintln(tw, "reloaded") })
+		},
+	}
 }
 
 func readPassword(file string) (string, error) {

@@ -7,38 +7,20 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"strconv"
+
+	"github.com/spf13/cobra"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/api"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/daemon"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
-
-const usage = `usage: ipmi-vmware-bridge COMMAND [flags]
-
-commands:
-  serve                 run the bridge (without --config: an embedded vCenter simulator
-                        with skinner-master-0..2 and skinner-worker-1..2)
-  bmc list              the BMCs of the running daemon
-  bmc show ID           one BMC (ID: its address:port or VM name), with its sessions
-  bmc add VM --port P [--address A] [--username U] [--password-file F]
-  bmc add --all [--filter GLOB] [--folder PATH] --base-port P [--address A] [--password-file F]
-  bmc start|stop|remove ID
-  vms [--filter GLOB] [--folder PATH]
-                        vCenter's VMs, with power, BIOS UUID, MACs, firmware and BMC
-  bmh [--host H] [--namespace N] [--install-config] [--redfish] [--filter GLOB]
-                        OpenShift BareMetalHost and Secret manifests for the bridged VMs
-  check                 open an RMCP+ session to every BMC; exit 1 if any fails
-  reload                re-read the configuration file (as SIGHUP does)
-
-Every command but serve talks to the daemon over --socket (default %s).
-Run a command with -h for its flags.
-`
 
 func main() {
 	code, err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)
@@ -48,38 +30,82 @@ func main() {
 	os.Exit(code)
 }
 
-// run executes one command and returns the process exit code.
+// usageError is a command line the tool cannot run: exit code 2, as for
+// flag errors, rather than 1 for a command that ran and failed.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// run executes one command line and returns the process exit code: 0, 1
+// when the command failed, 2 when the command line is wrong.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
-	if len(args) == 0 {
-		fmt.Fprintf(stderr, usage, api.DefaultSocket())
-		return 2, errors.New("missing command")
-	}
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "-h", "--help", "help":
-		fmt.Fprintf(stdout, usage, api.DefaultSocket())
+	started := false
+	root := rootCommand(stdout, stderr, &started)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	var u usageError
+	switch {
+	case err == nil:
 		return 0, nil
-	case "serve":
-		return exit(serve(ctx, rest, stdout, stderr))
-	case "bmc", "vms", "bmh", "check", "reload":
-		return client(ctx, cmd, rest, stdout, stderr)
+	case errors.As(err, &u) || !started:
+		return 2, err
 	}
-	fmt.Fprintf(stderr, usage, api.DefaultSocket())
-	return 2, fmt.Errorf("unknown command %q", cmd)
+	return 1, err
 }
 
-func exit(err error) (int, error) {
-	if err != nil {
-		return 1, err
+// rootCommand builds the command tree. started is set once a command's
+// own code runs: errors before that are the command line's.
+func rootCommand(stdout, stderr io.Writer, started *bool) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "ipmi-vmware-bridge",
+		Short: "A virtual IPMI and Redfish BMC for every vSphere VM",
+		Long: "ipmi-vmware-bridge gives every vSphere VM a virtual IPMI and Redfish BMC.\n\n" +
+			"`serve` runs the bridge (without --config: an embedded vCenter simulator with\n" +
+			"skinner-master-0..2 and skinner-worker-1..2); the other commands manage a running\n" +
+			"daemon over its socket (--socket, default " + api.DefaultSocket() + ").",
+		Version:       version().String(),
+		SilenceErrors: true, // main prints the error once, prefixed
+		SilenceUsage:  true, // a failed vCenter call is no reason for a usage screen
+		Args:          cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cmd.SetOut(stderr)
+			_ = cmd.Usage()
+			return usagef("missing command")
+		},
 	}
-	return 0, nil
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.PersistentPreRun = func(*cobra.Command, []string) { *started = true }
+	root.AddCommand(serveCommand(stdout, stderr), versionCommand(stdout))
+	root.AddCommand(clientCommands(stdout)...)
+	return root
 }
 
-func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func serveCommand(stdout, stderr io.Writer) *cobra.Command {
 	o := daemon.Options{Stdout: stdout}
 	var debug bool
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the bridge (without --config: an embedded vCenter simulator)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if v, _ := strconv.ParseBool(os.Getenv("IPMI_DEBUG")); v {
+				debug = true
+			}
+			level := slog.LevelInfo
+			if debug {
+				level = slog.LevelDebug
+			}
+			o.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+			return daemon.Run(cmd.Context(), o)
+		},
+	}
+	fs := cmd.Flags()
+	fs.SortFlags = false
 	fs.StringVar(&o.Config, "config", "", "YAML file naming a vCenter and the BMCs to serve; without it, an embedded simulator is bridged")
 	fs.BoolVar(&debug, "debug", false, "log every request (also IPMI_DEBUG=true)")
 	fs.IntVar(&o.VMs, "vms", len(vsphere.SeedVMNames), "simulator mode: how many VMs to simulate (past five they get generated names)")
@@ -90,19 +116,43 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.Socket, "socket", "", "management API socket (default "+api.DefaultSocket()+")")
 	fs.StringVar(&o.MetricsAddress, "metrics-address", "", "serve /metrics, /healthz and /readyz here (default 127.0.0.1:9623 or metricsAddress in the file; - turns it off)")
 	fs.StringVar(&o.RedfishAddress, "redfish-address", "", "serve Redfish over HTTPS here (default "+daemon.DefaultSimRedfishAddress+" in simulator mode, else redfish.address in the file; - turns it off)")
-	if err := fs.Parse(args); err != nil {
-		return err
+	return cmd
+}
+
+// buildVersion is what `version` and --version print.
+type buildVersion struct {
+	// Version is the main module's version, "devel" when built from a
+	// work tree without one (go run, go test).
+	Version string `json:"version"`
+	Go      string `json:"go"`
+}
+
+func (v buildVersion) String() string {
+	return fmt.Sprintf("ipmi-vmware-bridge %s (%s)", v.Version, v.Go)
+}
+
+func version() buildVersion {
+	v := buildVersion{Version: "devel", Go: runtime.Version()}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v.Version = bi.Main.Version
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	return v
+}
+
+func versionCommand(stdout io.Writer) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "version",
+		Short: "Print the version of the tool and of Go it was built with",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if asJSON {
+				return printJSON(stdout, version())
+			}
+			_, err := fmt.Fprintln(stdout, version())
+			return err
+		},
 	}
-	if v, _ := strconv.ParseBool(os.Getenv("IPMI_DEBUG")); v {
-		debug = true
-	}
-	level := slog.LevelInfo
-	if debug {
-		level = slog.LevelDebug
-	}
-	o.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	return daemon.Run(ctx, o)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
 }

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/safedir"
 )
 
 // Backend is what the API manages: the daemon implements it over the
@@ -39,8 +41,8 @@ var (
 // Listen creates the socket at path with permissions that let only the
 // daemon's user (and root) in, replacing a stale socket file.
 func Listen(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("management socket: %w", err)
+	if err := safedir.Ensure(filepath.Dir(path), "management socket directory"); err != nil {
+		return nil, err
 	}
 	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
 		if c, err := net.Dial("unix", path); err == nil {

@@ -61,6 +61,9 @@ type Add struct {
 	Port     int    `json:"port"`
 	Username string `json:"username"`
 	Password string `json:"password"`
+	// AllowDuplicate asks for a second BMC for a VM that has one; without
+	// it such a request is refused (409), so that a VM name names one BMC.
+	AllowDuplicate bool `json:"allowDuplicate,omitempty"`
 }
 
 // AddAll asks for a BMC for each VM matching Filter (and Folder), on

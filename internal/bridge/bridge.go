@@ -11,8 +11,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/ipmi"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
@@ -30,6 +34,9 @@ type Spec struct {
 	// Where names the spec's origin for error messages (a config line);
 	// empty for BMCs added at runtime.
 	Where string `json:"-"`
+	// AllowDuplicate lets Add give a VM a second BMC: by default one VM
+	// has one BMC, so that its name names one BMC.
+	AllowDuplicate bool `json:"-"`
 }
 
 // Options tune every BMC of a bridge.
@@ -40,6 +47,10 @@ type Options struct {
 	// MediaDatastore, MediaFolder and BootHold: see vsphere.VMOptions.
 	MediaDatastore, MediaFolder string
 	BootHold                    time.Duration
+	// Media is the virtual-media policy: see vsphere.VMOptions.
+	Media *vsphere.MediaService
+	// FollowEFIBit: see vsphere.VMOptions.
+	FollowEFIBit vsphere.FirmwarePolicy
 	// State keeps boot overrides, media and runtime BMCs across restarts;
 	// nil keeps them in memory.
 	State *state.Store
@@ -81,7 +92,16 @@ type BMC struct {
 	m       machine.Machine // vm as the protocols see it
 	ep      *ipmi.Endpoint
 	served  chan struct{} // closed when the endpoint's Serve returned
+	// warned and warnedAt are the last "not started" warning, repeated
+	// only when the reason changes or after warnAgain.
+	warned   string
+	warnedAt time.Time
 }
+
+// warnAgain is how often an unchanged "bmc not started" warning is
+// repeated: the bridge retries every few seconds, and a log line each
+// time buries everything else.
+const warnAgain = 10 * time.Minute
 
 // Info is a snapshot of a BMC for display.
 type Info struct {
@@ -142,6 +162,7 @@ type Bridge struct {
 	mu   sync.Mutex
 	bmcs []*BMC
 	kick chan struct{}
+	gen  atomic.Uint64 // see Generation
 }
 
 // Errors of the management operations.
@@ -149,6 +170,8 @@ var (
 	ErrUnknownBMC = errors.New("no such BMC")
 	ErrInUse      = errors.New("address already used by another BMC")
 	ErrFromConfig = errors.New("the BMC is defined in the configuration file; edit the file and reload")
+	ErrDuplicate  = errors.New("one BMC per VM unless a second is asked for (bmc add --allow-duplicate)")
+	ErrAmbiguous  = errors.New("more than one BMC serves this VM; name one by its address")
 )
 
 // Start starts a BMC for each spec, and those added at runtime by an
@@ -169,7 +192,7 @@ func Start(ctx context.Context, inv *vsphere.Inventory, specs []Spec, opts Optio
 		b.bmcs = append(b.bmcs, bm)
 	}
 	for _, st := range saved {
-		if st.Runtime && b.find(st.Spec.Address) == nil {
+		if st.Runtime && b.byAddress(st.Spec.Address) == nil {
 			b.bmcs = append(b.bmcs, &BMC{spec: st.Spec, runtime: true, stopped: st.Stopped})
 		}
 	}
@@ -185,6 +208,18 @@ func Start(ctx context.Context, inv *vsphere.Inventory, specs []Spec, opts Optio
 		}
 	})
 	go b.reconcile()
+	go func() {
+		// BMCs that could not bind while vCenter was away bind as soon
+		// as the inventory first synchronises.
+		select {
+		case <-inv.Ready():
+			select {
+			case b.kick <- struct{}{}:
+			default:
+			}
+		case <-ctx.Done():
+		}
+	}()
 	return b
 }
 
@@ -253,21 +288,97 @@ func (b *Bridge) Running() int {
 }
 
 // Find returns the BMC with the address (host:port) or the VM name or
-// reference id, or nil.
+// reference id, or nil when there is none or more than one.
 func (b *Bridge) Find(id string) *BMC {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.find(id)
+	bm, _ := b.Lookup(id)
+	return bm
 }
 
+// Lookup returns the BMC with the address (host:port) or the VM name or
+// reference id. A VM with two BMCs is ErrAmbiguous, naming their
+// addresses, so that an operator never acts on one of them by chance.
+func (b *Bridge) Lookup(id string) (*BMC, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.lookup(id)
+}
+
+func (b *Bridge) lookup(id string) (*BMC, error) {
+	if bm := b.byAddress(id); bm != nil {
+		return bm, nil
+	}
+	found := b.byVM(id)
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("%s: %w", id, ErrUnknownBMC)
+	case 1:
+		return found[0], nil
+	}
+	return nil, fmt.Errorf("%s: %w: %s", id, ErrAmbiguous, addresses(found))
+}
+
+// find is Find with b.mu held.
 func (b *Bridge) find(id string) *BMC {
+	bm, _ := b.lookup(id)
+	return bm
+}
+
+// byAddress finds a BMC by its configured address or, for port 0, the
+// address it bound. b.mu must be held.
+func (b *Bridge) byAddress(addr string) *BMC {
 	for _, bm := range b.bmcs {
-		if bm.spec.Address == id || bm.spec.VM == id {
+		if bm.spec.Address == addr {
 			return bm
 		}
 	}
 	for _, bm := range b.bmcs {
-		if bm.Info().Name == id {
+		if a := bm.Info().Addr; a != nil && a.String() == addr {
+			return bm
+		}
+	}
+	return nil
+}
+
+// byVM lists the BMCs configured with the VM reference id or serving a VM
+// named id. b.mu must be held.
+func (b *Bridge) byVM(id string) []*BMC {
+	var out []*BMC
+	for _, bm := range b.bmcs {
+		if bm.spec.VM == id || bm.Info().Name == id {
+			out = append(out, bm)
+		}
+	}
+	return out
+}
+
+// addresses lists the IDs that name each of bms unambiguously.
+func addresses(bms []*BMC) string {
+	var ids []string
+	for _, bm := range bms {
+		i := bm.Info()
+		id := i.Spec.Address
+		if i.Addr != nil {
+			id = i.Addr.String()
+		}
+		ids = append(ids, id)
+	}
+	return strings.Join(ids, ", ")
+}
+
+// sameVM returns the BMC configured for vm or serving ref (vm resolved,
+// unless err), or nil. b.mu must be held.
+func (b *Bridge) sameVM(vm string, ref types.ManagedObjectReference, err error) *BMC {
+	for _, bm := range b.bmcs {
+		if bm.spec.VM == vm {
+			return bm
+		}
+		if err != nil {
+			continue
+		}
+		bm.mu.Lock()
+		same := bm.vm != nil && bm.vm.Reference() == ref
+		bm.mu.Unlock()
+		if same {
 			return bm
 		}
 	}
@@ -275,12 +386,19 @@ func (b *Bridge) find(id string) *BMC {
 }
 
 // Add starts a BMC at runtime and saves it, so that it is back after a
-// restart. Its address must be free among the bridge's BMCs.
+// restart. Its address must be free among the bridge's BMCs, and its VM
+// without a BMC unless s.AllowDuplicate.
 func (b *Bridge) Add(s Spec) (*BMC, error) {
+	// Resolving may ask vCenter: not under b.mu.
+	ref, rerr := b.inv.Resolve(b.ctx, s.VM)
 	b.mu.Lock()
-	if b.find(s.Address) != nil {
+	if b.byAddress(s.Address) != nil {
 		b.mu.Unlock()
 		return nil, fmt.Errorf("%s: %w", s.Address, ErrInUse)
+	}
+	if other := b.sameVM(s.VM, ref, rerr); other != nil && !s.AllowDuplicate {
+		b.mu.Unlock()
+		return nil, fmt.Errorf("%s has a BMC at %s: %w", s.VM, addresses([]*BMC{other}), ErrDuplicate)
 	}
 	bm := &BMC{spec: s, runtime: true}
 	if err := b.persist(bm); err != nil {
@@ -297,10 +415,10 @@ func (b *Bridge) Add(s Spec) (*BMC, error) {
 func (b *Bridge) Remove(id string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	bm := b.find(id)
+	bm, err := b.lookup(id)
 	switch {
-	case bm == nil:
-		return fmt.Errorf("%s: %w", id, ErrUnknownBMC)
+	case err != nil:
+		return err
 	case !bm.runtime:
 		return fmt.Errorf("%s: %w", id, ErrFromConfig)
 	}
@@ -334,11 +452,9 @@ func (b *Bridge) Stop(id string) error { return b.setStopped(id, true) }
 func (b *Bridge) Resume(id string) error { return b.setStopped(id, false) }
 
 func (b *Bridge) setStopped(id string, stop bool) error {
-	b.mu.Lock()
-	bm := b.find(id)
-	b.mu.Unlock()
-	if bm == nil {
-		return fmt.Errorf("%s: %w", id, ErrUnknownBMC)
+	bm, err := b.Lookup(id)
+	if err != nil {
+		return err
 	}
 	bm.mu.Lock()
 	prev := bm.stopped
@@ -397,7 +513,7 @@ func (b *Bridge) Reload(specs []Spec) {
 		if _, new := want[s.Address]; !new {
 			continue
 		}
-		if x := b.find(s.Address); x != nil {
+		if x := b.byAddress(s.Address); x != nil {
 			b.opts.Log.Error("configured bmc's address is taken by a runtime BMC; remove that first", "bmc", s.Address, "config", s.Where)
 			continue
 		}
@@ -470,7 +586,14 @@ func (b *Bridge) bind(bm *BMC) {
 		if errors.Is(err, machine.ErrNotFound) {
 			bm.status = Waiting
 		}
-		log.Warn("bmc not started", "vm", bm.spec.VM, "config", bm.spec.Where, "status", bm.status, "err", err)
+		if errors.Is(err, machine.ErrUnavailable) && bm.ep == nil {
+			b.serveUnboundLocked(bm, log)
+		}
+		level := slog.LevelDebug
+		if now := time.Now(); err.Error() != bm.warned || now.Sub(bm.warnedAt) >= warnAgain {
+			level, bm.warned, bm.warnedAt = slog.LevelWarn, err.Error(), now
+		}
+		log.Log(b.ctx, level, "bmc not started", "vm", bm.spec.VM, "config", bm.spec.Where, "status", bm.status, "err", err)
 		return
 	}
 	if bm.vm != nil && bm.vm.Reference() == ref && bm.ep != nil {
@@ -486,7 +609,8 @@ func (b *Bridge) bind(bm *BMC) {
 	opts := vsphere.VMOptions{
 		Log: b.opts.Log, SoftOffTimeout: b.opts.SoftOffTimeout,
 		MediaDatastore: b.opts.MediaDatastore, MediaFolder: b.opts.MediaFolder,
-		BootHold: b.opts.BootHold,
+		BootHold: b.opts.BootHold, FollowEFIBit: b.opts.FollowEFIBit,
+		Media: b.opts.Media,
 	}
 	if st := b.opts.State; st != nil {
 		key := "vm/" + id.UUID
@@ -512,6 +636,7 @@ func (b *Bridge) bind(bm *BMC) {
 	}
 	bm.vm, bm.m, bm.ep, bm.name, bm.addr = vm, m, ep, id.Name, ep.Addr()
 	bm.status, bm.err = Running, nil
+	b.gen.Add(1)
 	bm.served = make(chan struct{})
 	go func(done chan struct{}) {
 		defer close(done)
@@ -522,8 +647,40 @@ func (b *Bridge) bind(bm *BMC) {
 	log.Info("bmc serving", "vm", id.Name, "uuid", id.UUID, "address", bm.addr.String())
 }
 
+// serveUnboundLocked serves bm's address while vCenter is unavailable, so
+// that clients get node-busy (C0h, which Ironic retries) with the reason
+// rather than silence; binding replaces it once the VM can be looked up.
+// bm.mu must be held.
+func (b *Bridge) serveUnboundLocked(bm *BMC, log *slog.Logger) {
+	var m machine.Machine = b.inv.Unbound(bm.spec.VM)
+	if b.opts.Wrap != nil {
+		m = b.opts.Wrap(m)
+	}
+	cfg := b.opts.Endpoint
+	cfg.Address, cfg.Username, cfg.Password = bm.spec.Address, bm.spec.Username, bm.spec.Password
+	cfg.Log = b.opts.Log.With("vm", bm.spec.VM)
+	ep, err := ipmi.Listen(b.ctx, m, cfg)
+	if err != nil {
+		log.Error("bmc address not served while vCenter is unavailable", "vm", bm.spec.VM, "config", bm.spec.Where, "err", err)
+		return
+	}
+	bm.ep, bm.addr = ep, ep.Addr()
+	bm.served = make(chan struct{})
+	go func(done chan struct{}) {
+		defer close(done)
+		if err := ep.Serve(b.ctx); err != nil {
+			log.Error("bmc stopped", "vm", bm.spec.VM, "err", err)
+		}
+	}(bm.served)
+}
+
+// Generation changes whenever a BMC starts or stops serving, so that the
+// Redfish service re-reads the served systems only then.
+func (b *Bridge) Generation() uint64 { return b.gen.Load() }
+
 // stopLocked stops bm's endpoint and machine. bm.mu must be held.
 func (b *Bridge) stopLocked(bm *BMC) {
+	b.gen.Add(1)
 	if bm.ep != nil {
 		_ = bm.ep.Close()
 		<-bm.served

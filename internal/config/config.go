@@ -50,6 +50,7 @@ type Config struct {
 	MetricsAddress string
 	Redfish        Redfish
 	Media          Media
+	Boot           Boot
 }
 
 // IPMI tunes every IPMI endpoint.
@@ -68,7 +69,7 @@ type IPMI struct {
 	SessionSetupRate float64
 }
 
-// Lockout and setup-rate defaults (ipmi.DefaultGuard has the same).
+// Lockout and setup-rate defaults (guard.Default has the same).
 const (
 	DefaultLockoutFailures  = 5
 	DefaultLockoutWindow    = time.Minute
@@ -85,10 +86,18 @@ type Redfish struct {
 	CertFile, KeyFile string
 }
 
-// Media says where virtual-media images are stored.
-type Media struct {
-	Datastore, Folder string
+// Boot tunes boot overrides.
+type Boot struct {
+	// FollowEFIBit says which boot overrides change a VM's firmware (IPMI's
+	// EFI bit, Redfish's BootSourceOverrideMode): "persistent" only
+	// persistent ones, "always" one-time ones too (for their one boot),
+	// "never" none. A one-time override puts back the firmware it changed.
+	FollowEFIBit string
 }
+
+// FollowEFIBits are boot.followEfiBit's values, the default first
+// (vsphere.FirmwarePolicies has the same).
+var FollowEFIBits = []string{"persistent", "always", "never"}
 
 // VCenter says how to reach vCenter.
 type VCenter struct {
@@ -97,7 +106,19 @@ type VCenter struct {
 	Password string
 	Insecure bool
 	CAFile   string
+	// LoginFailures failed logins within LoginWindow at most: the bridge
+	// then waits rather than lock its vCenter account (vCenter locks an
+	// account after 5 failures by default).
+	LoginFailures int
+	LoginWindow   time.Duration
 }
+
+// Failed-login cap defaults: 3 failures per 15 minutes stay below
+// vCenter's default lockout (5 failures within 3 minutes).
+const (
+	DefaultLoginFailures = 3
+	DefaultLoginWindow   = 15 * time.Minute
+)
 
 // BMC is one virtual BMC.
 type BMC struct {
@@ -110,6 +131,10 @@ type BMC struct {
 	// Where names the BMC's place in the file ("config.yaml:12") for
 	// errors found later, such as a VM that does not exist.
 	Where string
+	// AllowDuplicate (allowDuplicate) lets this entry give a VM named by
+	// an earlier entry a second BMC; without it that is an error, so that
+	// a VM name names one BMC.
+	AllowDuplicate bool
 }
 
 // Endpoint is the BMC's host:port.
@@ -160,7 +185,7 @@ func Parse(file string, data []byte, env Env) (*Config, error) {
 	}
 	cfg := &Config{}
 	root := doc.Content[0]
-	fields, err := p.mapping(root, "", "vcenter", "bmcs", "stateDir", "softOffTimeout", "oneTimeBootHold", "ipmi", "metricsAddress", "redfish", "media")
+	fields, err := p.mapping(root, "", "vcenter", "bmcs", "stateDir", "softOffTimeout", "oneTimeBootHold", "ipmi", "metricsAddress", "redfish", "media", "boot")
 	if err != nil {
 		return nil, err
 	}
@@ -200,6 +225,7 @@ func Parse(file string, data []byte, env Env) (*Config, error) {
 		return nil, p.err(list, "bmcs", "must be a list")
 	}
 	seen := map[string]string{}
+	vms := map[string]string{}
 	for i, n := range list.Content {
 		b, err := p.bmc(n, fmt.Sprintf("bmcs[%d]", i))
 		if err != nil {
@@ -209,6 +235,11 @@ func Parse(file string, data []byte, env Env) (*Config, error) {
 			return nil, p.err(n, fmt.Sprintf("bmcs[%d].port", i), fmt.Sprintf("%s is already used at %s", b.Endpoint(), where))
 		}
 		seen[b.Endpoint()] = b.Where
+		if where, dup := vms[b.VM]; dup && !b.AllowDuplicate {
+			return nil, p.err(n, fmt.Sprintf("bmcs[%d].vm", i), fmt.Sprintf("%s already has a BMC at %s; set allowDuplicate: true on this entry for a second one", b.VM, where))
+		} else if !dup {
+			vms[b.VM] = b.Where
+		}
 		cfg.BMCs = append(cfg.BMCs, b)
 	}
 	return cfg, nil
@@ -284,7 +315,7 @@ func (p *parser) duration(fields map[string]*yaml.Node, prefix, key string) (tim
 	return d, nil
 }
 
-// sections reads the optional ipmi, metricsAddress, redfish and media
+// sections reads the optional ipmi, metricsAddress, redfish, media and boot
 // settings, with their defaults.
 func (p *parser) sections(fields map[string]*yaml.Node, cfg *Config) error {
 	var err error
@@ -353,16 +384,20 @@ func (p *parser) sections(fields map[string]*yaml.Node, cfg *Config) error {
 			return p.err(n, "redfish", "give both certFile and keyFile, or neither for a self-signed certificate")
 		}
 	}
-	if n, ok := fields["media"]; ok {
-		f, err := p.mapping(n, "media.", "datastore", "folder")
+	if err := p.media(fields, &cfg.Media); err != nil { // media.go
+		return err
+	}
+	cfg.Boot.FollowEFIBit = FollowEFIBits[0]
+	if n, ok := fields["boot"]; ok {
+		f, err := p.mapping(n, "boot.", "followEfiBit")
 		if err != nil {
 			return err
 		}
-		if cfg.Media.Datastore, err = p.str(f, "media.", "datastore"); err != nil {
-			return err
-		}
-		if cfg.Media.Folder, err = p.str(f, "media.", "folder"); err != nil {
-			return err
+		if v, ok := f["followEfiBit"]; ok {
+			if v.Kind != yaml.ScalarNode || !slices.Contains(FollowEFIBits, v.Value) {
+				return p.err(v, "boot.followEfiBit", "must be one of "+strings.Join(FollowEFIBits, ", ")+" (default "+FollowEFIBits[0]+": only persistent boot overrides change the firmware)")
+			}
+			cfg.Boot.FollowEFIBit = v.Value
 		}
 	}
 	return nil
@@ -371,7 +406,7 @@ func (p *parser) sections(fields map[string]*yaml.Node, cfg *Config) error {
 func (p *parser) vcenter(n *yaml.Node, envPassword string) (VCenter, error) {
 	var vc VCenter
 	const pre = "vcenter."
-	f, err := p.mapping(n, pre, "url", "username", "password", "passwordFile", "insecure", "caFile")
+	f, err := p.mapping(n, pre, "url", "username", "password", "passwordFile", "insecure", "caFile", "loginFailures", "loginWindow")
 	if err != nil {
 		return vc, err
 	}
@@ -386,6 +421,13 @@ func (p *parser) vcenter(n *yaml.Node, envPassword string) (VCenter, error) {
 		return vc, p.err(f["url"], pre+"url", "must be an https URL such as https://vcenter.example.com/sdk")
 	case u.User != nil:
 		return vc, p.err(f["url"], pre+"url", "must not contain credentials; use username and password")
+	case u.Path == "" || u.Path == "/":
+		// The SDK endpoint is /sdk on every vCenter and ESXi; a bare host
+		// is what people paste, so it is completed rather than refused.
+		u.Path = "/sdk"
+		vc.URL = u.String()
+	case u.Path != "/sdk" && u.Path != "/sdk/":
+		return vc, p.err(f["url"], pre+"url", fmt.Sprintf("path %q is not the SDK endpoint: use https://%s/sdk", u.Path, u.Host))
 	}
 	if vc.Username, err = p.str(f, pre, "username"); err != nil {
 		return vc, err
@@ -415,13 +457,27 @@ func (p *parser) vcenter(n *yaml.Node, envPassword string) (VCenter, error) {
 			return vc, p.err(f["caFile"], pre+"caFile", err.Error())
 		}
 	}
+	vc.LoginFailures, vc.LoginWindow = DefaultLoginFailures, DefaultLoginWindow
+	if l, ok := f["loginFailures"]; ok {
+		if err := l.Decode(&vc.LoginFailures); err != nil || l.Tag != "!!int" || vc.LoginFailures < 1 || vc.LoginFailures > 4 {
+			return vc, p.err(l, pre+"loginFailures", "must be a whole number from 1 to 4 (vCenter locks an account after 5 failures by default)")
+		}
+	}
+	if _, ok := f["loginWindow"]; ok {
+		if vc.LoginWindow, err = p.duration(f, pre, "loginWindow"); err != nil {
+			return vc, err
+		}
+		if vc.LoginWindow < 5*time.Minute {
+			return vc, p.err(f["loginWindow"], pre+"loginWindow", "must be at least 5m (vCenter counts failures over 3 minutes and locks for 5 by default)")
+		}
+	}
 	return vc, nil
 }
 
 func (p *parser) bmc(n *yaml.Node, name string) (BMC, error) {
 	b := BMC{Where: fmt.Sprintf("%s:%d", p.file, n.Line)}
 	pre := name + "."
-	f, err := p.mapping(n, pre, "vm", "address", "port", "username", "password", "passwordFile")
+	f, err := p.mapping(n, pre, "vm", "address", "port", "username", "password", "passwordFile", "allowDuplicate")
 	if err != nil {
 		return b, err
 	}
@@ -463,6 +519,11 @@ func (p *parser) bmc(n *yaml.Node, name string) (BMC, error) {
 		return b, p.err(n, pre+"password", "missing: give password or passwordFile")
 	case len(b.Password) > 20:
 		return b, p.err(n, pre+"password", "longer than 20 bytes (IPMI's limit)")
+	}
+	if in, ok := f["allowDuplicate"]; ok {
+		if err := in.Decode(&b.AllowDuplicate); err != nil || in.Tag != "!!bool" {
+			return b, p.err(in, pre+"allowDuplicate", "must be true or false")
+		}
 	}
 	return b, nil
 }

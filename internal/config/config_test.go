@@ -76,7 +76,7 @@ media:
 	}
 	if cfg.IPMI.SessionTimeout.Minutes() != 5 || cfg.IPMI.SessionLimit != 8 || cfg.MetricsAddress != "" ||
 		cfg.IPMI.LockoutFailures != 0 || cfg.IPMI.LockoutWindow.Seconds() != 30 || cfg.IPMI.LockoutDuration.Minutes() != 1 || cfg.IPMI.SessionSetupRate != 2.5 ||
-		cfg.Redfish != (Redfish{Address: "127.0.0.1:8443", CertFile: "/c.pem", KeyFile: "/k.pem"}) || cfg.Media != (Media{Datastore: "iso-ds", Folder: "images"}) {
+		cfg.Redfish != (Redfish{Address: "127.0.0.1:8443", CertFile: "/c.pem", KeyFile: "/k.pem"}) || cfg.Media.Datastore != "iso-ds" || cfg.Media.Folder != "images" {
 		t.Fatalf("%+v", cfg)
 	}
 }
@@ -158,6 +158,10 @@ func TestParseErrors(t *testing.T) {
 		{"cert without key", good + "redfish:\n  certFile: /c.pem\n", "", "f.yaml:16: redfish: give both certFile and keyFile"},
 		{"bad metrics address", good + "metricsAddress: 9623\n", "", "f.yaml:15: metricsAddress: must be host:port"},
 		{"duplicate key", strings.Replace(good, "  insecure: true", "  insecure: true\n  insecure: false", 1), "", "vcenter.insecure"},
+		{"login failures zero", strings.Replace(good, "  insecure: true", "  insecure: true\n  loginFailures: 0", 1), "", "f.yaml:6: vcenter.loginFailures: must be a whole number from 1 to 4"},
+		{"login failures past lockout", strings.Replace(good, "  insecure: true", "  insecure: true\n  loginFailures: 5", 1), "", "f.yaml:6: vcenter.loginFailures: must be a whole number from 1 to 4"},
+		{"login window short", strings.Replace(good, "  insecure: true", "  insecure: true\n  loginWindow: 1m", 1), "", "f.yaml:6: vcenter.loginWindow: must be at least 5m"},
+		{"login window not a duration", strings.Replace(good, "  insecure: true", "  insecure: true\n  loginWindow: often", 1), "", "f.yaml:6: vcenter.loginWindow: must be a duration"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -190,4 +194,33 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted a config without vcenter url or password")
 		}
 	})
+}
+
+// TestDuplicateVM: a second entry for a VM is an error naming its file,
+// line and key, unless that entry sets allowDuplicate.
+func TestDuplicateVM(t *testing.T) {
+	dup := good + "  - vm: skinner-worker-2\n    port: 628\n    password: other\n"
+	_, err := Parse("f.yaml", []byte(dup), Env{})
+	want := "f.yaml:15: bmcs[2].vm: skinner-worker-2 already has a BMC at f.yaml:7; set allowDuplicate: true"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("err = %v, want %q", err, want)
+	}
+	cfg, err := Parse("f.yaml", []byte(dup+"    allowDuplicate: true\n"), Env{})
+	if err != nil || len(cfg.BMCs) != 3 || !cfg.BMCs[2].AllowDuplicate || cfg.BMCs[0].AllowDuplicate {
+		t.Fatalf("allowDuplicate: %v %+v", err, cfg)
+	}
+	if _, err := Parse("f.yaml", []byte(dup+"    allowDuplicate: yes please\n"), Env{}); err == nil || !strings.Contains(err.Error(), "f.yaml:18: bmcs[2].allowDuplicate: must be true or false") {
+		t.Fatalf("bad allowDuplicate: %v", err)
+	}
+}
+
+func TestLoginCap(t *testing.T) {
+	cfg, err := Parse("f.yaml", []byte(good), Env{})
+	if err != nil || cfg.VCenter.LoginFailures != DefaultLoginFailures || cfg.VCenter.LoginWindow != DefaultLoginWindow {
+		t.Fatalf("defaults: %v %+v", err, cfg.VCenter)
+	}
+	cfg, err = Parse("f.yaml", []byte(strings.Replace(good, "  insecure: true", "  insecure: true\n  loginFailures: 2\n  loginWindow: 30m", 1)), Env{})
+	if err != nil || cfg.VCenter.LoginFailures != 2 || cfg.VCenter.LoginWindow.Minutes() != 30 {
+		t.Fatalf("set: %v %+v", err, cfg.VCenter)
+	}
 }

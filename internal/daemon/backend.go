@@ -48,7 +48,8 @@ func apiError(err error) error {
 		return nil
 	case errors.Is(err, bridge.ErrUnknownBMC), errors.Is(err, machine.ErrNotFound):
 		return fmt.Errorf("%w: %v", api.ErrNotFound, err)
-	case errors.Is(err, bridge.ErrInUse), errors.Is(err, bridge.ErrFromConfig):
+	case errors.Is(err, bridge.ErrInUse), errors.Is(err, bridge.ErrFromConfig),
+		errors.Is(err, bridge.ErrDuplicate), errors.Is(err, bridge.ErrAmbiguous):
 		return fmt.Errorf("%w: %v", api.ErrConflict, err)
 	case errors.Is(err, machine.ErrInvalidArgument):
 		return fmt.Errorf("%w: %v", api.ErrInvalid, err)
@@ -67,9 +68,9 @@ func (d *Daemon) BMCs() []api.BMC {
 
 // BMC implements api.Backend.
 func (d *Daemon) BMC(id string) (api.BMC, error) {
-	bm := d.bridge.Find(id)
-	if bm == nil {
-		return api.BMC{}, apiError(fmt.Errorf("%s: %w", id, bridge.ErrUnknownBMC))
+	bm, err := d.bridge.Lookup(id)
+	if err != nil {
+		return api.BMC{}, apiError(err)
 	}
 	return apiBMC(bm.Info()), nil
 }
@@ -83,6 +84,7 @@ func (d *Daemon) Add(ctx context.Context, a api.Add) (api.BMC, error) {
 	if _, err := d.inv.Resolve(ctx, a.VM); err != nil {
 		return api.BMC{}, apiError(err)
 	}
+	s.AllowDuplicate = a.AllowDuplicate
 	bm, err := d.bridge.Add(s)
 	if err != nil {
 		return api.BMC{}, apiError(err)

@@ -25,6 +25,7 @@ import (
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/api"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/bridge"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/config"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/guard"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/ipmi"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/metrics"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/state"
@@ -70,6 +71,8 @@ type Daemon struct {
 	bridge *bridge.Bridge
 	state  *state.Store
 	cfg    *config.Config
+	// guard locks out guessers of a BMC's password, by IPMI and Redfish.
+	guard *guard.Guard
 	// defaultAddress is where `bmc add` puts a BMC when not told.
 	defaultAddress string
 	// redfishAddr is where Redfish listens, once it does.
@@ -97,7 +100,17 @@ func Run(ctx context.Context, opts Options) error {
 	if d.sim != nil {
 		defer d.sim.Close()
 	}
-	if d.client, err = vsphere.Connect(ctx, vopts); err != nil {
+	ls, err := d.bind()
+	if err != nil {
+		return err
+	}
+	defer ls.close()
+	// vCenter is connected in the background: a wrong password, a
+	// vCenter that is down or a TLS failure keeps the daemon up, its BMCs
+	// answering node-busy and /readyz failing, with the reason in the log
+	// and in `bmc list`; logins are retried within the failed-login cap.
+	vopts.Log = d.log
+	if d.client, err = vsphere.Start(ctx, vopts); err != nil {
 		return err
 	}
 	defer func() {
@@ -114,24 +127,46 @@ func Run(ctx context.Context, opts Options) error {
 	defer func() { stopWatch(); <-watching }()
 	select {
 	case <-d.inv.Ready():
+	case <-d.client.Tried():
+		// Give the first synchronisation a moment once connected, so
+		// that the banner shows BMCs serving; a failed login or an
+		// unreachable vCenter does not wait.
+		if d.client.Status() == nil {
+			select {
+			case <-d.inv.Ready():
+			case <-time.After(startWait):
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	case <-time.After(startWait):
 	case <-ctx.Done():
 		return nil
 	}
+	if err := d.inv.Available(); err != nil {
+		d.log.Error("serving without vCenter for now: BMCs answer node-busy (C0h) and /readyz fails until it is back", "err", err)
+	}
 
 	m := metrics.New(d.client.Requests, func() bool { return d.inv.Available() == nil }, d.sessionCounts)
-	guard := ipmi.DefaultGuard
-	guard.Log = d.log
+	gc := guard.Default
+	gc.Log = d.log
 	bopts := bridge.Options{
 		Log: d.log, State: d.state, Wrap: m.Instrument,
 		Endpoint: ipmi.Config{Observer: m},
 	}
 	if c := d.cfg; c != nil {
-		guard.Failures, guard.Window, guard.Lockout, guard.SetupRate = c.IPMI.LockoutFailures, c.IPMI.LockoutWindow, c.IPMI.LockoutDuration, c.IPMI.SessionSetupRate
+		gc.Failures, gc.Window, gc.Lockout, gc.SetupRate = c.IPMI.LockoutFailures, c.IPMI.LockoutWindow, c.IPMI.LockoutDuration, c.IPMI.SessionSetupRate
 		bopts.SoftOffTimeout, bopts.BootHold = c.SoftOffTimeout, c.OneTimeBootHold
+		bopts.FollowEFIBit = vsphere.FirmwarePolicy(c.Boot.FollowEFIBit)
 		bopts.MediaDatastore, bopts.MediaFolder = c.Media.Datastore, c.Media.Folder
 		bopts.Endpoint.SessionTimeout, bopts.Endpoint.SessionLimit = c.IPMI.SessionTimeout, c.IPMI.SessionLimit
 	}
-	bopts.Endpoint.Guard = ipmi.NewGuard(guard)
+	d.guard = guard.New(gc)
+	bopts.Endpoint.Guard = d.guard
+	if bopts.Media, err = d.mediaService(m); err != nil { // media.go
+		return err
+	}
+	go bopts.Media.Run(wctx, d.inv, time.Minute)
 	d.bridge = bridge.Start(ctx, d.inv, specs, bopts)
 	defer func() { _ = d.bridge.Close() }()
 
@@ -149,34 +184,18 @@ func Run(ctx context.Context, opts Options) error {
 		}()
 	}
 
-	socket := opts.Socket
-	if socket == "" {
-		socket = api.DefaultSocket()
-	}
-	l, err := api.Listen(socket)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(socket)
-	serve("management API", func() error { return serveHTTP(sctx, l, api.Handler(d, d.log)) })
-
-	metricsAddr := d.metricsAddress()
+	serve("management API", func() error { return serveHTTP(sctx, ls.api, api.Handler(d, d.log)) })
 	var metricsURL string
-	if metricsAddr != "" {
-		ml, err := net.Listen("tcp", metricsAddr)
-		if err != nil {
-			return fmt.Errorf("metrics: %w", err)
-		}
-		metricsURL = "http://" + ml.Addr().String() + "/metrics"
-		serve("metrics", func() error { return serveHTTP(sctx, ml, m.Handler(d.ready, d.log)) })
+	if ls.metrics != nil {
+		metricsURL = "http://" + ls.metrics.Addr().String() + "/metrics"
+		serve("metrics", func() error { return serveHTTP(sctx, ls.metrics, m.Handler(d.ready, d.log)) })
 	}
-
-	redfishURL, err := d.startRedfish(sctx, serve)
+	redfishURL, err := d.startRedfish(sctx, serve, ls.redfish, m.Redfish())
 	if err != nil {
 		return err
 	}
 
-	d.banner(socket, metricsURL, redfishURL)
+	d.banner(ls.socket, metricsURL, redfishURL)
 	if d.bridge.Running() == 0 && len(specs) > 0 && d.sim != nil {
 		return errors.New("no BMC could be started")
 	}
@@ -196,6 +215,10 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}
 }
+
+// startWait bounds how long serve waits for vCenter before serving
+// without it.
+const startWait = 10 * time.Second
 
 // serveHTTP serves h on l until ctx ends, then shuts down (the management
 // API and metrics: plain HTTP, small requests).
@@ -226,7 +249,8 @@ func (d *Daemon) load(ctx context.Context) ([]bridge.Spec, vsphere.Options, erro
 			return nil, vopts, err
 		}
 		d.cfg = cfg
-		vopts = vsphere.Options{URL: cfg.VCenter.URL, Username: cfg.VCenter.Username, Password: cfg.VCenter.Password, Insecure: cfg.VCenter.Insecure, CAFile: cfg.VCenter.CAFile}
+		vopts = vsphere.Options{URL: cfg.VCenter.URL, Username: cfg.VCenter.Username, Password: cfg.VCenter.Password, Insecure: cfg.VCenter.Insecure, CAFile: cfg.VCenter.CAFile,
+			LoginFailures: cfg.VCenter.LoginFailures, LoginWindow: cfg.VCenter.LoginWindow}
 		specs = configSpecs(cfg)
 		stateDir = cfg.StateDir
 		d.defaultAddress = config.DefaultAddress
@@ -256,6 +280,9 @@ func (d *Daemon) load(ctx context.Context) ([]bridge.Spec, vsphere.Options, erro
 				d.sim.Close()
 			}
 			return nil, vopts, err
+		}
+		if st.Damaged != nil {
+			d.log.Error("state file damaged; starting from the configuration", "err", st.Damaged)
 		}
 		d.state = st
 	}
@@ -368,7 +395,7 @@ func (d *Daemon) banner(socket, metricsURL, redfishURL string) {
 		}
 		host, port, _ := net.SplitHostPort(i.Addr.String())
 		fmt.Fprintf(tw, "%s\tudp://%s\tipmitool -I lanplus -H %s -p %s -U %s -P %s power status\n",
-			i.Name, i.Addr, displayHost(host), port, i.Spec.Username, passwordHint(i.Spec.Password))
+			i.Name, i.Addr, displayHost(host), port, i.Spec.Username, d.passwordHint(i.Spec.Password))
 	}
 	_ = tw.Flush()
 	if d.sim != nil {
@@ -376,10 +403,11 @@ func (d *Daemon) banner(socket, metricsURL, redfishURL string) {
 	}
 }
 
-// passwordHint prints the simulator's well-known password and hides any
-// other: a real BMC password must not reach a terminal or a log.
-func passwordHint(p string) string {
-	if p == SimPassword {
+// passwordHint prints the simulator's well-known password in simulator
+// mode and hides every configured one, even one that happens to read
+// "password": a real BMC password must not reach a terminal or a log.
+func (d *Daemon) passwordHint(p string) string {
+	if d.sim != nil && p == SimPassword {
 		return p
 	}
 	return "'<password>'"

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"time"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/redfish"
 )
@@ -27,17 +28,20 @@ func (d *Daemon) redfishPort() int {
 	return port
 }
 
-// startRedfish serves Redfish for every running BMC, with the BMC's
-// credentials, and returns its URL ("" when turned off).
-func (d *Daemon) startRedfish(ctx context.Context, serve func(string, func() error)) (string, error) {
-	addr := d.redfishAddress()
-	if addr == "" {
+// startRedfish serves Redfish on l (nil when turned off) for every running
+// BMC, with the BMC's credentials, and returns its URL ("" when off).
+func (d *Daemon) startRedfish(ctx context.Context, serve func(string, func() error), l net.Listener, obs redfish.Observer) (string, error) {
+	if l == nil {
 		return "", nil
 	}
+	addr := d.redfishAddress() // as configured: the certificate names its host
 	srv, err := redfish.New(redfish.Config{
 		Systems:     d.redfishSystems,
+		Version:     d.redfishVersion,
 		ServiceUUID: d.serviceUUID(),
 		Log:         d.log,
+		Guard:       d.guard,
+		Observer:    obs,
 	})
 	if err != nil {
 		return "", err
@@ -64,21 +68,23 @@ func (d *Daemon) startRedfish(ctx context.Context, serve func(string, func() err
 	if err != nil {
 		return "", err
 	}
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return "", fmt.Errorf("redfish: %w", err)
-	}
 	d.redfishAddr = l.Addr().String()
 	serve("redfish", func() error { return srv.ServeTLS(ctx, l, tc) })
 	h, p, _ := net.SplitHostPort(d.redfishAddr)
 	return "https://" + net.JoinHostPort(displayHost(h), p) + "/redfish/v1", nil
 }
 
+// redfishVersion changes when a BMC starts or stops, and every 10 s
+// besides, which picks up VM renames (a system is named by its VM).
+func (d *Daemon) redfishVersion() uint64 {
+	return d.bridge.Generation()<<32 ^ uint64(time.Now().Unix()/10)
+}
+
 // redfishSystems are the running BMCs' machines, named by their VM.
 func (d *Daemon) redfishSystems() []redfish.System {
 	var out []redfish.System
 	for _, i := range d.running() {
-		out = append(out, redfish.System{ID: i.Name, Machine: i.m, Username: i.Spec.Username, Password: i.Spec.Password})
+		out = append(out, redfish.System{ID: i.Name, Machine: i.m, Username: i.Spec.Username, Password: i.Spec.Password, Endpoint: i.Addr.String()})
 	}
 	return out
 }

@@ -245,7 +245,9 @@ func TestIpmitoolBootdev(t *testing.T) {
 		biosSetup bool
 	}{
 		{[]string{"pxe", "options=efiboot,persistent"}, []string{"Force PXE", "Options apply to all future boots", "BIOS EFI boot"}, "ethernet", "efi", false},
-		{[]string{"disk"}, []string{"Force Boot from default Hard-Drive", "Options apply to only next boot", "BIOS PC Compatible (legacy) boot"}, "disk", "bios", false},
+		// A one-time override with the EFI bit clear leaves the EFI VM's
+		// firmware alone (boot.followEfiBit: persistent, the default).
+		{[]string{"disk"}, []string{"Force Boot from default Hard-Drive", "Options apply to only next boot", "BIOS PC Compatible (legacy) boot"}, "disk", "efi", false},
 		{[]string{"cdrom", "options=efiboot"}, []string{"Force Boot from CD/DVD"}, "cdrom", "efi", false},
 		// One-time overrides start from the persistent order (pxe, set first).
 		{[]string{"bios", "options=efiboot"}, []string{"Force Boot into BIOS Setup"}, "ethernet", "efi", true},

@@ -24,6 +24,7 @@ import (
 	"github.com/bougou/go-ipmi/pkg/handlers"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/guard"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine/machinetest"
 )
@@ -41,7 +42,7 @@ type target struct {
 	srv  *server
 }
 
-func attackTarget(t *testing.T, g *Guard) *target {
+func attackTarget(t testing.TB, g *guard.Guard) *target {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &machinetest.Fake{ID: machine.Identity{Name: "target", UUID: testUUID}}
@@ -56,12 +57,12 @@ func attackTarget(t *testing.T, g *Guard) *target {
 	return &target{m: m, addr: a, port: strconv.Itoa(a.Port), obs: obs, srv: e.srv}
 }
 
-func quietGuard(failures int, lockout time.Duration) *Guard {
-	return NewGuard(GuardConfig{Failures: failures, Window: time.Minute, Lockout: lockout, SetupRate: 1000, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+func quietGuard(failures int, lockout time.Duration) *guard.Guard {
+	return guard.New(guard.Config{Failures: failures, Window: time.Minute, Lockout: lockout, SetupRate: 1000, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 }
 
 // from binds a UDP socket on source address ip.
-func from(t *testing.T, ip string) *net.UDPConn {
+func from(t testing.TB, ip string) *net.UDPConn {
 	t.Helper()
 	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(ip)})
 	if err != nil {
@@ -286,7 +287,7 @@ type relay struct {
 	sent        [][]byte
 }
 
-func newRelay(t *testing.T, bmcAddr *net.UDPAddr) *relay {
+func newRelay(t testing.TB, bmcAddr *net.UDPAddr) *relay {
 	r := &relay{front: from(t, "127.0.0.1"), back: from(t, "127.0.0.5")}
 	var console atomic.Pointer[net.UDPAddr]
 	go func() {
@@ -389,7 +390,7 @@ func waitActions(t *testing.T, m *machinetest.Fake, n int) {
 // README reports), with the ten logins spread over it.
 func TestOpenSessionFloodFromManySources(t *testing.T) {
 	clienttest.Tool(t, "ipmitool")
-	tg := attackTarget(t, NewGuard(DefaultGuard))
+	tg := attackTarget(t, guard.New(guard.Default))
 	var sent atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -436,7 +437,7 @@ func TestOpenSessionFloodFromManySources(t *testing.T) {
 // Forged random sources cannot grow memory: handshakes, sessions in setup
 // and the guard's tables stay bounded however many addresses are forged.
 func TestForgedSourcesBoundMemory(t *testing.T) {
-	tg := attackTarget(t, NewGuard(DefaultGuard))
+	tg := attackTarget(t, guard.New(guard.Default))
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
@@ -447,9 +448,9 @@ func TestForgedSourcesBoundMemory(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	grew := int64(after.HeapInuse) - int64(before.HeapInuse)
-	t.Logf("200000 Open Sessions from forged sources: heap +%d KiB, %d handshakes, %d guard entries", grew/1024, tg.srv.hs.len(), tg.srv.guard.size())
-	if tg.srv.hs.len() > maxPending || tg.srv.guard.size() > 2*maxSources {
-		t.Fatalf("%d handshakes, %d guard entries", tg.srv.hs.len(), tg.srv.guard.size())
+	t.Logf("200000 Open Sessions from forged sources: heap +%d KiB, %d handshakes, %d guard entries", grew/1024, tg.srv.hs.len(), tg.srv.guard.Size())
+	if tg.srv.hs.len() > maxPending || tg.srv.guard.Size() > 2*guard.MaxSources {
+		t.Fatalf("%d handshakes, %d guard entries", tg.srv.hs.len(), tg.srv.guard.Size())
 	}
 	if grew > 16<<20 {
 		t.Fatalf("heap grew by %d MiB", grew>>20)

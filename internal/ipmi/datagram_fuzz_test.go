@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/guard"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine/machinetest"
 )
@@ -35,12 +36,19 @@ func newMemConn() *memConn {
 	return &memConn{in: make(chan []byte), out: make(chan []byte, 64), closed: make(chan struct{})}
 }
 
+// ReadFrom hands the loop the next datagram. A nil one is a marker: its
+// hand-over proves that the loop finished the datagram before it.
 func (c *memConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	select {
-	case b := <-c.in:
-		return copy(p, b), fuzzPeer, nil
-	case <-c.closed:
-		return 0, nil, net.ErrClosed
+	for {
+		select {
+		case b := <-c.in:
+			if b == nil {
+				continue
+			}
+			return copy(p, b), fuzzPeer, nil
+		case <-c.closed:
+			return 0, nil, net.ErrClosed
+		}
 	}
 }
 
@@ -74,7 +82,7 @@ func FuzzDatagram(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	cfg := Config{Username: "admin", Password: "password", Guard: NewGuard(GuardConfig{Failures: 5, Window: time.Minute, Lockout: time.Second})}
+	cfg := Config{Username: "admin", Password: "password", Guard: guard.New(guard.Config{Failures: 5, Window: time.Minute, Lockout: time.Second})}
 	b, err := newBMC(guid, st, cfg)
 	if err != nil {
 		f.Fatal(err)
@@ -89,17 +97,25 @@ func FuzzDatagram(f *testing.F) {
 	f.Add(openSessionRequest(1))
 	f.Add(rakp1Overflow)
 	f.Fuzz(func(t *testing.T, p []byte) {
-		select {
-		case conn.in <- p:
-		case <-time.After(time.Second):
-			t.Fatal("the server stopped reading")
-		}
-		select {
-		case r := <-conn.out:
-			if len(r) > max(4*len(p), 64) {
-				t.Fatalf("a %d-byte datagram got a %d-byte reply", len(p), len(r))
+		for _, d := range [][]byte{p, nil} {
+			select {
+			case conn.in <- d:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the server stopped reading")
 			}
-		case <-time.After(5 * time.Millisecond):
+		}
+		// The loop has handled p: its replies (those not waiting on the
+		// machine) are written.
+		for {
+			select {
+			case r := <-conn.out:
+				if len(r) > max(4*len(p), 64) {
+					t.Fatalf("a %d-byte datagram got a %d-byte reply", len(p), len(r))
+				}
+				continue
+			default:
+			}
+			break
 		}
 	})
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/bougou/go-ipmi/pkg/handlers"
 	"github.com/bougou/go-ipmi/pkg/types"
 
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/guard"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 )
 
@@ -53,7 +54,7 @@ type Config struct {
 	Observer Observer
 	// Guard locks out password guessers and throttles session setup; it is
 	// shared by all endpoints. Nil guards nothing.
-	Guard *Guard
+	Guard *guard.Guard
 	Log   *slog.Logger
 }
 

@@ -22,23 +22,34 @@ func logRequests(log *slog.Logger) handlers.Middleware {
 			start := time.Now()
 			resp, cc, err := next.Handle(ctx, hctx, req)
 			if err != nil && cc == types.CodeOK {
-				cc = types.CodeUnspecifiedError // what go-ipmi's server sends
+				cc = types.CodeUnspecifiedError // what the server sends
 			}
-			name := commandName(hctx)
-			attrs := []any{"client", clientAddr(hctx), "command", name, "cc", fmt.Sprintf("0x%02x", uint8(cc)), "latency", time.Since(start)}
-			switch {
-			case err != nil && cc != types.CodeInvalidCommand:
-				log.Warn("ipmi request failed", append(attrs, "err", err)...)
-			case log.Enabled(ctx, slog.LevelDebug):
-				log.Debug("ipmi request", attrs...)
+			// Attributes are built only for a line that is written: this
+			// runs for every request.
+			failed := err != nil && cc != types.CodeInvalidCommand
+			if failed || log.Enabled(ctx, slog.LevelDebug) {
+				attrs := []any{"client", clientAddr(hctx), "command", commandName(hctx), "cc", ccText[cc], "latency", time.Since(start)}
+				if failed {
+					log.Warn("ipmi request failed", append(attrs, "err", err)...)
+				} else {
+					log.Debug("ipmi request", attrs...)
+				}
 			}
 			if cc == types.CodeOK && isChange(hctx, req) {
-				log.Info("ipmi change", "client", clientAddr(hctx), "command", name, "request", fmt.Sprintf("% x", req))
+				log.Info("ipmi change", "client", clientAddr(hctx), "command", commandName(hctx), "request", fmt.Sprintf("% x", req))
 			}
 			return resp, cc, err
 		})
 	}
 }
+
+// ccText is each completion code as the logs and metrics print it.
+var ccText = func() (t [256]string) {
+	for i := range t {
+		t[i] = fmt.Sprintf("0x%02x", i)
+	}
+	return t
+}()
 
 // isChange reports the requests that change the VM: Chassis Control, and
 // Set System Boot Options parameter 5; and Clear SEL's erase, which hides

@@ -14,8 +14,9 @@ import (
 // Observer receives what an endpoint does, for metrics. Implementations
 // must be fast and safe for concurrent use; nothing passed carries a secret.
 type Observer interface {
-	// Request: one answered request, by command name and completion code.
-	Request(command string, cc uint8, d time.Duration)
+	// Request: one answered request, by command name and completion code
+	// (as text, "0xc1").
+	Request(command, cc string, d time.Duration)
 	// Session: "opened", "closed" (by the console), "expired" (idle) or
 	// "refused" (no free slot, or the source is locked out), by endpoint.
 	Session(endpoint, event string)
@@ -85,7 +86,7 @@ func (t *tracker) middleware(next handlers.Handler) handlers.Handler {
 			cc = types.CodeUnspecifiedError
 		}
 		if t.obs != nil {
-			t.obs.Request(commandName(hctx), uint8(cc), time.Since(start))
+			t.obs.Request(commandName(hctx), ccText[cc], time.Since(start))
 		}
 		if ts != nil && cc != types.CodeOK {
 			t.mu.Lock()
@@ -102,13 +103,13 @@ func (t *tracker) enter(hctx *handlers.HandlerContext) *trackedSession {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.requests++
-	k, info, priv, ok := sessionOf(hctx)
+	k, priv, ok := sessionOf(hctx)
 	if !ok {
 		return nil
 	}
 	ts, ok := t.sessions[k]
 	if !ok {
-		ts = &trackedSession{info: info}
+		ts = &trackedSession{info: sessionInfo(hctx)}
 		t.sessions[k] = ts
 		if t.obs != nil {
 			t.obs.Session(t.endpoint, "opened")
@@ -123,26 +124,32 @@ func (t *tracker) enter(hctx *handlers.HandlerContext) *trackedSession {
 	return ts
 }
 
-// sessionOf describes the session a request came in, if any.
-func sessionOf(hctx *handlers.HandlerContext) (sessionKey, SessionInfo, bmc.PrivilegeLevel, bool) {
+// sessionOf names the session a request came in, if any, and its
+// privilege now.
+func sessionOf(hctx *handlers.HandlerContext) (sessionKey, bmc.PrivilegeLevel, bool) {
 	switch {
 	case hctx == nil:
 	case hctx.Session != nil:
-		s := hctx.Session
-		info := SessionInfo{Opened: s.CreatedAt, Client: clientAddr(hctx)}
-		if s.User != nil {
-			info.User = s.User.Name
-		}
-		return sessionKey{id: s.BMCID}, info, s.PrivilegeLevel, true
+		return sessionKey{id: hctx.Session.BMCID}, hctx.Session.PrivilegeLevel, true
 	case hctx.V15Session != nil:
-		s := hctx.V15Session
-		info := SessionInfo{Opened: s.CreatedAt}
-		if s.User != nil {
-			info.User = s.User.Name
-		}
-		return sessionKey{id: s.SessionID, v15: true}, info, s.PrivilegeLevel, true
+		return sessionKey{id: hctx.V15Session.SessionID, v15: true}, hctx.V15Session.PrivilegeLevel, true
 	}
-	return sessionKey{}, SessionInfo{}, 0, false
+	return sessionKey{}, 0, false
+}
+
+// sessionInfo describes a session on its first request.
+func sessionInfo(hctx *handlers.HandlerContext) SessionInfo {
+	var info SessionInfo
+	var user *bmc.User
+	if s := hctx.Session; s != nil {
+		info.Opened, info.Client, user = s.CreatedAt, clientAddr(hctx), s.User
+	} else if s := hctx.V15Session; s != nil {
+		info.Opened, user = s.CreatedAt, s.User
+	}
+	if user != nil {
+		info.User = user.Name
+	}
+	return info
 }
 
 // removed is told that a session left, by Close Session or by going idle

@@ -23,10 +23,24 @@ import (
 // request waiting on vCenter, if any.
 type session struct {
 	s    *bmc.Session
-	ch   *bmc.Channel
+	hctx handlers.HandlerContext
+	seal *sealer
 	win  window    // touched by the read loop only
 	last time.Time // guarded by server.mu
 	inflight
+}
+
+func (st *session) flight() *inflight                 { return &st.inflight }
+func (st *session) context() *handlers.HandlerContext { return &st.hctx }
+func (st *session) end(s *server)                     { s.end(st.s.BMCID) }
+
+// send seals an IPMI response in the session (§13.28.4, §13.29) and sends
+// it to the console's address, which moves only with an authentic and
+// fresh packet.
+func (st *session) send(s *server, msg []byte) {
+	st.seal.mu.Lock()
+	defer st.seal.mu.Unlock()
+	s.send(st.seal.seal(payloadIPMI, st.s.ConsoleID, st.s.NextOutboundSeq(), msg), st.s.GetAddr())
 }
 
 // rakp is an RMCP+ handshake's state, from Open Session to RAKP 3.
@@ -265,6 +279,10 @@ func (s *server) activate(id uint32, h *rakp) *session {
 		User: h.user, PrivilegeLevel: h.maxPriv, MaxPrivilege: h.maxPriv, Channel: lanChannel,
 		CreatedAt: now, LastActivity: now,
 	}
+	seal, err := newSealer(h.integ, k1, k2)
+	if err != nil {
+		return nil
+	}
 	ch, _ := s.bmc.Channels.Get(lanChannel)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -272,7 +290,8 @@ func (s *server) activate(id uint32, h *rakp) *session {
 		return nil
 	}
 	sess.Handle = s.freeHandleLocked()
-	st := &session{s: sess, ch: ch, last: now}
+	st := &session{s: sess, seal: seal, last: now,
+		hctx: handlers.HandlerContext{BMC: s.bmc, Session: sess, Channel: ch, User: sess.User}}
 	s.sessions[id] = st
 	return st
 }
@@ -350,55 +369,22 @@ func (s *server) inSession(d datagram, from net.Addr) {
 		s.dropped(dropUnknownSess)
 		return
 	}
-	if !s.fresh(authentic(st.s, d), &st.win, &st.last, d.seq) {
+	st.seal.mu.Lock()
+	ok := st.seal.authentic(d.full, d.authLen)
+	st.seal.mu.Unlock()
+	if !s.fresh(ok, &st.win, &st.last, d.seq) {
 		return
 	}
 	st.s.SetAddr(from)
-	plain, err := crypto.DecryptAESPayload(d.payload, st.s.K2)
-	if err != nil || !validRequest(plain) {
+	// The plaintext buffer is the read loop's alone (only it opens), so it
+	// stays valid while the request is served inline; an async request
+	// copies its data.
+	st.seal.mu.Lock()
+	plain, ok := st.seal.open(d.payload)
+	st.seal.mu.Unlock()
+	if !ok || !validRequest(plain) {
 		s.dropped(dropMessage)
 		return
 	}
-	s.serveRequest(&st.inflight, parseRequest(plain), func(r request, free func() []uint8) { s.run(st, r, free, from) },
-		func(msg []byte) { s.reply(st, msg, from) })
-}
-
-// authentic checks the integrity auth code (§13.28.4) with the session's
-// algorithm and K1.
-func authentic(sess *bmc.Session, d datagram) bool {
-	n, ok := crypto.IntegrityAuthCodeLen(sess.IntegrityAlg)
-	if !ok || n != d.authLen || len(sess.K1) == 0 {
-		return false
-	}
-	end := len(d.full) - n
-	want, err := crypto.SessionIntegrityAuthCode(sess.IntegrityAlg, d.full[4:end], sess.K1, "")
-	return err == nil && crypto.Equal(want, d.full[end:])
-}
-
-// run dispatches r in st and answers; after a Close Session it ends the
-// session once the reply, sealed with its keys, is out.
-func (s *server) run(st *session, r request, free func() []uint8, from net.Addr) {
-	hctx := &handlers.HandlerContext{BMC: s.bmc, Session: st.s, Channel: st.ch, User: st.s.User}
-	s.answer(hctx, r, free, func(msg []byte) { s.reply(st, msg, from) }, func() { s.end(st.s.BMCID) })
-}
-
-// reply seals an IPMI response in the session: AES-CBC-128 with K2
-// (§13.29), then the integrity trailer with K1 (§13.28.4).
-func (s *server) reply(st *session, msg []byte, to net.Addr) {
-	sess := st.s
-	enc, err := crypto.EncryptAESPayload(msg, sess.K2, crypto.RandomBytes(16))
-	if err != nil {
-		return
-	}
-	pkt := protocol.BuildRMCPPlusPacket(payloadIPMI, flagEncrypted|flagAuthenticated, sess.ConsoleID, sess.NextOutboundSeq(), enc)
-	pad := types.IntegrityPadLen(12, len(enc))
-	for range pad {
-		pkt = append(pkt, 0xFF)
-	}
-	pkt = append(pkt, byte(pad), 0x07)
-	code, err := crypto.SessionIntegrityAuthCode(sess.IntegrityAlg, pkt[4:], sess.K1, "")
-	if err != nil {
-		return
-	}
-	s.send(append(pkt, code...), to)
+	s.serveRequest(st, parseRequest(plain))
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/bougou/go-ipmi/pkg/handlers"
 	"github.com/bougou/go-ipmi/pkg/protocol"
 	"github.com/bougou/go-ipmi/pkg/types"
+
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/guard"
 )
 
 // server owns an endpoint's socket: one goroutine reads every datagram,
@@ -31,7 +33,7 @@ type server struct {
 	conn     net.PacketConn
 	bmc      *bmc.BMC
 	reg      *handlers.Registry
-	guard    *Guard
+	guard    *guard.Guard
 	obs      Observer
 	log      *slog.Logger
 	endpoint string
@@ -130,7 +132,7 @@ func (s *server) handle(p []byte, from net.Addr) {
 // admitSetup applies the guard to a session-setup datagram: a locked-out or
 // flooding source gets silence, as an answer could amplify a flood.
 func (s *server) admitSetup(ip netip.Addr) bool {
-	ok, why := s.guard.allowSetup(ip, s.endpoint)
+	ok, why := s.guard.AllowSetup(ip, s.endpoint)
 	if !ok {
 		s.dropped(dropRefused)
 		if s.obs != nil {
@@ -146,7 +148,7 @@ func (s *server) admitSetup(ip netip.Addr) bool {
 // throttling it would let Open Sessions forged in a console's name starve
 // the console's own handshakes.
 func (s *server) admitStep(ip netip.Addr) bool {
-	if s.guard.locked(ip, s.endpoint) {
+	if s.guard.Locked(ip, s.endpoint) > 0 {
 		s.dropped(dropRefused)
 		return false
 	}
@@ -192,7 +194,7 @@ func (s *server) authFailed(ip netip.Addr) {
 	if s.obs != nil {
 		s.obs.AuthFailure(s.endpoint)
 	}
-	if s.guard.failed(ip, s.endpoint) && s.obs != nil {
+	if s.guard.Failed(ip, s.endpoint) && s.obs != nil {
 		s.obs.Lockout(s.endpoint)
 	}
 }
@@ -281,14 +283,24 @@ type inflight struct {
 	repeats []uint8 // rqSeq of retransmissions to answer too
 }
 
+// conversation is a session of either protocol as the request path sees
+// it: where its requests are dispatched from, how an answer is sealed and
+// sent, and how it ends.
+type conversation interface {
+	flight() *inflight
+	// context is the handler context of the session; inline requests
+	// share it (the read loop serves them one at a time).
+	context() *handlers.HandlerContext
+	send(s *server, msg []byte)
+	end(s *server)
+}
+
 // serveRequest runs r inline, or, when it waits on vCenter, on its own
-// goroutine while the loop serves everyone else. run dispatches, calls
-// its second argument (which frees the session and returns the rqSeqs of
-// retransmissions), then answers: the session is free again before the
-// console can have the answer and send its next request. busy answers
-// with a bare message.
-func (s *server) serveRequest(f *inflight, r request, run func(request, func() []uint8), busy func([]byte)) {
-	nodeBusy := func() { busy(protocol.BuildIPMIResponse(r.netFn, r.cmd, r.rqSeq, uint8(types.CodeNodeBusy), nil)) }
+// goroutine while the loop serves everyone else. Either way the session is
+// free again before the console can have the answer and send its next
+// request.
+func (s *server) serveRequest(c conversation, r request) {
+	f := c.flight()
 	f.mu.Lock()
 	if f.busy {
 		retransmit := f.req.netFn == r.netFn && f.req.cmd == r.cmd && bytes.Equal(f.req.data, r.data)
@@ -297,38 +309,42 @@ func (s *server) serveRequest(f *inflight, r request, run func(request, func() [
 		}
 		f.mu.Unlock()
 		if !retransmit {
-			nodeBusy()
+			c.send(s, protocol.BuildIPMIResponse(r.netFn, r.cmd, r.rqSeq, uint8(types.CodeNodeBusy), nil))
 		}
 		return
 	}
 	if !slow(r) {
 		f.mu.Unlock()
-		run(r, func() []uint8 { return nil })
+		s.answer(c, c.context(), r, nil)
 		return
 	}
 	select {
 	case s.actions <- struct{}{}:
 	default:
 		f.mu.Unlock()
-		nodeBusy()
+		c.send(s, protocol.BuildIPMIResponse(r.netFn, r.cmd, r.rqSeq, uint8(types.CodeNodeBusy), nil))
 		return
 	}
 	r.data = slices.Clone(r.data)
 	f.busy, f.req, f.repeats = true, r, nil
 	f.mu.Unlock()
-	free := func() []uint8 {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		repeats := f.repeats
-		f.busy, f.repeats = false, nil
-		return repeats
-	}
+	hctx := *c.context() // its own: the loop goes on serving the session's other requests
 	go func() {
 		defer func() { <-s.actions }()
-		defer free() // after a panic
+		defer f.free() // after a panic
 		defer s.recoverAsync()
-		run(r, free)
+		s.answer(c, &hctx, r, f)
 	}()
+}
+
+// free ends the request in flight and returns the rqSeqs of the
+// retransmissions to answer too.
+func (f *inflight) free() []uint8 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	repeats := f.repeats
+	f.busy, f.repeats = false, nil
+	return repeats
 }
 
 // withSeq is response msg under another rqSeq, its checksum redone.
@@ -359,19 +375,21 @@ func (s *server) fresh(authentic bool, w *window, last *time.Time, seq uint32) b
 	return true
 }
 
-// answer dispatches r in its session, frees the session, sends the reply,
-// and after a Close Session ends the session: the reply had to be sealed
-// with the session's keys first.
-func (s *server) answer(hctx *handlers.HandlerContext, r request, free func() []uint8, reply func([]byte), end func()) {
-	c := &closing{}
-	msg := s.dispatch(context.WithValue(context.Background(), closingKey{}, c), hctx, r)
-	repeats := free()
-	reply(msg)
-	for _, seq := range repeats {
-		reply(withSeq(msg, seq))
+// answer dispatches r in c, frees the request in flight f (nil inline),
+// sends the reply, and after a successful Close Session ends the session:
+// the reply had to be sealed with the session's keys first.
+func (s *server) answer(c conversation, hctx *handlers.HandlerContext, r request, f *inflight) {
+	msg := s.dispatch(context.Background(), hctx, r)
+	var repeats []uint8
+	if f != nil {
+		repeats = f.free()
 	}
-	if c.close {
-		end()
+	c.send(s, msg)
+	for _, seq := range repeats {
+		c.send(s, withSeq(msg, seq))
+	}
+	if r.netFn == netFnApp && r.cmd == cmdCloseSession && msg[6] == uint8(types.CodeOK) {
+		c.end(s)
 	}
 }
 
@@ -386,18 +404,11 @@ func (s *server) recoverAsync() {
 	}
 }
 
-// closing carries Close Session's decision out of its handler: the reply
-// must still be sealed with the session's keys, so the session ends after
-// it is sent.
-type closing struct{ close bool }
-
-type closingKey struct{}
-
 // closeSession implements Close Session (§22.19) for both protocols: a
 // console closes its own session, named by ID or, with ID 0, by handle.
 // go-ipmi's handler closes any session whose ID it is given, so one console
 // could end another's; that is refused with 87h (invalid session ID).
-func closeSession(ctx context.Context, hctx *handlers.HandlerContext, req []byte) ([]byte, types.CompletionCode, error) {
+func closeSession(_ context.Context, hctx *handlers.HandlerContext, req []byte) ([]byte, types.CompletionCode, error) {
 	if len(req) < 4 {
 		return nil, types.CodeRequestDataLengthInvalid, nil
 	}
@@ -416,8 +427,5 @@ func closeSession(ctx context.Context, hctx *handlers.HandlerContext, req []byte
 	if id != own && !byHandle {
 		return nil, 0x87, nil
 	}
-	if c, ok := ctx.Value(closingKey{}).(*closing); ok {
-		c.close = true
-	}
-	return nil, types.CodeOK, nil
+	return nil, types.CodeOK, nil // the server ends the session once this is sent
 }

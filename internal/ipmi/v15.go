@@ -24,11 +24,23 @@ import (
 // v15session is an active IPMI 1.5 session.
 type v15session struct {
 	s    *bmc.V15Session
-	ch   *bmc.Channel
+	hctx handlers.HandlerContext
 	ip   netip.Addr // the source that activated it
 	win  window     // touched by the read loop only
 	last time.Time  // guarded by server.mu
+	addr net.Addr   // where replies go; guarded by server.mu
 	inflight
+}
+
+func (st *v15session) flight() *inflight                 { return &st.inflight }
+func (st *v15session) context() *handlers.HandlerContext { return &st.hctx }
+func (st *v15session) end(s *server)                     { s.endV15(st.s.SessionID) }
+
+func (st *v15session) send(s *server, msg []byte) {
+	s.mu.Lock()
+	to := st.addr
+	s.mu.Unlock()
+	s.replyV15(st, msg, to)
 }
 
 // v15Reactivate is how long an Activate Session may be repeated after it
@@ -213,7 +225,8 @@ func (s *server) startV15(v *bmc.V15Session, max bmc.PrivilegeLevel, outbound ui
 	ch, _ := s.bmc.Channels.Get(v.Channel)
 	// go-ipmi's 1.5 window marks the wrong bit when the sequence jumps,
 	// so a skipped packet could be replayed; ours does not.
-	st := &v15session{s: v, ch: ch, ip: ip, last: time.Now(), win: window{high: v.InboundSeq, used: true}}
+	st := &v15session{s: v, ip: ip, last: time.Now(), win: window{high: v.InboundSeq, used: true},
+		hctx: handlers.HandlerContext{BMC: s.bmc, V15Session: v, Channel: ch, User: v.User}}
 	s.v15[v.SessionID] = st
 	s.v15Temp[v.TempSessionID] = v15Activation{st: st, at: st.last}
 	return st
@@ -244,12 +257,10 @@ func (s *server) inSessionV15(d datagram, r request, from net.Addr) {
 	if !s.fresh(ok, &st.win, &st.last, d.seq) {
 		return
 	}
-	s.serveRequest(&st.inflight, r, func(r request, free func() []uint8) { s.runV15(st, r, free, from) }, func(msg []byte) { s.replyV15(st, msg, from) })
-}
-
-func (s *server) runV15(st *v15session, r request, free func() []uint8, from net.Addr) {
-	hctx := &handlers.HandlerContext{BMC: s.bmc, V15Session: st.s, Channel: st.ch, User: st.s.User}
-	s.answer(hctx, r, free, func(msg []byte) { s.replyV15(st, msg, from) }, func() { s.endV15(st.s.SessionID) })
+	s.mu.Lock()
+	st.addr = from
+	s.mu.Unlock()
+	s.serveRequest(st, r)
 }
 
 func (s *server) endV15(id uint32) {

@@ -37,11 +37,17 @@ type Machine interface {
 	// InsertMedia fetches the ISO image at url (http or https) into the
 	// backend and connects it to the CD drive, replacing any image there.
 	// A URL that cannot be fetched, or whose content is not an ISO image,
-	// fails with ErrInvalidArgument and leaves the drive as it was.
+	// fails with ErrInvalidArgument and leaves the drive as it was; the
+	// error's text names the class of failure and is fit for a client. A
+	// later InsertMedia or EjectMedia cancels one in progress.
 	InsertMedia(ctx context.Context, url string) error
 	// EjectMedia disconnects the image from the CD drive. Ejecting an empty
-	// drive succeeds.
+	// drive succeeds. It cancels an InsertMedia in progress.
 	EjectMedia(ctx context.Context) error
+	// SetMediaVerify sets whether later inserts verify an https image's
+	// certificate (Redfish VirtualMedia.VerifyCertificate); it outlives
+	// images and restarts.
+	SetMediaVerify(ctx context.Context, verify bool) error
 }
 
 // Media is the state of a system's virtual CD drive.
@@ -50,6 +56,8 @@ type Media struct {
 	Inserted bool
 	// Image is the URL the connected image was fetched from.
 	Image string
+	// VerifyCertificate: inserts verify an https image's certificate.
+	VerifyCertificate bool
 }
 
 // Identity describes the managed system.

@@ -8,9 +8,9 @@ package metrics
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +35,16 @@ type Metrics struct {
 	dropped      *prometheus.CounterVec
 	replays      prometheus.Counter
 	lockouts     *prometheus.CounterVec
+
+	redfishRequests, redfishAuthFailures *prometheus.CounterVec
+
+	media mediaMetrics
+}
+
+// mediaMetrics are virtual media's (vsphere.MediaObserver).
+type mediaMetrics struct {
+	bytes, reused, collected prometheus.Counter
+	uploads                  prometheus.Gauge
 }
 
 // New registers the bridge's metrics. vcenter reports the vCenter client's
@@ -78,11 +88,39 @@ func New(vcenter func() map[string]uint64, connected func() bool, sessions func(
 			Help: "Authenticated in-session IPMI packets refused because their sequence number had been received already.",
 		}),
 		lockouts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Name: "ipmi_lockouts_total",
-			Help: "Source addresses locked out of a BMC after failed logins, by BMC.",
+			Namespace: ns, Name: "lockouts_total",
+			Help: "Source addresses locked out of a BMC after failed IPMI or Redfish logins (one guard: the same password), by BMC (\"redfish\" for logins that named none).",
+		}, []string{"bmc"}),
+		redfishRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "redfish_requests_total",
+			Help: "Redfish requests answered, by route pattern and HTTP status.",
+		}, []string{"route", "status"}),
+		redfishAuthFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "redfish_auth_failures_total",
+			Help: "Redfish requests with wrong credentials, by BMC (\"redfish\" when the path named none).",
 		}, []string{"bmc"}),
 	}
+	m.media = mediaMetrics{
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "media_uploaded_bytes_total",
+			Help: "Bytes of virtual-media images streamed from their sources to the datastore.",
+		}),
+		uploads: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "media_uploads_in_flight",
+			Help: "Virtual-media images being uploaded to the datastore now.",
+		}),
+		reused: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "media_copies_reused_total",
+			Help: "Inserts served by a datastore copy: the source proved the image unchanged (304), or the fetched bytes matched a copy's SHA-256.",
+		}),
+		collected: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "media_copies_collected_total",
+			Help: "Datastore copies the bridge uploaded and deleted once no VM referenced them (grace period or folder budget).",
+		}),
+	}
+	m.Registry.MustRegister(m.media.bytes, m.media.uploads, m.media.reused, m.media.collected)
 	m.Registry.MustRegister(m.requests, m.latency, m.sessions, m.authFailures, m.actions, m.panics, m.dropped, m.replays, m.lockouts,
+		m.redfishRequests, m.redfishAuthFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if vcenter != nil {
 		m.Registry.MustRegister(&mapCollector[uint64]{
@@ -116,8 +154,8 @@ func New(vcenter func() map[string]uint64, connected func() bool, sessions func(
 }
 
 // Request records one answered IPMI request (ipmi.Observer).
-func (m *Metrics) Request(command string, cc uint8, d time.Duration) {
-	m.requests.WithLabelValues(command, fmt.Sprintf("0x%02x", cc)).Inc()
+func (m *Metrics) Request(command, cc string, d time.Duration) {
+	m.requests.WithLabelValues(command, cc).Inc()
 	m.latency.WithLabelValues(command).Observe(d.Seconds())
 }
 
@@ -139,6 +177,36 @@ func (m *Metrics) Replay() { m.replays.Inc() }
 
 // Lockout records a source locked out of a BMC (ipmi.Observer).
 func (m *Metrics) Lockout(bmc string) { m.lockouts.WithLabelValues(bmc).Inc() }
+
+// Redfish is the redfish.Observer over these metrics.
+func (m *Metrics) Redfish() RedfishObserver { return RedfishObserver{m} }
+
+// RedfishObserver records the Redfish service's requests and failed
+// logins; its lockouts go with IPMI's, the guard being one.
+type RedfishObserver struct{ m *Metrics }
+
+// Request records one answered Redfish request.
+func (o RedfishObserver) Request(route string, status int) {
+	o.m.redfishRequests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+}
+
+// AuthFailure records wrong Redfish credentials.
+func (o RedfishObserver) AuthFailure(bmc string) { o.m.redfishAuthFailures.WithLabelValues(bmc).Inc() }
+
+// Lockout records a source locked out of a BMC.
+func (o RedfishObserver) Lockout(bmc string) { o.m.Lockout(bmc) }
+
+// MediaBytes counts image bytes streamed (vsphere.MediaObserver).
+func (m *Metrics) MediaBytes(n int) { m.media.bytes.Add(float64(n)) }
+
+// MediaUploads moves the uploads in flight (vsphere.MediaObserver).
+func (m *Metrics) MediaUploads(delta int) { m.media.uploads.Add(float64(delta)) }
+
+// MediaReused counts a reused copy (vsphere.MediaObserver).
+func (m *Metrics) MediaReused() { m.media.reused.Inc() }
+
+// MediaCollected counts deleted copies (vsphere.MediaObserver).
+func (m *Metrics) MediaCollected(n int) { m.media.collected.Add(float64(n)) }
 
 // Action records a machine action and its outcome.
 func (m *Metrics) Action(action string, err error) {
@@ -222,6 +290,12 @@ func (i *instrumented) SetBootOverride(ctx context.Context, o machine.BootOverri
 func (i *instrumented) InsertMedia(ctx context.Context, url string) error {
 	err := i.Machine.InsertMedia(ctx, url)
 	i.m.Action("media_insert", err)
+	return err
+}
+
+func (i *instrumented) SetMediaVerify(ctx context.Context, verify bool) error {
+	err := i.Machine.SetMediaVerify(ctx, verify)
+	i.m.Action("media_verify", err)
 	return err
 }
 

@@ -117,8 +117,11 @@ func (p bootPatch) empty() bool { return p.target == nil && p.enabled == nil && 
 // BootSourceOverrideEnabled only when it differs from what it read, and
 // BootSourceOverrideMode alone to change the firmware, so absent fields
 // keep the values the resource shows. A mode change without a device
-// override becomes an override with device none, which on the machine (as
-// in IPMI) selects the firmware and nothing else.
+// override becomes a persistent override with device none, which on the
+// machine (as in IPMI) selects the firmware and nothing else: it is how
+// Ironic sets a node's boot mode, which must outlast the next boot and is
+// therefore not subject to the rule that a one-time override (Once) leaves
+// the firmware alone (vsphere.FirmwarePolicy, boot.followEfiBit).
 func mergeBoot(cur machine.BootOverride, p bootPatch) machine.BootOverride {
 	v := viewBoot(cur)
 	target := machine.BootNone
@@ -142,7 +145,7 @@ func mergeBoot(cur machine.BootOverride, p bootPatch) machine.BootOverride {
 	case en != overrideDisabled && target != machine.BootNone:
 		return machine.BootOverride{Enabled: true, Persistent: en == overrideContinuous, Device: target, Mode: mode}
 	case p.mode != nil && *p.mode != cur.Mode:
-		return machine.BootOverride{Enabled: true, Device: machine.BootNone, Mode: mode}
+		return machine.BootOverride{Enabled: true, Persistent: true, Device: machine.BootNone, Mode: mode}
 	}
 	return machine.BootOverride{Device: machine.BootNone, Mode: mode}
 }

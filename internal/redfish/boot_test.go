@@ -42,7 +42,7 @@ func TestPatchBoot(t *testing.T) {
 		{"BIOS setup once", uefiNone, 0, `{"Boot":{"BootSourceOverrideTarget":"BiosSetup","BootSourceOverrideEnabled":"Once"}}`,
 			machine.BootOverride{Enabled: true, Device: machine.BootBIOSSetup, Mode: machine.BootModeUEFI}, [3]string{"BiosSetup", "Once", "UEFI"}},
 		{"mode alone changes firmware only", uefiNone, machine.BootModeUEFI, `{"Boot":{"BootSourceOverrideMode":"Legacy"}}`,
-			machine.BootOverride{Enabled: true, Device: machine.BootNone, Mode: machine.BootModeLegacy}, [3]string{"None", "Disabled", "Legacy"}},
+			machine.BootOverride{Enabled: true, Persistent: true, Device: machine.BootNone, Mode: machine.BootModeLegacy}, [3]string{"None", "Disabled", "Legacy"}},
 		{"mode alone, unchanged", uefiNone, machine.BootModeUEFI, `{"Boot":{"BootSourceOverrideMode":"UEFI"}}`,
 			machine.BootOverride{Mode: machine.BootModeUEFI}, [3]string{"None", "Disabled", "UEFI"}},
 		{"mode with an override in force", machine.BootOverride{Enabled: true, Persistent: true, Device: machine.BootPXE}, machine.BootModeUEFI,

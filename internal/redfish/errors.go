@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 )
@@ -210,6 +211,17 @@ func errUnauthorized(detail string) *apiError {
 	e := newError(http.StatusUnauthorized, "NoValidSession", nil)
 	e.detail = detail
 	e.header.Set("WWW-Authenticate", `Basic realm="Redfish", charset="UTF-8"`)
+	return e
+}
+
+// errLockedOut answers an address locked out after failed logins: 429
+// with Retry-After, the time left, so that a client backs off rather than
+// adding failures.
+func errLockedOut(wait time.Duration) *apiError {
+	secs := strconv.Itoa(int(wait.Round(time.Second)/time.Second) + 1)
+	e := newError(http.StatusTooManyRequests, "ServiceTemporarilyUnavailable", nil, secs)
+	e.detail = "Too many failed logins from this address; it is locked out for now."
+	e.header.Set("Retry-After", secs)
 	return e
 }
 

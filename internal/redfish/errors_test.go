@@ -53,8 +53,9 @@ func TestErrorStatuses(t *testing.T) {
 			header: map[string]string{"Allow": "POST"}},
 		{name: "POST root", method: "POST", path: "/redfish/v1/", body: `{}`, status: 405, id: "OperationNotAllowed",
 			header: map[string]string{"Allow": "GET, HEAD"}},
-		{name: "PATCH media", method: "PATCH", path: "/redfish/v1/Systems/vm-0/VirtualMedia/Cd", body: `{"Image":null}`, hdr: admin, status: 405,
-			header: map[string]string{"Allow": "GET, HEAD"}},
+		{name: "PATCH media image", method: "PATCH", path: "/redfish/v1/Systems/vm-0/VirtualMedia/Cd", body: `{"Image":null}`, hdr: admin, status: 400, id: "PropertyNotWritable"},
+		{name: "PUT media", method: "PUT", path: "/redfish/v1/Systems/vm-0/VirtualMedia/Cd", body: `{}`, hdr: admin, status: 405,
+			header: map[string]string{"Allow": "GET, HEAD, PATCH"}},
 		{name: "PUT sessions", method: "PUT", path: "/redfish/v1/SessionService/Sessions", body: `{}`, status: 405,
 			header: map[string]string{"Allow": "GET, HEAD, POST"}},
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -24,25 +25,44 @@ func (s *Server) ListenAndServeTLS(ctx context.Context, addr string, tc *tls.Con
 	return s.ServeTLS(ctx, ln, tc)
 }
 
+// Connection limits. A slow or greedy client must not starve the others:
+// the header must arrive within 10 s and the body within 30 s more (a
+// session POST trickled a byte every 5 s used to hold its connection for
+// ever), headers are at most 16 KiB (bodies are bounded in json.go), an
+// idle keep-alive connection closes after a minute, and one address may
+// hold 32 connections, all together 1024 (each is a file descriptor, and
+// at the descriptor limit vCenter calls would fail too).
+type limits struct {
+	readHeader, readBody, write, idle time.Duration
+	maxHeaderBytes                    int
+	connsPerSource, conns             int
+}
+
+var defaultLimits = limits{
+	readHeader: 10 * time.Second, readBody: 30 * time.Second, write: time.Minute, idle: time.Minute,
+	maxHeaderBytes: 16 << 10, connsPerSource: 32, conns: 1024,
+}
+
 // ServeTLS serves the Redfish service over HTTPS with tc on ln until ctx
 // ends, and then shuts down gracefully; it closes ln. It returns nil after
 // a shutdown and the error otherwise.
 //
-// There is no write timeout: an InsertMedia answers only once the machine
-// has fetched the whole image. Slow clients are bounded by the header and
-// idle timeouts.
+// Each request gets its own read deadline for the body and write deadline
+// for the answer (see limitRequest); an InsertMedia, which answers only
+// once the machine has fetched the whole image, is given longer.
 func (s *Server) ServeTLS(ctx context.Context, ln net.Listener, tc *tls.Config) error {
 	hs := &http.Server{
-		Handler:           s,
+		Handler:           http.HandlerFunc(s.limitRequest),
 		TLSConfig:         tc.Clone(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: s.limits.readHeader,
+		IdleTimeout:       s.limits.idle,
+		MaxHeaderBytes:    s.limits.maxHeaderBytes,
 		// TLS handshake failures (port scanners, clients that distrust the
 		// self-signed certificate) are routine: debug level.
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- hs.ServeTLS(ln, "", "") }()
+	go func() { errc <- hs.ServeTLS(newLimitListener(ln, s.limits.connsPerSource, s.limits.conns), "", "") }()
 	select {
 	case err := <-errc:
 		return err
@@ -57,4 +77,19 @@ func (s *Server) ServeTLS(ctx context.Context, ln net.Listener, tc *tls.Config) 
 		return err
 	}
 	return nil
+}
+
+// limitRequest sets the request's body and answer deadlines, then serves
+// it. The header timeout has already applied.
+func (s *Server) limitRequest(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	now := time.Now()
+	_ = rc.SetReadDeadline(now.Add(s.limits.readBody))
+	if strings.HasSuffix(r.URL.Path, "VirtualMedia.InsertMedia") {
+		// The image is fetched while the client waits for the answer.
+		_ = rc.SetWriteDeadline(time.Time{})
+	} else {
+		_ = rc.SetWriteDeadline(now.Add(s.limits.write))
+	}
+	s.ServeHTTP(w, r)
 }

@@ -8,8 +8,10 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/guard"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 )
 
@@ -27,13 +29,37 @@ type System struct {
 	// Username and Password open this system's resources, by HTTP Basic
 	// auth or through a session. A system without both is not served.
 	Username, Password string
+	// Endpoint names the BMC in the guard: wrong passwords for this
+	// system count with its IPMI endpoint's, under this key.
+	Endpoint string
+}
+
+// Observer receives what the service does, for metrics. Implementations
+// must be fast and safe for concurrent use; nothing passed is a secret.
+type Observer interface {
+	// Request: one answered request, by route pattern and status.
+	Request(route string, status int)
+	// AuthFailure: wrong credentials, by BMC (or "redfish").
+	AuthFailure(bmc string)
+	// Lockout: a source locked out after failed logins, by BMC.
+	Lockout(bmc string)
 }
 
 // Config describes the service.
 type Config struct {
-	// Systems returns the systems served now. It is called once for each
-	// authenticated request, so BMCs come and go without a restart.
+	// Systems returns the systems served now, so BMCs come and go without
+	// a restart. It is called when Version changes, or for every
+	// authenticated request when Version is nil.
 	Systems func() []System
+	// Version, when set, changes whenever what Systems returns may have:
+	// the service then indexes the systems once per change, and a request
+	// costs the same with 5 systems or 10,000.
+	Version func() uint64
+	// Guard, when set, locks out addresses that guess passwords (shared
+	// with IPMI, see System.Endpoint).
+	Guard *guard.Guard
+	// Observer, when set, is told about requests and failed logins.
+	Observer Observer
 	// ServiceUUID is the service root's UUID. Keep it stable across
 	// restarts: Redfish clients use it to recognise a service.
 	ServiceUUID string
@@ -49,7 +75,17 @@ type Config struct {
 
 // Server is the Redfish service, an http.Handler. Serve it with ServeTLS.
 type Server struct {
-	systems  func() []System
+	systems func() []System
+	version func() uint64
+	guard   *guard.Guard
+	obs     Observer
+
+	limits limits // connection limits, see serve.go
+
+	idxMu      sync.Mutex
+	idx        *index
+	idxVersion uint64
+
 	uuid     string
 	log      *slog.Logger
 	now      func() time.Time
@@ -82,6 +118,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		systems:  cfg.Systems,
+		version:  cfg.Version,
+		limits:   defaultLimits,
+		guard:    cfg.Guard,
+		obs:      cfg.Observer,
 		uuid:     strings.ToLower(cfg.ServiceUUID),
 		log:      cfg.Log,
 		now:      cfg.Now,
@@ -189,7 +229,7 @@ func (s *Server) routes() {
 	for _, parent := range []string{"Systems", "Managers"} {
 		base := "/redfish/v1/" + parent + "/{id}/VirtualMedia"
 		s.route(base, get(oneSystem, s.getMediaCollection))
-		s.route(base+"/{vid}", get(oneSystem, s.getMedia))
+		s.route(base+"/{vid}", map[string]op{http.MethodGet: {oneSystem, s.getMedia}, http.MethodPatch: {oneSystem, s.patchMedia}})
 		s.route(base+"/{vid}/Actions/VirtualMedia.InsertMedia", map[string]op{http.MethodPost: {oneSystem, s.insertMedia}})
 		s.route(base+"/{vid}/Actions/VirtualMedia.EjectMedia", map[string]op{http.MethodPost: {oneSystem, s.ejectMedia}})
 	}
@@ -198,6 +238,7 @@ func (s *Server) routes() {
 	s.route("/redfish/v1/Chassis/{id}", get(oneSystem, s.getChassis))
 
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		defer s.observe("other", w)
 		finish(&request{w: w, r: r}, newError(http.StatusNotFound, "InvalidURI", nil, quote(r.URL.EscapedPath())))
 	})
 }
@@ -215,6 +256,7 @@ func (s *Server) route(pattern string, ops map[string]op) {
 	slices.Sort(methods)
 	allow := strings.Join(methods, ", ")
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		defer s.observe(pattern, w)
 		q := &request{w: w, r: r, allow: allow}
 		m := r.Method
 		if m == http.MethodHead {
@@ -233,6 +275,18 @@ func (s *Server) route(pattern string, ops map[string]op) {
 		}
 		finish(q, o.fn(q))
 	})
+}
+
+// observe reports a request's route and status to the Observer.
+func (s *Server) observe(route string, w http.ResponseWriter) {
+	if s.obs == nil {
+		return
+	}
+	status := http.StatusOK
+	if rec, ok := w.(*recorder); ok && rec.status != 0 {
+		status = rec.status
+	}
+	s.obs.Request(route, status)
 }
 
 // kindOf names the resource type a per-system route starts from, for 404

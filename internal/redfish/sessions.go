@@ -17,6 +17,11 @@ import (
 // gets 503 SessionLimitExceeded, on which sushy falls back to Basic auth.
 const maxSessions = 256
 
+// maxSessionsPerUser bounds the sessions one set of credentials (one
+// system's user) holds, so that it cannot take every other system's.
+// Ironic keeps one per node and conductor.
+const maxSessionsPerUser = 16
+
 // session is one Redfish session (DSP0266 §13.3.4). It holds the caller's
 // principal, never the password.
 type session struct {
@@ -54,6 +59,15 @@ func (st *sessionStore) create(user string, who principal, now time.Time) (token
 	defer st.mu.Unlock()
 	st.expire(now)
 	if len(st.byToken) >= maxSessions {
+		return "", session{}, false
+	}
+	mine := 0
+	for _, o := range st.byToken {
+		if o.who == who {
+			mine++
+		}
+	}
+	if mine >= maxSessionsPerUser {
 		return "", session{}, false
 	}
 	token = rand.Text()
@@ -191,8 +205,13 @@ func (s *Server) createSession(q *request) error {
 			return newError(http.StatusBadRequest, "CreateFailedMissingReqProperties", []string{"#/" + k}, k)
 		}
 	}
+	ip := clientIP(q.r)
+	if wait := s.guard.Locked(ip, guardKey); wait > 0 {
+		return errLockedOut(wait)
+	}
 	who, ok := s.checkCredentials(creds["UserName"], creds["Password"])
 	if !ok {
+		s.failed(ip, guardKey)
 		return errUnauthorized(wrongCredentials)
 	}
 	token, sess, ok := s.sessions.create(creds["UserName"], who, s.now())

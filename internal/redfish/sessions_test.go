@@ -136,9 +136,12 @@ func TestSessionLoginFailures(t *testing.T) {
 	}
 }
 
+// One system's user cannot take every session: past its quota it gets 503
+// SessionLimitExceeded (sushy then falls back to Basic auth), while
+// another system's user still logs in.
 func TestSessionLimit(t *testing.T) {
 	e := newEnv(t)
-	for range maxSessions {
+	for range maxSessionsPerUser {
 		e.login("admin", "password")
 	}
 	w := e.do("POST", sessionsPath, `{"UserName":"admin","Password":"password"}`)
@@ -146,6 +149,7 @@ func TestSessionLimit(t *testing.T) {
 		t.Fatalf("status %d", w.Code)
 	}
 	checkRedfishError(t, w, "SessionLimitExceeded")
+	e.login("other", "secret-1")
 	e.advance(DefaultSessionTimeout)
 	e.login("admin", "password") // expired sessions make room
 }

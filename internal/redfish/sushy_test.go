@@ -340,3 +340,24 @@ func TestSushyVirtualMediaDeploy(t *testing.T) {
 		})
 	}
 }
+
+// TestSushyVerifyCertificate: sushy's set_verify_certificate (what Ironic
+// calls for redfish_verify_ca on virtual media) PATCHes the drive, and
+// its verify_certificate reads it back, under both parents.
+func TestSushyVerifyCertificate(t *testing.T) {
+	for _, parent := range []string{"manager", "system"} {
+		t.Run(parent, func(t *testing.T) {
+			s := newSushyEnv(t)
+			f := s.fakes["vm-0"]
+			out := s.mustRun(t, sushyRun{system: "/redfish/v1/Systems/vm-0", auth: "auto", steps: []string{
+				"media=" + parent, "verify=" + parent + ":true", "media=" + parent, "verify=" + parent + ":false",
+			}})
+			if out[0]["verify_certificate"] != false || out[1]["verify_certificate"] != true || out[2]["verify_certificate"] != true || out[3]["verify_certificate"] != false {
+				t.Errorf("steps %v", out)
+			}
+			if fakeMedia(f).VerifyCertificate {
+				t.Errorf("CD %+v", fakeMedia(f))
+			}
+		})
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"path"
 	"strings"
+
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 )
 
 // The virtual CD drive, the one VirtualMedia device of a system. Ironic's
@@ -37,8 +39,8 @@ func (s *Server) getMediaCollection(q *request) error {
 
 // getMedia answers the drive. Image is the URL the image came from, so
 // Ironic, which skips an insert when Image equals its URL, sees its own.
-// The Allow header lists no PATCH: the actions are the only way to change
-// the drive.
+// The actions change the image; PATCH changes VerifyCertificate only
+// (sushy uses the actions whenever they are listed, as they are).
 func (s *Server) getMedia(q *request) error {
 	if vid := q.r.PathValue("vid"); vid != cdID {
 		return errNotFound("VirtualMedia", vid)
@@ -47,10 +49,69 @@ func (s *Server) getMedia(q *request) error {
 	if err != nil {
 		return fmt.Errorf("media: %w", err)
 	}
+	return writeResource(q, http.StatusOK, mediaView(q, m))
+}
+
+// patchMedia sets VerifyCertificate: whether inserts check an https
+// image's certificate (against the system CAs and media.caFile).
+func (s *Server) patchMedia(q *request) error {
+	if vid := q.r.PathValue("vid"); vid != cdID {
+		return errNotFound("VirtualMedia", vid)
+	}
+	body, err := readBody(q)
+	if err != nil {
+		return err
+	}
+	if body == nil {
+		return errMalformed("(a PATCH needs a JSON object)")
+	}
+	ctx := q.r.Context()
+	m, err := q.sys.Machine.Media(ctx)
+	if err != nil {
+		return fmt.Errorf("media: %w", err)
+	}
+	cur := mediaView(q, m)
+	if !ifMatch(q.r.Header.Get("If-Match"), etag(render(cur))) {
+		return newError(http.StatusPreconditionFailed, "PreconditionFailed", nil)
+	}
+	var verify *bool
+	for _, k := range sortedKeys(body) {
+		switch {
+		case isAnnotation(k):
+		case k == "VerifyCertificate":
+			b, ok := jsonBool(body[k])
+			if !ok {
+				return errPropertyType("#/VerifyCertificate", k, rawValue(body[k]))
+			}
+			verify = &b
+		case cur[k] != nil || k == "Image" || k == "ImageName" || k == "TransferProtocolType":
+			e := newError(http.StatusBadRequest, "PropertyNotWritable", []string{"#/" + k}, k)
+			if k == "Image" || k == "Inserted" {
+				e.detail = "Use the InsertMedia and EjectMedia actions."
+			}
+			return e
+		default:
+			return newError(http.StatusBadRequest, "PropertyUnknown", []string{"#/" + k}, quote(k))
+		}
+	}
+	if verify != nil && *verify != m.VerifyCertificate {
+		if err := q.sys.Machine.SetMediaVerify(ctx, *verify); err != nil {
+			return fromMachine(fmt.Errorf("VerifyCertificate: %w", err), "", q.sys.ID)
+		}
+		s.change(q, "media verify certificate", "verify", *verify)
+		if m, err = q.sys.Machine.Media(ctx); err != nil {
+			return fmt.Errorf("media: %w", err)
+		}
+	}
+	return writeResource(q, http.StatusOK, mediaView(q, m))
+}
+
+// mediaView is the drive as a VirtualMedia resource.
+func mediaView(q *request, m machine.Media) map[string]any {
 	p := mediaPath(q) + "/" + cdID
 	v := map[string]any{
 		"@odata.id":            p,
-		"@odata.type":          "#VirtualMedia.v1_3_0.VirtualMedia",
+		"@odata.type":          "#VirtualMedia.v1_4_0.VirtualMedia",
 		"Id":                   cdID,
 		"Name":                 "Virtual CD",
 		"MediaTypes":           []string{"CD", "DVD"},
@@ -67,6 +128,9 @@ func (s *Server) getMedia(q *request) error {
 			"#VirtualMedia.EjectMedia":  map[string]string{"target": p + "/Actions/" + ejectActionName},
 		},
 		"Status": enabled,
+		// Whether inserts verify an https image's certificate; false
+		// as BMCs ship (Ironic's vmedia certificate is self-signed).
+		"VerifyCertificate": m.VerifyCertificate,
 	}
 	if m.Inserted {
 		v["ConnectedVia"] = "URI"
@@ -79,7 +143,7 @@ func (s *Server) getMedia(q *request) error {
 			v["TransferProtocolType"] = strings.ToUpper(u.Scheme)
 		}
 	}
-	return writeResource(q, http.StatusOK, v)
+	return v
 }
 
 // insertParams are the InsertMedia parameters of VirtualMedia v1_3_0 that

@@ -19,11 +19,11 @@ func TestVirtualMediaFlow(t *testing.T) {
 				t.Fatalf("members %v", got)
 			}
 			w := e.do("GET", base+"/Cd", "", admin...)
-			if allow := w.Header().Get("Allow"); strings.Contains(allow, "PATCH") || !strings.Contains(allow, "GET") {
+			if allow := w.Header().Get("Allow"); allow != "GET, HEAD, PATCH" {
 				t.Errorf("Allow %q", allow)
 			}
 			cd := decode(t, w)
-			if cd["Inserted"] != false || cd["ConnectedVia"] != "NotConnected" || cd["Image"] != nil || cd["WriteProtected"] != true {
+			if cd["Inserted"] != false || cd["ConnectedVia"] != "NotConnected" || cd["Image"] != nil || cd["WriteProtected"] != true || cd["VerifyCertificate"] != false {
 				t.Errorf("empty drive %v", cd)
 			}
 			if types := cd["MediaTypes"].([]any); !slices.Contains(types, any("CD")) || !slices.Contains(types, any("DVD")) {
@@ -127,5 +127,52 @@ func TestRedactURL(t *testing.T) {
 		if got := redactURL(in); got != want {
 			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestVerifyCertificate: the drive's VerifyCertificate is read with GET
+// and set with PATCH (what sushy's set_verify_certificate sends), under
+// both parents; nothing else of the drive is writable.
+func TestVerifyCertificate(t *testing.T) {
+	e := newEnv(t)
+	f := e.fakes["vm-0"]
+	const cd = "/redfish/v1/Managers/vm-0/VirtualMedia/Cd"
+	w := e.do("PATCH", cd, `{"VerifyCertificate":true}`, admin...)
+	if w.Code != http.StatusOK || decode(t, w)["VerifyCertificate"] != true || !fakeMedia(f).VerifyCertificate {
+		t.Fatalf("PATCH: %d %s", w.Code, w.Body)
+	}
+	if got := e.get("/redfish/v1/Systems/vm-0/VirtualMedia/Cd")["VerifyCertificate"]; got != true {
+		t.Fatalf("GET under the System: %v", got)
+	}
+	if !strings.Contains(e.log.String(), `change="media verify certificate"`) {
+		t.Errorf("no change line:\n%s", e.log)
+	}
+	// With the ETag of the resource, and a stale one.
+	w = e.do("GET", cd, "", admin...)
+	tag := w.Header().Get("ETag")
+	if w := e.do("PATCH", cd, `{"VerifyCertificate":false}`, append([]string{"If-Match", tag}, admin...)...); w.Code != http.StatusOK || fakeMedia(f).VerifyCertificate {
+		t.Fatalf("PATCH with If-Match: %d %s", w.Code, w.Body)
+	}
+	if w := e.do("PATCH", cd, `{"VerifyCertificate":true}`, append([]string{"If-Match", tag}, admin...)...); w.Code != http.StatusPreconditionFailed {
+		t.Fatalf("PATCH with a stale If-Match: %d %s", w.Code, w.Body)
+	}
+	for body, id := range map[string]string{
+		`{"VerifyCertificate":"yes"}`: "PropertyValueTypeError",
+		`{"Inserted":false}`:          "PropertyNotWritable",
+		`{"Image":"http://h/x.iso"}`:  "PropertyNotWritable",
+		`{"Certificates":{}}`:         "PropertyUnknown",
+	} {
+		w := e.do("PATCH", cd, body, admin...)
+		if w.Code != http.StatusBadRequest {
+			t.Errorf("%s: %d", body, w.Code)
+			continue
+		}
+		checkRedfishError(t, w, id)
+	}
+	if fakeMedia(f).VerifyCertificate {
+		t.Error("a refused PATCH changed the drive")
+	}
+	if w := e.do("PATCH", "/redfish/v1/Systems/vm-1/VirtualMedia/Cd", `{"VerifyCertificate":true}`, admin...); w.Code < 400 || fakeMedia(e.fakes["vm-1"]).VerifyCertificate {
+		t.Errorf("another system's credentials: %d", w.Code)
 	}
 }

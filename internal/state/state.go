@@ -17,6 +17,9 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
+
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/safedir"
 )
 
 // Store is a state file. It is safe for concurrent use.
@@ -24,10 +27,22 @@ type Store struct {
 	path string
 	mu   sync.Mutex
 	data map[string]json.RawMessage
+	// Damaged, when Open found the file unreadable as state, says where
+	// it was moved and why; the store then starts empty.
+	Damaged error
 }
 
-// Open reads the state file at path; a missing file is an empty state.
+// Open reads the state file at path; a missing file is an empty state. A
+// file that is not a state document (truncated by a full disk, edited by
+// hand) is moved aside to path.damaged-TIMESTAMP and the store starts
+// empty, with Damaged saying so: the daemon must still serve the BMCs of
+// its configuration. Temporary files a crash left behind (they hold
+// passwords) are removed. The directory must be safe (see safedir).
 func Open(path string) (*Store, error) {
+	if err := safedir.Ensure(filepath.Dir(path), "state directory"); err != nil {
+		return nil, err
+	}
+	removeTemporaries(path)
 	s := &Store{path: path, data: map[string]json.RawMessage{}}
 	b, err := os.ReadFile(path)
 	switch {
@@ -37,9 +52,23 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("state: %w", err)
 	}
 	if err := json.Unmarshal(b, &s.data); err != nil {
-		return nil, fmt.Errorf("state file %s is damaged (%v); move it away to start afresh", path, err)
+		s.data = map[string]json.RawMessage{}
+		aside := path + ".damaged-" + time.Now().UTC().Format("20060102T150405Z")
+		if mvErr := os.Rename(path, aside); mvErr != nil {
+			return nil, fmt.Errorf("state file %s is damaged (%v) and cannot be moved aside: %w", path, err, mvErr)
+		}
+		s.Damaged = fmt.Errorf("state file %s was damaged (%v): moved to %s; runtime BMCs and boot overrides it held are lost, the configuration's BMCs serve", path, err, aside)
 	}
 	return s, nil
+}
+
+// removeTemporaries deletes what writeAtomic leaves when the process dies
+// between creating its temporary file and renaming it.
+func removeTemporaries(path string) {
+	olds, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".*"))
+	for _, f := range olds {
+		_ = os.Remove(f)
+	}
 }
 
 // Path is the file's path.
@@ -117,7 +146,7 @@ func (s *Store) update(change func(map[string]json.RawMessage)) error {
 // even when the final directory fsync fails.
 func writeAtomic(path string, data []byte) (renamed bool, err error) {
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := safedir.Ensure(dir, "state directory"); err != nil {
 		return false, err
 	}
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")

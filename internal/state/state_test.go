@@ -81,13 +81,37 @@ func TestFailedWriteKeepsPrevious(t *testing.T) {
 	}
 }
 
+// A damaged file is moved aside, said so, and the store starts empty and
+// writable; temporaries left by a crash (they hold passwords) are gone.
 func TestDamagedFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "state.json")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.json")
 	if err := os.WriteFile(path, []byte("{\"k\": [1,"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(path); err == nil || !strings.Contains(err.Error(), path) {
-		t.Fatalf("damaged file: %v", err)
+	stale := filepath.Join(dir, ".state.json.12345")
+	if err := os.WriteFile(stale, []byte(`{"bmc/x":{"password":"secret"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Damaged == nil || !strings.Contains(s.Damaged.Error(), path+".damaged-") {
+		t.Fatalf("Damaged = %v", s.Damaged)
+	}
+	if len(s.Keys("")) != 0 {
+		t.Fatal("a damaged file's entries were kept")
+	}
+	aside, _ := filepath.Glob(path + ".damaged-*")
+	if len(aside) != 1 {
+		t.Fatalf("moved aside: %v", aside)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Fatalf("stale temporary: %v", err)
+	}
+	if err := s.Put("k", 1); err != nil {
+		t.Fatal(err)
 	}
 }
 

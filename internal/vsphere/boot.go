@@ -26,11 +26,18 @@ type Record struct {
 	// PendingFirmware is a firmware change requested while the VM ran;
 	// vSphere refuses it then, so it waits for the next power-on.
 	PendingFirmware string `json:"pendingFirmware,omitempty"`
+	// RestoreFirmware is the firmware a one-time override replaced, put
+	// back after its boot (as Restore is for the boot order); empty when
+	// the override left the firmware alone.
+	RestoreFirmware string `json:"restoreFirmware,omitempty"`
 	// MediaURL is the URL of the image inserted in the CD drive, and
 	// MediaFile the datastore path it was stored at ("[ds] dir/x.iso"):
 	// the drive shows MediaURL while its backing is still MediaFile.
 	MediaURL  string `json:"mediaURL,omitempty"`
 	MediaFile string `json:"mediaFile,omitempty"`
+	// MediaVerify is the drive's VerifyCertificate once a client set it;
+	// nil: the media.verifyCertificate default.
+	MediaVerify *bool `json:"mediaVerifyCertificate,omitempty"`
 }
 
 func bootClass(d machine.BootDevice) string {
@@ -137,4 +144,88 @@ func firmware(m machine.BootMode) string {
 		return string(types.GuestOsDescriptorFirmwareTypeEfi)
 	}
 	return string(types.GuestOsDescriptorFirmwareTypeBios)
+}
+
+// FirmwarePolicy says which boot overrides may change a VM's firmware
+// (configuration key boot.followEfiBit): the EFI bit of IPMI's boot flags
+// and Redfish's BootSourceOverrideMode. Most people type `chassis bootdev
+// pxe` without `options=efiboot`, which clears the EFI bit; followed for a
+// one-time override, that would switch an EFI VM to BIOS for its next boot.
+type FirmwarePolicy string
+
+// Firmware policies.
+const (
+	// FollowPersistent, the default: only persistent overrides change the
+	// firmware; a one-time override leaves it as it is.
+	FollowPersistent FirmwarePolicy = "persistent"
+	// FollowAlways: one-time overrides change it too, for their one boot;
+	// the firmware they replaced comes back after it (at once if the VM is
+	// off by then, else before the next power-on).
+	FollowAlways FirmwarePolicy = "always"
+	// FollowNever: no override changes the firmware; it is vSphere's to set.
+	FollowNever FirmwarePolicy = "never"
+)
+
+// FirmwarePolicies lists the valid policies, the default first.
+var FirmwarePolicies = []FirmwarePolicy{FollowPersistent, FollowAlways, FollowNever}
+
+// follows is the one rule deciding whether override o changes the
+// firmware: every protocol's boot override goes through it. An unknown or
+// empty policy is FollowPersistent.
+func (p FirmwarePolicy) follows(o machine.BootOverride) bool {
+	if !o.Enabled || o.Mode == machine.BootModeUnspecified {
+		return false
+	}
+	switch p {
+	case FollowAlways:
+		return true
+	case FollowNever:
+		return false
+	}
+	return o.Persistent
+}
+
+// planFirmware applies override o's firmware decision to rec, the VM's
+// record before o: cur is the VM's configured firmware and off whether it
+// is powered off. Like the boot order, every override starts from the
+// firmware in force without a one-time override, so a one-time override
+// replaced or cleared before its boot takes its firmware change with it. It
+// returns the firmware to configure now ("" for none): vSphere refuses a
+// firmware change on a running VM, so it then waits in PendingFirmware
+// for the next power-on.
+func planFirmware(p FirmwarePolicy, o machine.BootOverride, cur string, off bool, rec *Record) string {
+	effective := cur
+	if rec.PendingFirmware != "" {
+		effective = rec.PendingFirmware
+	}
+	base := effective
+	if rec.OneTime && rec.RestoreFirmware != "" {
+		base = rec.RestoreFirmware
+	}
+	want := base
+	if p.follows(o) {
+		want = firmware(o.Mode)
+	}
+	rec.RestoreFirmware = ""
+	if o.Enabled && !o.Persistent && want != base {
+		rec.RestoreFirmware = base
+	}
+	return setFirmware(want, effective, cur, off, rec)
+}
+
+// setFirmware makes want the firmware of the VM's next boot: at once (the
+// result) when the VM is off, else through rec.PendingFirmware.
+func setFirmware(want, effective, cur string, off bool, rec *Record) string {
+	switch {
+	case want == effective:
+		return ""
+	case want == cur:
+		rec.PendingFirmware = ""
+		return ""
+	case off:
+		rec.PendingFirmware = ""
+		return want
+	}
+	rec.PendingFirmware = want
+	return ""
 }

@@ -6,8 +6,13 @@ package vsphere
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
 	"net/url"
 	"reflect"
 	"strings"
@@ -22,6 +27,8 @@ import (
 	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 )
 
 // Options says how to reach and log in to a vCenter.
@@ -35,22 +42,83 @@ type Options struct {
 	Insecure bool
 	// CAFile, when set, is a PEM bundle of CAs to trust instead of the system's.
 	CAFile string
+	// LoginFailures failed logins within LoginWindow at most (defaults
+	// DefaultLoginFailures per DefaultLoginWindow): after that the client
+	// waits instead of trying again, so that it never locks the account
+	// (vCenter locks an account after 5 failures by default).
+	LoginFailures int
+	LoginWindow   time.Duration
+	// Log gets connection attempts and failures (Start only).
+	Log *slog.Logger
 }
+
+// Failed-login cap defaults.
+const (
+	DefaultLoginFailures = 3
+	DefaultLoginWindow   = 15 * time.Minute
+)
+
+// Login retry pacing: exponential from loginBackoff to loginMaxBackoff,
+// with jitter.
+const (
+	loginBackoff    = time.Second
+	loginMaxBackoff = 5 * time.Minute
+)
 
 // keepAliveIdle is how long a session may sit idle before a keep-alive call;
 // vCenter drops idle sessions after 30 minutes by default.
 const keepAliveIdle = 5 * time.Minute
 
-// Client is a logged-in vCenter connection. It logs in again by itself
-// when vCenter forgets the session (an expiry, a vCenter restart).
+// Client is a vCenter connection. It logs in again by itself when vCenter
+// forgets the session (an expiry, a vCenter restart), never more often
+// than its failed-login cap allows.
 type Client struct {
 	vim   *vim25.Client
 	mgr   *session.Manager
 	count *counter
+	gate  *loginGate
+	opts  Options
+	url   *url.URL
+	sc    *soap.Client
+
+	// ready is closed once vim and mgr are set (Start connects in the
+	// background); status says why not yet.
+	ready  chan struct{}
+	mu     sync.Mutex
+	status error
+	// tried is closed once the first attempt has ended.
+	tried     chan struct{}
+	triedOnce sync.Once
 }
 
-// Connect logs in to vCenter. Errors never carry the password.
+// Connect connects and logs in to vCenter once, and fails if that fails.
+// Errors never carry the password.
 func Connect(ctx context.Context, o Options) (*Client, error) {
+	c, err := newClient(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.connect(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Start returns a client that connects and logs in in the background
+// until it succeeds or ctx ends: a vCenter that is down, refuses the
+// password or fails TLS does not stop the bridge. Attempts back off
+// exponentially with jitter, and failed logins stay within the cap.
+// Only a malformed URL or an unreadable CA file fails at once.
+func Start(ctx context.Context, o Options) (*Client, error) {
+	c, err := newClient(o)
+	if err != nil {
+		return nil, err
+	}
+	go c.run(ctx)
+	return c, nil
+}
+
+func newClient(o Options) (*Client, error) {
 	u, err := url.Parse(o.URL)
 	if err != nil {
 		return nil, fmt.Errorf("vcenter url: %w", err)
@@ -61,31 +129,227 @@ func Connect(ctx context.Context, o Options) (*Client, error) {
 	if u.Scheme != "https" && u.Scheme != "http" {
 		return nil, fmt.Errorf("vcenter url %q: scheme must be https", o.URL)
 	}
+	if o.LoginFailures <= 0 {
+		o.LoginFailures = DefaultLoginFailures
+	}
+	if o.LoginWindow <= 0 {
+		o.LoginWindow = DefaultLoginWindow
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
 	sc := soap.NewClient(u, o.Insecure)
 	if o.CAFile != "" {
 		if err := sc.SetRootCAs(o.CAFile); err != nil {
 			return nil, fmt.Errorf("vcenter caFile: %w", err)
 		}
 	}
+	return &Client{
+		opts: o, url: u, sc: sc,
+		count:  &counter{next: sc},
+		gate:   &loginGate{max: o.LoginFailures, window: o.LoginWindow, now: time.Now},
+		ready:  make(chan struct{}),
+		tried:  make(chan struct{}),
+		status: errors.New("connecting to vCenter"),
+	}, nil
+}
+
+// connect makes the SOAP client and logs in, once.
+func (c *Client) connect(ctx context.Context) error {
 	// vim25.NewClient must get the soap.Client itself (datastore uploads
 	// use its URL); the decorators go on its RoundTripper afterwards.
-	vc, err := vim25.NewClient(ctx, sc)
-	count := &counter{next: sc}
+	vc, err := vim25.NewClient(ctx, c.sc)
 	if err != nil {
-		return nil, fmt.Errorf("vcenter %s: %w", u.Redacted(), mapError(err))
+		return c.explain(err, false)
 	}
 	// relogin sits outside keepalive so that its Login passes through
 	// keepalive and restarts it: keepalive stops on its first failed send.
 	vc.RoundTripper = &relogin{
-		next: keepalive.NewHandlerSOAP(count, keepAliveIdle, nil),
+		next: keepalive.NewHandlerSOAP(c.count, keepAliveIdle, nil),
 		sm:   *vc.ServiceContent.SessionManager,
-		user: o.Username, pass: o.Password,
+		user: c.opts.Username, pass: c.opts.Password,
+		gate: c.gate, explain: c.explain,
 	}
 	mgr := session.NewManager(vc)
-	if err := mgr.Login(ctx, url.UserPassword(o.Username, o.Password)); err != nil {
-		return nil, fmt.Errorf("vcenter %s: login as %q: %w", u.Redacted(), o.Username, mapError(err))
+	if when, ok := c.gate.allow(); !ok {
+		return c.postponed(when)
 	}
-	return &Client{vim: vc, mgr: mgr, count: count}, nil
+	if err := mgr.Login(ctx, url.UserPassword(c.opts.Username, c.opts.Password)); err != nil {
+		c.gate.record(err)
+		return c.explain(err, true)
+	}
+	c.vim, c.mgr = vc, mgr
+	c.mu.Lock()
+	c.status = nil
+	c.mu.Unlock()
+	close(c.ready)
+	c.triedOnce.Do(func() { close(c.tried) })
+	return nil
+}
+
+// run connects until it succeeds or ctx ends.
+func (c *Client) run(ctx context.Context) {
+	backoff := loginBackoff
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, loginTimeout)
+		err := c.connect(actx)
+		cancel()
+		if err == nil {
+			if attempt > 1 {
+				c.opts.Log.Info("vCenter connected", "url", c.url.Redacted(), "user", c.opts.Username, "attempts", attempt)
+			}
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		wait := jitter(backoff)
+		if when, ok := c.gate.allow(); !ok {
+			wait = max(wait, time.Until(when)+jitter(time.Second))
+			err = fmt.Errorf("%w; next login attempt at %s: %d failed logins within %v already (vcenter.loginFailures, vcenter.loginWindow), and vCenter locks an account after 5 by default",
+				err, time.Now().Add(wait).Format(time.TimeOnly), c.gate.max, c.gate.window)
+		}
+		c.mu.Lock()
+		c.status = err
+		c.mu.Unlock()
+		c.triedOnce.Do(func() { close(c.tried) })
+		c.opts.Log.Error("vCenter not connected; BMCs answer node-busy until it is", "err", err, "retry_in", wait.Round(time.Second))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		backoff = min(2*backoff, loginMaxBackoff)
+	}
+}
+
+// loginTimeout bounds one connection attempt.
+const loginTimeout = 30 * time.Second
+
+// jitter spreads d by ±25 %, so that bridges restarted together do not
+// log in together.
+func jitter(d time.Duration) time.Duration {
+	return d*3/4 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+// Tried is closed once the first connection attempt has ended, in
+// success or failure.
+func (c *Client) Tried() <-chan struct{} { return c.tried }
+
+// Ready is closed once the client is connected and logged in.
+func (c *Client) Ready() <-chan struct{} { return c.ready }
+
+// Status returns nil once connected, else why not yet, wrapping
+// machine.ErrUnavailable.
+func (c *Client) Status() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.status == nil || errors.Is(c.status, machine.ErrUnavailable) {
+		return c.status
+	}
+	return fmt.Errorf("%w: %v", machine.ErrUnavailable, c.status)
+}
+
+// LoginFailures returns the failed logins the client counts against its
+// cap (those within the window).
+func (c *Client) LoginFailures() int { return c.gate.count() }
+
+// postponed is the error of a login the cap did not allow.
+func (c *Client) postponed(when time.Time) error {
+	return fmt.Errorf("vcenter %s: login as %q postponed until %s: %d failed logins within %v already (vcenter.loginFailures, vcenter.loginWindow), and vCenter locks an account after 5 by default; fix the password (vcenter.password or passwordFile) and restart, or wait: %w",
+		c.url.Redacted(), c.opts.Username, when.Format(time.TimeOnly), c.gate.max, c.gate.window, machine.ErrUnavailable)
+}
+
+// explain turns a connection or login error into one that says what to do,
+// naming the user for a login and caFile and insecure for TLS.
+func (c *Client) explain(err error, login bool) error {
+	where := "vcenter " + c.url.Redacted()
+	var (
+		unknownCA *x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+		invalid   x509.CertificateInvalidError
+		verify    *tls.CertificateVerificationError
+		record    tls.RecordHeaderError
+	)
+	switch {
+	case errors.As(err, &unknownCA), errors.As(err, &hostname), errors.As(err, &invalid), errors.As(err, &verify):
+		return fmt.Errorf("%s: TLS: vCenter's certificate is not trusted (%v): set vcenter.caFile to the PEM file of the CA that signed it (caFile is %q), or vcenter.insecure: true to skip verification: %w",
+			where, err, c.opts.CAFile, machine.ErrUnavailable)
+	case errors.As(err, &record):
+		return fmt.Errorf("%s: TLS: the server does not speak TLS (%v): check the URL's scheme and port: %w", where, err, machine.ErrUnavailable)
+	case fault.Is(err, &types.InvalidLogin{}):
+		return fmt.Errorf("%s: login as %q refused (InvalidLogin): the password is wrong, or the account is locked, disabled or expired; check vcenter.password/passwordFile (or %s) and the account in vCenter: %w",
+			where, c.opts.Username, "IPMI_VMWARE_BRIDGE_VCENTER_PASSWORD", machine.ErrUnavailable)
+	case login && fault.Is(err, &types.NoPermission{}):
+		return fmt.Errorf("%s: login as %q refused (NoPermission): the user has no permission on this vCenter: %w", where, c.opts.Username, machine.ErrUnavailable)
+	case isNetError(err) && !errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%s: cannot reach vCenter (%v): check vcenter.url and that vCenter is up: %w", where, err, machine.ErrUnavailable)
+	}
+	if login {
+		return fmt.Errorf("%s: login as %q: %w", where, c.opts.Username, mapError(err))
+	}
+	return fmt.Errorf("%s: %w", where, mapError(err))
+}
+
+// loginGate caps failed logins: at most max within any window.
+type loginGate struct {
+	mu       sync.Mutex
+	max      int
+	window   time.Duration
+	failures []time.Time
+	now      func() time.Time
+}
+
+// allow reports whether a login may be sent now, and otherwise when.
+func (g *loginGate) allow() (time.Time, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.pruneLocked()
+	if len(g.failures) < g.max {
+		return time.Time{}, true
+	}
+	return g.failures[0].Add(g.window), false
+}
+
+// record counts a failed login. Only a login that cannot have reached
+// vCenter's authentication is not counted: one that could not connect or
+// failed TLS. A timeout counts, since vCenter may have seen it.
+func (g *loginGate) record(err error) {
+	if err == nil || neverSent(err) {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.failures = append(g.failures, g.now())
+}
+
+func (g *loginGate) count() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.pruneLocked()
+	return len(g.failures)
+}
+
+func (g *loginGate) pruneLocked() {
+	cut := g.now().Add(-g.window)
+	for len(g.failures) > 0 && !g.failures[0].After(cut) {
+		g.failures = g.failures[1:]
+	}
+}
+
+// neverSent reports an error that happened before a request reached
+// vCenter: a refused or failed connection, or a TLS failure.
+func neverSent(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	var unknownCA *x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var verify *tls.CertificateVerificationError
+	var record tls.RecordHeaderError
+	return errors.As(err, &unknownCA) || errors.As(err, &hostname) || errors.As(err, &invalid) || errors.As(err, &verify) || errors.As(err, &record)
 }
 
 // Vim returns the underlying govmomi client.
@@ -97,7 +361,12 @@ func (c *Client) Requests() map[string]uint64 { return c.count.snapshot() }
 
 // Close logs out.
 func (c *Client) Close(ctx context.Context) error {
-	return c.mgr.Logout(ctx)
+	select {
+	case <-c.ready:
+		return c.mgr.Logout(ctx)
+	default:
+		return nil
+	}
 }
 
 // counter counts SOAP calls by method: the proof that reads cost vCenter
@@ -133,7 +402,10 @@ type relogin struct {
 	next       soap.RoundTripper
 	sm         types.ManagedObjectReference
 	user, pass string
-	mu         sync.Mutex
+	// gate caps failed logins; explain words a failure.
+	gate    *loginGate
+	explain func(error, bool) error
+	mu      sync.Mutex
 	// gen counts logins: of several calls refused at once, the first logs
 	// in and the others just retry (a second Login on a live session is
 	// refused).
@@ -167,8 +439,13 @@ func (r *relogin) login(ctx context.Context, gen uint64) error {
 	if r.gen.Load() != gen {
 		return nil // logged in again since the refused call was sent
 	}
+	if when, ok := r.gate.allow(); !ok {
+		return fmt.Errorf("%w: logging in again postponed until %s: %d failed logins within %v already (vcenter.loginFailures, vcenter.loginWindow)",
+			machine.ErrUnavailable, when.Format(time.TimeOnly), r.gate.max, r.gate.window)
+	}
 	if _, err := methods.Login(ctx, r.next, &types.Login{This: r.sm, UserName: r.user, Password: r.pass}); err != nil {
-		return err
+		r.gate.record(err)
+		return r.explain(err, true)
 	}
 	r.gen.Add(1)
 	return nil

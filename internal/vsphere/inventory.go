@@ -76,7 +76,23 @@ type Inventory struct {
 	// perVM are the watchers of one VM each (the machines bound to them).
 	perVM  map[types.ManagedObjectReference]map[int]func(Change)
 	nextID int
+	// confirmed holds power states the bridge's own tasks reached that
+	// the watcher has not delivered yet: reads show them, so the next
+	// read after a confirmed action is true however long the watcher
+	// lags; the VM's next update replaces them.
+	confirmed map[types.ManagedObjectReference]confirmedPower
+	// stopWatch ends the running watch, when the heartbeat finds vCenter
+	// hung and its long poll would otherwise wait for TCP to notice.
+	stopWatch context.CancelFunc
 }
+
+// Hang detection: a heartbeat asks vCenter the time every heartbeatEvery;
+// no answer (to it or to the watch) within hangTimeout marks vCenter hung,
+// so a hang is known within heartbeatEvery+hangTimeout.
+const (
+	heartbeatEvery = time.Second
+	hangTimeout    = 2 * time.Second
+)
 
 // NewInventory returns an inventory over c; Run keeps it current.
 func NewInventory(c *Client, log *slog.Logger) *Inventory {
@@ -86,10 +102,32 @@ func NewInventory(c *Client, log *slog.Logger) *Inventory {
 	return &Inventory{
 		c: c, log: log,
 		MaxWait: 10 * time.Second, Backoff: 200 * time.Millisecond, MaxBackoff: 2 * time.Second,
-		vms:     map[types.ManagedObjectReference]*mo.VirtualMachine{},
-		down:    errors.New("not synchronised with vCenter yet"),
-		readyCh: make(chan struct{}),
-		perVM:   map[types.ManagedObjectReference]map[int]func(Change){},
+		vms:       map[types.ManagedObjectReference]*mo.VirtualMachine{},
+		down:      errors.New("not synchronised with vCenter yet"),
+		readyCh:   make(chan struct{}),
+		perVM:     map[types.ManagedObjectReference]map[int]func(Change){},
+		confirmed: map[types.ManagedObjectReference]confirmedPower{},
+	}
+}
+
+// confirmedPower is a power state a task of the bridge's reached.
+type confirmedPower struct {
+	state types.VirtualMachinePowerState
+	at    time.Time
+}
+
+// confirmTTL bounds how long a confirmed power state overrides the
+// watcher's: updates are delivered in order, so one showing another state
+// may be older than the task; after this long the watcher is trusted.
+const confirmTTL = 5 * time.Second
+
+// confirm records a power state vCenter confirmed for ref (a task of the
+// bridge's succeeded), until the watcher delivers it.
+func (inv *Inventory) confirm(ref types.ManagedObjectReference, s types.VirtualMachinePowerState) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if vm, ok := inv.vms[ref]; ok && vm.Runtime.PowerState != s {
+		inv.confirmed[ref] = confirmedPower{s, time.Now()}
 	}
 }
 
@@ -134,19 +172,39 @@ func (inv *Inventory) Available() error {
 }
 
 func (inv *Inventory) availableLocked() error {
+	if err := inv.c.Status(); err != nil {
+		return err
+	}
 	if inv.down != nil {
 		return fmt.Errorf("%w: vCenter: %v", machine.ErrUnavailable, inv.down)
 	}
 	return nil
 }
 
-// Run watches vCenter until ctx ends, reconnecting with backoff.
+// Run watches vCenter until ctx ends, reconnecting with backoff. It
+// waits for the client to log in first.
 func (inv *Inventory) Run(ctx context.Context) {
+	select {
+	case <-inv.c.Ready():
+	case <-ctx.Done():
+		return
+	}
+	go inv.heartbeat(ctx)
 	backoff := inv.Backoff
 	for ctx.Err() == nil {
-		synced, err := inv.watch(ctx)
+		wctx, stop := context.WithCancel(ctx)
+		inv.mu.Lock()
+		inv.stopWatch = stop
+		inv.mu.Unlock()
+		synced, err := inv.watch(wctx)
+		stopped := wctx.Err() != nil
+		stop()
 		if ctx.Err() != nil {
 			return
+		}
+		if stopped {
+			// The heartbeat found vCenter hung and said so.
+			err = nil
 		}
 		if errors.Is(err, errSlowPoll) {
 			// vCenter answers, only the long poll overran: watch afresh,
@@ -157,7 +215,7 @@ func (inv *Inventory) Run(ctx context.Context) {
 		if synced {
 			backoff = inv.Backoff
 		}
-		if !inv.setDown(err) {
+		if err != nil && !inv.setDown(err) {
 			inv.log.Debug("vCenter still unreachable", "err", mapError(err), "retry_in", backoff)
 		}
 		select {
@@ -172,14 +230,56 @@ func (inv *Inventory) Run(ctx context.Context) {
 // setDown marks the inventory unavailable, logging when it was up, and
 // reports whether it was.
 func (inv *Inventory) setDown(err error) (wasUp bool) {
+	// explain names the likely cause: caFile and insecure for a TLS
+	// failure, the user for a refused login.
+	err = inv.c.explain(err, false)
 	inv.mu.Lock()
 	wasUp = inv.down == nil
-	inv.down = mapError(err)
+	inv.down = err
 	inv.mu.Unlock()
 	if wasUp {
-		inv.log.Error("vCenter unreachable: BMCs answer node-busy until it is back", "err", mapError(err))
+		inv.log.Error("vCenter unreachable: BMCs answer node-busy until it is back", "err", err)
 	}
 	return wasUp
+}
+
+// heartbeat asks vCenter the time every heartbeatEvery and marks it hung
+// when no answer comes within hangTimeout: a vCenter that stopped
+// answering (a hung process, a silent partition) keeps TCP connections
+// open, and the long poll alone would not notice for MaxWait and more.
+func (inv *Inventory) heartbeat(ctx context.Context) {
+	t := time.NewTicker(heartbeatEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		hctx, cancel := context.WithTimeout(ctx, hangTimeout)
+		_, err := methods.GetCurrentTime(hctx, inv.c.vim)
+		timedOut := hctx.Err() != nil
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			continue
+		}
+		if timedOut {
+			err = fmt.Errorf("no answer to a keep-alive within %v (vCenter hung or unreachable): %w", hangTimeout, err)
+		}
+		inv.hung(err)
+	}
+}
+
+// hung marks vCenter unavailable at once and ends the watch, which
+// resynchronises once vCenter answers again.
+func (inv *Inventory) hung(err error) {
+	inv.setDown(err)
+	inv.mu.Lock()
+	stop := inv.stopWatch
+	inv.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
 }
 
 // errSlowPoll: a long poll outlived its deadline but vCenter still answers
@@ -198,12 +298,15 @@ func (inv *Inventory) watch(ctx context.Context) (synced bool, err error) {
 		defer cancel()
 		_ = destroy(dctx)
 	}
-	pc, err := property.DefaultCollector(vc).Create(ctx)
+	// Setting up gets a deadline too.
+	sctx, scancel := context.WithTimeout(ctx, callTimeout)
+	defer scancel()
+	pc, err := property.DefaultCollector(vc).Create(sctx)
 	if err != nil {
 		return false, err
 	}
 	defer cleanup(pc.Destroy)
-	v, err := view.NewManager(vc).CreateContainerView(ctx, vc.ServiceContent.RootFolder, []string{"VirtualMachine"}, true)
+	v, err := view.NewManager(vc).CreateContainerView(sctx, vc.ServiceContent.RootFolder, []string{"VirtualMachine"}, true)
 	if err != nil {
 		return false, err
 	}
@@ -218,9 +321,10 @@ func (inv *Inventory) watch(ctx context.Context) (synced bool, err error) {
 		}},
 		PropSet: []types.PropertySpec{{Type: "VirtualMachine", PathSet: watched}},
 	}
-	if _, err := pc.CreateFilter(ctx, types.CreateFilter{Spec: spec}); err != nil {
+	if _, err := pc.CreateFilter(sctx, types.CreateFilter{Spec: spec}); err != nil {
 		return false, err
 	}
+	scancel()
 
 	req := types.WaitForUpdatesEx{
 		This:    pc.Reference(),
@@ -334,6 +438,14 @@ func (inv *Inventory) alive(ctx context.Context) bool {
 // the VM was known before) and whether its configuration must be re-read.
 func (inv *Inventory) applyLocked(u types.ObjectUpdate, synced bool) (*Change, bool) {
 	ref := u.Obj
+	for _, p := range u.ChangeSet {
+		if p.Name == "runtime.powerState" && p.Val == inv.confirmed[ref].state {
+			delete(inv.confirmed, ref)
+		}
+	}
+	if u.Kind != types.ObjectUpdateKindModify {
+		delete(inv.confirmed, ref)
+	}
 	old, known := inv.vms[ref]
 	if u.Kind == types.ObjectUpdateKindLeave {
 		delete(inv.vms, ref)
@@ -433,6 +545,11 @@ func (inv *Inventory) get(ref types.ManagedObjectReference) (*mo.VirtualMachine,
 	if !ok || vm.Config == nil {
 		return nil, fmt.Errorf("vm %s: %w (deleted?)", ref.Value, machine.ErrNotFound)
 	}
+	if c, ok := inv.confirmed[ref]; ok && time.Since(c.at) < confirmTTL {
+		cp := *vm
+		cp.Runtime.PowerState = c.state
+		return &cp, nil
+	}
 	return vm, nil
 }
 
@@ -492,7 +609,12 @@ func (inv *Inventory) List(ctx context.Context, pattern, folder string) ([]VMInf
 		if err := inv.Available(); err != nil {
 			return nil, err
 		}
-		vms, err := find.NewFinder(inv.c.vim).VirtualMachineList(ctx, strings.TrimSuffix(folder, "/")+"/...")
+		finder := find.NewFinder(inv.c.vim)
+		if _, err := finder.Folder(ctx, folder); errors.As(err, new(*find.NotFoundError)) {
+			// An empty table for a mistyped folder reads as "no VMs there".
+			return nil, fmt.Errorf("folder %s not found: give an inventory path such as /DC0/vm/FOLDER: %w", folder, machine.ErrInvalidArgument)
+		}
+		vms, err := finder.VirtualMachineList(ctx, strings.TrimSuffix(folder, "/")+"/...")
 		if err != nil && !errors.As(err, new(*find.NotFoundError)) {
 			return nil, fmt.Errorf("folder %s: %w", folder, mapError(err))
 		}

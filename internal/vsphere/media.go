@@ -3,14 +3,18 @@ package vsphere
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
 	"net/url"
 	"path"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,14 +42,6 @@ const (
 	isoMinSize     = 32768 + 2048
 )
 
-// mediaHTTP fetches images. No overall timeout: an installer ISO takes
-// minutes; the request context bounds it.
-var mediaHTTP = &http.Client{Transport: &http.Transport{
-	Proxy:                 http.ProxyFromEnvironment,
-	ResponseHeaderTimeout: 30 * time.Second,
-	TLSHandshakeTimeout:   10 * time.Second,
-}}
-
 // redact shows an image URL without its secrets: the password and the
 // query, which in signed URLs carries the token.
 func redact(u *url.URL) string {
@@ -53,6 +49,7 @@ func redact(u *url.URL) string {
 	if r.RawQuery != "" {
 		r.RawQuery = "…"
 	}
+	r.Fragment, r.RawFragment = "", ""
 	return r.Redacted()
 }
 
@@ -64,116 +61,352 @@ func (v *VM) Media(context.Context) (machine.Media, error) {
 		return machine.Media{}, err
 	}
 	rec := v.record()
+	out := machine.Media{VerifyCertificate: v.verify(rec)}
 	cd, err := object.VirtualDeviceList(vm.Config.Hardware.Device).FindCdrom("")
 	if err != nil || rec.MediaFile == "" {
-		return machine.Media{}, nil
+		return out, nil
 	}
 	iso, ok := cd.Backing.(*types.VirtualCdromIsoBackingInfo)
 	if !ok || iso.FileName != rec.MediaFile {
-		return machine.Media{}, nil
+		return out, nil
 	}
-	return machine.Media{Inserted: true, Image: rec.MediaURL}, nil
+	out.Inserted, out.Image = true, rec.MediaURL
+	return out, nil
 }
 
-// InsertMedia implements machine.Machine: it streams the image from the URL
-// into the media datastore folder (no temporary file; an image of the same
-// URL and size already there is reused), then connects it to the VM's
-// CD-ROM, adding one when the VM has none.
+func (v *VM) media() *MediaService {
+	if v.opts.Media != nil {
+		return v.opts.Media
+	}
+	return defaultMedia()
+}
+
+// verify is the drive's VerifyCertificate: its own, or the default.
+func (v *VM) verify(rec Record) bool {
+	if rec.MediaVerify != nil {
+		return *rec.MediaVerify
+	}
+	return v.media().cfg.VerifyCertificate
+}
+
+// SetMediaVerify implements machine.Machine.
+func (v *VM) SetMediaVerify(ctx context.Context, verify bool) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if _, err := v.snapshot(); err != nil {
+		return err
+	}
+	rec := v.record()
+	rec.MediaVerify = &verify
+	if err := v.persist(rec); err != nil {
+		return err
+	}
+	v.recMu.Lock()
+	v.rec = rec
+	v.recMu.Unlock()
+	v.log.Info("virtual media certificate verification set", "verify", verify)
+	return nil
+}
+
+// InsertMedia implements machine.Machine: it streams the image into the
+// media datastore folder under a temporary name, computing its SHA-256,
+// checks it and moves it to a name made of the URL's and the content's
+// hashes, then connects it to the VM's CD-ROM (adding one when the VM has
+// none). A copy is reused without a transfer only when the source proves
+// it unchanged (a 304 to a conditional request with the strong ETag or the
+// Last-Modified recorded with the copy); a fetched image that turns out
+// identical to a copy replaces nothing. A later insert or an eject of the
+// VM cancels this one; power and boot actions go on meanwhile.
 func (v *VM) InsertMedia(ctx context.Context, rawURL string) error {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("image: not an http or https URL: %w", machine.ErrInvalidArgument)
 	}
-	// The download can take minutes: it holds only the media lock, so that
-	// power actions, boot changes and every read go on meanwhile.
-	v.mediaMu.Lock()
-	defer v.mediaMu.Unlock()
+	s := v.media()
+	opCtx, done, err := s.begin(ctx, v)
+	defer done()
+	if err != nil {
+		return err
+	}
 	if _, err := v.snapshot(); err != nil {
 		return err
 	}
-	ds, err := v.mediaDatastore(ctx)
+	ds, err := v.mediaDatastore(opCtx)
 	if err != nil {
-		return err
+		return v.vcenterError(opCtx, "find the media datastore", err)
 	}
 	folder := v.opts.MediaFolder
 	if folder == "" {
 		folder = MediaFolder
 	}
-	sum := sha256.Sum256([]byte(rawURL))
-	file := path.Join(folder, hex.EncodeToString(sum[:8])+".iso")
-	if err := v.fetch(ctx, ds, u, folder, file); err != nil {
+	file, err := s.fetch(opCtx, v, ds, u, folder, v.verify(v.record()))
+	if err != nil {
 		return err
 	}
 	dsPath := ds.Path(file)
+	defer s.inflight(dsPath, -1) // fetch holds the copy until it is connected
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if err := v.connectISO(ctx, dsPath); err != nil {
-		return err
+	if err := opCtx.Err(); err != nil {
+		return s.cancelled(opCtx, u)
 	}
-	rec := v.record()
+	old := v.record()
+	rec := old
 	rec.MediaURL, rec.MediaFile = rawURL, dsPath
-	v.save(rec)
+	// The state first: a state that cannot be saved changes nothing (and
+	// is answered 500). A crash between the two leaves a record whose file
+	// the CD-ROM does not show, which Media reports as not inserted.
+	if err := v.persist(rec); err != nil {
+		v.log.Error("virtual media not inserted: state not saved", "err", err)
+		return fmt.Errorf("vm %s: virtual media not inserted: the bridge's state could not be saved", v.name())
+	}
+	if err := v.connectISO(opCtx, dsPath); err != nil {
+		_ = v.persist(old)
+		return v.vcenterError(opCtx, "connect the image", err)
+	}
+	v.recMu.Lock()
+	v.rec = rec
+	v.recMu.Unlock()
 	v.log.Info("virtual media inserted", "image", redact(u), "file", dsPath)
 	return nil
 }
 
-// fetch copies the image at u to file on ds unless a file of the same size
-// is there already.
-func (v *VM) fetch(ctx context.Context, ds *object.Datastore, u *url.URL, folder, file string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return fmt.Errorf("image %s: %v: %w", redact(u), err, machine.ErrInvalidArgument)
+// vcenterError logs a vCenter failure during a media change and returns
+// an error fit for a client: its kind, without URLs or fault text.
+func (v *VM) vcenterError(ctx context.Context, what string, err error) error {
+	if ctx.Err() != nil {
+		return v.media().cancelled(ctx, nil)
 	}
-	resp, err := mediaHTTP.Do(req)
-	if err != nil {
-		// url.Error repeats the URL, query and all: keep only the cause.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
+	v.log.Error("virtual media: vCenter failed", "step", what, "err", err)
+	err = mapError(err)
+	for _, kind := range []error{machine.ErrNotFound, machine.ErrInvalidState, machine.ErrUnsupported, machine.ErrInvalidArgument, machine.ErrBusy} {
+		if errors.Is(err, kind) {
+			return fmt.Errorf("vm %s: vCenter could not %s: %w", v.name(), what, kind)
 		}
-		return fmt.Errorf("image %s: %v: %w", redact(u), err, machine.ErrInvalidArgument)
+	}
+	return fmt.Errorf("vm %s: vCenter could not %s: %w", v.name(), what, machine.ErrUnavailable)
+}
+
+// imageError is a refused image: Error names the class of failure, fit
+// for a client; cause, for the log, may name internal addresses.
+type imageError struct {
+	image, class string
+	cause        error
+}
+
+func (e *imageError) Error() string { return "image " + e.image + ": " + e.class }
+func (e *imageError) Unwrap() error { return machine.ErrInvalidArgument }
+
+// refuse logs why an image was refused and returns the client's error.
+func (s *MediaService) refuse(v *VM, u *url.URL, class string, cause error) error {
+	attrs := []any{"image", redact(u), "class", class}
+	if cause != nil {
+		attrs = append(attrs, "err", cause)
+	}
+	v.log.Warn("virtual media refused", attrs...)
+	return &imageError{image: redact(u), class: class, cause: cause}
+}
+
+// fetch brings the image at u to the datastore and returns its file name
+// there (relative to the datastore), held (see inflight): the caller
+// releases it once the copy is connected.
+func (s *MediaService) fetch(ctx context.Context, v *VM, ds *object.Datastore, u *url.URL, folder string, verify bool) (string, error) {
+	key := urlKey(u.String())
+	prev := s.reusable(ctx, ds, key)
+	// The stall timer covers connecting, the headers and every read: no
+	// byte for StallTimeout cancels the transfer, the upload included.
+	fctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stall := time.AfterFunc(s.cfg.StallTimeout, func() { cancel(errStalled) })
+	defer stall.Stop()
+
+	req, err := http.NewRequestWithContext(fctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return "", s.refuse(v, u, "not a valid URL", nil)
+	}
+	if prev != nil {
+		if prev.ETag != "" {
+			req.Header.Set("If-None-Match", prev.ETag)
+		} else {
+			req.Header.Set("If-Modified-Since", prev.LastModified)
+		}
+	}
+	resp, err := s.client(verify).Do(req)
+	if prev != nil && (err != nil || resp.StatusCode != http.StatusNotModified) {
+		s.inflight(prev.File, -1)
+	}
+	if err != nil {
+		return "", s.transferError(fctx, v, u, err)
 	}
 	defer resp.Body.Close()
 	switch {
+	case resp.StatusCode == http.StatusNotModified && prev != nil:
+		s.touch(prev)
+		s.obs.MediaReused()
+		v.log.Info("virtual media unchanged at its source; copy reused", "image", redact(u), "file", prev.File)
+		return strings.TrimPrefix(prev.File, "["+ds.Name()+"] "), nil
 	case resp.StatusCode != http.StatusOK:
-		return fmt.Errorf("image %s: HTTP %s: %w", redact(u), resp.Status, machine.ErrInvalidArgument)
+		return "", s.refuse(v, u, fmt.Sprintf("HTTP status %d", resp.StatusCode), nil)
+	case resp.ContentLength > s.cfg.MaxImageSize:
+		return "", s.refuse(v, u, "too large: over the limit of "+formatSize(s.cfg.MaxImageSize)+" (media.maxImageSize)", fmt.Errorf("announced %d bytes", resp.ContentLength))
 	case resp.ContentLength < isoMinSize:
-		return fmt.Errorf("image %s: %d bytes is no ISO image (or the server sent no Content-Length): %w", redact(u), resp.ContentLength, machine.ErrInvalidArgument)
+		// Also a body without Content-Length: the datastore upload needs
+		// the length first.
+		return "", s.refuse(v, u, "not an ISO image (too short, or no Content-Length)", fmt.Errorf("Content-Length %d", resp.ContentLength))
 	}
 	size := resp.ContentLength
-	if info, err := ds.Stat(ctx, file); err == nil && info.GetFileInfo().FileSize == size {
-		v.log.Info("virtual media already on the datastore; reused", "image", redact(u), "bytes", size)
-		return nil
-	}
+	body := &streamReader{r: resp.Body, stall: stall, every: s.cfg.StallTimeout, sum: sha256.New(), obs: s.obs,
+		total: size, log: v.log, name: redact(u), last: time.Now()}
 	head := make([]byte, isoMagicOffset+len(isoMagic))
-	if _, err := io.ReadFull(resp.Body, head); err != nil {
-		return fmt.Errorf("image %s: %v: %w", redact(u), err, machine.ErrInvalidArgument)
+	if _, err := io.ReadFull(body, head); err != nil {
+		return "", s.transferError(fctx, v, u, err)
 	}
 	if string(head[isoMagicOffset:]) != isoMagic {
-		return fmt.Errorf("image %s: no ISO 9660 volume descriptor: %w", redact(u), machine.ErrInvalidArgument)
+		return "", s.refuse(v, u, "not an ISO 9660 image", nil)
 	}
-	if err := v.mkdir(ctx, ds, folder); err != nil {
-		return err
+	dc, err := find.NewFinder(v.inv.c.vim).Datacenter(fctx, ds.DatacenterPath)
+	if err != nil {
+		return "", v.vcenterError(fctx, "find the datacenter", err)
 	}
-	body := &progressReader{r: io.MultiReader(bytes.NewReader(head), resp.Body), total: size, log: v.log, name: redact(u), last: time.Now()}
+	if err := v.mkdir(fctx, ds, dc, folder); err != nil {
+		return "", v.vcenterError(fctx, "make the media folder", err)
+	}
+	tmp := path.Join(folder, "upload-"+randomHex(8)+".tmp")
+	entry := &mediaCopy{File: ds.Path(tmp), Datacenter: ds.DatacenterPath, Size: size, Created: s.now(), Used: s.now()}
+	// Recorded before the first byte: a crash mid-upload leaves a file the
+	// collector knows to be the bridge's.
+	if err := s.record(entry); err != nil {
+		v.log.Error("virtual media not uploaded: state not saved", "err", err)
+		return "", fmt.Errorf("vm %s: virtual media not uploaded: the bridge's state could not be saved", v.name())
+	}
+	s.inflight(entry.File, +1)
+	defer s.inflight(entry.File, -1)
+	ok := false
+	defer func() {
+		if !ok {
+			s.remove(context.WithoutCancel(ctx), v.inv.c, dc, entry)
+		}
+	}()
 	p := soap.DefaultUpload
 	p.ContentLength = size
 	start := time.Now()
-	if err := ds.Upload(ctx, body, file, &p); err != nil {
-		return fmt.Errorf("image %s: upload to %s: %w", redact(u), ds.Path(file), mapError(err))
+	s.obs.MediaUploads(+1)
+	err = ds.Upload(fctx, io.MultiReader(bytes.NewReader(head), body), tmp, &p)
+	s.obs.MediaUploads(-1)
+	if err != nil {
+		if fctx.Err() != nil || body.err() != nil {
+			return "", s.transferError(fctx, v, u, cmpErr(body.err(), err))
+		}
+		return "", v.vcenterError(fctx, "store the image", err)
 	}
-	v.log.Info("virtual media uploaded", "image", redact(u), "bytes", size, "took", time.Since(start))
-	return nil
+	if body.n.Load() != size {
+		return "", s.refuse(v, u, "not reachable (the transfer ended early)", fmt.Errorf("%d of %d bytes", body.n.Load(), size))
+	}
+	if info, err := ds.Stat(fctx, tmp); err != nil || info.GetFileInfo().FileSize != size {
+		if err == nil {
+			err = fmt.Errorf("%d bytes on the datastore, %d sent", info.GetFileInfo().FileSize, size)
+		}
+		return "", v.vcenterError(fctx, "store the image", err)
+	}
+	sum := hex.EncodeToString(body.sum.Sum(nil))
+	final := path.Join(folder, key[:16]+"-"+sum[:16]+".iso")
+	existing := s.lookup(ds.Path(final))
+	if existing != nil {
+		if info, err := ds.Stat(fctx, final); err != nil || info.GetFileInfo().FileSize != existing.Size {
+			// Deleted (or changed) behind the bridge's back: the new
+			// copy takes its place.
+			s.inflight(existing.File, -1)
+			s.forget(existing)
+			existing = nil
+		}
+	}
+	if existing != nil {
+		// The same bytes are there already: the new copy goes.
+		existing.ETag, existing.LastModified = validators(resp)
+		existing.Used = s.now()
+		_ = s.record(existing)
+		s.obs.MediaReused()
+		v.log.Info("virtual media identical to a copy on the datastore; copy reused", "image", redact(u), "file", existing.File)
+		return final, nil
+	}
+	if err := s.move(fctx, v.inv.c, dc, ds.Path(tmp), ds.Path(final)); err != nil {
+		return "", v.vcenterError(fctx, "move the image into place", err)
+	}
+	ok = true
+	s.inflight(ds.Path(final), +1)
+	s.forget(entry)
+	fin := *entry
+	fin.File, fin.Complete, fin.URLKey, fin.SHA256 = ds.Path(final), true, key, sum
+	fin.ETag, fin.LastModified = validators(resp)
+	if err := s.record(&fin); err != nil {
+		v.log.Error("uploaded image not recorded: it will never be collected", "file", fin.File, "err", err)
+	}
+	v.log.Info("virtual media uploaded", "image", redact(u), "bytes", size, "sha256", sum, "took", time.Since(start).Round(time.Millisecond))
+	return final, nil
 }
 
-func (v *VM) mkdir(ctx context.Context, ds *object.Datastore, folder string) error {
-	dc, err := find.NewFinder(v.inv.c.vim).Datacenter(ctx, ds.DatacenterPath)
-	if err != nil {
-		return fmt.Errorf("vm %s: datacenter of %s: %w", v.name(), ds.Name(), mapError(err))
+func cmpErr(a, b error) error {
+	if a != nil {
+		return a
 	}
-	err = object.NewFileManager(v.inv.c.vim).MakeDirectory(ctx, ds.Path(folder), dc, true)
+	return b
+}
+
+// transferError classifies a failed transfer from the image's source.
+func (s *MediaService) transferError(ctx context.Context, v *VM, u *url.URL, err error) error {
+	switch cause := context.Cause(ctx); {
+	case errors.Is(cause, errStalled):
+		return s.refuse(v, u, "stalled: no data for "+s.cfg.StallTimeout.String(), err)
+	case errors.Is(cause, errSuperseded), errors.Is(cause, errEjected), errors.Is(cause, context.Canceled) && ctx.Err() != nil:
+		return s.cancelled(ctx, u)
+	}
+	return s.refuse(v, u, classify(err), err)
+}
+
+// cancelled is the answer of an insert another insert, an eject or its
+// client cancelled.
+func (s *MediaService) cancelled(ctx context.Context, u *url.URL) error {
+	what := "the request ended"
+	switch cause := context.Cause(ctx); {
+	case errors.Is(cause, errSuperseded):
+		what = "a later InsertMedia replaced it"
+	case errors.Is(cause, errEjected):
+		what = "an EjectMedia came first"
+	}
+	img := "image"
+	if u != nil {
+		img += " " + redact(u)
+	}
+	return fmt.Errorf("%s: insert cancelled: %s: %w", img, what, machine.ErrInvalidState)
+}
+
+func validators(resp *http.Response) (etag, lastModified string) {
+	if e := resp.Header.Get("ETag"); e != "" && !strings.HasPrefix(e, "W/") && strings.HasPrefix(e, `"`) {
+		etag = e
+	}
+	if lm := resp.Header.Get("Last-Modified"); lm != "" {
+		if _, err := http.ParseTime(lm); err == nil {
+			lastModified = lm
+		}
+	}
+	return etag, lastModified
+}
+
+func urlKey(raw string) string {
+	sum := sha256.Sum256([]byte(raw))
+	return hex.EncodeToString(sum[:])
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (v *VM) mkdir(ctx context.Context, ds *object.Datastore, dc *object.Datacenter, folder string) error {
+	err := object.NewFileManager(v.inv.c.vim).MakeDirectory(ctx, ds.Path(folder), dc, true)
 	if err != nil && !fault.Is(err, &types.FileAlreadyExists{}) {
-		return fmt.Errorf("vm %s: make %s: %w", v.name(), ds.Path(folder), mapError(err))
+		return err
 	}
 	return nil
 }
@@ -186,12 +419,12 @@ func (v *VM) mediaDatastore(ctx context.Context) (*object.Datastore, error) {
 		m := view.NewManager(vc)
 		cv, err := m.CreateContainerView(ctx, vc.ServiceContent.RootFolder, []string{"Datastore"}, true)
 		if err != nil {
-			return nil, mapError(err)
+			return nil, err
 		}
 		defer func() { _ = cv.Destroy(context.WithoutCancel(ctx)) }()
 		var all []mo.Datastore
 		if err := cv.Retrieve(ctx, []string{"Datastore"}, []string{"name"}, &all); err != nil {
-			return nil, mapError(err)
+			return nil, err
 		}
 		for _, d := range all {
 			if d.Name == name {
@@ -204,7 +437,7 @@ func (v *VM) mediaDatastore(ctx context.Context) (*object.Datastore, error) {
 	} else {
 		var vm mo.VirtualMachine
 		if err := property.DefaultCollector(vc).RetrieveOne(ctx, v.obj.Reference(), []string{"datastore"}, &vm); err != nil {
-			return nil, mapError(err)
+			return nil, err
 		}
 		if len(vm.Datastore) == 0 {
 			return nil, fmt.Errorf("vm %s has no datastore for media: %w", v.name(), machine.ErrInvalidState)
@@ -213,7 +446,7 @@ func (v *VM) mediaDatastore(ctx context.Context) (*object.Datastore, error) {
 	}
 	ds := object.NewDatastore(vc, ref)
 	if err := ds.FindInventoryPath(ctx); err != nil {
-		return nil, mapError(err)
+		return nil, err
 	}
 	return ds, nil
 }
@@ -244,15 +477,17 @@ func (v *VM) connectISO(ctx context.Context, dsPath string) error {
 		err = v.obj.EditDevice(ctx, cd)
 	}
 	if err != nil {
-		return fmt.Errorf("vm %s: connect %s: %w", v.name(), dsPath, mapError(err))
+		return err
 	}
 	return v.inv.Refresh(ctx, v.obj.Reference())
 }
 
-// EjectMedia implements machine.Machine.
+// EjectMedia implements machine.Machine. It cancels an insert in progress
+// (which then answers that it was cancelled) and waits for it to end.
 func (v *VM) EjectMedia(ctx context.Context) error {
-	v.mediaMu.Lock()
-	defer v.mediaMu.Unlock()
+	if err := v.media().stop(ctx, v); err != nil {
+		return err
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	vm, err := v.snapshot()
@@ -264,36 +499,73 @@ func (v *VM) EjectMedia(ctx context.Context) error {
 	if err != nil {
 		return nil // no drive, nothing inserted
 	}
-	rec := v.record()
-	if _, iso := cd.Backing.(*types.VirtualCdromIsoBackingInfo); iso || rec.MediaFile != "" {
+	old := v.record()
+	rec := old
+	rec.MediaURL, rec.MediaFile = "", ""
+	if old.MediaFile != "" {
+		if err := v.persist(rec); err != nil {
+			v.log.Error("virtual media not ejected: state not saved", "err", err)
+			return fmt.Errorf("vm %s: virtual media not ejected: the bridge's state could not be saved", v.name())
+		}
+	}
+	if _, iso := cd.Backing.(*types.VirtualCdromIsoBackingInfo); iso || old.MediaFile != "" {
 		cd = devices.EjectIso(cd)
 		cd.Connectable = &types.VirtualDeviceConnectInfo{Connected: false, StartConnected: false, AllowGuestControl: true}
 		if err := v.obj.EditDevice(ctx, cd); err != nil {
-			return fmt.Errorf("vm %s: eject: %w", v.name(), mapError(err))
+			if old.MediaFile != "" {
+				_ = v.persist(old)
+			}
+			return v.vcenterError(ctx, "eject", err)
 		}
 		_ = v.inv.Refresh(ctx, v.obj.Reference())
 	}
-	if rec.MediaFile != "" {
-		rec.MediaURL, rec.MediaFile = "", ""
-		v.save(rec)
+	if old.MediaFile != "" {
+		v.recMu.Lock()
+		v.rec = rec
+		v.recMu.Unlock()
 		v.log.Info("virtual media ejected")
 	}
 	return nil
 }
 
-// progressReader logs an upload's progress every 10 s, so that an operator
-// watching a slow deployment sees it move.
-type progressReader struct {
+// streamReader counts, hashes and times what the source sends: each read
+// with data pushes the stall timer back, and an operator watching a slow
+// deployment sees a progress line every 10 s.
+type streamReader struct {
 	r     io.Reader
+	stall *time.Timer
+	every time.Duration
+	sum   hash.Hash
+	obs   MediaObserver
 	n     atomic.Int64
-	total int64
-	log   interface{ Info(string, ...any) }
-	name  string
-	last  time.Time
+	// failed is the source's read error; the transport's goroutine reads
+	// the body, so it is set and read under mu.
+	mu     sync.Mutex
+	failed error
+	total  int64
+	log    interface{ Info(string, ...any) }
+	name   string
+	last   time.Time
 }
 
-func (p *progressReader) Read(b []byte) (int, error) {
+func (p *streamReader) err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.failed
+}
+
+func (p *streamReader) Read(b []byte) (int, error) {
 	n, err := p.r.Read(b)
+	if n > 0 {
+		p.stall.Reset(p.every)
+		p.sum.Write(b[:n])
+		p.obs.MediaBytes(n)
+	}
+	if err != nil && err != io.EOF {
+		p.mu.Lock()
+		p.failed = err
+		p.mu.Unlock()
+	}
 	done := p.n.Add(int64(n))
 	if time.Since(p.last) >= 10*time.Second {
 		p.last = time.Now()

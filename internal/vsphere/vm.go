@@ -1,6 +1,7 @@
 package vsphere
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -56,10 +57,16 @@ type VMOptions struct {
 	// reconfiguration to a running VM at once, and the firmware reads the
 	// boot order during POST, a few seconds after power-on.
 	BootHold time.Duration
+	// FollowEFIBit says which boot overrides change the firmware
+	// (FollowPersistent if empty).
+	FollowEFIBit FirmwarePolicy
 	// MediaDatastore and MediaFolder say where inserted ISO images are
 	// stored; the default is the VM's first datastore, folder MediaFolder.
 	MediaDatastore string
 	MediaFolder    string
+	// Media is the virtual-media policy the VMs share (limits, TLS,
+	// networks, collection); nil: the defaults, nothing recorded.
+	Media *MediaService
 }
 
 // VM is a machine.Machine over one vSphere VM, bound by managed object
@@ -95,6 +102,8 @@ type VM struct {
 	lastAction machine.PowerAction
 	lastAt     time.Time
 	lastBoot   time.Time
+	// settle: a power action told failed that vCenter may still run.
+	settle settleState
 	// onceAt is when the pending one-time override was set: a boot the
 	// inventory learnt of before then cannot have used it.
 	onceAt time.Time
@@ -229,9 +238,13 @@ func (v *VM) observe(c Change) {
 		v.log.Warn("VM deleted from vCenter: its BMC answers with errors")
 		return
 	case c.From != c.To && c.To == machine.PowerOn:
-		v.events.Add(machine.EventPowerOn, "")
+		if !v.settle.seen(c.To) {
+			v.events.Add(machine.EventPowerOn, "")
+		}
 	case c.From == machine.PowerOn && c.To != machine.PowerOn:
-		v.events.Add(machine.EventPowerOff, c.To.String())
+		if !v.settle.seen(c.To) {
+			v.events.Add(machine.EventPowerOff, c.To.String())
+		}
 	}
 	if c.Booted {
 		v.booted(c.At, c.From == c.To)
@@ -246,9 +259,16 @@ func (v *VM) observe(c Change) {
 // vCenter's InvalidPowerState fault says "already there" for on and off,
 // and "not running" for the others.
 func (v *VM) Power(ctx context.Context, a machine.PowerAction) error {
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	// The whole request, waiting for the lock included, fits the reply
+	// budget (see power.go for what the answer then means).
+	ctx, cancel := context.WithTimeout(ctx, v.opts.TaskWait)
 	defer cancel()
-	v.mu.Lock()
+	if _, err := v.snapshot(); err != nil {
+		return err // vCenter known unavailable: nothing is sent
+	}
+	if err := v.lockAction(ctx); err != nil {
+		return err
+	}
 	defer v.mu.Unlock()
 	vm, err := v.snapshot()
 	if err != nil {
@@ -277,15 +297,14 @@ func (v *VM) power(ctx context.Context, a machine.PowerAction, state machine.Pow
 	case machine.On:
 		return v.powerOn(ctx, state)
 	case machine.Off:
-		task, err := v.obj.PowerOff(ctx)
-		return v.await(ctx, task, err, "power off", machine.PowerOff)
+		_, err := v.submitTask(ctx, a, "power off", machine.PowerOff, v.obj.PowerOff)
+		return err
 	case machine.SoftOff:
 		return v.softOff(ctx)
 	case machine.Cycle:
 		return v.cycle(ctx)
 	case machine.Reset:
-		task, err := v.obj.Reset(ctx)
-		if err := v.await(ctx, task, err, "reset", machine.PowerOn); err != nil {
+		if _, err := v.submitTask(ctx, a, "reset", machine.PowerOn, v.obj.Reset); err != nil {
 			return err
 		}
 		v.events.Add(machine.EventReset, "")
@@ -309,7 +328,7 @@ func (v *VM) powerOn(ctx context.Context, state machine.PowerState) error {
 	if fw := v.record().PendingFirmware; fw != "" && state != machine.PowerOn {
 		task, err := v.obj.Reconfigure(ctx, types.VirtualMachineConfigSpec{Firmware: fw})
 		if err == nil {
-			err = task.Wait(ctx)
+			err = v.waitTask(ctx, task)
 		}
 		switch {
 		case err == nil:
@@ -324,8 +343,8 @@ func (v *VM) powerOn(ctx context.Context, state machine.PowerState) error {
 			return fmt.Errorf("vm %s: set firmware %s before power-on: %w", v.name(), fw, mapError(err))
 		}
 	}
-	task, err := v.obj.PowerOn(ctx)
-	return v.await(ctx, task, err, "power on", machine.PowerOn)
+	_, err := v.submitTask(ctx, machine.On, "power on", machine.PowerOn, v.obj.PowerOn)
+	return err
 }
 
 // softOff asks the guest to shut down through VMware Tools. With a
@@ -343,8 +362,8 @@ func (v *VM) softOff(ctx context.Context) error {
 			return err
 		}
 		v.log.Warn("guest shutdown impossible; powering off hard (softOffTimeout is set)", "err", err)
-		task, perr := v.obj.PowerOff(ctx)
-		return v.await(ctx, task, perr, "power off", machine.PowerOff)
+		_, perr := v.submitTask(ctx, machine.Off, "power off", machine.PowerOff, v.obj.PowerOff)
+		return perr
 	}
 	if v.opts.SoftOffTimeout > 0 {
 		v.background(func() {
@@ -382,17 +401,17 @@ func (v *VM) softReset(ctx context.Context) error {
 // was off already fails the cycle), then powers on again in the background,
 // so that the reply does not wait for two tasks.
 func (v *VM) cycle(ctx context.Context) error {
-	task, err := v.obj.PowerOff(ctx)
+	task, err := v.submitTask(ctx, machine.Cycle, "power off of a power cycle", machine.PowerUnknown, v.obj.PowerOff)
 	if err != nil {
-		return fmt.Errorf("vm %s: power off: %w", v.name(), mapError(err))
-	}
-	wctx, cancel := context.WithTimeout(ctx, v.opts.TaskWait)
-	defer cancel()
-	if err := task.Wait(wctx); err != nil && wctx.Err() == nil {
-		return fmt.Errorf("vm %s: power cycle: %w", v.name(), mapError(err))
+		if errors.Is(err, machine.ErrInvalidState) {
+			return fmt.Errorf("vm %s: power cycle: %w", v.name(), err)
+		}
+		return err
 	}
 	v.background(func() {
-		if err := task.Wait(v.life); err != nil {
+		wctx, cancel := context.WithTimeout(v.life, lateBound)
+		defer cancel()
+		if err := v.waitTask(wctx, task); err != nil {
 			v.log.Error("power cycle: power off failed", "err", mapError(err))
 			return
 		}
@@ -418,10 +437,14 @@ func (v *VM) await(ctx context.Context, task *object.Task, err error, what strin
 	}
 	wctx, cancel := context.WithTimeout(ctx, v.opts.TaskWait)
 	defer cancel()
-	err = task.Wait(wctx)
+	// waitTask, not task.Wait: that one can block on a hung vCenter
+	// whatever its context says.
+	err = v.waitTask(wctx, task)
 	if wctx.Err() != nil && ctx.Err() == nil {
 		v.background(func() {
-			if err := task.Wait(v.life); err != nil && !isKind(err, machine.ErrInvalidState) {
+			lctx, cancel := context.WithTimeout(v.life, lateBound)
+			defer cancel()
+			if err := v.waitTask(lctx, task); err != nil && !isKind(err, machine.ErrInvalidState) {
 				v.log.Error("vCenter task failed after the reply", "task", what, "err", mapError(err))
 				return
 			}
@@ -481,11 +504,12 @@ func (v *VM) BootOverride(context.Context) (machine.BootOverride, error) {
 
 // SetBootOverride implements machine.Machine: pxe, disk and cdrom move that
 // device class to the front of the VM's boot order, bios asks for BIOS
-// setup at the next boot, and the mode switches the firmware (at once when
-// the VM is off; else before the next power-on, since vSphere refuses a
-// firmware change on a running VM). A one-time override remembers the boot
-// order it replaced and puts it back once the VM has booted; clearing the
-// override before that boot puts it back at once.
+// setup at the next boot, and the mode switches the firmware when
+// FollowEFIBit says so (see planFirmware: at once when the VM is off; else
+// before the next power-on, since vSphere refuses a firmware change on a
+// running VM). A one-time override remembers the boot order and firmware
+// it replaced and puts them back once the VM has booted; clearing the
+// override before that boot puts them back at once.
 func (v *VM) SetBootOverride(ctx context.Context, o machine.BootOverride) error {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
@@ -506,6 +530,8 @@ func (v *VM) SetBootOverride(ctx context.Context, o machine.BootOverride) error 
 		// one-time order still in place.
 		bo.BootOrder = decodeOrder(devices, rec.Restore)
 	}
+	off := powerState(vm.Runtime.PowerState) == machine.PowerOff
+	fw := planFirmware(v.opts.FollowEFIBit, o, vm.Config.Firmware, off, &rec)
 	v.recMu.Lock()
 	onceAt := v.onceAt
 	v.recMu.Unlock()
@@ -518,7 +544,7 @@ func (v *VM) SetBootOverride(ctx context.Context, o machine.BootOverride) error 
 		rec.OneTime, rec.Restore = false, nil
 	}
 	bo.EnterBIOSSetup = types.NewBool(o.Enabled && o.Device == machine.BootBIOSSetup)
-	spec := types.VirtualMachineConfigSpec{BootOptions: &bo}
+	spec := types.VirtualMachineConfigSpec{BootOptions: &bo, Firmware: fw}
 	if o.Enabled {
 		if class := bootClass(o.Device); class != "" {
 			order, err := bootOrder(devices, bo.BootOrder, class)
@@ -526,17 +552,6 @@ func (v *VM) SetBootOverride(ctx context.Context, o machine.BootOverride) error 
 				return fmt.Errorf("vm %s: boot from %s: %w", vm.Name, o.Device, err)
 			}
 			bo.BootOrder = order
-		}
-		if o.Mode != machine.BootModeUnspecified {
-			want := firmware(o.Mode)
-			switch {
-			case want == vm.Config.Firmware:
-				rec.PendingFirmware = ""
-			case powerState(vm.Runtime.PowerState) == machine.PowerOff:
-				spec.Firmware, rec.PendingFirmware = want, ""
-			default:
-				rec.PendingFirmware = want
-			}
 		}
 	}
 	rec.Override = o
@@ -570,6 +585,9 @@ func (v *VM) SetBootOverride(ctx context.Context, o machine.BootOverride) error 
 	}
 	if rec.PendingFirmware != "" {
 		attrs = append(attrs, "firmware_at_next_power_on", rec.PendingFirmware)
+	}
+	if o.Enabled && o.Mode != machine.BootModeUnspecified && !v.opts.FollowEFIBit.follows(o) {
+		attrs = append(attrs, "firmware_kept", "boot.followEfiBit is "+string(cmp.Or(v.opts.FollowEFIBit, FollowPersistent)))
 	}
 	v.log.Info("boot override set", attrs...)
 	return nil
@@ -664,8 +682,8 @@ const (
 	restoreRetry    = 10 * time.Second
 )
 
-// restore puts back the boot order saved by a one-time override. v.mu must
-// be held.
+// restore puts back the boot order and firmware saved by a one-time
+// override. v.mu must be held.
 func (v *VM) restore() error {
 	ctx, cancel := context.WithTimeout(v.life, callTimeout)
 	defer cancel()
@@ -680,17 +698,38 @@ func (v *VM) restore() error {
 	rec := v.record()
 	bo.BootOrder = decodeOrder(object.VirtualDeviceList(vm.Config.Hardware.Device), rec.Restore)
 	bo.EnterBIOSSetup = types.NewBool(false)
-	task, err := v.obj.Reconfigure(ctx, types.VirtualMachineConfigSpec{BootOptions: &bo})
+	spec := types.VirtualMachineConfigSpec{BootOptions: &bo}
+	if restoreFW := rec.RestoreFirmware; restoreFW != "" {
+		// The VM has booted with the one-time firmware; the one it
+		// replaced is for every later boot. A VM still on (the usual
+		// case) gets it before its next power-on.
+		effective := cmp.Or(rec.PendingFirmware, vm.Config.Firmware)
+		off := powerState(vm.Runtime.PowerState) == machine.PowerOff
+		spec.Firmware = setFirmware(restoreFW, effective, vm.Config.Firmware, off, &rec)
+	}
+	task, err := v.obj.Reconfigure(ctx, spec)
 	if err == nil {
 		err = task.Wait(ctx)
+	}
+	if err != nil && spec.Firmware != "" && isKind(err, machine.ErrInvalidState) {
+		// Powered on since the inventory last said off.
+		rec.PendingFirmware, spec.Firmware = spec.Firmware, ""
+		if task, err = v.obj.Reconfigure(ctx, spec); err == nil {
+			err = task.Wait(ctx)
+		}
 	}
 	if err != nil {
 		return mapError(err)
 	}
-	rec.OneTime, rec.Restore, rec.Override = false, nil, machine.BootOverride{}
+	restoredFW := rec.RestoreFirmware
+	rec.OneTime, rec.Restore, rec.RestoreFirmware, rec.Override = false, nil, "", machine.BootOverride{}
 	v.save(rec)
 	_ = v.inv.Refresh(ctx, v.obj.Reference())
 	v.events.Add(machine.EventBootOverride, "one-time override used by the boot; cleared")
+	if restoredFW != "" {
+		v.log.Info("one-time boot override used; boot order and firmware restored", "firmware", restoredFW, "firmware_at_next_power_on", rec.PendingFirmware)
+		return nil
+	}
 	v.log.Info("one-time boot override used; boot order restored")
 	return nil
 }

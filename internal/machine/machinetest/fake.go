@@ -150,7 +150,18 @@ func (f *Fake) InsertMedia(_ context.Context, url string) error {
 	if f.BadMedia[url] {
 		return fmt.Errorf("fetch %s: %w", url, machine.ErrInvalidArgument)
 	}
-	f.CD = machine.Media{Inserted: true, Image: url}
+	f.CD = machine.Media{Inserted: true, Image: url, VerifyCertificate: f.CD.VerifyCertificate}
+	return nil
+}
+
+// SetMediaVerify implements machine.Machine.
+func (f *Fake) SetMediaVerify(_ context.Context, verify bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.Err != nil {
+		return f.Err
+	}
+	f.CD.VerifyCertificate = verify
 	return nil
 }
 
@@ -161,7 +172,7 @@ func (f *Fake) EjectMedia(context.Context) error {
 	if f.Err != nil {
 		return f.Err
 	}
-	f.CD = machine.Media{}
+	f.CD = machine.Media{VerifyCertificate: f.CD.VerifyCertificate}
 	return nil
 }
 

@@ -13,6 +13,7 @@ STEP:
   eject=manager|system       eject every inserted CD, as Ironic does
   insert=manager|system:URL  insert URL into the CD device, as Ironic does
   media=manager|system       print the CD device
+  verify=manager|system:BOOL set_verify_certificate on the CD device
   sessions                   print the session ids
   wait                       print {"wait": true} and read a line from stdin
   close                      end the session (DELETE of its Location)
@@ -107,7 +108,14 @@ def run(root, system_path, step, auth):
         dev = cd_devices(root, system, arg)[0]
         return {"id": dev.identity, "inserted": dev.inserted, "image": dev.image,
                 "image_name": dev.image_name, "connected_via": dev.connected_via.value,
-                "media_types": sorted(t.value for t in dev.media_types)}
+                "media_types": sorted(t.value for t in dev.media_types),
+                "verify_certificate": dev.verify_certificate}
+    if kind == "verify":
+        parent, _, value = arg.partition(":")
+        dev = cd_devices(root, system, parent)[0]
+        dev.set_verify_certificate(value == "true")
+        dev.refresh()
+        return {"verify_certificate": dev.verify_certificate}
     if kind == "sessions":
         return {"sessions": sorted(root.get_session_service().sessions.members_identities)}
     if kind == "wait":

@@ -1,4 +1,10 @@
-package ipmi
+// Package guard owns the per-source defences against guessing and floods
+// that IPMI and Redfish share: a source address that failed to log in to a
+// BMC too often is locked out of it (by either protocol: they check the
+// same password), and session setups are rate-limited per source. It keeps
+// state per source and BMC in bounded tables, and counts only failures the
+// caller has proved the source made.
+package guard
 
 import (
 	"log/slog"
@@ -7,10 +13,10 @@ import (
 	"time"
 )
 
-// GuardConfig tunes the protections every endpoint of a bridge shares. IPMI
+// Config tunes the protections every endpoint of a bridge shares. IPMI
 // endpoints sit on management networks where password guessing and session
 // floods happen; IPMI 2.0 itself offers no defence against either.
-type GuardConfig struct {
+type Config struct {
 	// Failures failed authentications from one source address within
 	// Window lock that source out of session setup for Lockout. Zero
 	// Failures turns the lockout off.
@@ -27,16 +33,16 @@ type GuardConfig struct {
 	Now func() time.Time
 }
 
-// DefaultGuard is what a bridge uses unless configured otherwise: five
+// Default is what a bridge uses unless configured otherwise: five
 // failures a minute lock a source out for five minutes; a hundred setup
 // packets a second (an ipmitool login takes three; scripts run dozens of
 // ipmitool processes a second).
-var DefaultGuard = GuardConfig{Failures: 5, Window: time.Minute, Lockout: 5 * time.Minute, SetupRate: 100}
+var Default = Config{Failures: 5, Window: time.Minute, Lockout: 5 * time.Minute, SetupRate: 100}
 
-// maxSources bounds each of the guard's tables. Source addresses cost
+// MaxSources bounds each of the guard's tables. Source addresses cost
 // nothing to forge, so a table keyed by them must not grow with them: at
 // about 150 bytes an entry, each table stays under 3 MB.
-const maxSources = 16384
+const MaxSources = 16384
 
 // Guard is the per-source state behind lockout and rate limiting. It is
 // shared by all endpoints but keeps each source's state per endpoint: an
@@ -45,7 +51,7 @@ const maxSources = 16384
 // have proved came from the source (see handshakes): a forged datagram
 // can be throttled, never counted against its claimed sender.
 type Guard struct {
-	cfg GuardConfig
+	cfg Config
 
 	mu      sync.Mutex
 	buckets map[sourceKey]*bucket
@@ -78,8 +84,8 @@ type record struct {
 	lockedUntil time.Time
 }
 
-// NewGuard returns a guard; a nil *Guard guards nothing.
-func NewGuard(cfg GuardConfig) *Guard {
+// New returns a guard; a nil *Guard guards nothing.
+func New(cfg Config) *Guard {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -89,9 +95,9 @@ func NewGuard(cfg GuardConfig) *Guard {
 	return &Guard{cfg: cfg, buckets: map[sourceKey]*bucket{}, records: map[sourceKey]*record{}}
 }
 
-// allowSetup reports whether a session-setup packet from ip to endpoint may
+// AllowSetup reports whether a session-setup packet from ip to endpoint may
 // be served: the source is not locked out and within its rate.
-func (g *Guard) allowSetup(ip netip.Addr, endpoint string) (ok bool, why string) {
+func (g *Guard) AllowSetup(ip netip.Addr, endpoint string) (ok bool, why string) {
 	if g == nil {
 		return true, ""
 	}
@@ -120,21 +126,24 @@ func (g *Guard) allowSetup(ip netip.Addr, endpoint string) (ok bool, why string)
 	return true, ""
 }
 
-// locked reports whether ip is locked out of endpoint.
-func (g *Guard) locked(ip netip.Addr, endpoint string) bool {
+// Locked reports how much longer ip is locked out of endpoint; 0 when it
+// is not.
+func (g *Guard) Locked(ip netip.Addr, endpoint string) time.Duration {
 	if g == nil {
-		return false
+		return 0
 	}
 	now := g.cfg.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	r := g.records[key(ip, endpoint)]
-	return r != nil && now.Before(r.lockedUntil)
+	if r := g.records[key(ip, endpoint)]; r != nil && now.Before(r.lockedUntil) {
+		return r.lockedUntil.Sub(now)
+	}
+	return 0
 }
 
-// failed records a failed authentication that ip has proved it made, and
+// Failed records a failed authentication that ip has proved it made, and
 // reports whether it locked the source out.
-func (g *Guard) failed(ip netip.Addr, endpoint string) (locked bool) {
+func (g *Guard) Failed(ip netip.Addr, endpoint string) (locked bool) {
 	if g == nil || g.cfg.Failures <= 0 {
 		return false
 	}
@@ -171,7 +180,7 @@ func (g *Guard) failed(ip netip.Addr, endpoint string) (locked bool) {
 // a guesser with that many real addresses gets here), the oldest quarter
 // of whatever the map yields first.
 func (g *Guard) trimRecords(now time.Time) {
-	if len(g.records) < maxSources {
+	if len(g.records) < MaxSources {
 		return
 	}
 	for k, r := range g.records {
@@ -188,7 +197,7 @@ func (g *Guard) trimRecords(now time.Time) {
 // bucket starts full again, which a forged source gets anyway by forging
 // another address.
 func trim[V any](m map[sourceKey]V) {
-	if len(m) < maxSources {
+	if len(m) < MaxSources {
 		return
 	}
 	n := len(m) / 4
@@ -201,8 +210,8 @@ func trim[V any](m map[sourceKey]V) {
 	}
 }
 
-// size reports the number of entries kept, for tests of the bound.
-func (g *Guard) size() int {
+// Size reports the number of entries kept, for tests of the bound.
+func (g *Guard) Size() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return len(g.buckets) + len(g.records)

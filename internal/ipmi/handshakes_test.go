@@ -3,6 +3,7 @@ package ipmi
 import (
 	"context"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/guard"
 	"io"
 	"log/slog"
 	"maps"
@@ -19,93 +20,6 @@ import (
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine/machinetest"
 )
-
-type fakeClock struct{ t time.Time }
-
-func (c *fakeClock) now() time.Time { return c.t }
-
-func TestGuardLockout(t *testing.T) {
-	clk := &fakeClock{t: time.Unix(1_000_000, 0)}
-	g := NewGuard(GuardConfig{Failures: 3, Window: time.Minute, Lockout: 5 * time.Minute, Now: clk.now, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	a, other := netip.MustParseAddr("192.0.2.7"), netip.MustParseAddr("192.0.2.8")
-	steps := []struct {
-		advance time.Duration
-		fail    bool
-		locks   bool
-		allowed bool
-	}{
-		{0, true, false, true},
-		{30 * time.Second, true, false, true},
-		{40 * time.Second, true, false, true}, // the first failure left the window
-		{time.Second, true, true, false},      // third within a minute: locked
-		{4 * time.Minute, false, false, false},
-		{time.Minute + time.Second, false, false, true}, // lockout over
-	}
-	for i, s := range steps {
-		clk.t = clk.t.Add(s.advance)
-		if s.fail {
-			if locked := g.failed(a, "bmc"); locked != s.locks {
-				t.Fatalf("step %d: failed() locked = %v", i, locked)
-			}
-		}
-		if ok, _ := g.allowSetup(a, "bmc"); ok != s.allowed {
-			t.Fatalf("step %d: allowed = %v, want %v", i, ok, s.allowed)
-		}
-		if ok, _ := g.allowSetup(other, "bmc"); !ok {
-			t.Fatalf("step %d: another source was locked out", i)
-		}
-		if ok, _ := g.allowSetup(a, "other-bmc"); !ok {
-			t.Fatalf("step %d: the source was locked out of another BMC", i)
-		}
-	}
-}
-
-func TestGuardRate(t *testing.T) {
-	clk := &fakeClock{t: time.Unix(1_000_000, 0)}
-	g := NewGuard(GuardConfig{SetupRate: 10, Now: clk.now})
-	a := netip.MustParseAddr("192.0.2.7")
-	allowed := 0
-	for range 100 {
-		if ok, _ := g.allowSetup(a, "bmc"); ok {
-			allowed++
-		}
-	}
-	if allowed != 20 {
-		t.Fatalf("burst allowed %d, want 20", allowed)
-	}
-	clk.t = clk.t.Add(time.Second)
-	allowed = 0
-	for range 100 {
-		if ok, _ := g.allowSetup(a, "bmc"); ok {
-			allowed++
-		}
-	}
-	if allowed != 10 {
-		t.Fatalf("after a second allowed %d, want 10", allowed)
-	}
-	var nilGuard *Guard
-	if ok, _ := nilGuard.allowSetup(a, "bmc"); !ok || nilGuard.failed(a, "bmc") {
-		t.Fatal("a nil guard guarded")
-	}
-}
-
-// Forged sources cost nothing: however many there are, the guard's tables
-// stay bounded, and a real guesser's lockout survives the churn.
-func TestGuardBounded(t *testing.T) {
-	g := NewGuard(GuardConfig{Failures: 1, Window: time.Minute, Lockout: time.Hour, SetupRate: 100, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	guesser := netip.MustParseAddr("10.9.9.9")
-	g.failed(guesser, "bmc")
-	for i := range 5 * maxSources {
-		ip := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
-		g.allowSetup(ip, "bmc")
-	}
-	if n := g.size(); n > 2*maxSources {
-		t.Fatalf("%d entries kept", n)
-	}
-	if ok, _ := g.allowSetup(guesser, "bmc"); ok {
-		t.Fatal("the lockout was forgotten")
-	}
-}
 
 // A source at its limit loses its own oldest handshake; a full table loses
 // the oldest handshake of the source with the most, never a console's only
@@ -185,7 +99,7 @@ func TestWindow(t *testing.T) {
 }
 
 // guardedEndpoint starts an endpoint over a Fake with a guard.
-func guardedEndpoint(t *testing.T, g *Guard, obs Observer) int {
+func guardedEndpoint(t *testing.T, g *guard.Guard, obs Observer) int {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &machinetest.Fake{ID: machine.Identity{Name: "guarded", UUID: testUUID}}
@@ -200,7 +114,7 @@ func guardedEndpoint(t *testing.T, g *Guard, obs Observer) int {
 
 type countingObserver struct{ auth, refused, replays, lockouts atomic.Int64 }
 
-func (o *countingObserver) Request(string, uint8, time.Duration) {}
+func (o *countingObserver) Request(string, string, time.Duration) {}
 func (o *countingObserver) Session(_, event string) {
 	if event == "refused" {
 		o.refused.Add(1)
@@ -220,7 +134,7 @@ func TestLockoutWithIpmitool(t *testing.T) {
 	// The lockout outlasts ipmitool's own retries (it restarts the whole
 	// session setup up to four times), or the "locked" attempt would win.
 	const lockout = 8 * time.Second
-	g := NewGuard(GuardConfig{Failures: 3, Window: time.Minute, Lockout: lockout, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	g := guard.New(guard.Config{Failures: 3, Window: time.Minute, Lockout: lockout, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	port := strconv.Itoa(guardedEndpoint(t, g, obs))
 	try := func(password string) error {
 		out, err := exec.Command(ipmitool, "-I", "lanplus", "-H", "127.0.0.1", "-p", port, "-U", "admin", "-P", password, "-N", "1", "-R", "1", "power", "status").CombinedOutput()
@@ -257,7 +171,7 @@ func TestLockoutWithIpmitool(t *testing.T) {
 // from one source does not keep a console elsewhere from logging in.
 func TestHalfOpenFlood(t *testing.T) {
 	ipmitool := clienttest.Tool(t, "ipmitool")
-	g := NewGuard(DefaultGuard)
+	g := guard.New(guard.Default)
 	port := guardedEndpoint(t, g, nil)
 	flood, err := net.ListenPacket("udp", "127.0.0.9:0")
 	if err != nil {

@@ -1,0 +1,267 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/vmware/govmomi/find"
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
+)
+
+// sushyTry is sushy without failing: the steps' objects, the last one an
+// {"error": ...} when a step failed.
+func sushyTry(t *testing.T, url, system string, steps ...string) []map[string]any {
+	t.Helper()
+	python := clienttest.PythonModule(t, "sushy")
+	cmd := exec.Command(python, append([]string{"../redfish/testdata/sushy_client.py", url, system, "session", "false"}, steps...)...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "REQUESTS_CA_BUNDLE=") && !strings.HasPrefix(kv, "CURL_CA_BUNDLE=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "REDFISH_USERNAME=admin", "REDFISH_PASSWORD=pw-12345")
+	out, _ := cmd.Output()
+	var res []map[string]any
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for {
+		var m map[string]any
+		if err := dec.Decode(&m); err == io.EOF {
+			return res
+		} else if err != nil {
+			t.Fatalf("sushy output %q: %v", out, err)
+		}
+		res = append(res, m)
+	}
+}
+
+// TestRedfishMediaTrust is Ironic re-provisioning through sushy against
+// the daemon and the simulator: a boot ISO republished under the same URL
+// and size is fetched again and boots; a redirect out of
+// media.allowedNetworks and an HTTPS image with a private CA under
+// VerifyCertificate are refused with the class of failure only; the media
+// folder holds no leftover after each step; the metrics count it.
+func TestRedfishMediaTrust(t *testing.T) {
+	other, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Skip("127.0.0.2 not available:", err)
+	}
+	internal := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "internal admin page", http.StatusForbidden)
+	}))
+	internal.Listener.Close()
+	internal.Listener = other
+	internal.Start()
+	defer internal.Close()
+
+	sim, err := vsphere.StartSimulator(context.Background(), "127.0.0.1:0", 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	dir := t.TempDir()
+	cfg := fmt.Sprintf(`vcenter:
+  url: %s
+  username: %s
+  password: %s
+  caFile: %s
+stateDir: %s
+metricsAddress: 127.0.0.1:0
+redfish:
+  address: 127.0.0.1:0
+media:
+  allowedNetworks: [127.0.0.1/32]
+  stallTimeout: 1s
+bmcs:
+  - vm: skinner-worker-2
+    address: 127.0.0.1
+    port: %d
+    password: pw-12345
+`, sim.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword, sim.CAFile, filepath.Join(dir, "state"), clienttest.FreeUDPPort(t))
+	cfgPath := filepath.Join(dir, "bridge.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, cfgPath, filepath.Join(dir, "api.sock"))
+	defer d.stop(t)
+	m := regexp.MustCompile(`redfish:\s+(https://\S+)/redfish/v1`).FindStringSubmatch(d.out.String())
+	mm := regexp.MustCompile(`metrics:\s+(\S+)`).FindStringSubmatch(d.out.String())
+	if m == nil || mm == nil {
+		t.Fatalf("no Redfish or metrics URL in the banner:\n%s", d.out.String())
+	}
+	url, system := m[1], "/redfish/v1/Systems/skinner-worker-2"
+
+	var mu sync.Mutex
+	iso := bytes.Repeat([]byte{1}, 128<<10)
+	copy(iso[32769:], "CD001")
+	images := http.NewServeMux()
+	images.HandleFunc("/ironic/boot-worker-2.iso", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		b := iso
+		mu.Unlock()
+		w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+		_, _ = w.Write(b)
+	})
+	images.HandleFunc("/ironic/moved.iso", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, internal.URL+"/admin/secret.iso", http.StatusFound)
+	})
+	srv := httptest.NewServer(images)
+	defer srv.Close()
+	tlsSrv := httptest.NewTLSServer(images)
+	defer tlsSrv.Close()
+	image := srv.URL + "/ironic/boot-worker-2.iso"
+
+	c, err := vsphere.Connect(context.Background(), vsphere.Options{URL: sim.URL.String(), Username: vsphere.SimulatorUser, Password: vsphere.SimulatorPassword, CAFile: sim.CAFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	ds, err := find.NewFinder(c.Vim()).Datastore(ctx, "/DC0/datastore/LocalDS_0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	folder := func() []string {
+		t.Helper()
+		b, err := ds.Browser(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		task, err := b.SearchDatastore(ctx, ds.Path(vsphere.MediaFolder), &types.HostDatastoreBrowserSearchSpec{MatchPattern: []string{"*"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := task.WaitForResult(ctx, nil)
+		if err != nil {
+			return nil
+		}
+		var out []string
+		for _, f := range info.Result.(types.HostDatastoreBrowserSearchResults).File {
+			name := f.GetFileInfo().Path
+			if !strings.HasSuffix(name, ".iso") {
+				t.Fatalf("leftover %s in the media folder", name)
+			}
+			out = append(out, name)
+		}
+		return out
+	}
+	cdBytes := func() []byte {
+		t.Helper()
+		vms, err := find.NewFinder(c.Vim()).VirtualMachine(ctx, "skinner-worker-2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		devices, err := vms.Device(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cd, err := devices.FindCdrom("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, ok := cd.Backing.(*types.VirtualCdromIsoBackingInfo)
+		if !ok {
+			t.Fatal("CD-ROM holds no ISO")
+		}
+		var p object.DatastorePath
+		p.FromString(b.FileName)
+		rc, _, err := ds.Download(ctx, p.Path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		got, _ := io.ReadAll(rc)
+		return got
+	}
+
+	sushy(t, url, system, "eject=system", "insert=system:"+image)
+	if !bytes.Equal(cdBytes(), iso) || len(folder()) != 1 {
+		t.Fatalf("first image: folder %v", folder())
+	}
+	// Re-provisioning: Ironic regenerates the ISO under the same name and
+	// size, ejects and inserts.
+	mu.Lock()
+	next := bytes.Repeat([]byte{2}, 128<<10)
+	copy(next[32769:], "CD001")
+	iso = next
+	mu.Unlock()
+	sushy(t, url, system, "eject=system", "insert=system:"+image)
+	if !bytes.Equal(cdBytes(), next) {
+		t.Fatal("the stale image is on the CD-ROM")
+	}
+	if f := folder(); len(f) != 2 {
+		t.Fatalf("folder %v", f)
+	}
+
+	for _, tc := range []struct {
+		steps []string
+		class string
+	}{
+		{[]string{"eject=system", "insert=system:" + srv.URL + "/ironic/moved.iso"}, "address not allowed"},
+		{[]string{"eject=system", "verify=system:true", "insert=system:" + tlsSrv.URL + "/ironic/boot-worker-2.iso"}, "TLS certificate not trusted"},
+	} {
+		out := sushyTry(t, url, system, tc.steps...)
+		last := out[len(out)-1]
+		msg := fmt.Sprint(last["message"])
+		if last["error"] == nil || fmt.Sprint(last["status"]) != "400" || !strings.Contains(msg, tc.class) {
+			t.Fatalf("%v: %v", tc.steps, out)
+		}
+		for _, leak := range []string{"127.0.0.2", "admin page", "secret.iso", sim.URL.Host, "x509"} {
+			if strings.Contains(msg, leak) {
+				t.Errorf("%v: the answer shows %q: %s", tc.steps, leak, msg)
+			}
+		}
+		folder()
+	}
+	// VerifyCertificate false again: the private-CA image inserts.
+	sushy(t, url, system, "verify=system:false", "insert=system:"+tlsSrv.URL+"/ironic/boot-worker-2.iso")
+	if !bytes.Equal(cdBytes(), next) {
+		t.Fatal("HTTPS image not inserted")
+	}
+	// The http image again, unchanged (its server sends no validators):
+	// fetched, found identical to its copy, and that copy reused.
+	sushy(t, url, system, "insert=system:"+image)
+	if f := folder(); len(f) != 3 {
+		t.Fatalf("folder %v", f)
+	}
+
+	resp, err := http.Get(mm[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		"ipmi_vmware_bridge_media_uploaded_bytes_total", "ipmi_vmware_bridge_media_uploads_in_flight 0",
+		"ipmi_vmware_bridge_media_copies_reused_total 1", "ipmi_vmware_bridge_media_copies_collected_total 0",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q:\n%s", want, grepLines(string(body), "media_"))
+		}
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -1,0 +1,162 @@
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
+)
+
+// logins reads vcenter_requests_total{method="Login"} from the daemon's
+// metrics: the request-counting client's count of logins sent.
+func logins(t *testing.T, metricsURL string) int {
+	t.Helper()
+	resp, err := http.Get(metricsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	n := 0
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if l := sc.Text(); strings.Contains(l, "vcenter_requests_total{") && strings.Contains(l, `method="Login"`) {
+			fmt.Sscan(l[strings.LastIndex(l, " ")+1:], &n)
+		}
+	}
+	return n
+}
+
+// A wrong vCenter password at start: the daemon stays up, its BMC answers
+// node-busy, /readyz fails, `bmc list` says whose login failed and why,
+// and at most 3 logins are sent (the default cap per 15 minutes).
+func TestStartWithWrongVCenterPassword(t *testing.T) {
+	sim, err := vsphere.StartSimulator(context.Background(), "127.0.0.1:0", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	dir := t.TempDir()
+	p0 := clienttest.FreeUDPPort(t)
+	cfgPath := filepath.Join(dir, "bridge.yaml")
+	cfg := fmt.Sprintf(configTemplate, sim.URL, vsphere.SimulatorUser, "wrong-password", sim.CAFile, filepath.Join(dir, "state"), p0, clienttest.FreeUDPPort(t), "")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	d := startDaemon(t, cfgPath, filepath.Join(dir, "run", "api.sock"))
+	defer d.stop(t)
+	t.Logf("banner after %v:\n%s", time.Since(start).Round(time.Millisecond), d.out.String())
+	m := regexp.MustCompile(`metrics:\s+(\S+)`).FindStringSubmatch(d.out.String())
+	if m == nil {
+		t.Fatalf("no metrics URL:\n%s", d.out.String())
+	}
+	ctx := context.Background()
+
+	bmcs, err := d.api.BMCs(ctx)
+	if err != nil || len(bmcs) != 2 {
+		t.Fatalf("list: %v %+v", err, bmcs)
+	}
+	for _, want := range []string{`login as "vcsim" refused (InvalidLogin)`, "password is wrong"} {
+		if !strings.Contains(bmcs[0].Error, want) {
+			t.Fatalf("bmc list does not say why (%q): %+v", want, bmcs[0])
+		}
+	}
+
+	out, err := ipmitool(t, "127.0.0.1", p0, "power", "status")
+	if err == nil || !strings.Contains(strings.ToLower(out), "busy") {
+		t.Fatalf("power status without vCenter: %v %q", err, out)
+	}
+	t.Logf("ipmitool power status: %q", strings.TrimSpace(out))
+
+	ready := strings.Replace(m[1], "/metrics", "/readyz", 1)
+	resp, err := http.Get(ready)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK || !strings.Contains(string(body), "InvalidLogin") {
+		t.Fatalf("/readyz: %d %s", resp.StatusCode, body)
+	}
+
+	// Backoff (1 s, 2 s, ...) would have sent a fourth login by now.
+	deadline := time.Now().Add(60 * time.Second)
+	for logins(t, m[1]) < 3 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(5 * time.Second)
+	n := logins(t, m[1])
+	t.Logf("logins sent with a wrong password %v after start: %d", time.Since(start).Round(time.Second), n)
+	if n != 3 {
+		t.Fatalf("%d logins, want 3", n)
+	}
+	select {
+	case err := <-d.done:
+		t.Fatalf("daemon stopped: %v", err)
+	default:
+	}
+}
+
+// vCenter unreachable at start: the daemon serves, and binds its BMCs
+// once vCenter is there.
+func TestStartWithoutVCenter(t *testing.T) {
+	dir := t.TempDir()
+	p0 := clienttest.FreeUDPPort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
+	cfgPath := filepath.Join(dir, "bridge.yaml")
+	cfg := fmt.Sprintf(configTemplate, "https://"+addr+"/sdk", vsphere.SimulatorUser, vsphere.SimulatorPassword, "", filepath.Join(dir, "state"), p0, clienttest.FreeUDPPort(t), "")
+	cfg = strings.Replace(cfg, "  caFile: \n", "  insecure: true\n", 1)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, cfgPath, filepath.Join(dir, "run", "api.sock"))
+	defer d.stop(t)
+	ctx := context.Background()
+	bmcs, err := d.api.BMCs(ctx)
+	if err != nil || len(bmcs) != 2 || !strings.Contains(bmcs[0].Error, "cannot reach vCenter") {
+		t.Fatalf("list: %v %+v", err, bmcs)
+	}
+	if out, err := ipmitool(t, "127.0.0.1", p0, "power", "status"); err == nil || !strings.Contains(strings.ToLower(out), "busy") {
+		t.Fatalf("power status without vCenter: %v %q", err, out)
+	}
+	sim, err := vsphere.StartSimulator(ctx, addr, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		bmcs, err = d.api.BMCs(ctx)
+		if err == nil && bmcs[0].Status == "running" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never bound: %v %+v", err, bmcs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if out, err := ipmitool(t, "127.0.0.1", p0, "power", "status"); err != nil || out != "Chassis Power is off\n" {
+		t.Fatalf("once vCenter is there: %v %q", err, out)
+	}
+}
+
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}

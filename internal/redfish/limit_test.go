@@ -1,0 +1,102 @@
+package redfish
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// Slow and numerous connections do not starve a legitimate client: a
+// request body trickled a byte a second is cut at the body timeout,
+// connections past an address's share are closed at once, and a client
+// from another address is answered meanwhile.
+func TestSlowClients(t *testing.T) {
+	e := newEnv(t)
+	e.srv.limits.readBody = time.Second
+	e.srv.limits.connsPerSource = 8
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := TLSConfig("", "", t.TempDir(), []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.srv.ServeTLS(ctx, ln, tc) }()
+	defer func() { cancel(); <-done }()
+	addr := ln.Addr().String()
+
+	slow := func(local string) (*tls.Conn, error) {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
+		c, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(c, "POST /redfish/v1/SessionService/Sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+		return c, nil
+	}
+	var held []*tls.Conn
+	for range 8 {
+		c, err := slow("127.0.0.3")
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	if c, err := slow("127.0.0.3"); err == nil {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil {
+			t.Fatal("a connection past the address's share was served")
+		}
+		c.Close()
+	}
+	client := &http.Client{Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
+		DialContext:     (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.4")}}).DialContext,
+	}}
+	start := time.Now()
+	resp, err := client.Get("https://" + addr + "/redfish/v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	t.Logf("a legitimate request beside %d slow connections: %v", len(held), time.Since(start).Round(time.Millisecond))
+	// The trickled bodies are cut: the connection ends within the body
+	// timeout, whatever the client sends.
+	for _, c := range held {
+		go func() {
+			for range 20 {
+				if _, err := c.Write([]byte(" ")); err != nil {
+					return
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		}()
+	}
+	// The client would trickle for 4 s; the server cuts it after 1 s, so
+	// the connection ends (EOF or reset) long before the client's own
+	// read deadline.
+	c := held[0]
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 4096)
+	for {
+		_, err := c.Read(buf)
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatal("a trickled body was not cut")
+		}
+		if err != nil {
+			break
+		}
+	}
+}
