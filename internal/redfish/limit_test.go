@@ -17,6 +17,7 @@ import (
 func TestSlowClients(t *testing.T) {
 	e := newEnv(t)
 	e.srv.limits.readBody = time.Second
+	e.srv.limits.readHeader = time.Second
 	e.srv.limits.connsPerSource = 8
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -87,16 +88,40 @@ func TestSlowClients(t *testing.T) {
 	// The client would trickle for 4 s; the server cuts it after 1 s, so
 	// the connection ends (EOF or reset) long before the client's own
 	// read deadline.
-	c := held[0]
+	waitCut(t, held[0], "a trickled body")
+
+	// Headers trickled in are cut the same way, at the header timeout.
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.5")}, Timeout: 5 * time.Second}
+	c, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	go func() {
+		fmt.Fprint(c, "GET /redfish/v1 HTTP/1.1\r\n")
+		for range 20 {
+			if _, err := fmt.Fprint(c, "X-Slow: 1\r\n"); err != nil {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	waitCut(t, c, "trickled headers")
+}
+
+// waitCut reads c until the server ends the connection; a read that times
+// out (10 s, ten times the server's limit) means it did not.
+func waitCut(t *testing.T, c net.Conn, what string) {
+	t.Helper()
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	buf := make([]byte, 4096)
 	for {
 		_, err := c.Read(buf)
 		if ne, ok := err.(net.Error); ok && ne.Timeout() {
-			t.Fatal("a trickled body was not cut")
+			t.Fatalf("%s not cut", what)
 		}
 		if err != nil {
-			break
+			return
 		}
 	}
 }
