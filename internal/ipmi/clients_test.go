@@ -284,3 +284,13 @@ func TestFreeIPMIDefaultDriver(t *testing.T) {
 		t.Fatalf("ipmipower --off: %s", out)
 	}
 }
+
+// `ipmitool session info active` describes the console's own session with
+// this endpoint's counts, over both protocols.
+func TestSessionInfo(t *testing.T) {
+	_, port := startClientEndpoint(t)
+	for _, intf := range []string{"lanplus", "lan"} {
+		out, _ := runClient(t, "ipmitool", "-I", intf, "-H", "127.0.0.1", "-p", port, "-U", "admin", "-P", "password", "session", "info", "active")
+		wantLines(t, out, `^session handle\s+: 1$`, `^slot count\s+: 32$`, `^active sessions\s+: 1$`, `^privilege level\s+: ADMINISTRATOR$`)
+	}
+}

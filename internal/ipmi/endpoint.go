@@ -122,6 +122,7 @@ func newServer(conn net.PacketConn, b *bmc.BMC, m machine.Machine, cfg Config, l
 		sessions: map[uint32]*session{}, v15: map[uint32]*v15session{}, v15Temp: map[uint32]v15Activation{}, recent: map[uint32]recentRAKP{}, actions: make(chan struct{}, maxActions),
 	}
 	s.reg = newRegistry(m, log, t)
+	s.reg.RegisterFunc(types.CommandGetSessionInfo, s.sessionInfo)
 	return s
 }
 

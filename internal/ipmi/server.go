@@ -429,3 +429,46 @@ func closeSession(_ context.Context, hctx *handlers.HandlerContext, req []byte) 
 	}
 	return nil, types.CodeOK, nil // the server ends the session once this is sent
 }
+
+// sessionInfo answers Get Session Info (§22.20) for the current session
+// (index 0), which is what consoles and `ipmitool session info active`
+// ask: go-ipmi's handler counts the sessions of its own store, which this
+// server does not use. The table sizes are this endpoint's.
+func (s *server) sessionInfo(_ context.Context, hctx *handlers.HandlerContext, req []byte) ([]byte, types.CompletionCode, error) {
+	if len(req) < 1 {
+		return nil, types.CodeRequestDataLengthInvalid, nil
+	}
+	if req[0] != 0 {
+		return nil, types.CodeRequestDataFieldInvalid, nil // only "this session"
+	}
+	var handle, user, priv, aux byte
+	var active int
+	var lan net.Addr
+	s.mu.Lock()
+	switch {
+	case hctx.Session != nil:
+		sess := hctx.Session
+		handle, priv, aux, active, lan = sess.Handle, byte(sess.PrivilegeLevel), 0x10|lanChannel, len(s.sessions), sess.GetAddr()
+		if sess.User != nil {
+			user = sess.User.ID
+		}
+	case hctx.V15Session != nil:
+		sess := hctx.V15Session
+		handle, priv, aux, active = sess.Handle, byte(sess.PrivilegeLevel), lanChannel, len(s.v15)
+		if sess.User != nil {
+			user = sess.User.ID
+		}
+	default:
+		s.mu.Unlock()
+		return nil, types.CodeRequestDataFieldInvalid, nil
+	}
+	s.mu.Unlock()
+	resp := []byte{handle, byte(min(s.limit, 0x3F)), byte(min(active, 0x3F)), user, priv, aux}
+	if ua, ok := lan.(*net.UDPAddr); ok && ua.IP.To4() != nil {
+		// Table 22-26 bytes 7-18 for an 802.3 LAN channel: the console's
+		// IP address, MAC (not known: zeros) and port (little-endian).
+		resp = append(resp, ua.IP.To4()...)
+		resp = append(resp, 0, 0, 0, 0, 0, 0, byte(ua.Port), byte(ua.Port>>8))
+	}
+	return resp, types.CodeOK, nil
+}

@@ -215,6 +215,12 @@ func (s *server) startV15(v *bmc.V15Session, max bmc.PrivilegeLevel, outbound ui
 		return nil
 	}
 	v.SessionID = s.newV15ID(func(id uint32) bool { return s.v15[id] != nil })
+	used := map[uint8]bool{}
+	for _, o := range s.v15 {
+		used[o.s.Handle] = true
+	}
+	for v.Handle = 1; used[v.Handle]; v.Handle++ {
+	}
 	var inbound [4]byte
 	_, _ = rand.Read(inbound[:])
 	v.InboundSeq = binary.LittleEndian.Uint32(inbound[:])&0x7FFFFFFF + 1 // the console starts at InboundSeq+1
