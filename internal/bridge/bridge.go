@@ -163,6 +163,9 @@ type Bridge struct {
 	bmcs []*BMC
 	kick chan struct{}
 	gen  atomic.Uint64 // see Generation
+	// closeVM closes a machine taken off its BMC ((*vsphere.VM).Close;
+	// tests slow it down).
+	closeVM func(*vsphere.VM)
 }
 
 // Errors of the management operations.
@@ -182,7 +185,7 @@ func Start(ctx context.Context, inv *vsphere.Inventory, specs []Spec, opts Optio
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	b := &Bridge{inv: inv, opts: opts, ctx: ctx, kick: make(chan struct{}, 1)}
+	b := &Bridge{inv: inv, opts: opts, ctx: ctx, kick: make(chan struct{}, 1), closeVM: (*vsphere.VM).Close}
 	saved := b.savedBMCs()
 	for _, s := range specs {
 		bm := &BMC{spec: s}
@@ -414,27 +417,33 @@ func (b *Bridge) Add(s Spec) (*BMC, error) {
 // Remove stops and forgets a BMC added at runtime.
 func (b *Bridge) Remove(id string) error {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	bm, err := b.lookup(id)
 	switch {
 	case err != nil:
+		b.mu.Unlock()
 		return err
 	case !bm.runtime:
+		b.mu.Unlock()
 		return fmt.Errorf("%s: %w", id, ErrFromConfig)
 	}
 	if st := b.opts.State; st != nil {
 		if err := st.Delete(bmcPrefix + bm.spec.Address); err != nil {
+			b.mu.Unlock()
 			return err
 		}
 	}
-	b.drop(bm)
+	closeVM := b.drop(bm)
+	b.mu.Unlock()
+	closeVM()
 	return nil
 }
 
-// drop stops bm and removes it from the set. b.mu must be held.
-func (b *Bridge) drop(bm *BMC) {
+// drop stops bm's endpoint and removes bm from the set. b.mu must be
+// held; the returned function closes bm's machine and must be called
+// once b.mu is released (see stopLocked).
+func (b *Bridge) drop(bm *BMC) (closeVM func()) {
 	bm.mu.Lock()
-	b.stopLocked(bm)
+	closeVM = b.stopLocked(bm)
 	bm.removed = true
 	bm.mu.Unlock()
 	for i, x := range b.bmcs {
@@ -443,6 +452,7 @@ func (b *Bridge) drop(bm *BMC) {
 			break
 		}
 	}
+	return closeVM
 }
 
 // Stop stops a BMC's endpoint and keeps it stopped across restarts.
@@ -464,11 +474,13 @@ func (b *Bridge) setStopped(id string, stop bool) error {
 		bm.mu.Unlock()
 		return err
 	}
+	closeVM := func() {}
 	if stop {
-		b.stopLocked(bm)
+		closeVM = b.stopLocked(bm)
 		bm.status, bm.err = Stopped, nil
 	}
 	bm.mu.Unlock()
+	closeVM()
 	if !stop {
 		b.bind(bm)
 	}
@@ -484,6 +496,7 @@ func (b *Bridge) Reload(specs []Spec) {
 	}
 	b.mu.Lock()
 	var start []*BMC
+	var closers []func()
 	for _, bm := range append([]*BMC(nil), b.bmcs...) {
 		if bm.runtime {
 			continue
@@ -499,11 +512,11 @@ func (b *Bridge) Reload(specs []Spec) {
 		switch {
 		case !ok:
 			b.opts.Log.Info("bmc removed from the configuration", "bmc", old.Address, "vm", old.VM)
-			b.drop(bm)
+			closers = append(closers, b.drop(bm))
 		case s != old:
 			b.opts.Log.Info("bmc changed in the configuration; restarting", "bmc", s.Address, "vm", s.VM)
 			bm.mu.Lock()
-			b.stopLocked(bm)
+			closers = append(closers, b.stopLocked(bm))
 			bm.spec = s
 			bm.mu.Unlock()
 			start = append(start, bm)
@@ -522,9 +535,20 @@ func (b *Bridge) Reload(specs []Spec) {
 		start = append(start, bm)
 	}
 	b.mu.Unlock()
+	closeAll(closers)
 	for _, bm := range start {
 		b.bind(bm)
 	}
+}
+
+// closeAll runs the machine closers stopLocked returned, at once: each
+// waits a moment for its VM's background work.
+func closeAll(closers []func()) {
+	var wg sync.WaitGroup
+	for _, c := range closers {
+		wg.Go(c)
+	}
+	wg.Wait()
 }
 
 // retryEvery paces retries of BMCs that could not start while vCenter was
@@ -568,6 +592,10 @@ func (b *Bridge) bind(bm *BMC) {
 	bm.mu.Unlock()
 	log := b.opts.Log.With("bmc", spec.Address)
 	ref, err := b.inv.Resolve(b.ctx, spec.VM)
+	// The old machine, if replaced, is closed once bm.mu is released
+	// (deferred before the unlock, so run after it).
+	closeVM := func() {}
+	defer func() { closeVM() }()
 	bm.mu.Lock()
 	defer bm.mu.Unlock()
 	switch {
@@ -599,7 +627,7 @@ func (b *Bridge) bind(bm *BMC) {
 	if bm.vm != nil && bm.vm.Reference() == ref && bm.ep != nil {
 		return
 	}
-	b.stopLocked(bm)
+	closeVM = b.stopLocked(bm)
 
 	id, err := b.inv.Identity(ref)
 	if err != nil {
@@ -678,8 +706,12 @@ func (b *Bridge) serveUnboundLocked(bm *BMC, log *slog.Logger) {
 // Redfish service re-reads the served systems only then.
 func (b *Bridge) Generation() uint64 { return b.gen.Load() }
 
-// stopLocked stops bm's endpoint and machine. bm.mu must be held.
-func (b *Bridge) stopLocked(bm *BMC) {
+// stopLocked stops bm's endpoint (its socket is free when it returns) and
+// detaches its machine, which the returned function closes. bm.mu must be
+// held, and the function called once bm.mu (and b.mu) are released:
+// closing a machine waits a moment for its vCenter actions, and bm.Info,
+// which `bmc list`, the reconciler and Redfish need, takes bm.mu.
+func (b *Bridge) stopLocked(bm *BMC) (closeVM func()) {
 	b.gen.Add(1)
 	if bm.ep != nil {
 		_ = bm.ep.Close()
@@ -687,18 +719,23 @@ func (b *Bridge) stopLocked(bm *BMC) {
 		bm.ep = nil
 		bm.addr = nil
 	}
-	if bm.vm != nil {
-		bm.vm.Close()
-		bm.vm, bm.m = nil, nil
+	vm := bm.vm
+	bm.vm, bm.m = nil, nil
+	if vm == nil {
+		return func() {}
 	}
+	closer := b.closeVM
+	return func() { closer(vm) }
 }
 
 // Close stops every BMC.
 func (b *Bridge) Close() error {
+	var closers []func()
 	for _, bm := range b.BMCs() {
 		bm.mu.Lock()
-		b.stopLocked(bm)
+		closers = append(closers, b.stopLocked(bm))
 		bm.mu.Unlock()
 	}
+	closeAll(closers)
 	return nil
 }

@@ -4,6 +4,9 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -315,6 +318,34 @@ func (p *parser) duration(fields map[string]*yaml.Node, prefix, key string) (tim
 	return d, nil
 }
 
+// caFile checks that file (the value of key at n) is a readable PEM
+// bundle of certificates, at validation rather than at first use.
+func (p *parser) caFile(n *yaml.Node, key, file string) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return p.err(n, key, err.Error())
+	}
+	rest, certs := data, 0
+	for {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		if _, err := x509.ParseCertificate(b.Bytes); err != nil {
+			return p.err(n, key, fmt.Sprintf("%s: certificate %d: %v", file, certs+1, err))
+		}
+		certs++
+	}
+	if certs == 0 {
+		return p.err(n, key, file+": no PEM certificate (-----BEGIN CERTIFICATE-----) in it")
+	}
+	return nil
+}
+
 // sections reads the optional ipmi, metricsAddress, redfish, media and boot
 // settings, with their defaults.
 func (p *parser) sections(fields map[string]*yaml.Node, cfg *Config) error {
@@ -344,6 +375,19 @@ func (p *parser) sections(fields map[string]*yaml.Node, cfg *Config) error {
 			if _, ok := f[key]; ok {
 				if *dst, err = p.duration(f, "ipmi.", key); err != nil {
 					return err
+				}
+			}
+		}
+		// With failures counted, a zero window would count nothing (each
+		// failure is out of the window at once) and a zero duration would
+		// lock out for no time: the lockout silently off.
+		if cfg.IPMI.LockoutFailures > 0 {
+			for _, c := range []struct {
+				key string
+				d   time.Duration
+			}{{"lockoutWindow", cfg.IPMI.LockoutWindow}, {"lockoutDuration", cfg.IPMI.LockoutDuration}} {
+				if n, ok := f[c.key]; ok && c.d == 0 {
+					return p.err(n, "ipmi."+c.key, "must be more than 0 while lockoutFailures is above 0 (set lockoutFailures: 0 to turn the lockout off)")
 				}
 			}
 		}
@@ -382,6 +426,14 @@ func (p *parser) sections(fields map[string]*yaml.Node, cfg *Config) error {
 		}
 		if (cfg.Redfish.CertFile == "") != (cfg.Redfish.KeyFile == "") {
 			return p.err(n, "redfish", "give both certFile and keyFile, or neither for a self-signed certificate")
+		}
+		if cfg.Redfish.CertFile != "" {
+			// Checked here, not when Redfish starts: a daemon that exits
+			// after logging in to vCenter costs a failed login at each
+			// restart when the password is wrong.
+			if _, err := tls.LoadX509KeyPair(cfg.Redfish.CertFile, cfg.Redfish.KeyFile); err != nil {
+				return p.err(f["certFile"], "redfish.certFile", fmt.Sprintf("%s with keyFile %s: not a usable PEM certificate and key pair: %v", cfg.Redfish.CertFile, cfg.Redfish.KeyFile, err))
+			}
 		}
 	}
 	if err := p.media(fields, &cfg.Media); err != nil { // media.go
@@ -453,8 +505,8 @@ func (p *parser) vcenter(n *yaml.Node, envPassword string) (VCenter, error) {
 		return vc, err
 	}
 	if vc.CAFile != "" {
-		if _, err := os.Stat(vc.CAFile); err != nil {
-			return vc, p.err(f["caFile"], pre+"caFile", err.Error())
+		if err := p.caFile(f["caFile"], pre+"caFile", vc.CAFile); err != nil {
+			return vc, err
 		}
 	}
 	vc.LoginFailures, vc.LoginWindow = DefaultLoginFailures, DefaultLoginWindow

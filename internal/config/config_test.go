@@ -47,6 +47,7 @@ func TestParseGood(t *testing.T) {
 }
 
 func TestSections(t *testing.T) {
+	cert, key := writePair(t)
 	cfg, err := Parse("f.yaml", []byte(good), Env{})
 	if err != nil || cfg.MetricsAddress != DefaultMetricsAddress || cfg.Redfish.Address != DefaultRedfishAddress {
 		t.Fatalf("defaults: %v %+v", err, cfg)
@@ -64,8 +65,8 @@ func TestSections(t *testing.T) {
 metricsAddress: ""
 redfish:
   address: 127.0.0.1:8443
-  certFile: /c.pem
-  keyFile: /k.pem
+  certFile: ` + cert + `
+  keyFile: ` + key + `
 media:
   datastore: iso-ds
   folder: images
@@ -76,7 +77,7 @@ media:
 	}
 	if cfg.IPMI.SessionTimeout.Minutes() != 5 || cfg.IPMI.SessionLimit != 8 || cfg.MetricsAddress != "" ||
 		cfg.IPMI.LockoutFailures != 0 || cfg.IPMI.LockoutWindow.Seconds() != 30 || cfg.IPMI.LockoutDuration.Minutes() != 1 || cfg.IPMI.SessionSetupRate != 2.5 ||
-		cfg.Redfish != (Redfish{Address: "127.0.0.1:8443", CertFile: "/c.pem", KeyFile: "/k.pem"}) || cfg.Media.Datastore != "iso-ds" || cfg.Media.Folder != "images" {
+		cfg.Redfish != (Redfish{Address: "127.0.0.1:8443", CertFile: cert, KeyFile: key}) || cfg.Media.Datastore != "iso-ds" || cfg.Media.Folder != "images" {
 		t.Fatalf("%+v", cfg)
 	}
 }

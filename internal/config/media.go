@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -96,8 +95,8 @@ func (p *parser) media(fields map[string]*yaml.Node, m *Media) error {
 		return err
 	}
 	if m.CAFile != "" {
-		if _, err := os.Stat(m.CAFile); err != nil {
-			return p.err(f["caFile"], pre+"caFile", err.Error())
+		if err := p.caFile(f["caFile"], pre+"caFile", m.CAFile); err != nil {
+			return err
 		}
 	}
 	if l, ok := f["allowedNetworks"]; ok {

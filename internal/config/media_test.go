@@ -2,8 +2,6 @@ package config
 
 import (
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -23,10 +21,7 @@ func TestMediaDefaults(t *testing.T) {
 }
 
 func TestMediaSettings(t *testing.T) {
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(ca, []byte("x"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	ca, _ := writePair(t)
 	cfg, err := Parse("f.yaml", []byte(good+`media:
   maxImageSize: 8GiB
   maxFolderSize: 100GB
@@ -55,7 +50,7 @@ func TestMediaErrors(t *testing.T) {
 		{"media:\n  stallTimeout: 10ms\n", "f.yaml:16: media.stallTimeout: must be at least 1s"},
 		{"media:\n  stallTimeout: never\n", "f.yaml:16: media.stallTimeout: must be a duration"},
 		{"media:\n  verifyCertificate: yes please\n", "f.yaml:16: media.verifyCertificate: must be true or false"},
-		{"media:\n  caFile: /nonexistent/ca.pem\n", "f.yaml:16: media.caFile: stat /nonexistent/ca.pem"},
+		{"media:\n  caFile: /nonexistent/ca.pem\n", "f.yaml:16: media.caFile: open /nonexistent/ca.pem"},
 		{"media:\n  allowedNetworks: 10.0.0.0/8\n", "f.yaml:16: media.allowedNetworks: must be a list of CIDRs"},
 		{"media:\n  allowedNetworks:\n    - 10.0.0.0/8\n    - intranet\n", "f.yaml:18: media.allowedNetworks[1]: \"intranet\" is not a CIDR"},
 		{"media:\n  allowedNetworks: [10.1.2.3/8]\n", "f.yaml:16: media.allowedNetworks[0]: \"10.1.2.3/8\" has host bits set; did you mean 10.0.0.0/8?"},

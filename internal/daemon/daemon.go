@@ -105,11 +105,45 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	defer ls.close()
+
+	// Everything that can still make the daemon exit happens before the
+	// first vCenter login: a daemon that logs in and then exits is
+	// restarted by systemd every few seconds, and with a wrong password
+	// each restart would be a failed login (vCenter locks the account
+	// after 5). The failed-login cap is kept in the state file for the
+	// same reason.
+	m := metrics.New(d.vcenterRequests, func() bool { return d.inv != nil && d.inv.Available() == nil }, d.sessionCounts)
+	gc := guard.Default
+	gc.Log = d.log
+	bopts := bridge.Options{
+		Log: d.log, State: d.state, Wrap: m.Instrument,
+		Endpoint: ipmi.Config{Observer: m},
+	}
+	if c := d.cfg; c != nil {
+		gc.Failures, gc.Window, gc.Lockout, gc.SetupRate = c.IPMI.LockoutFailures, c.IPMI.LockoutWindow, c.IPMI.LockoutDuration, c.IPMI.SessionSetupRate
+		bopts.SoftOffTimeout, bopts.BootHold = c.SoftOffTimeout, c.OneTimeBootHold
+		bopts.FollowEFIBit = vsphere.FirmwarePolicy(c.Boot.FollowEFIBit)
+		bopts.MediaDatastore, bopts.MediaFolder = c.Media.Datastore, c.Media.Folder
+		bopts.Endpoint.SessionTimeout, bopts.Endpoint.SessionLimit = c.IPMI.SessionTimeout, c.IPMI.SessionLimit
+	}
+	d.guard = guard.New(gc)
+	bopts.Endpoint.Guard = d.guard
+	if bopts.Media, err = d.mediaService(m); err != nil { // media.go
+		return err
+	}
+	rtls, err := d.redfishTLS(ctx, ls.redfish) // redfish.go
+	if err != nil {
+		return err
+	}
+
 	// vCenter is connected in the background: a wrong password, a
 	// vCenter that is down or a TLS failure keeps the daemon up, its BMCs
 	// answering node-busy and /readyz failing, with the reason in the log
 	// and in `bmc list`; logins are retried within the failed-login cap.
 	vopts.Log = d.log
+	if d.state != nil {
+		vopts.LoginStore = d.state
+	}
 	if d.client, err = vsphere.Start(ctx, vopts); err != nil {
 		return err
 	}
@@ -147,25 +181,6 @@ func Run(ctx context.Context, opts Options) error {
 		d.log.Error("serving without vCenter for now: BMCs answer node-busy (C0h) and /readyz fails until it is back", "err", err)
 	}
 
-	m := metrics.New(d.client.Requests, func() bool { return d.inv.Available() == nil }, d.sessionCounts)
-	gc := guard.Default
-	gc.Log = d.log
-	bopts := bridge.Options{
-		Log: d.log, State: d.state, Wrap: m.Instrument,
-		Endpoint: ipmi.Config{Observer: m},
-	}
-	if c := d.cfg; c != nil {
-		gc.Failures, gc.Window, gc.Lockout, gc.SetupRate = c.IPMI.LockoutFailures, c.IPMI.LockoutWindow, c.IPMI.LockoutDuration, c.IPMI.SessionSetupRate
-		bopts.SoftOffTimeout, bopts.BootHold = c.SoftOffTimeout, c.OneTimeBootHold
-		bopts.FollowEFIBit = vsphere.FirmwarePolicy(c.Boot.FollowEFIBit)
-		bopts.MediaDatastore, bopts.MediaFolder = c.Media.Datastore, c.Media.Folder
-		bopts.Endpoint.SessionTimeout, bopts.Endpoint.SessionLimit = c.IPMI.SessionTimeout, c.IPMI.SessionLimit
-	}
-	d.guard = guard.New(gc)
-	bopts.Endpoint.Guard = d.guard
-	if bopts.Media, err = d.mediaService(m); err != nil { // media.go
-		return err
-	}
 	go bopts.Media.Run(wctx, d.inv, time.Minute)
 	d.bridge = bridge.Start(ctx, d.inv, specs, bopts)
 	defer func() { _ = d.bridge.Close() }()
@@ -190,7 +205,7 @@ func Run(ctx context.Context, opts Options) error {
 		metricsURL = "http://" + ls.metrics.Addr().String() + "/metrics"
 		serve("metrics", func() error { return serveHTTP(sctx, ls.metrics, m.Handler(d.ready, d.log)) })
 	}
-	redfishURL, err := d.startRedfish(sctx, serve, ls.redfish, m.Redfish())
+	redfishURL, err := d.startRedfish(sctx, serve, ls.redfish, rtls, m.Redfish())
 	if err != nil {
 		return err
 	}
@@ -214,6 +229,15 @@ func Run(ctx context.Context, opts Options) error {
 			}
 		}
 	}
+}
+
+// vcenterRequests counts the vSphere calls sent, for metrics (none before
+// the client exists).
+func (d *Daemon) vcenterRequests() map[string]uint64 {
+	if d.client == nil {
+		return map[string]uint64{}
+	}
+	return d.client.Requests()
 }
 
 // startWait bounds how long serve waits for vCenter before serving

@@ -2,9 +2,11 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
+	"regexp"
 	"time"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/redfish"
@@ -28,23 +30,18 @@ func (d *Daemon) redfishPort() int {
 	return port
 }
 
-// startRedfish serves Redfish on l (nil when turned off) for every running
-// BMC, with the BMC's credentials, and returns its URL ("" when off).
-func (d *Daemon) startRedfish(ctx context.Context, serve func(string, func() error), l net.Listener, obs redfish.Observer) (string, error) {
+// redfishTLS prepares Redfish's TLS configuration for l (nil when Redfish
+// is off): the configured key pair, or a self-signed certificate kept in
+// the state directory. It runs before the first vCenter login, since it
+// can fail (see Run).
+func (d *Daemon) redfishTLS(ctx context.Context, l net.Listener) (*tls.Config, error) {
 	if l == nil {
-		return "", nil
+		return nil, nil
 	}
 	addr := d.redfishAddress() // as configured: the certificate names its host
-	srv, err := redfish.New(redfish.Config{
-		Systems:     d.redfishSystems,
-		Version:     d.redfishVersion,
-		ServiceUUID: d.serviceUUID(),
-		Log:         d.log,
-		Guard:       d.guard,
-		Observer:    obs,
-	})
+	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return "", err
+		return nil, fmt.Errorf("redfish address %q: %w", addr, err)
 	}
 	var certFile, keyFile string
 	if d.cfg != nil {
@@ -56,15 +53,28 @@ func (d *Daemon) startRedfish(ctx context.Context, serve func(string, func() err
 	} else {
 		// No state directory: a certificate for this run only.
 		if dir, err = os.MkdirTemp("", "ipmi-vmware-bridge-tls-"); err != nil {
-			return "", err
+			return nil, err
 		}
 		context.AfterFunc(ctx, func() { _ = os.RemoveAll(dir) })
 	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", fmt.Errorf("redfish address %q: %w", addr, err)
+	return redfish.TLSConfig(certFile, keyFile, dir, []string{host})
+}
+
+// startRedfish serves Redfish on l (nil when turned off) with tc for every
+// running BMC, with the BMC's credentials, and returns its URL ("" when
+// off).
+func (d *Daemon) startRedfish(ctx context.Context, serve func(string, func() error), l net.Listener, tc *tls.Config, obs redfish.Observer) (string, error) {
+	if l == nil {
+		return "", nil
 	}
-	tc, err := redfish.TLSConfig(certFile, keyFile, dir, []string{host})
+	srv, err := redfish.New(redfish.Config{
+		Systems:     d.redfishSystems,
+		Version:     d.redfishVersion,
+		ServiceUUID: d.serviceUUID(),
+		Log:         d.log,
+		Guard:       d.guard,
+		Observer:    obs,
+	})
 	if err != nil {
 		return "", err
 	}
@@ -90,13 +100,19 @@ func (d *Daemon) redfishSystems() []redfish.System {
 }
 
 // serviceUUID identifies the Redfish service: the vCenter's instance UUID,
-// stable across restarts and distinct per vCenter.
+// stable across restarts and distinct per vCenter; a fixed one when
+// vCenter is not connected yet or gives none that is well formed (so that
+// redfish.New cannot fail after the login).
 func (d *Daemon) serviceUUID() string {
-	if a := d.client.Vim().ServiceContent.About; a.InstanceUuid != "" {
-		return a.InstanceUuid
+	if vim := d.client.Vim(); vim != nil && vim.ServiceContent.About.InstanceUuid != "" {
+		if u := vim.ServiceContent.About.InstanceUuid; uuidPattern.MatchString(u) {
+			return u
+		}
 	}
 	return "6e8a5f1c-0b8f-4c53-9d0c-8d2f8f0b1e5a"
 }
+
+var uuidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 func (d *Daemon) stateDir() string {
 	if d.cfg != nil {

@@ -63,13 +63,22 @@ type sourceKey struct {
 	endpoint string
 }
 
-// key is where the guard files ip: by address, or for IPv6 by /64, the
-// block one host can draw addresses from at will.
-func key(ip netip.Addr, endpoint string) sourceKey {
-	if ip.Is6() && !ip.Is4In6() {
+// Source is what a source address is filed under: the address itself,
+// or for IPv6 its /64, the block one host can draw addresses from at
+// will. Everything that keeps state or quotas per source (this guard,
+// Redfish's per-source connection cap) groups sources this way, so that a
+// host cannot multiply its share by rotating addresses within its /64.
+func Source(ip netip.Addr) netip.Addr {
+	ip = ip.Unmap()
+	if ip.Is6() {
 		ip = netip.PrefixFrom(ip, 64).Masked().Addr()
 	}
-	return sourceKey{ip, endpoint}
+	return ip
+}
+
+// key is where the guard files ip's state for endpoint.
+func key(ip netip.Addr, endpoint string) sourceKey {
+	return sourceKey{Source(ip), endpoint}
 }
 
 // bucket is a source's setup-rate token bucket.
@@ -141,10 +150,48 @@ func (g *Guard) Locked(ip netip.Addr, endpoint string) time.Duration {
 	return 0
 }
 
+// LockedAny reports how much longer ip is locked out of any of endpoints
+// (the longest wait); 0 when it is locked out of none.
+func (g *Guard) LockedAny(ip netip.Addr, endpoints []string) time.Duration {
+	if g == nil {
+		return 0
+	}
+	now := g.cfg.Now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var wait time.Duration
+	for _, e := range endpoints {
+		if r := g.records[key(ip, e)]; r != nil && now.Before(r.lockedUntil) {
+			wait = max(wait, r.lockedUntil.Sub(now))
+		}
+	}
+	return wait
+}
+
+// Failures is the configured number of failures within the window that
+// lock a source out (0: lockout off).
+func (g *Guard) Failures() int {
+	if g == nil {
+		return 0
+	}
+	return g.cfg.Failures
+}
+
 // Failed records a failed authentication that ip has proved it made, and
 // reports whether it locked the source out.
 func (g *Guard) Failed(ip netip.Addr, endpoint string) (locked bool) {
-	if g == nil || g.cfg.Failures <= 0 {
+	if g == nil {
+		return false
+	}
+	return g.FailedAt(ip, endpoint, g.cfg.Failures)
+}
+
+// FailedAt is Failed with its own threshold: failures failures within the
+// window lock ip out of endpoint (0 or less: never). Redfish uses it for
+// the per-source key that counts failures on every BMC together, which
+// must allow more than one BMC's share.
+func (g *Guard) FailedAt(ip netip.Addr, endpoint string, failures int) (locked bool) {
+	if g == nil || g.cfg.Failures <= 0 || failures <= 0 {
 		return false
 	}
 	k := key(ip, endpoint)
@@ -164,14 +211,14 @@ func (g *Guard) Failed(ip netip.Addr, endpoint string) (locked bool) {
 		}
 	}
 	r.failures = append(recent, now)
-	if len(r.failures) < g.cfg.Failures || now.Before(r.lockedUntil) {
+	if len(r.failures) < failures || now.Before(r.lockedUntil) {
 		return false
 	}
 	r.lockedUntil = now.Add(g.cfg.Lockout)
 	r.failures = nil
 	// The source and the endpoint, never what was tried.
 	g.cfg.Log.Info("ipmi source locked out after failed logins", "source", ip.String(), "bmc", endpoint,
-		"failures", g.cfg.Failures, "window", g.cfg.Window, "for", g.cfg.Lockout)
+		"failures", failures, "window", g.cfg.Window, "for", g.cfg.Lockout)
 	return true
 }
 

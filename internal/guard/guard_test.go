@@ -94,3 +94,18 @@ func TestGuardBounded(t *testing.T) {
 		t.Fatal("the lockout was forgotten")
 	}
 }
+
+// Source files IPv6 sources by /64 and IPv4 ones (mapped or not) by
+// address: what the guard and Redfish's connection cap both key on.
+func TestSourceGrouping(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"192.0.2.1", "192.0.2.1"},
+		{"::ffff:192.0.2.1", "192.0.2.1"},
+		{"2001:db8:1:2:aaaa::1", "2001:db8:1:2::"},
+		{"2001:db8:1:2:bbbb::9", "2001:db8:1:2::"},
+	} {
+		if got := Source(netip.MustParseAddr(c.in)); got.String() != c.want {
+			t.Errorf("Source(%s) = %s, want %s", c.in, got, c.want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"net/http"
 	"net/netip"
+	"time"
 )
 
 // principal stands for a pair of credentials: an HMAC of user name and
@@ -32,9 +33,8 @@ func (s *Server) principalOf(user, password string) principal {
 // the credentials do not open is answered 404, as if it did not exist, like
 // its absence from the collections.
 //
-// Wrong credentials count against the client's address in the guard the
-// IPMI endpoints use, under the BMC the path names (its IPMI password is
-// the same), or under "redfish" for requests that name none; a locked-out
+// Wrong credentials count in the guard the IPMI endpoints use; see
+// guardRule for what counts where and what a lockout refuses. A locked-out
 // address gets 429 with Retry-After before any credential is checked. A
 // session token is 128 random bits: a wrong one is an expired session, not
 // a guess, and does not count.
@@ -44,14 +44,14 @@ func (s *Server) authorize(q *request, sc scope, kind string) error {
 	}
 	idx := s.index()
 	named, found := indexed{}, false
-	key := guardKey
+	key := "" // the BMC the path names, if any
 	if sc == oneSystem {
 		if named, found = idx.byID[q.r.PathValue("id")]; found {
 			key = named.guardKey()
 		}
 	}
 	ip := clientIP(q.r)
-	if wait := s.guard.Locked(ip, key); wait > 0 {
+	if wait := s.lockedOut(idx, ip, key); wait > 0 {
 		return errLockedOut(wait)
 	}
 	if tok := q.r.Header.Get("X-Auth-Token"); tok != "" {
@@ -79,16 +79,62 @@ func (s *Server) authorize(q *request, sc scope, kind string) error {
 	return nil
 }
 
-// guardKey is what failures count under when a request names no BMC.
+// guardRule: how Redfish bounds password guessing.
+//
+// Every BMC's password can be tried through several routes: the BMC's own
+// paths (/Systems/ID, /Managers/ID, ...), the collections, unknown IDs, the
+// session POST, and any other BMC's path (credentials that open vm-0 but
+// not vm-1 are answered 404 on vm-1's path, 401 when they open nothing).
+// So that no route escapes the count:
+//
+//   - every failure counts under the source's global key (guardKey), and
+//     a failure on a path that names a BMC also counts under that BMC's key,
+//     the key IPMI uses for it (one password, two protocols);
+//   - a BMC's key locks the source out after the guard's Failures within
+//     its Window, as IPMI does; the global key after globalFactor times as
+//     many, so that a source locked out of one BMC (a wrong password for
+//     one node) keeps using the other BMCs' paths with their right
+//     passwords, as with IPMI;
+//   - a source locked out under the global key is refused everywhere;
+//     one locked out of a BMC (by Redfish or IPMI) is refused on that BMC's
+//     paths and on every request that names no BMC (collections, unknown
+//     IDs, the session POST), where it could otherwise go on guessing that
+//     BMC's password.
+//
+// A source thus gets at most Failures guesses per window at one BMC
+// through its own paths, and at most globalFactor×Failures guesses in all
+// through every route together, however many BMCs there are.
+//
+// guardKey is the global key.
 const guardKey = "redfish"
 
-// failed counts a failed login from ip against key.
-func (s *Server) failed(ip netip.Addr, key string) {
-	if s.obs != nil {
-		s.obs.AuthFailure(key)
+// globalFactor is how many BMCs' worth of failures the global key allows.
+const globalFactor = 3
+
+// lockedOut reports how much longer ip is refused a request naming the BMC
+// filed under key ("" for a request naming none): see guardRule.
+func (s *Server) lockedOut(idx *index, ip netip.Addr, key string) time.Duration {
+	if key != "" {
+		return s.guard.LockedAny(ip, []string{guardKey, key})
 	}
-	if s.guard.Failed(ip, key) && s.obs != nil {
-		s.obs.Lockout(key)
+	return max(s.guard.Locked(ip, guardKey), s.guard.LockedAny(ip, idx.keys))
+}
+
+// failed counts a failed login from ip, under the global key and under
+// key, the BMC the request names ("" for none): see guardRule.
+func (s *Server) failed(ip netip.Addr, key string) {
+	if key != "" {
+		if s.obs != nil {
+			s.obs.AuthFailure(key)
+		}
+		if s.guard.Failed(ip, key) && s.obs != nil {
+			s.obs.Lockout(key)
+		}
+	} else if s.obs != nil {
+		s.obs.AuthFailure(guardKey)
+	}
+	if s.guard.FailedAt(ip, guardKey, globalFactor*s.guard.Failures()) && s.obs != nil {
+		s.obs.Lockout(guardKey)
 	}
 }
 
@@ -108,11 +154,11 @@ type indexed struct {
 	who principal
 }
 
+// guardKey is the key the BMC's failures count under, its IPMI endpoint's;
+// "" for a system without one, whose failures count under the global key
+// only.
 func (sys indexed) guardKey() string {
-	if sys.Endpoint != "" {
-		return sys.Endpoint
-	}
-	return guardKey
+	return sys.Endpoint
 }
 
 // index is the served systems by ID and by the principal that opens them,
@@ -120,6 +166,8 @@ func (sys indexed) guardKey() string {
 type index struct {
 	byID  map[string]indexed
 	byWho map[principal][]System
+	// keys are the served BMCs' guard keys.
+	keys []string
 }
 
 // index returns the systems served now, indexed. The index is rebuilt when
@@ -146,6 +194,9 @@ func (s *Server) index() *index {
 		}
 		in := indexed{System: sys, who: s.principalOf(sys.Username, sys.Password)}
 		idx.byID[sys.ID] = in
+		if k := in.guardKey(); k != "" {
+			idx.keys = append(idx.keys, k)
+		}
 		idx.byWho[in.who] = append(idx.byWho[in.who], sys)
 	}
 	if s.version != nil {

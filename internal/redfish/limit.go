@@ -4,9 +4,12 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/guard"
 )
 
-// limitListener accepts at most perSource connections from one address
+// limitListener accepts at most perSource connections from one source
+// (an address, or an IPv6 /64: guard.Source)
 // and total in all; a connection over either is closed at once, so that
 // the accept loop never blocks and clients within their share keep being
 // served.
@@ -29,7 +32,9 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		ip := addrOf(c.RemoteAddr())
+		// Grouped as the guard groups sources (IPv6 by /64): a host
+		// rotating addresses within its block gets one share, not many.
+		ip := guard.Source(addrOf(c.RemoteAddr()))
 		if l.take(ip) {
 			return &limitedConn{Conn: c, release: func() { l.give(ip) }}, nil
 		}

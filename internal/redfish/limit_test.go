@@ -125,3 +125,57 @@ func waitCut(t *testing.T, c net.Conn, what string) {
 		}
 	}
 }
+
+// fakeConnListener hands out pipe ends that claim the given remote
+// addresses, one per Accept.
+type fakeConnListener struct {
+	net.Listener
+	remotes chan *net.TCPAddr
+}
+
+type remoteConn struct {
+	net.Conn
+	remote net.Addr
+}
+
+func (c remoteConn) RemoteAddr() net.Addr { return c.remote }
+
+func (l *fakeConnListener) Accept() (net.Conn, error) {
+	a, ok := <-l.remotes
+	if !ok {
+		return nil, net.ErrClosed
+	}
+	c, _ := net.Pipe()
+	return remoteConn{c, a}, nil
+}
+
+// The per-source connection cap groups IPv6 sources by /64, as the guard
+// does: a host drawing a new address from its /64 for each connection
+// gets one share, not one per address; another /64 gets its own.
+func TestConnectionCapGroupsIPv6By64(t *testing.T) {
+	remotes := make(chan *net.TCPAddr, 8)
+	l := newLimitListener(&fakeConnListener{remotes: remotes}, 2, 100)
+	accept := func(ip string) net.Conn {
+		remotes <- &net.TCPAddr{IP: net.ParseIP(ip), Port: 1}
+		c, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a := accept("2001:db8:1:2::1")
+	b := accept("2001:db8:1:2::2")
+	defer a.Close()
+	defer b.Close()
+	// The third address of the same /64 is over the share: closed at
+	// once, so Accept moves on to the next connection, from another /64.
+	remotes <- &net.TCPAddr{IP: net.ParseIP("2001:db8:1:2:ffff::3"), Port: 1}
+	c := accept("2001:db8:1:3::1")
+	defer c.Close()
+	if got := c.RemoteAddr().String(); got != "[2001:db8:1:3::1]:1" {
+		t.Fatalf("accepted %s: a third connection from one /64 got through", got)
+	}
+	a.Close()
+	d := accept("2001:db8:1:2::4") // a slot of the /64 given back
+	d.Close()
+}

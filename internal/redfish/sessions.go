@@ -206,12 +206,12 @@ func (s *Server) createSession(q *request) error {
 		}
 	}
 	ip := clientIP(q.r)
-	if wait := s.guard.Locked(ip, guardKey); wait > 0 {
+	if wait := s.lockedOut(s.index(), ip, ""); wait > 0 {
 		return errLockedOut(wait)
 	}
 	who, ok := s.checkCredentials(creds["UserName"], creds["Password"])
 	if !ok {
-		s.failed(ip, guardKey)
+		s.failed(ip, "")
 		return errUnauthorized(wrongCredentials)
 	}
 	token, sess, ok := s.sessions.create(creds["UserName"], who, s.now())

@@ -12,9 +12,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,8 +48,30 @@ type Options struct {
 	// (vCenter locks an account after 5 failures by default).
 	LoginFailures int
 	LoginWindow   time.Duration
+	// LoginStore, when set (the state file), keeps the failed-login
+	// times, so that the cap holds across restarts: a daemon restarted
+	// every few seconds with a wrong password must not send a login per
+	// restart. Nil keeps them in memory only.
+	LoginStore LoginStore
 	// Log gets connection attempts and failures (Start only).
 	Log *slog.Logger
+}
+
+// LoginStore keeps the failed-login record (a *state.Store).
+type LoginStore interface {
+	Get(key string, v any) (bool, error)
+	Put(key string, v any) error
+}
+
+// loginStoreKey is the state entry of the failed logins.
+const loginStoreKey = "vcenter/loginFailures"
+
+// loginRecord is the stored failed-login record: for one account on one
+// vCenter (another's failures do not count against this one).
+type loginRecord struct {
+	URL      string      `json:"url"`
+	Username string      `json:"username"`
+	Failures []time.Time `json:"failures"`
 }
 
 // Failed-login cap defaults.
@@ -144,10 +166,15 @@ func newClient(o Options) (*Client, error) {
 			return nil, fmt.Errorf("vcenter caFile: %w", err)
 		}
 	}
+	gate := &loginGate{max: o.LoginFailures, window: o.LoginWindow, now: time.Now,
+		store: o.LoginStore, account: loginRecord{URL: u.Redacted(), Username: o.Username}, log: o.Log}
+	if err := gate.load(); err != nil {
+		return nil, err
+	}
 	return &Client{
 		opts: o, url: u, sc: sc,
 		count:  &counter{next: sc},
-		gate:   &loginGate{max: o.LoginFailures, window: o.LoginWindow, now: time.Now},
+		gate:   gate,
 		ready:  make(chan struct{}),
 		tried:  make(chan struct{}),
 		status: errors.New("connecting to vCenter"),
@@ -291,13 +318,61 @@ func (c *Client) explain(err error, login bool) error {
 	return fmt.Errorf("%s: %w", where, mapError(err))
 }
 
-// loginGate caps failed logins: at most max within any window.
+// loginGate caps failed logins: at most max within any window. With a
+// store, the failures are read at start and written at each one, so that
+// the cap spans restarts.
 type loginGate struct {
 	mu       sync.Mutex
 	max      int
 	window   time.Duration
 	failures []time.Time
 	now      func() time.Time
+	store    LoginStore
+	// account is whose failures the store keeps.
+	account loginRecord
+	// log gets a failure to save the record (nil: slog.Default).
+	log *slog.Logger
+}
+
+// load reads the stored failures of this account. A record that cannot be
+// read is an error: starting as if there were none could lock the account.
+func (g *loginGate) load() error {
+	if g.store == nil {
+		return nil
+	}
+	var rec loginRecord
+	ok, err := g.store.Get(loginStoreKey, &rec)
+	if err != nil {
+		return fmt.Errorf("vcenter failed-login record (state entry %q): %w", loginStoreKey, err)
+	}
+	if ok && rec.URL == g.account.URL && rec.Username == g.account.Username {
+		now := g.now()
+		for _, t := range rec.Failures {
+			if t.After(now) {
+				t = now // a clock set back: the failure counts from now
+			}
+			g.failures = append(g.failures, t)
+		}
+		slices.SortFunc(g.failures, func(a, b time.Time) int { return a.Compare(b) })
+	}
+	return nil
+}
+
+// saveLocked writes the failures to the store, if any. A failure to write
+// is logged: the cap still holds in memory.
+func (g *loginGate) saveLocked() {
+	if g.store == nil {
+		return
+	}
+	rec := g.account
+	rec.Failures = slices.Clone(g.failures)
+	if err := g.store.Put(loginStoreKey, rec); err != nil {
+		log := g.log
+		if log == nil {
+			log = slog.Default()
+		}
+		log.Error("vcenter failed-login record not saved: the cap on failed logins will not survive a restart", "err", err)
+	}
 }
 
 // allow reports whether a login may be sent now, and otherwise when.
@@ -311,16 +386,26 @@ func (g *loginGate) allow() (time.Time, bool) {
 	return g.failures[0].Add(g.window), false
 }
 
-// record counts a failed login. Only a login that cannot have reached
-// vCenter's authentication is not counted: one that could not connect or
-// failed TLS. A timeout counts, since vCenter may have seen it.
+// record counts a failed login: only an answer that refuses the
+// credentials (InvalidLogin: a wrong password, or an account locked,
+// disabled or expired), which is what vCenter's lockout counts. A timeout,
+// a connection or TLS failure, or another fault is not counted: a slow SSO
+// just after a vCenter restart must not use up the cap with the right
+// password. Retries of those are paced by the callers' backoff.
 func (g *loginGate) record(err error) {
-	if err == nil || neverSent(err) {
+	if !credentialsRefused(err) {
 		return
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.pruneLocked()
 	g.failures = append(g.failures, g.now())
+	g.saveLocked()
+}
+
+// credentialsRefused reports a login answered with a refusal of the credentials.
+func credentialsRefused(err error) bool {
+	return err != nil && fault.Is(err, &types.InvalidLogin{})
 }
 
 func (g *loginGate) count() int {
@@ -335,21 +420,6 @@ func (g *loginGate) pruneLocked() {
 	for len(g.failures) > 0 && !g.failures[0].After(cut) {
 		g.failures = g.failures[1:]
 	}
-}
-
-// neverSent reports an error that happened before a request reached
-// vCenter: a refused or failed connection, or a TLS failure.
-func neverSent(err error) bool {
-	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
-		return true
-	}
-	var unknownCA *x509.UnknownAuthorityError
-	var hostname x509.HostnameError
-	var invalid x509.CertificateInvalidError
-	var verify *tls.CertificateVerificationError
-	var record tls.RecordHeaderError
-	return errors.As(err, &unknownCA) || errors.As(err, &hostname) || errors.As(err, &invalid) || errors.As(err, &verify) || errors.As(err, &record)
 }
 
 // Vim returns the underlying govmomi client.
@@ -398,6 +468,13 @@ func (c *counter) snapshot() map[string]uint64 {
 // relogin logs in again and retries once when vCenter answers
 // NotAuthenticated: govmomi has no automatic re-login, and vCenter forgets
 // sessions on expiry and on restart.
+//
+// The login runs in the background, one at a time, under its own timeout
+// (loginTimeout), not under the refused call's context: a heartbeat's 2 s
+// must not cut short a login that a slow SSO (just after a vCenter
+// restart) answers in 3. Callers wait for it within their own context and
+// otherwise get machine.ErrUnavailable; a later call after the login
+// succeeded goes through.
 type relogin struct {
 	next       soap.RoundTripper
 	sm         types.ManagedObjectReference
@@ -405,10 +482,17 @@ type relogin struct {
 	// gate caps failed logins; explain words a failure.
 	gate    *loginGate
 	explain func(error, bool) error
-	mu      sync.Mutex
-	// gen counts logins: of several calls refused at once, the first logs
-	// in and the others just retry (a second Login on a live session is
-	// refused).
+	// timeout bounds one login (loginTimeout if 0).
+	timeout time.Duration
+
+	mu sync.Mutex
+	// running is closed when the login in flight ends; nil when none is.
+	running chan struct{}
+	// last is the error of the last login that ended (nil: success).
+	last error
+	// gen counts logins: of several calls refused at once, one starts a
+	// login and the others wait for it (a second Login on a live session
+	// is refused).
 	gen atomic.Uint64
 }
 
@@ -423,7 +507,7 @@ func (r *relogin) RoundTrip(ctx context.Context, req, res soap.HasFault) error {
 		return err
 	}
 	if lerr := r.login(ctx, gen); lerr != nil {
-		return fmt.Errorf("%w (and logging in again failed: %v)", err, lerr)
+		return fmt.Errorf("%w (and logging in again: %w)", err, lerr)
 	}
 	// Decode the retry into a fresh body: decoding into res again would
 	// keep the first attempt's fault.
@@ -433,20 +517,64 @@ func (r *relogin) RoundTrip(ctx context.Context, req, res soap.HasFault) error {
 	return err
 }
 
+// login makes sure a login newer than gen is done or under way, and waits
+// for it within ctx.
 func (r *relogin) login(ctx context.Context, gen uint64) error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.gen.Load() != gen {
+		r.mu.Unlock()
 		return nil // logged in again since the refused call was sent
 	}
-	if when, ok := r.gate.allow(); !ok {
-		return fmt.Errorf("%w: logging in again postponed until %s: %d failed logins within %v already (vcenter.loginFailures, vcenter.loginWindow)",
-			machine.ErrUnavailable, when.Format(time.TimeOnly), r.gate.max, r.gate.window)
+	done := r.running
+	if done == nil {
+		if when, ok := r.gate.allow(); !ok {
+			r.mu.Unlock()
+			return fmt.Errorf("%w: logging in again postponed until %s: %d failed logins within %v already (vcenter.loginFailures, vcenter.loginWindow)",
+				machine.ErrUnavailable, when.Format(time.TimeOnly), r.gate.max, r.gate.window)
+		}
+		done = make(chan struct{})
+		r.running = done
+		go r.background(done)
 	}
-	if _, err := methods.Login(ctx, r.next, &types.Login{This: r.sm, UserName: r.user, Password: r.pass}); err != nil {
+	r.mu.Unlock()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("%w: the vCenter session was lost; logging in again (in the background)", machine.ErrUnavailable)
+	}
+	if r.gen.Load() != gen {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.last == nil {
+		return fmt.Errorf("%w: logging in to vCenter again", machine.ErrUnavailable)
+	}
+	return r.last
+}
+
+// background sends one Login under its own timeout and publishes the
+// outcome.
+func (r *relogin) background(done chan struct{}) {
+	timeout := r.timeout
+	if timeout <= 0 {
+		timeout = loginTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	_, err := methods.Login(ctx, r.next, &types.Login{This: r.sm, UserName: r.user, Password: r.pass})
+	if err != nil {
 		r.gate.record(err)
-		return r.explain(err, true)
+		err = r.explain(err, true)
+		if !errors.Is(err, machine.ErrUnavailable) {
+			err = fmt.Errorf("%w: %v", machine.ErrUnavailable, err)
+		}
 	}
-	r.gen.Add(1)
-	return nil
+	r.mu.Lock()
+	if err == nil {
+		r.gen.Add(1)
+	}
+	r.last, r.running = err, nil
+	r.mu.Unlock()
+	close(done)
 }

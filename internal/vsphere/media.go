@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,6 +53,55 @@ func redact(u *url.URL) string {
 	r.Fragment, r.RawFragment = "", ""
 	return r.Redacted()
 }
+
+// redactError is err as it may be logged: every URL in it shown as redact
+// shows it. Transport errors (*url.Error) carry the URL they fetched, the
+// image's or a redirect's, with its query: a signed URL's token
+// (X-Amz-Signature, sig=...) would reach the log. The result wraps err, so
+// errors.Is and errors.As see through it. This and redact are the one
+// place image URLs are cleaned for display.
+func redactError(err error, u *url.URL) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	clean := func(raw string) {
+		if raw == "" {
+			return
+		}
+		shown := "<url>"
+		if pu, perr := url.Parse(raw); perr == nil {
+			shown = redact(pu)
+		}
+		// url.Error quotes its URL (%q), which escapes some characters.
+		msg = strings.ReplaceAll(msg, strconv.Quote(raw), strconv.Quote(shown))
+		msg = strings.ReplaceAll(msg, raw, shown)
+	}
+	for e := err; e != nil; {
+		var ue *url.Error
+		if !errors.As(e, &ue) {
+			break
+		}
+		clean(ue.URL)
+		e = ue.Err // a url.Error may wrap another (a redirect's)
+	}
+	if u != nil {
+		clean(u.String())
+	}
+	if msg == err.Error() {
+		return err
+	}
+	return &redactedError{msg: msg, err: err}
+}
+
+// redactedError is an error with its URLs redacted in its text only.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
 
 // Media implements machine.Machine from the VM's CD-ROM: inserted while it
 // is connected to the image the bridge put there.
@@ -200,6 +250,7 @@ func (e *imageError) Unwrap() error { return machine.ErrInvalidArgument }
 // refuse logs why an image was refused and returns the client's error.
 func (s *MediaService) refuse(v *VM, u *url.URL, class string, cause error) error {
 	attrs := []any{"image", redact(u), "class", class}
+	cause = redactError(cause, u)
 	if cause != nil {
 		attrs = append(attrs, "err", cause)
 	}
@@ -360,7 +411,7 @@ func (s *MediaService) transferError(ctx context.Context, v *VM, u *url.URL, err
 	case errors.Is(cause, errSuperseded), errors.Is(cause, errEjected), errors.Is(cause, context.Canceled) && ctx.Err() != nil:
 		return s.cancelled(ctx, u)
 	}
-	return s.refuse(v, u, classify(err), err)
+	return s.refuse(v, u, classifyFetch(err), err)
 }
 
 // cancelled is the answer of an insert another insert, an eject or its

@@ -7,10 +7,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -639,5 +641,112 @@ func TestMediaCollect(t *testing.T) {
 	}
 	if fs := e.files(t); len(fs) != 4 || !slices.Contains(fs, "operator.iso") {
 		t.Fatalf("files %v", fs)
+	}
+}
+
+// A refused image is logged with its transport error, and that error (a
+// *url.Error) carries the URL it fetched: the image's, or a redirect's,
+// with the query that holds a signed URL's token. The log shows it
+// redacted, as everywhere else, while the error keeps its class.
+func TestMediaRefusedLogHidesToken(t *testing.T) {
+	e := newMediaEnv(t, MediaConfig{StallTimeout: time.Second,
+		AllowedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	logs := &logBuffer{}
+	v := e.bind(t, "skinner-master-0", VMOptions{Media: e.svc, Log: slog.New(slog.NewTextHandler(logs, nil))})
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://user:hunter2@192.0.2.1/boot.iso?X-Amz-Signature=REDIRECTTOKEN", http.StatusFound)
+	}))
+	defer redirect.Close()
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	closedURL := "http://user:hunter2@" + closed.Addr().String() + "/boot.iso?X-Amz-Signature=SECRETTOKEN"
+	closed.Close()
+	for _, u := range []string{closedURL, redirect.URL + "/boot.iso?sig=FIRSTTOKEN"} {
+		err := v.InsertMedia(context.Background(), u)
+		if !errors.Is(err, machine.ErrInvalidArgument) {
+			t.Errorf("%s: %v, want a refused image", u, err)
+		}
+	}
+	out := logs.String()
+	if !strings.Contains(out, "virtual media refused") || !strings.Contains(out, "err=") {
+		t.Fatalf("refusals not logged with their error:\n%s", out)
+	}
+	for _, secret := range []string{"SECRETTOKEN", "REDIRECTTOKEN", "FIRSTTOKEN", "hunter2"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("%s in the log:\n%s", secret, out)
+		}
+	}
+}
+
+// redactError cleans every URL in an error's text, quoted or not, and
+// keeps the error's chain for errors.Is/As.
+func TestRedactError(t *testing.T) {
+	inner := &url.Error{Op: "Get", URL: "https://u:pw@h/x.iso?token=T1", Err: context.DeadlineExceeded}
+	err := redactError(fmt.Errorf("fetch: %w", inner), nil)
+	if s := err.Error(); strings.Contains(s, "T1") || strings.Contains(s, "pw") || !strings.Contains(s, "https://u:xxxxx@h/x.iso?…") {
+		t.Errorf("redacted: %q", s)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("chain lost: %v", err)
+	}
+	plain := errors.New("no URL here")
+	if redactError(plain, nil) != plain {
+		t.Error("an error without a URL was rewrapped")
+	}
+}
+
+// The collector chooses the copies to delete on a snapshot, then deletes
+// them while inserts go on. An insert of the same image in between used to
+// reuse the chosen copy (its source answering 304) and connect it, and the
+// collector then deleted it: the VM's CD-ROM on a file that is gone. Now a
+// chosen copy is skipped by reuse (the image is fetched again; its bytes
+// land on the same file name, which takes the copy back from the
+// collector), and the collector checks each copy again before deleting.
+func TestMediaCollectSparesCopyReusedMeanwhile(t *testing.T) {
+	e := newMediaEnv(t, MediaConfig{GCGrace: -1})
+	ctx := context.Background()
+	v := e.vm(t, "skinner-worker-2", nil)
+	w := e.vm(t, "skinner-worker-1", nil)
+	e.img.set(isoImage(64<<10, 7), `"v1"`, time.Time{})
+	if err := v.InsertMedia(ctx, e.url); err != nil {
+		t.Fatal(err)
+	}
+	file := cdFile(t, e, v)
+	if err := v.EjectMedia(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the inventory to see the eject", func() bool {
+		refs, _ := e.inv.referenced()
+		return len(refs) == 0
+	})
+	e.svc.collectHook = func() {
+		// Between the collector's choice and its deletes.
+		if err := w.InsertMedia(ctx, e.url); err != nil {
+			t.Errorf("insert during the collection: %v", err)
+		}
+	}
+	n, err := e.svc.Collect(ctx, e.inv)
+	e.svc.collectHook = nil
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cdFile(t, e, w); got != file {
+		t.Fatalf("the VM inserted during the collection has %q, want the copy %q", got, file)
+	}
+	if n != 0 {
+		t.Errorf("collected %d copies, one of them connected meanwhile", n)
+	}
+	if fs := e.files(t); len(fs) != 1 || !strings.HasSuffix(file, fs[0]) {
+		t.Errorf("files on the datastore %v; the connected copy %s must be there", fs, file)
+	}
+	// Once unreferenced again it goes, as any other.
+	if err := w.EjectMedia(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the inventory to see the eject", func() bool {
+		refs, _ := e.inv.referenced()
+		return len(refs) == 0
+	})
+	if n, err := e.svc.Collect(ctx, e.inv); n != 1 || err != nil {
+		t.Errorf("later collection: %d, %v; want the copy collected", n, err)
 	}
 }

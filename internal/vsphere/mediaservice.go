@@ -20,6 +20,9 @@ import (
 	"github.com/vmware/govmomi/fault"
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/property"
+	gtask "github.com/vmware/govmomi/task"
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
@@ -129,6 +132,14 @@ type MediaService struct {
 	unused map[string]time.Time
 	// copies caches the recorded copies by file.
 	copies map[string]*mediaCopy
+	// deleting are the copies the collector chose to delete: false while
+	// it may still change its mind (a later look finds the copy in use),
+	// true once the delete is sent. Reuse skips them all; lookup takes
+	// back one not yet sent (see Collect).
+	deleting map[string]bool
+	// collectHook, when set (tests), runs between the collector's choice
+	// and its re-check.
+	collectHook func()
 }
 
 type mediaOp struct {
@@ -165,7 +176,8 @@ func NewMediaService(cfg MediaConfig) (*MediaService, error) {
 		cfg.Now = time.Now
 	}
 	s := &MediaService{cfg: cfg, obs: cfg.Observer, log: cfg.Log,
-		ops: map[*VM]*mediaOp{}, busy: map[string]int{}, unused: map[string]time.Time{}, copies: map[string]*mediaCopy{}}
+		ops: map[*VM]*mediaOp{}, busy: map[string]int{}, unused: map[string]time.Time{}, copies: map[string]*mediaCopy{},
+		deleting: map[string]bool{}}
 	if s.obs == nil {
 		s.obs = noObserver{}
 	}
@@ -249,10 +261,10 @@ func (s *MediaService) client(verify bool) *http.Client {
 	return s.trusted
 }
 
-// classify names the class of a failed request to an image's source,
+// classifyFetch names the class of a failed request to an image's source,
 // without its details: the error otherwise tells open from closed ports
 // and names internal addresses.
-func classify(err error) string {
+func classifyFetch(err error) string {
 	var unknownCA x509.UnknownAuthorityError
 	var invalid x509.CertificateInvalidError
 	var host x509.HostnameError
@@ -337,6 +349,9 @@ func (s *MediaService) reusable(ctx context.Context, ds *object.Datastore, key s
 	s.mu.Lock()
 	var best *mediaCopy
 	for _, c := range s.copies {
+		if _, doomed := s.deleting[c.File]; doomed {
+			continue // being collected: fetched afresh instead
+		}
 		if c.Complete && c.URLKey == key && (c.ETag != "" || c.LastModified != "") &&
 			dsName(c.File) == ds.Name() && (best == nil || c.Used.After(best.Used)) {
 			best = c
@@ -365,6 +380,14 @@ func (s *MediaService) reusable(ctx context.Context, ds *object.Datastore, key s
 func (s *MediaService) lookup(file string) *mediaCopy {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if sent, doomed := s.deleting[file]; doomed {
+		if sent {
+			return nil
+		}
+		// Chosen for collection but not yet deleted: taken back. The
+		// collector re-checks under s.mu before sending the delete.
+		delete(s.deleting, file)
+	}
 	if c, ok := s.copies[file]; ok && c.Complete {
 		cp := *c
 		s.busy[file]++
@@ -419,7 +442,7 @@ func (s *MediaService) inflight(file string, d int) {
 // remove deletes a recorded file and its record; a file that cannot be
 // deleted stays recorded, for the collector.
 func (s *MediaService) remove(ctx context.Context, c *Client, dc *object.Datacenter, entry *mediaCopy) bool {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, fileTaskTimeout)
 	defer cancel()
 	if dc == nil {
 		var err error
@@ -430,7 +453,7 @@ func (s *MediaService) remove(ctx context.Context, c *Client, dc *object.Datacen
 	}
 	task, err := object.NewFileManager(c.vim).DeleteDatastoreFile(ctx, entry.File, dc)
 	if err == nil {
-		err = task.Wait(ctx)
+		err = pollTask(ctx, c, task)
 	}
 	if err != nil && !isFileNotFound(err) {
 		s.log.Warn("virtual media: copy not deleted; the collector retries", "file", entry.File, "err", err)
@@ -445,11 +468,47 @@ func isFileNotFound(err error) bool {
 }
 
 func (s *MediaService) move(ctx context.Context, c *Client, dc *object.Datacenter, from, to string) error {
+	ctx, cancel := context.WithTimeout(ctx, fileTaskTimeout)
+	defer cancel()
 	task, err := object.NewFileManager(c.vim).MoveDatastoreFile(ctx, from, dc, to, dc, false)
 	if err == nil {
-		err = task.Wait(ctx)
+		err = pollTask(ctx, c, task)
 	}
 	return err
+}
+
+// fileTaskTimeout bounds a datastore file task (a move or a delete within
+// one datastore: metadata only).
+const fileTaskTimeout = 30 * time.Second
+
+// pollTask waits for a task by reading its state until ctx ends. Not
+// govmomi's Task.Wait: it destroys its property collector without a
+// deadline, which blocks for as long as a hung vCenter does. (VM.waitTask
+// does the same for a VM's tasks.) Faults come back as govmomi's
+// task.Error.
+func pollTask(ctx context.Context, c *Client, t *object.Task) error {
+	pause := 5 * time.Millisecond
+	for {
+		var tk mo.Task
+		if err := property.DefaultCollector(c.vim).RetrieveOne(ctx, t.Reference(), []string{"info"}, &tk); err != nil {
+			return err
+		}
+		switch tk.Info.State {
+		case types.TaskInfoStateSuccess:
+			return nil
+		case types.TaskInfoStateError:
+			if tk.Info.Error == nil {
+				return fmt.Errorf("task %s failed without a fault", t.Reference().Value)
+			}
+			return gtask.Error{LocalizedMethodFault: tk.Info.Error, Description: tk.Info.Description}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pause):
+		}
+		pause = min(pause*3/2, 200*time.Millisecond)
+	}
 }
 
 func dsName(file string) string {
@@ -502,6 +561,13 @@ func (inv *Inventory) referenced() (map[string]bool, error) {
 // unreferenced for the grace period, then, while the copies exceed the
 // folder budget, the least recently used unreferenced ones. Files the
 // bridge did not record are never touched. It returns how many it deleted.
+//
+// The choice is made on a snapshot of the references, while inserts go on:
+// one may reuse a chosen copy and connect it before the delete is sent.
+// So the chosen copies are marked (deleting) under s.mu, where reuse skips
+// them, and each is checked again just before its delete: still recorded,
+// not held by an insert, not used since the choice, and referenced by no
+// VM in a fresh look at the inventory.
 func (s *MediaService) Collect(ctx context.Context, inv *Inventory) (int, error) {
 	refs, err := inv.referenced()
 	if err != nil {
@@ -513,6 +579,9 @@ func (s *MediaService) Collect(ctx context.Context, inv *Inventory) (int, error)
 	var total int64
 	for file, c := range s.copies {
 		total += c.Size
+		if _, doomed := s.deleting[file]; doomed {
+			continue // a concurrent collection has it
+		}
 		if refs[file] || s.busy[file] > 0 {
 			delete(s.unused, file)
 			continue
@@ -543,10 +612,39 @@ func (s *MediaService) Collect(ctx context.Context, inv *Inventory) (int, error)
 			}
 		}
 	}
+	for _, c := range doomed {
+		s.deleting[c.File] = false
+	}
 	s.mu.Unlock()
+	if s.collectHook != nil {
+		s.collectHook()
+	}
+	// The references again, read after the mark: a reuse that connected a
+	// copy before the mark shows in them (or is still held).
+	refs, err = inv.referenced()
 	n := 0
 	for _, c := range doomed {
-		if s.remove(ctx, inv.c, nil, c) {
+		s.mu.Lock()
+		cur, recorded := s.copies[c.File]
+		_, marked := s.deleting[c.File]
+		keep := err != nil || !marked || !recorded || refs[c.File] || s.busy[c.File] > 0 || cur.Used.After(c.Used)
+		if keep {
+			if marked {
+				delete(s.deleting, c.File)
+			}
+			if refs[c.File] {
+				delete(s.unused, c.File)
+			}
+			s.mu.Unlock()
+			continue
+		}
+		s.deleting[c.File] = true
+		s.mu.Unlock()
+		ok := s.remove(ctx, inv.c, nil, c)
+		s.mu.Lock()
+		delete(s.deleting, c.File)
+		s.mu.Unlock()
+		if ok {
 			n++
 			s.log.Info("virtual media copy collected", "file", c.File, "bytes", c.Size)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -13,25 +14,53 @@ import (
 	gtask "github.com/vmware/govmomi/task"
 	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 )
 
-// A power action's answer is the truth about it: success only when vCenter
-// confirmed the task, or the task runs on a vCenter that answers and cannot
-// be cancelled (so it completes); otherwise the action is cancelled, or
-// undone when vCenter carries it out after all, and the answer is
-// machine.ErrUnavailable. An action is never submitted to a vCenter known
-// to be unresponsive, nor without a fresh sign of life.
+// An action's answer is the truth about it (issue 10):
+//
+//   - Nothing is sent to a vCenter known to be unresponsive, nor without a
+//     fresh sign of life (probe); then the answer is machine.ErrUnavailable
+//     (C0h) and nothing happened.
+//   - Once sent, the answer waits for vCenter's verdict: success only when
+//     the task succeeded (or a synchronous call returned), a failure only
+//     when vCenter refused the call or the task failed or was cancelled.
+//     The wait is bounded by verdictWait; the IPMI layer answers the
+//     client's retransmissions meanwhile with the final answer.
+//   - A power-on is the one action that can be undone: when its
+//     submission is not even answered within the reply budget, or its task
+//     has no verdict at verdictWait, the answer is machine.ErrUnavailable
+//     and the bridge follows it, cancelling it or powering the VM off again
+//     if vCenter carries it out after all.
+//   - Any other action (power off, reset, cycle, guest shutdown or reboot,
+//     NMI, boot configuration) without a verdict at verdictWait is answered
+//     with errOutcomeUnknown, which maps to no machine error kind (IPMI FFh
+//     "unspecified error", Redfish 500), never C0h: the bridge cannot say
+//     it did not happen. Waiting longer would not help the client (ipmitool
+//     and Ironic have given up long before 30 s) and a reply must not be
+//     held for ever. The task is followed in the background (at most
+//     lateBound), its outcome logged, and the VM's power actions answer
+//     busy until it is settled, so that nothing runs behind a later answer.
 const (
 	// probeTimeout bounds the sign of life asked for just before an
 	// action is submitted.
 	probeTimeout = 250 * time.Millisecond
-	// lateBound is how long a submission that vCenter has not answered
-	// within the reply budget is followed, to cancel or undo it.
+	// verdictWait bounds the wait for vCenter's verdict on an action sent.
+	verdictWait = 30 * time.Second
+	// lateBound is how long an action without a verdict is followed in
+	// the background, to log (and for a power-on, undo) its outcome.
 	lateBound = 10 * time.Minute
+	// closeGrace is how long Close waits for background work; followers
+	// still running then finish on their own.
+	closeGrace = 2 * time.Second
 )
+
+// errOutcomeUnknown marks an answer that cannot say whether the action
+// happened. It wraps no machine error on purpose: C0h would say it did not.
+var errOutcomeUnknown = errors.New("outcome unknown: vCenter was sent the action and has not said whether it was carried out; it is followed and its outcome logged: check the VM")
 
 // settleState tracks an action whose client was told it failed while
 // vCenter may still carry it out: until that is settled, further power
@@ -77,38 +106,219 @@ func (s *settleState) set(what string) {
 }
 
 // lockAction takes v.mu before ctx ends; a VM whose earlier action is
-// unsettled, or busy past the reply budget, is machine.ErrBusy.
+// unsettled, or busy past the reply budget, is machine.ErrBusy. The
+// unsettled check is repeated once the lock is held: an action followed in
+// the background may have been marked unsettled meanwhile.
 func (v *VM) lockAction(ctx context.Context) error {
-	for {
-		if w := v.settle.pending(); w != "" {
-			return fmt.Errorf("vm %s: an earlier %s is not settled yet (vCenter has not answered for it): %w", v.name(), w, machine.ErrBusy)
-		}
-		if v.mu.TryLock() {
-			return nil
-		}
+	unsettled := func(w string) error {
+		return fmt.Errorf("vm %s: an earlier %s is not settled yet (vCenter has not said how it ended): %w", v.name(), w, machine.ErrBusy)
+	}
+	if w := v.settle.pending(); w != "" {
+		return unsettled(w)
+	}
+	if err := v.lockCtx(ctx); err != nil {
+		return err
+	}
+	if w := v.settle.pending(); w != "" {
+		v.mu.Unlock()
+		return unsettled(w)
+	}
+	return nil
+}
+
+// lockCtx takes v.mu before ctx ends, else answers machine.ErrBusy: a
+// request with a deadline never waits on an action for longer.
+func (v *VM) lockCtx(ctx context.Context) error {
+	for !v.mu.TryLock() {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("vm %s: another action is still running: %w", v.name(), machine.ErrBusy)
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
+	return nil
 }
 
-// submitTask submits a power task (call) and waits, within ctx's deadline,
-// for vCenter to confirm it. It returns the task when the answer is
-// success. When the task is not confirmed in time it is cancelled if
-// vCenter allows, and the answer is ErrUnavailable; a submission vCenter
-// has not answered at all is followed in the background and its task
-// cancelled, or undone, when vCenter answers.
-func (v *VM) submitTask(ctx context.Context, a machine.PowerAction, what string, want machine.PowerState, call func(context.Context) (*object.Task, error)) (*object.Task, error) {
+// ready checks, before what is sent, that vCenter is available and gives
+// a sign of life within ctx; nothing has been sent when it fails.
+func (v *VM) ready(ctx context.Context, what string) error {
 	if err := v.inv.Available(); err != nil {
-		return nil, fmt.Errorf("vm %s: %s not sent: %w", v.name(), what, err)
+		return fmt.Errorf("vm %s: %s not sent: %w", v.name(), what, err)
 	}
 	if err := v.inv.probe(ctx); err != nil {
-		return nil, fmt.Errorf("vm %s: %s not sent: %w", v.name(), what, err)
+		return fmt.Errorf("vm %s: %s not sent: %w", v.name(), what, err)
 	}
 	if h := v.settle.hook; h != nil {
 		h()
+	}
+	return nil
+}
+
+// verdictCtx is the context an action sent waits for its verdict under:
+// the request's values, not its cancellation (the client leaving does not
+// make the action not happen), and verdictWait.
+func verdictCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), verdictWait)
+}
+
+// lateCtx bounds a follower: it outlives the request and the VM (a BMC
+// stopped meanwhile), never lateBound.
+func lateCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), lateBound)
+}
+
+// verdict is what vCenter said of an action sent.
+type verdict int
+
+const (
+	// done: the task succeeded, or the call returned.
+	done verdict = iota
+	// refused: a vCenter fault, or the task failed or was cancelled;
+	// nothing happened. The error is the fault, unmapped.
+	refused
+	// notSent: vCenter was not ready or could not be reached.
+	notSent
+	// unknown: sent, and no verdict within verdictWait.
+	unknown
+)
+
+// isFault reports whether err is vCenter's answer (a SOAP fault or a
+// task's fault), as opposed to a transport error or a deadline.
+func isFault(err error) bool {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if soap.IsSoapFault(e) || soap.IsVimFault(e) {
+			return true
+		}
+		if _, ok := e.(gtask.Error); ok {
+			return true
+		}
+		if errors.Is(e, errTaskNoFault) {
+			return true
+		}
+	}
+	return false
+}
+
+// unsent reports a transport error that certainly kept the request from
+// vCenter: the connection could not even be made.
+func unsent(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
+}
+
+// classify names the verdict of a call's error.
+func classify(err error) verdict {
+	switch {
+	case err == nil:
+		return done
+	case isFault(err):
+		return refused
+	case unsent(err):
+		return notSent
+	}
+	return unknown
+}
+
+// send makes a synchronous call (guest shutdown or reboot, NMI) after a
+// sign of life and waits for its answer up to verdictWait. It returns the
+// verdict and, for refused, vCenter's fault unmapped.
+func (v *VM) send(ctx context.Context, what string, call func(context.Context) error) (verdict, error) {
+	if err := v.ready(ctx, what); err != nil {
+		return notSent, err
+	}
+	vctx, cancel := verdictCtx(ctx)
+	defer cancel()
+	err := call(vctx)
+	switch vd := classify(err); vd {
+	case done, refused:
+		return vd, err
+	case notSent:
+		return notSent, fmt.Errorf("vm %s: %s not sent: %w", v.name(), what, mapError(err))
+	}
+	v.log.Error("action sent to vCenter without an answer; its outcome is unknown: check the VM", "action", what, "waited", verdictWait, "err", err)
+	return unknown, fmt.Errorf("vm %s: %s: %w (%v)", v.name(), what, errOutcomeUnknown, err)
+}
+
+// runTask submits a task (call) after a sign of life and waits for its
+// verdict up to verdictWait. A task without a verdict then is cancelled if
+// vCenter allows (and answered refused when it reads cancelled), else
+// followed in the background: late, when set, gets its outcome, and the
+// VM's power actions are busy until then. For refused, the error is the
+// fault unmapped; otherwise it is ready to answer.
+func (v *VM) runTask(ctx context.Context, what string, call func(context.Context) (*object.Task, error), late func(error)) (verdict, error) {
+	if err := v.ready(ctx, what); err != nil {
+		return notSent, err
+	}
+	vctx, cancel := verdictCtx(ctx)
+	defer cancel()
+	task, err := call(vctx)
+	if err != nil {
+		switch vd := classify(err); vd {
+		case refused:
+			return refused, err
+		case notSent:
+			return notSent, fmt.Errorf("vm %s: %s not sent: %w", v.name(), what, mapError(err))
+		}
+		// No task reference: nothing to follow.
+		v.log.Error("task submitted to vCenter without an answer; its outcome is unknown: check the VM", "task", what, "waited", verdictWait, "err", err)
+		return unknown, fmt.Errorf("vm %s: %s: %w (%v)", v.name(), what, errOutcomeUnknown, err)
+	}
+	err = v.waitTask(vctx, task)
+	if vd := classify(err); vd == done || vd == refused {
+		return vd, err
+	}
+	// No verdict within verdictWait.
+	if v.cancelled(task) {
+		v.log.Warn("vCenter task without a verdict; cancelled: nothing happened", "task", what, "waited", verdictWait)
+		return refused, fmt.Errorf("vm %s: %s not carried out by vCenter within %v; cancelled: %w", v.name(), what, verdictWait, machine.ErrUnavailable)
+	}
+	v.log.Error("vCenter task without a verdict; its outcome is unknown until it ends: following it", "task", what, "waited", verdictWait, "err", mapError(err))
+	v.settle.set(what)
+	v.follow(func() {
+		defer v.settle.set("")
+		lctx, cancel := lateCtx()
+		defer cancel()
+		err := v.waitTask(lctx, task)
+		switch {
+		case err == nil:
+			v.log.Warn("vCenter task whose outcome was answered unknown was carried out", "task", what)
+		case isFault(err):
+			v.log.Warn("vCenter task whose outcome was answered unknown failed: nothing happened", "task", what, "err", mapError(err))
+		default:
+			v.log.Error("vCenter never said how a task ended; its outcome is unknown: check the VM", "task", what, "err", mapError(err))
+		}
+		if late != nil {
+			late(err)
+		}
+	})
+	return unknown, fmt.Errorf("vm %s: %s: %w", v.name(), what, errOutcomeUnknown)
+}
+
+// cancelled cancels a task vCenter says is cancellable and reports whether
+// it then reads cancelled. A task vCenter does not call cancellable (power
+// tasks never are) is left alone: cancelling it would at best do nothing.
+func (v *VM) cancelled(task *object.Task) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	var t mo.Task
+	if err := property.DefaultCollector(v.inv.c.vim).RetrieveOne(ctx, task.Reference(), []string{"info"}, &t); err != nil || !t.Info.Cancelable {
+		return false
+	}
+	if _, err := methods.CancelTask(ctx, v.inv.c.vim, &types.CancelTask{This: task.Reference()}); err != nil {
+		return false
+	}
+	return fault.Is(v.waitTask(ctx, task), &types.RequestCanceled{})
+}
+
+// submitTask submits a power-on (call) and waits for vCenter's verdict.
+// It is runTask for the one action that can be undone: a submission not
+// answered within ctx's deadline (the reply budget), or a task without a
+// verdict at verdictWait, is answered machine.ErrUnavailable and followed
+// in the background, its task cancelled or the VM powered off again when
+// vCenter carries it out after all.
+func (v *VM) submitTask(ctx context.Context, a machine.PowerAction, what string, want machine.PowerState, call func(context.Context) (*object.Task, error)) (*object.Task, error) {
+	if err := v.ready(ctx, what); err != nil {
+		return nil, err
 	}
 	type result struct {
 		task *object.Task
@@ -117,7 +327,7 @@ func (v *VM) submitTask(ctx context.Context, a machine.PowerAction, what string,
 	ch := make(chan result, 1)
 	// The submission outlives the reply: if vCenter answers late, the
 	// task it started must be found to be cancelled or undone.
-	sctx, scancel := context.WithTimeout(context.WithoutCancel(v.life), lateBound)
+	sctx, scancel := lateCtx()
 	go func() {
 		t, err := call(sctx)
 		ch <- result{t, err}
@@ -131,116 +341,92 @@ func (v *VM) submitTask(ctx context.Context, a machine.PowerAction, what string,
 		return nil, fmt.Errorf("vm %s: %s not acknowledged by vCenter in time; it will be cancelled or undone if vCenter carries it out later: %w", v.name(), what, machine.ErrUnavailable)
 	}
 	if r.err != nil {
+		if classify(r.err) == unknown {
+			// Sent, unanswered, and no task to follow: all a later
+			// power-on can mean is "already on", which the next power
+			// on of the client sees.
+			v.log.Error("power-on submitted without an answer; its outcome is unknown: check the VM", "err", r.err)
+			return nil, fmt.Errorf("vm %s: %s: %w (%v)", v.name(), what, errOutcomeUnknown, r.err)
+		}
 		return nil, fmt.Errorf("vm %s: %s: %w", v.name(), what, mapError(r.err))
 	}
-	return r.task, v.confirm(ctx, a, what, want, r.task)
+	vctx, cancel := verdictCtx(ctx)
+	defer cancel()
+	err := v.waitTask(vctx, r.task)
+	switch classify(err) {
+	case done:
+		v.reached(ctx, want)
+		return r.task, nil
+	case refused:
+		if fault.Is(err, &types.InvalidPowerState{}) {
+			// Already on (not merely an invalid state, such as a host
+			// in maintenance mode: that is a refusal).
+			v.waitPower(ctx, want, inventoryLag)
+			return r.task, nil
+		}
+		v.log.Error("vCenter task failed", "task", what, "err", mapError(err))
+		return nil, fmt.Errorf("vm %s: %s: %w", v.name(), what, mapError(err))
+	}
+	v.followLate(a, what, func() (*object.Task, error) { return r.task, nil })
+	return nil, fmt.Errorf("vm %s: %s not carried out by vCenter within %v; it will be cancelled or undone if vCenter carries it out later: %w", v.name(), what, verdictWait, machine.ErrUnavailable)
 }
 
-// confirm waits for a submitted task within ctx, keeping a quarter of the
-// budget to decide when it has not finished.
-func (v *VM) confirm(ctx context.Context, a machine.PowerAction, what string, want machine.PowerState, task *object.Task) error {
-	wctx := ctx
-	if dl, ok := ctx.Deadline(); ok {
-		var cancel context.CancelFunc
-		wctx, cancel = context.WithDeadline(ctx, dl.Add(-v.opts.TaskWait/4))
-		defer cancel()
+// reached makes reads and the event log show the power state want that a
+// task of the bridge's reached, if the watcher has not delivered it yet,
+// so that the next read after the answer is true.
+func (v *VM) reached(ctx context.Context, want machine.PowerState) {
+	if want == machine.PowerUnknown || v.waitPower(ctx, want, inventoryLag) {
+		return
 	}
-	err := v.waitTask(wctx, task)
-	if wctx.Err() == nil {
-		if err != nil {
-			if isKind(err, machine.ErrInvalidState) && (a == machine.On || a == machine.Off) {
-				v.waitPower(ctx, want, inventoryLag) // already there
-				return nil
-			}
-			v.log.Error("vCenter task failed", "task", what, "err", mapError(err))
-			return fmt.Errorf("vm %s: %s: %w", v.name(), what, mapError(err))
-		}
-		if want != machine.PowerUnknown && !v.waitPower(ctx, want, inventoryLag) {
-			// Confirmed by vCenter, not yet delivered by the watcher:
-			// reads and the event log show it now, in order.
-			v.inv.confirm(v.obj.Reference(), vimPower(want))
-			v.settle.expect(want)
-			if want == machine.PowerOn {
-				v.events.Add(machine.EventPowerOn, "")
-			} else {
-				v.events.Add(machine.EventPowerOff, machine.PowerOff.String())
-			}
-		}
-		return nil
+	v.inv.confirm(v.obj.Reference(), vimPower(want))
+	v.settle.expect(want)
+	if want == machine.PowerOn {
+		v.events.Add(machine.EventPowerOn, "")
+	} else {
+		v.events.Add(machine.EventPowerOff, machine.PowerOff.String())
 	}
-	if ctx.Err() != nil && wctx == ctx {
-		// No deadline of our own: the caller gave up.
-		return fmt.Errorf("vm %s: %s: %w", v.name(), what, mapError(ctx.Err()))
-	}
-	// Not finished within the budget: is it certain to complete?
-	var t mo.Task
-	if err := property.DefaultCollector(v.inv.c.vim).RetrieveOne(ctx, task.Reference(), []string{"info"}, &t); err != nil {
-		v.followLate(a, what, func() (*object.Task, error) { return task, nil })
-		return fmt.Errorf("vm %s: %s not confirmed by vCenter in time; it will be cancelled or undone if vCenter carries it out: %w", v.name(), what, machine.ErrUnavailable)
-	}
-	switch t.Info.State {
-	case types.TaskInfoStateSuccess:
-		return nil
-	case types.TaskInfoStateError:
-		if t.Info.Error != nil && fault.Is(t.Info.Error.Fault, &types.InvalidPowerState{}) && (a == machine.On || a == machine.Off) {
-			return nil
-		}
-		return fmt.Errorf("vm %s: %s: %w", v.name(), what, mapError(gtask.Error{LocalizedMethodFault: t.Info.Error}))
-	}
-	if t.Info.Cancelable {
-		_, err := methods.CancelTask(ctx, v.inv.c.vim, &types.CancelTask{This: task.Reference()})
-		if err == nil {
-			v.log.Warn("vCenter task not confirmed within the reply budget; cancelled", "task", what, "budget", v.opts.TaskWait)
-			v.followLate(a, what, func() (*object.Task, error) { return task, nil })
-			return fmt.Errorf("vm %s: %s not confirmed by vCenter within %v; cancelled: %w", v.name(), what, v.opts.TaskWait, machine.ErrUnavailable)
-		}
-		v.followLate(a, what, func() (*object.Task, error) { return task, nil })
-		return fmt.Errorf("vm %s: %s not confirmed by vCenter within %v, and cancelling it failed (%v); it will be undone if it completes: %w", v.name(), what, v.opts.TaskWait, mapError(err), machine.ErrUnavailable)
-	}
-	// Running on a vCenter that answers, and not cancellable: it completes.
-	v.background(func() {
-		wctx, cancel := context.WithTimeout(v.life, lateBound)
-		defer cancel()
-		if err := v.waitTask(wctx, task); err != nil && !isKind(err, machine.ErrInvalidState) {
-			v.log.Error("vCenter task failed after the reply said it would complete", "task", what, "err", mapError(err))
-			return
-		}
-		v.log.Info("vCenter task finished after the reply", "task", what)
-	})
-	return nil
 }
 
-// followLate settles, in the background, an action its client was told
+// follow runs fn on its own goroutine, even on a closed VM: followers
+// settle actions already answered. Close waits for them only closeGrace.
+func (v *VM) follow(fn func()) {
+	v.bgMu.Lock()
+	defer v.bgMu.Unlock()
+	if v.closed {
+		go fn()
+		return
+	}
+	v.bg.Add(1)
+	go func() {
+		defer v.bg.Done()
+		fn()
+	}()
+}
+
+// followLate settles, in the background, a power-on its client was told
 // failed: wait for vCenter's answer (result), cancel the task, and undo
-// a power-on vCenter carried out after all. Until then the VM's power
-// actions are refused as busy.
+// the power-on if vCenter carried it out after all. Until then the VM's
+// power actions are refused as busy.
 func (v *VM) followLate(a machine.PowerAction, what string, result func() (*object.Task, error)) {
 	v.settle.set(what)
 	v.log.Warn("power action answered unavailable; following it until vCenter settles it", "action", a)
-	started := false
-	v.background(func() {
+	v.follow(func() {
 		defer v.settle.set("")
 		v.settleLate(a, what, result)
 	})
-	v.bgMu.Lock()
-	started = !v.closed
-	v.bgMu.Unlock()
-	if !started {
-		v.settle.set("")
-	}
 }
 
 func (v *VM) settleLate(a machine.PowerAction, what string, result func() (*object.Task, error)) {
 	task, err := result()
 	if err != nil {
-		if v.life.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
+		if classify(err) == unknown {
 			v.log.Error("vCenter never answered a power action its client was told failed; its outcome is unknown: check the VM", "action", a, "err", mapError(err))
 			return
 		}
 		v.log.Info("power action refused by vCenter after its client was told it failed: nothing happened", "action", a, "err", mapError(err))
 		return
 	}
-	ctx, cancel := context.WithTimeout(v.life, lateBound)
+	ctx, cancel := lateCtx()
 	defer cancel()
 	cctx, ccancel := context.WithTimeout(ctx, callTimeout)
 	_, cerr := methods.CancelTask(cctx, v.inv.c.vim, &types.CancelTask{This: task.Reference()})
@@ -251,7 +437,7 @@ func (v *VM) settleLate(a machine.PowerAction, what string, result func() (*obje
 	case fault.Is(err, &types.RequestCanceled{}):
 		v.log.Warn("late power action cancelled: nothing happened", "action", a)
 		return
-	case ctx.Err() != nil:
+	case !isFault(err):
 		v.log.Error("late power action: vCenter did not say how it ended; its outcome is unknown: check the VM", "action", a, "err", mapError(err))
 		return
 	default:
@@ -264,13 +450,13 @@ func (v *VM) settleLate(a machine.PowerAction, what string, result func() (*obje
 	case machine.On:
 		v.mu.Lock()
 		defer v.mu.Unlock()
-		uctx, ucancel := context.WithTimeout(ctx, callTimeout)
+		uctx, ucancel := context.WithTimeout(ctx, verdictWait)
 		defer ucancel()
 		t, err := v.obj.PowerOff(uctx)
 		if err == nil {
 			err = v.waitTask(uctx, t)
 		}
-		if err != nil && !isKind(err, machine.ErrInvalidState) {
+		if err != nil && !fault.Is(err, &types.InvalidPowerState{}) {
 			v.log.Error("a power on its client was told failed was carried out by vCenter late, and powering the VM off again failed: check the VM", "err", mapError(err), "cancel_err", mapError(cerr))
 			return
 		}
@@ -281,22 +467,33 @@ func (v *VM) settleLate(a machine.PowerAction, what string, result func() (*obje
 	}
 }
 
-// waitTask waits for a task by reading its state: govmomi's Task.Wait
-// destroys its property collector without a deadline, which blocks for
-// as long as a hung vCenter does. Faults come back as govmomi's task.Error.
+// errTaskNoFault: a task failed without saying why.
+var errTaskNoFault = errors.New("task failed without a fault")
+
+// waitTask waits for a task by reading its state, every call bounded by
+// ctx: govmomi's Task.Wait destroys its property collector without a
+// deadline, which blocks for as long as a hung vCenter does. A failed read
+// is retried until ctx ends (a blip is not a verdict); a fault reading it
+// (the task is gone) is returned. Task faults come back as govmomi's
+// task.Error, so isFault tells a verdict from a timeout.
 func (v *VM) waitTask(ctx context.Context, t *object.Task) error {
 	pause := 5 * time.Millisecond
 	for {
 		var tk mo.Task
-		if err := property.DefaultCollector(v.inv.c.vim).RetrieveOne(ctx, t.Reference(), []string{"info"}, &tk); err != nil {
+		err := property.DefaultCollector(v.inv.c.vim).RetrieveOne(ctx, t.Reference(), []string{"info"}, &tk)
+		switch {
+		case err != nil && ctx.Err() != nil:
 			return err
-		}
-		switch tk.Info.State {
-		case types.TaskInfoStateSuccess:
+		case err != nil && isFault(err):
+			// The task cannot be read (gone after a vCenter restart?):
+			// no verdict, so not a fault of the task's.
+			return fmt.Errorf("reading task %s: %v", t.Reference().Value, mapError(err))
+		case err != nil:
+		case tk.Info.State == types.TaskInfoStateSuccess:
 			return nil
-		case types.TaskInfoStateError:
+		case tk.Info.State == types.TaskInfoStateError:
 			if tk.Info.Error == nil {
-				return fmt.Errorf("task %s failed without a fault", t.Reference().Value)
+				return fmt.Errorf("task %s: %w", t.Reference().Value, errTaskNoFault)
 			}
 			return gtask.Error{LocalizedMethodFault: tk.Info.Error, Description: tk.Info.Description}
 		}

@@ -31,6 +31,9 @@ type stallProxy struct {
 	delay   time.Duration // one way, per chunk
 	conns   []net.Conn
 	closed  bool
+	// refusing: new connections are closed at once, as a vCenter that
+	// restarts would (see refuse).
+	refusing bool
 }
 
 func newStallProxy(t *testing.T, target string) *stallProxy {
@@ -51,6 +54,13 @@ func (p *stallProxy) accept() {
 		c, err := p.l.Accept()
 		if err != nil {
 			return
+		}
+		p.mu.Lock()
+		refusing := p.refusing
+		p.mu.Unlock()
+		if refusing {
+			c.Close()
+			continue
 		}
 		s, err := net.Dial("tcp", p.target)
 		if err != nil {
@@ -93,6 +103,24 @@ func (p *stallProxy) set(stalled bool, delay time.Duration) {
 	p.stalled, p.delay = stalled, delay
 	p.cond.Broadcast()
 	p.mu.Unlock()
+}
+
+// refuse cuts every open connection, dropping what it held, and closes
+// new ones at once until refuse(false): requests sent meanwhile never
+// reach the simulator.
+func (p *stallProxy) refuse(on bool) {
+	p.mu.Lock()
+	p.refusing = on
+	conns := p.conns
+	if on {
+		p.conns = nil
+	}
+	p.mu.Unlock()
+	if on {
+		for _, c := range conns {
+			c.Close()
+		}
+	}
 }
 
 func (p *stallProxy) close() {
@@ -391,7 +419,7 @@ func TestLoginGateOverAnHour(t *testing.T) {
 	for now.Before(end) {
 		if when, ok := g.allow(); ok {
 			sent = append(sent, now)
-			g.record(errors.New("InvalidLogin"))
+			g.record(invalidLogin)
 			now = now.Add(jitter(backoff))
 			backoff = min(2*backoff, loginMaxBackoff)
 		} else {

@@ -20,10 +20,10 @@ import (
 
 // Timing defaults.
 const (
-	// DefaultTaskWait bounds how long an action waits for its vCenter task
-	// before answering. ipmitool -I lanplus retransmits after 1 s by
-	// default; a slower task is left to finish in the background and its
-	// outcome logged.
+	// DefaultTaskWait is the reply budget for what comes before an
+	// action is sent (the VM's lock, vCenter's sign of life): ipmitool -I
+	// lanplus retransmits after 1 s by default. Once sent, the answer
+	// waits for vCenter's verdict, up to verdictWait (power.go).
 	DefaultTaskWait = 800 * time.Millisecond
 	// callTimeout bounds every vCenter call made for a request, so that a
 	// hung vCenter cannot hold a BMC session forever.
@@ -41,7 +41,8 @@ const (
 // VMOptions tune a VM machine.
 type VMOptions struct {
 	Log *slog.Logger
-	// TaskWait bounds the wait for a vCenter task (DefaultTaskWait if 0).
+	// TaskWait is the reply budget before an action is sent
+	// (DefaultTaskWait if 0).
 	TaskWait time.Duration
 	// SoftOffTimeout, when positive, turns a guest shutdown that has not
 	// powered the VM off after that long, or that VMware Tools cannot do,
@@ -107,6 +108,10 @@ type VM struct {
 	// onceAt is when the pending one-time override was set: a boot the
 	// inventory learnt of before then cannot have used it.
 	onceAt time.Time
+	// cycleMu guards cycleStop, which ends a power cycle's pending
+	// power-on: a later action of the client's supersedes it.
+	cycleMu   sync.Mutex
+	cycleStop context.CancelFunc
 }
 
 var _ machine.Machine = (*VM)(nil)
@@ -145,14 +150,24 @@ func (inv *Inventory) NewVM(ref types.ManagedObjectReference, opts VMOptions) *V
 // Reference returns the VM's managed object reference.
 func (v *VM) Reference() types.ManagedObjectReference { return v.obj.Reference() }
 
-// Close stops watching and waits for background work to end.
+// Close stops watching and waits, at most closeGrace, for background work
+// to end. Followers of actions already answered (a power-on to undo, a
+// task whose outcome was unknown, a power cycle's power-on) are not
+// stopped: they finish on their own, within lateBound, so that the answer
+// given stays true; Close only stops waiting for them.
 func (v *VM) Close() {
 	v.unwatch()
 	v.bgMu.Lock()
 	v.closed = true
 	v.bgMu.Unlock()
 	v.cancel()
-	v.bg.Wait()
+	done := make(chan struct{})
+	go func() { v.bg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(closeGrace):
+		v.log.Warn("BMC stopped while vCenter actions it answered are still followed; they finish on their own and are logged", "at_most", lateBound)
+	}
 }
 
 // background runs fn on its own goroutine unless the VM is closed.
@@ -259,8 +274,8 @@ func (v *VM) observe(c Change) {
 // vCenter's InvalidPowerState fault says "already there" for on and off,
 // and "not running" for the others.
 func (v *VM) Power(ctx context.Context, a machine.PowerAction) error {
-	// The whole request, waiting for the lock included, fits the reply
-	// budget (see power.go for what the answer then means).
+	// Waiting for the lock and the sign of life fit the reply budget;
+	// once sent, the answer waits for vCenter's verdict (power.go).
 	ctx, cancel := context.WithTimeout(ctx, v.opts.TaskWait)
 	defer cancel()
 	if _, err := v.snapshot(); err != nil {
@@ -284,6 +299,7 @@ func (v *VM) Power(ctx context.Context, a machine.PowerAction) error {
 		// say why it cannot work now rather than that it never could.
 		return fmt.Errorf("vm %s is %s, an NMI needs it running: %w", vm.Name, state, machine.ErrInvalidState)
 	}
+	v.supersedeCycle()
 	err = v.power(ctx, a, state)
 	if err == nil {
 		v.lastAction, v.lastAt = a, time.Now()
@@ -297,54 +313,114 @@ func (v *VM) power(ctx context.Context, a machine.PowerAction, state machine.Pow
 	case machine.On:
 		return v.powerOn(ctx, state)
 	case machine.Off:
-		_, err := v.submitTask(ctx, a, "power off", machine.PowerOff, v.obj.PowerOff)
-		return err
+		return v.powerOff(ctx, "power off")
 	case machine.SoftOff:
 		return v.softOff(ctx)
 	case machine.Cycle:
 		return v.cycle(ctx)
 	case machine.Reset:
-		if _, err := v.submitTask(ctx, a, "reset", machine.PowerOn, v.obj.Reset); err != nil {
-			return err
+		booted := func() {
+			v.events.Add(machine.EventReset, "")
+			v.booted(time.Now(), false)
 		}
-		v.events.Add(machine.EventReset, "")
-		v.booted(time.Now(), false)
-		return nil
+		vd, err := v.runTask(ctx, "reset", v.obj.Reset, func(err error) {
+			if err == nil {
+				booted()
+			}
+		})
+		switch vd {
+		case done:
+			booted()
+			return nil
+		case refused:
+			return fmt.Errorf("vm %s: reset: %w", v.name(), mapError(err))
+		}
+		return err
 	case machine.SoftReset:
 		return v.softReset(ctx)
 	case machine.NMI:
-		req := types.SendNMI{This: v.obj.Reference()}
-		if _, err := methods.SendNMI(ctx, v.inv.c.vim, &req); err != nil {
+		vd, err := v.send(ctx, "NMI", func(ctx context.Context) error {
+			_, err := methods.SendNMI(ctx, v.inv.c.vim, &types.SendNMI{This: v.obj.Reference()})
+			return err
+		})
+		if vd == refused {
 			return fmt.Errorf("vm %s: NMI: %w", v.name(), mapError(err))
 		}
-		return nil
+		return err
 	}
 	return fmt.Errorf("power action %s: %w", a, machine.ErrInvalidArgument)
+}
+
+// powerOff powers the VM off and answers vCenter's verdict; a VM already
+// off is success.
+func (v *VM) powerOff(ctx context.Context, what string) error {
+	vd, err := v.runTask(ctx, what, v.obj.PowerOff, nil)
+	switch {
+	case vd == done:
+		v.reached(ctx, machine.PowerOff)
+		return nil
+	case vd == refused && fault.Is(err, &types.InvalidPowerState{}):
+		v.waitPower(ctx, machine.PowerOff, inventoryLag) // already off
+		return nil
+	case vd == refused:
+		v.log.Error("vCenter task failed", "task", what, "err", mapError(err))
+		return fmt.Errorf("vm %s: %s: %w", v.name(), what, mapError(err))
+	}
+	return err
 }
 
 // powerOn applies a pending firmware change, then powers on (or resumes).
 // v.mu must be held.
 func (v *VM) powerOn(ctx context.Context, state machine.PowerState) error {
-	if fw := v.record().PendingFirmware; fw != "" && state != machine.PowerOn {
-		task, err := v.obj.Reconfigure(ctx, types.VirtualMachineConfigSpec{Firmware: fw})
-		if err == nil {
-			err = v.waitTask(ctx, task)
+	if v.record().PendingFirmware != "" && state != machine.PowerOn {
+		if err := v.pendingFirmware(ctx, state); err != nil {
+			return err
 		}
-		switch {
-		case err == nil:
-			rec := v.record()
-			rec.PendingFirmware = ""
-			v.save(rec)
-			_ = v.inv.Refresh(ctx, v.obj.Reference())
-			v.log.Info("firmware changed before power-on", "firmware", fw)
-		case isKind(err, machine.ErrInvalidState):
-			// Running after all: the change keeps waiting.
-		default:
-			return fmt.Errorf("vm %s: set firmware %s before power-on: %w", v.name(), fw, mapError(err))
-		}
+		// The firmware's task may have used the reply budget up: the
+		// power-on gets its own, for its sign of life and submission.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), v.opts.TaskWait)
+		defer cancel()
 	}
 	_, err := v.submitTask(ctx, machine.On, "power on", machine.PowerOn, v.obj.PowerOn)
 	return err
+}
+
+// pendingFirmware applies, before a power-on, the firmware change that
+// waited for the VM to be off. v.mu must be held.
+func (v *VM) pendingFirmware(ctx context.Context, state machine.PowerState) error {
+	fw := v.record().PendingFirmware
+	if fw == "" || state == machine.PowerOn {
+		return nil
+	}
+	applied := func() {
+		rec := v.record()
+		if rec.PendingFirmware == fw {
+			rec.PendingFirmware = ""
+			v.save(rec)
+		}
+	}
+	vd, err := v.runTask(ctx, "set firmware "+fw+" before power-on", func(ctx context.Context) (*object.Task, error) {
+		return v.obj.Reconfigure(ctx, types.VirtualMachineConfigSpec{Firmware: fw})
+	}, func(err error) {
+		if err == nil {
+			applied()
+		}
+	})
+	switch {
+	case vd == done:
+		applied()
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
+		_ = v.inv.Refresh(rctx, v.obj.Reference())
+		cancel()
+		v.log.Info("firmware changed before power-on", "firmware", fw)
+		return nil
+	case vd == refused && isKind(err, machine.ErrInvalidState):
+		return nil // running after all: the change keeps waiting
+	case vd == refused:
+		return fmt.Errorf("vm %s: set firmware %s before power-on: %w", v.name(), fw, mapError(err))
+	}
+	return err // not sent, or unknown: the power-on is not sent
 }
 
 // softOff asks the guest to shut down through VMware Tools. With a
@@ -352,18 +428,19 @@ func (v *VM) powerOn(ctx context.Context, state machine.PowerState) error {
 // cannot shut the guest down, else when the guest has not powered off in
 // time; without one it never powers off hard behind the client's back.
 func (v *VM) softOff(ctx context.Context) error {
-	err := v.obj.ShutdownGuest(ctx)
-	if fault.Is(err, &types.InvalidPowerState{}) {
+	vd, err := v.send(ctx, "guest shutdown", v.obj.ShutdownGuest)
+	switch {
+	case vd == refused && fault.Is(err, &types.InvalidPowerState{}):
 		return nil // already off
-	}
-	if err != nil {
+	case vd == refused:
 		err = fmt.Errorf("vm %s: guest shutdown: %w", v.name(), mapError(err))
 		if v.opts.SoftOffTimeout <= 0 || !errors.Is(err, machine.ErrInvalidState) {
 			return err
 		}
 		v.log.Warn("guest shutdown impossible; powering off hard (softOffTimeout is set)", "err", err)
-		_, perr := v.submitTask(ctx, machine.Off, "power off", machine.PowerOff, v.obj.PowerOff)
-		return perr
+		return v.powerOff(ctx, "power off")
+	case vd != done:
+		return err
 	}
 	if v.opts.SoftOffTimeout > 0 {
 		v.background(func() {
@@ -373,7 +450,7 @@ func (v *VM) softOff(ctx context.Context) error {
 			v.log.Warn("guest did not shut down in time; powering off hard", "timeout", v.opts.SoftOffTimeout)
 			v.mu.Lock()
 			defer v.mu.Unlock()
-			if err := v.power(v.life, machine.Off, machine.PowerOn); err != nil {
+			if err := v.powerOff(v.life, "power off after guest shutdown timeout"); err != nil {
 				v.log.Error("hard power-off after guest shutdown timeout failed", "err", err)
 			}
 		})
@@ -385,9 +462,12 @@ func (v *VM) softOff(ctx context.Context) error {
 // it fails (or, with a SoftOffTimeout, falls back to a hard reset), since a
 // silent hard reset would lose what the guest had not written.
 func (v *VM) softReset(ctx context.Context) error {
-	err := v.obj.RebootGuest(ctx)
-	if err == nil {
+	vd, err := v.send(ctx, "guest reboot", v.obj.RebootGuest)
+	switch vd {
+	case done:
 		return nil // the guest reboots; runtime.bootTime will show it
+	case notSent, unknown:
+		return err
 	}
 	err = fmt.Errorf("vm %s: guest reboot: %w", v.name(), mapError(err))
 	if v.opts.SoftOffTimeout <= 0 || !errors.Is(err, machine.ErrInvalidState) {
@@ -397,75 +477,138 @@ func (v *VM) softReset(ctx context.Context) error {
 	return v.power(ctx, machine.Reset, machine.PowerOn)
 }
 
-// cycle powers off and answers once vCenter has accepted that (a VM that
-// was off already fails the cycle), then powers on again in the background,
-// so that the reply does not wait for two tasks.
+// cycle powers off, answers once vCenter has done that (a VM that was off
+// already fails the cycle), then powers on again in the background, so
+// that the reply does not wait for two tasks. The power-on is retried
+// until vCenter answers (cyclePowerOn).
 func (v *VM) cycle(ctx context.Context) error {
-	task, err := v.submitTask(ctx, machine.Cycle, "power off of a power cycle", machine.PowerUnknown, v.obj.PowerOff)
-	if err != nil {
+	vd, err := v.runTask(ctx, "power off of a power cycle", v.obj.PowerOff, func(err error) {
+		if err == nil {
+			// The off ended after the answer: the cycle completes.
+			v.cyclePowerOn()
+		}
+	})
+	switch vd {
+	case done:
+	case refused:
+		err = mapError(err)
 		if errors.Is(err, machine.ErrInvalidState) {
 			return fmt.Errorf("vm %s: power cycle: %w", v.name(), err)
 		}
+		v.log.Error("vCenter task failed", "task", "power off of a power cycle", "err", err)
+		return fmt.Errorf("vm %s: power cycle: %w", v.name(), err)
+	default:
 		return err
 	}
-	v.background(func() {
-		wctx, cancel := context.WithTimeout(v.life, lateBound)
-		defer cancel()
-		if err := v.waitTask(wctx, task); err != nil {
-			v.log.Error("power cycle: power off failed", "err", mapError(err))
-			return
-		}
-		v.mu.Lock()
-		defer v.mu.Unlock()
-		if err := v.powerOn(v.life, machine.PowerOff); err != nil {
-			v.log.Error("power cycle: power on failed", "err", err)
+	v.cyclePowerOn()
+	return nil
+}
+
+// Pacing of a power cycle's power-on while vCenter does not answer.
+const (
+	cycleRetry    = 500 * time.Millisecond
+	cycleMaxRetry = 10 * time.Second
+)
+
+// cyclePowerOn powers the VM on again after a power cycle's power-off, in
+// the background: the client was told the cycle succeeded, so the power-on
+// is retried while vCenter is unavailable or does not answer, for at most
+// lateBound, even if the BMC stops meanwhile (only the bridge's exit ends
+// it). A power-on retried after an unanswered one is safe: a VM already on
+// is success. A later power action of the client's supersedes it. The log
+// and the event log say when it is delayed and when it is given up.
+func (v *VM) cyclePowerOn() {
+	ctx, stop := lateCtx()
+	v.cycleMu.Lock()
+	if v.cycleStop != nil {
+		v.cycleStop()
+	}
+	v.cycleStop = stop
+	v.cycleMu.Unlock()
+	v.follow(func() {
+		defer stop()
+		wait := cycleRetry
+		delayed := false
+		for attempt := 1; ; attempt++ {
+			err := v.lockCtx(ctx)
+			if err == nil {
+				err = v.cycleOnce(ctx)
+				v.mu.Unlock()
+			}
+			switch {
+			case err == nil:
+				if delayed {
+					v.log.Warn("power cycle: VM powered on again after vCenter answered", "attempts", attempt)
+				}
+				return
+			case ctx.Err() != nil && !errors.Is(context.Cause(ctx), context.DeadlineExceeded):
+				v.log.Info("power cycle: pending power-on superseded by a later power action")
+				return
+			case ctx.Err() != nil:
+				v.events.Add(machine.EventPowerOff, "power cycle: power-on given up, vCenter did not answer")
+				v.log.Error("power cycle: power-on given up: vCenter did not answer; the VM stays off", "for", lateBound, "err", err)
+				return
+			case !errors.Is(err, machine.ErrUnavailable) && !errors.Is(err, machine.ErrBusy) && !errors.Is(err, errOutcomeUnknown):
+				v.events.Add(machine.EventPowerOff, "power cycle: power-on refused by vCenter")
+				v.log.Error("power cycle: power on refused by vCenter; the VM stays off", "err", err)
+				return
+			case !delayed:
+				delayed = true
+				v.events.Add(machine.EventPowerOff, "power cycle: power-on delayed, vCenter not answering; retrying")
+				v.log.Warn("power cycle: power-on not done yet (vCenter not answering); retrying", "err", err)
+			default:
+				v.log.Debug("power cycle: power-on still not done; retrying", "attempt", attempt, "err", err)
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, cycleMaxRetry)
 		}
 	})
-	return nil
+}
+
+// cycleOnce is one attempt at a power cycle's power-on. v.mu must be held.
+func (v *VM) cycleOnce(ctx context.Context) error {
+	if err := v.inv.Available(); err != nil {
+		return err
+	}
+	if w := v.settle.pending(); w != "" {
+		return fmt.Errorf("an earlier %s is not settled yet: %w", w, machine.ErrBusy)
+	}
+	if err := v.pendingFirmware(ctx, machine.PowerOff); err != nil {
+		return err
+	}
+	vd, err := v.runTask(ctx, "power on of a power cycle", v.obj.PowerOn, nil)
+	switch {
+	case vd == done:
+		v.reached(ctx, machine.PowerOn)
+		return nil
+	case vd == refused && fault.Is(err, &types.InvalidPowerState{}):
+		return nil // on already: an earlier attempt got through
+	case vd == refused:
+		return mapError(err)
+	case vd == unknown:
+		// Followed by runTask; the VM's actions are busy until it ends,
+		// and so is the next attempt, which then finds the VM on.
+		return fmt.Errorf("%w: %v", machine.ErrBusy, err)
+	}
+	return err
+}
+
+// supersedeCycle ends a power cycle's pending power-on: a later action
+// of the client's (not the cycle's own retransmission, answered before)
+// decides the VM's power now.
+func (v *VM) supersedeCycle() {
+	v.cycleMu.Lock()
+	defer v.cycleMu.Unlock()
+	if v.cycleStop != nil {
+		v.cycleStop()
+		v.cycleStop = nil
+	}
 }
 
 func isKind(err, kind error) bool { return errors.Is(mapError(err), kind) }
-
-// await waits for a task for at most TaskWait, then for the inventory to
-// show the power state it was to reach, so that the next read is true. A
-// task still running after TaskWait is accepted: the reply goes out and the
-// outcome is logged when it comes. An InvalidPowerState fault on power on or
-// off means another actor got there first: the requested state holds.
-func (v *VM) await(ctx context.Context, task *object.Task, err error, what string, want machine.PowerState) error {
-	if err != nil {
-		return fmt.Errorf("vm %s: %s: %w", v.name(), what, mapError(err))
-	}
-	wctx, cancel := context.WithTimeout(ctx, v.opts.TaskWait)
-	defer cancel()
-	// waitTask, not task.Wait: that one can block on a hung vCenter
-	// whatever its context says.
-	err = v.waitTask(wctx, task)
-	if wctx.Err() != nil && ctx.Err() == nil {
-		v.background(func() {
-			lctx, cancel := context.WithTimeout(v.life, lateBound)
-			defer cancel()
-			if err := v.waitTask(lctx, task); err != nil && !isKind(err, machine.ErrInvalidState) {
-				v.log.Error("vCenter task failed after the reply", "task", what, "err", mapError(err))
-				return
-			}
-			v.log.Debug("vCenter task finished after the reply", "task", what)
-		})
-		return nil
-	}
-	if err != nil {
-		if isKind(err, machine.ErrInvalidState) && (what == "power on" || what == "power off") {
-			// Already there, which the inventory may not show yet.
-			v.waitPower(ctx, want, inventoryLag)
-			return nil
-		}
-		v.log.Error("vCenter task failed", "task", what, "err", mapError(err))
-		return fmt.Errorf("vm %s: %s: %w", v.name(), what, mapError(err))
-	}
-	if want != machine.PowerUnknown {
-		v.waitPower(ctx, want, inventoryLag)
-	}
-	return nil
-}
 
 // waitPower polls the inventory (memory, not vCenter) until the VM is in
 // state want or d has passed, and reports whether it got there.
@@ -510,10 +653,21 @@ func (v *VM) BootOverride(context.Context) (machine.BootOverride, error) {
 // running VM). A one-time override remembers the boot order and firmware
 // it replaced and puts them back once the VM has booted; clearing the
 // override before that boot puts them back at once.
+//
+// The answer follows the power actions' rules (power.go): the lock and the
+// sign of life fit the reply budget, the reconfiguration is sent only to a
+// live vCenter, success means vCenter's task succeeded, and the record is
+// the new one only then (it is written ahead, so that a restart during the
+// task still knows what to restore, and put back when the task failed).
 func (v *VM) SetBootOverride(ctx context.Context, o machine.BootOverride) error {
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	ctx, cancel := context.WithTimeout(ctx, v.opts.TaskWait)
 	defer cancel()
-	v.mu.Lock()
+	if _, err := v.snapshot(); err != nil {
+		return err // vCenter known unavailable: nothing is sent
+	}
+	if err := v.lockAction(ctx); err != nil {
+		return err
+	}
 	defer v.mu.Unlock()
 	vm, err := v.snapshot()
 	if err != nil {
@@ -559,26 +713,54 @@ func (v *VM) SetBootOverride(ctx context.Context, o machine.BootOverride) error 
 	if err := v.persist(rec); err != nil {
 		return err
 	}
-	task, err := v.obj.Reconfigure(ctx, spec)
-	err = v.await(ctx, task, err, "set boot options", machine.PowerUnknown)
-	if err != nil && spec.Firmware != "" && errors.Is(err, machine.ErrInvalidState) {
+	applied := func(rec Record) {
+		v.recMu.Lock()
+		v.rec, v.onceAt = rec, onceAt
+		v.recMu.Unlock()
+		rctx, cancel := context.WithTimeout(context.Background(), inventoryLag)
+		_ = v.inv.Refresh(rctx, v.obj.Reference())
+		cancel()
+		v.events.Add(machine.EventBootOverride, o.String())
+	}
+	reconfigure := func(rec Record, spec types.VirtualMachineConfigSpec) (verdict, error) {
+		return v.runTask(ctx, "set boot options", func(ctx context.Context) (*object.Task, error) {
+			return v.obj.Reconfigure(ctx, spec)
+		}, func(err error) {
+			// Followed after an "outcome unknown" answer: the record
+			// becomes what vCenter did. v.mu is not held here; the VM's
+			// actions are busy until this returns.
+			if err == nil {
+				applied(rec)
+				v.log.Warn("boot override whose outcome was answered unknown was applied", "override", o.String())
+				return
+			}
+			_ = v.persist(v.record())
+		})
+	}
+	vd, err := reconfigure(rec, spec)
+	if vd == refused && spec.Firmware != "" && isKind(err, machine.ErrInvalidState) {
 		// The VM was powered on after the inventory last said so: the
 		// firmware waits for the next power-on after all.
 		rec.PendingFirmware, spec.Firmware = spec.Firmware, ""
-		if err = v.persist(rec); err == nil {
-			task, err = v.obj.Reconfigure(ctx, spec)
-			err = v.await(ctx, task, err, "set boot options", machine.PowerUnknown)
+		if err = v.persist(rec); err != nil {
+			_ = v.persist(v.record())
+			return err
 		}
+		vd, err = reconfigure(rec, spec)
 	}
-	if err != nil {
+	switch vd {
+	case done:
+	case unknown:
+		return err // the record follows the task (above)
+	case refused:
 		_ = v.persist(v.record()) // the VM did not change: neither does the record
+		v.log.Error("vCenter task failed", "task", "set boot options", "err", mapError(err))
+		return fmt.Errorf("vm %s: set boot options: %w", v.name(), mapError(err))
+	default:
+		_ = v.persist(v.record())
 		return err
 	}
-	v.recMu.Lock()
-	v.rec, v.onceAt = rec, onceAt
-	v.recMu.Unlock()
-	_ = v.inv.Refresh(ctx, v.obj.Reference())
-	v.events.Add(machine.EventBootOverride, o.String())
+	applied(rec)
 	attrs := []any{"override", o.String()}
 	if spec.Firmware != "" {
 		attrs = append(attrs, "firmware", spec.Firmware)
@@ -707,16 +889,25 @@ func (v *VM) restore() error {
 		off := powerState(vm.Runtime.PowerState) == machine.PowerOff
 		spec.Firmware = setFirmware(restoreFW, effective, vm.Config.Firmware, off, &rec)
 	}
-	task, err := v.obj.Reconfigure(ctx, spec)
-	if err == nil {
-		err = task.Wait(ctx)
+	// waitTask, never govmomi's Task.Wait: that one destroys its
+	// collector without a deadline and, on a hung vCenter, would hold
+	// v.mu for ever. A restore whose outcome is unknown is simply retried
+	// (booted): putting the same order back twice is harmless.
+	reconfigure := func(spec types.VirtualMachineConfigSpec) error {
+		if err := v.ready(ctx, "restore of the boot order"); err != nil {
+			return err
+		}
+		task, err := v.obj.Reconfigure(ctx, spec)
+		if err == nil {
+			err = v.waitTask(ctx, task)
+		}
+		return err
 	}
-	if err != nil && spec.Firmware != "" && isKind(err, machine.ErrInvalidState) {
+	err = reconfigure(spec)
+	if err != nil && spec.Firmware != "" && isFault(err) && isKind(err, machine.ErrInvalidState) {
 		// Powered on since the inventory last said off.
 		rec.PendingFirmware, spec.Firmware = spec.Firmware, ""
-		if task, err = v.obj.Reconfigure(ctx, spec); err == nil {
-			err = task.Wait(ctx)
-		}
+		err = reconfigure(spec)
 	}
 	if err != nil {
 		return mapError(err)

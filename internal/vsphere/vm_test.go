@@ -21,6 +21,7 @@ import (
 	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
@@ -37,7 +38,11 @@ type testEnv struct {
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func startEnv(t *testing.T) *testEnv {
+func startEnv(t *testing.T) *testEnv { t.Helper(); return startEnvWith(t, nil) }
+
+// startEnvWith is startEnv with the bridge's requests passed through wrap
+// (when set), installed before anything else uses the client.
+func startEnvWith(t *testing.T, wrap func(soap.RoundTripper) soap.RoundTripper) *testEnv {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	sim, err := StartSimulator(ctx, "127.0.0.1:0", len(SeedVMNames))
@@ -52,6 +57,9 @@ func startEnv(t *testing.T) *testEnv {
 	out, err := Connect(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if wrap != nil {
+		c.vim.RoundTripper = wrap(c.vim.RoundTripper)
 	}
 	inv := NewInventory(c, quiet())
 	inv.MaxWait = time.Second

@@ -1,0 +1,130 @@
+package bridge
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
+)
+
+// startBridge runs a bridge with one BMC per simulated VM.
+func startBridge(t *testing.T, vms int) *Bridge {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	sim, err := vsphere.StartSimulator(ctx, "127.0.0.1:0", vms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := vsphere.Connect(ctx, vsphere.Options{URL: sim.URL.String(), Username: vsphere.SimulatorUser, Password: vsphere.SimulatorPassword, CAFile: sim.CAFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	inv := vsphere.NewInventory(c, log)
+	done := make(chan struct{})
+	go func() { inv.Run(ctx); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		sim.Close()
+	})
+	select {
+	case <-inv.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("inventory never synchronised")
+	}
+	var specs []Spec
+	for _, name := range sim.VMs {
+		specs = append(specs, Spec{VM: name, Address: "127.0.0.1:0", Username: "admin", Password: "password"})
+	}
+	b := Start(ctx, inv, specs, Options{Log: log})
+	for _, bm := range b.BMCs() {
+		if i := bm.Info(); i.Status != Running {
+			t.Fatalf("%s: %s %v", i.Spec.VM, i.Status, i.Err)
+		}
+	}
+	return b
+}
+
+// Closing a VM machine may wait for vCenter actions it answered (up to
+// vsphere's closeGrace, and longer before that bound existed). Stopping,
+// removing or reloading a BMC must not hold the bridge's or the BMC's lock
+// meanwhile: `bmc list`, the reconciler and Redfish read every BMC's Info
+// and would freeze with it.
+func TestStopDoesNotFreezeReadsWhileTheMachineCloses(t *testing.T) {
+	b := startBridge(t, 3)
+	release := make(chan struct{})
+	closing := make(chan struct{}, 4)
+	b.closeVM = func(vm *vsphere.VM) {
+		closing <- struct{}{}
+		<-release
+		vm.Close()
+	}
+	// Remove closes a runtime BMC's machine, Stop the first BMC's, Close
+	// the others'.
+	bms := b.BMCs()
+	free, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := free.LocalAddr().String()
+	free.Close()
+	if _, err := b.Add(Spec{VM: bms[0].Info().Spec.VM, Address: addr, Username: "admin", Password: "password", AllowDuplicate: true}); err != nil {
+		t.Fatal(err)
+	}
+	id := bms[0].Info().Addr.String()
+	for _, op := range []struct {
+		name string
+		run  func() error
+	}{
+		{"remove", func() error { return b.Remove(addr) }},
+		{"stop", func() error { return b.Stop(id) }},
+		{"close", b.Close},
+	} {
+		t.Run(op.name, func(t *testing.T) {
+			finished := make(chan error, 1)
+			go func() { finished <- op.run() }()
+			select {
+			case <-closing:
+			case err := <-finished:
+				t.Fatalf("returned without closing a machine: %v", err)
+			case <-time.After(10 * time.Second):
+				t.Fatal("the machine was never closed")
+			}
+			// The machine's Close is blocked: reads must still answer.
+			read := make(chan int, 1)
+			go func() {
+				n := 0
+				for _, bm := range b.BMCs() {
+					_ = bm.Info()
+					n++
+				}
+				_ = b.Running()
+				_, _ = b.Lookup(id)
+				read <- n
+			}()
+			select {
+			case <-read:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s holds a lock while the machine closes: BMCs, Info and Lookup blocked", op.name)
+			}
+			if op.name == "close" {
+				close(release) // Close closes several machines at once
+			} else {
+				release <- struct{}{}
+			}
+			select {
+			case err := <-finished:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s never returned", op.name)
+			}
+		})
+	}
+}
