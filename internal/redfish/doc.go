@@ -5,7 +5,8 @@
 // machine errors are written once per protocol.
 //
 // The subset served is what Ironic's redfish and redfish-virtual-media
-// drivers read and send through sushy (see docs/CLIENTS.md §5): the service
+// drivers read and send through sushy (sushy's resources and Ironic 21.4's
+// redfish/boot.py, power.py and management.py): the service
 // root before authentication, a SessionService and HTTP Basic auth,
 // ComputerSystem.Reset, a partial PATCH of Boot with ETags, VirtualMedia
 // InsertMedia and EjectMedia under both the Manager and the System, and the

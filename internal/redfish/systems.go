@@ -19,7 +19,8 @@ const (
 )
 
 // computerSystem is the ComputerSystem resource with the properties
-// sushy and Ironic read (docs/CLIENTS.md §5.2).
+// sushy and Ironic read (sushy's resources/system/system.py; Ironic's
+// redfish inspect and management interfaces).
 type computerSystem struct {
 	ODataID            string `json:"@odata.id"`
 	ODataType          string `json:"@odata.type"`
