@@ -320,12 +320,6 @@ func (b *Bridge) lookup(id string) (*BMC, error) {
 	return nil, fmt.Errorf("%s: %w: %s", id, ErrAmbiguous, addresses(found))
 }
 
-// find is Find with b.mu held.
-func (b *Bridge) find(id string) *BMC {
-	bm, _ := b.lookup(id)
-	return bm
-}
-
 // byAddress finds a BMC by its configured address or, for port 0, the
 // address it bound. b.mu must be held.
 func (b *Bridge) byAddress(addr string) *BMC {

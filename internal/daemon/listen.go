@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -61,8 +60,6 @@ func (ls *listeners) close() {
 		}
 	}
 	if ls.api != nil {
-		if err := os.Remove(ls.socket); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return
-		}
+		_ = os.Remove(ls.socket)
 	}
 }

@@ -60,11 +60,8 @@ type Config struct {
 
 // Endpoint is one virtual BMC serving one machine.
 type Endpoint struct {
-	conn    net.PacketConn
-	srv     *server
-	bmc     *bmc.BMC
-	log     *slog.Logger
-	tracker *tracker
+	conn net.PacketConn
+	srv  *server
 }
 
 // Listen binds the endpoint's UDP socket and builds its BMC from the
@@ -102,9 +99,8 @@ func Listen(ctx context.Context, m machine.Machine, cfg Config) (*Endpoint, erro
 	if err != nil {
 		return nil, fmt.Errorf("vm %s: listen %s: %w", id.Name, cfg.Address, err)
 	}
-	e := &Endpoint{conn: conn, bmc: b, log: log}
+	e := &Endpoint{conn: conn}
 	e.srv = newServer(conn, b, m, cfg, log)
-	e.tracker = e.srv.tracker
 	return e, nil
 }
 
@@ -139,10 +135,10 @@ func sessionLimit(cfg Config) int {
 func (e *Endpoint) Pending() int { return e.srv.hs.len() }
 
 // Sessions lists the endpoint's open sessions.
-func (e *Endpoint) Sessions() []SessionInfo { return e.tracker.list() }
+func (e *Endpoint) Sessions() []SessionInfo { return e.srv.tracker.list() }
 
 // Requests counts the requests the endpoint has answered.
-func (e *Endpoint) Requests() uint64 { return e.tracker.count() }
+func (e *Endpoint) Requests() uint64 { return e.srv.tracker.count() }
 
 // newBMC builds the BMC state: identity, the SDR repository and FRU data in
 // st, one administrator user on the LAN channel, and the session store.

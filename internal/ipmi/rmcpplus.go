@@ -56,7 +56,6 @@ type rakp struct {
 	user         *bmc.User
 	rakp2        []byte // sent, and sent again for a repeated RAKP 1
 	rakp3, rakp4 []byte // a repeated RAKP 3 gets the same RAKP 4
-	activated    uint32 // the session RAKP 4 opened
 }
 
 // RAKP status codes (Table 13-15).
@@ -133,7 +132,7 @@ func (s *server) openSession(d datagram, from net.Addr, ip netip.Addr) {
 
 // newSessionID draws a random non-zero ID no session or handshake uses.
 func (s *server) newSessionID() uint32 {
-	return s.newV15ID(func(id uint32) bool {
+	return newID(func(id uint32) bool {
 		_, pending := s.hs.get(hsKey{id: id})
 		return pending || s.session(id) != nil
 	})
@@ -258,7 +257,7 @@ func (s *server) rakp3(d datagram, from net.Addr, ip netip.Addr) {
 			break
 		}
 		answer.IntegrityCheckValue, _ = crypto.RAKP4ICV(h.auth, h.rm[:], k.id, s.bmc.GUID[:], st.s.SIK)
-		h.rakp3, h.rakp4, h.activated = slices.Clone(p), answer.Pack(), k.id
+		h.rakp3, h.rakp4 = slices.Clone(p), answer.Pack()
 		s.rememberRAKP4(k.id, ip, h)
 	}
 	s.send(protocol.BuildRMCPPlusPacket(payloadRAKP4, 0, 0, 0, answer.Pack()), from)
@@ -289,25 +288,26 @@ func (s *server) activate(id uint32, h *rakp) *session {
 	if len(s.sessions) >= s.limit {
 		return nil
 	}
-	sess.Handle = s.freeHandleLocked()
+	sess.Handle = freeHandle(s.sessions, func(st *session) uint8 { return st.s.Handle })
 	st := &session{s: sess, seal: seal, last: now,
 		hctx: handlers.HandlerContext{BMC: s.bmc, Session: sess, Channel: ch, User: sess.User}}
 	s.sessions[id] = st
 	return st
 }
 
-// freeHandleLocked is the lowest session handle (§22.20: 1 to FEh) no
-// active session has; sessions are far fewer than 254.
-func (s *server) freeHandleLocked() uint8 {
+// freeHandle is the lowest session handle (§22.20: 1 to FEh) none of
+// sessions has; sessions are far fewer than 254 (see sessionLimit).
+// Callers hold server.mu.
+func freeHandle[S any](sessions map[uint32]S, handle func(S) uint8) uint8 {
 	used := map[uint8]bool{}
-	for _, st := range s.sessions {
-		used[st.s.Handle] = true
+	for _, st := range sessions {
+		used[handle(st)] = true
 	}
-	for h := uint8(1); ; h++ {
-		if !used[h] {
-			return h
-		}
+	h := uint8(1)
+	for used[h] {
+		h++
 	}
+	return h
 }
 
 // rememberRAKP4 keeps a successful RAKP 4 for a few seconds, for a repeat.

@@ -125,7 +125,7 @@ func (s *server) challenge(r request, from net.Addr, ip netip.Addr) {
 		return
 	}
 	v := &bmc.V15Session{State: bmc.V15SessionStatePending, AuthType: bmc.V15AuthTypeMD5, User: user, Channel: lanChannel, CreatedAt: time.Now()}
-	v.TempSessionID = s.newV15ID(func(id uint32) bool { _, taken := s.hs.get(hsKey{id: id, v15: true}); return taken })
+	v.TempSessionID = newID(func(id uint32) bool { _, taken := s.hs.get(hsKey{id: id, v15: true}); return taken })
 	_, _ = rand.Read(v.Challenge[:])
 	s.hs.add(&handshake{key: hsKey{id: v.TempSessionID, v15: true}, ip: ip, at: v.CreatedAt, v15: v})
 	data := binary.LittleEndian.AppendUint32(nil, v.TempSessionID)
@@ -214,13 +214,8 @@ func (s *server) startV15(v *bmc.V15Session, max bmc.PrivilegeLevel, outbound ui
 	if len(s.v15) >= s.limit {
 		return nil
 	}
-	v.SessionID = s.newV15ID(func(id uint32) bool { return s.v15[id] != nil })
-	used := map[uint8]bool{}
-	for _, o := range s.v15 {
-		used[o.s.Handle] = true
-	}
-	for v.Handle = 1; used[v.Handle]; v.Handle++ {
-	}
+	v.SessionID = newID(func(id uint32) bool { return s.v15[id] != nil })
+	v.Handle = freeHandle(s.v15, func(st *v15session) uint8 { return st.s.Handle })
 	var inbound [4]byte
 	_, _ = rand.Read(inbound[:])
 	v.InboundSeq = binary.LittleEndian.Uint32(inbound[:])&0x7FFFFFFF + 1 // the console starts at InboundSeq+1
@@ -238,8 +233,8 @@ func (s *server) startV15(v *bmc.V15Session, max bmc.PrivilegeLevel, outbound ui
 	return st
 }
 
-// newV15ID draws a random non-zero session ID that taken does not claim.
-func (s *server) newV15ID(taken func(uint32) bool) uint32 {
+// newID draws a random non-zero session ID that taken does not claim.
+func newID(taken func(uint32) bool) uint32 {
 	for {
 		var b [4]byte
 		_, _ = rand.Read(b[:])

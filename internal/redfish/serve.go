@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 )
 
@@ -85,11 +84,6 @@ func (s *Server) limitRequest(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	now := time.Now()
 	_ = rc.SetReadDeadline(now.Add(s.limits.readBody))
-	if strings.HasSuffix(r.URL.Path, "VirtualMedia.InsertMedia") {
-		// The image is fetched while the client waits for the answer.
-		_ = rc.SetWriteDeadline(time.Time{})
-	} else {
-		_ = rc.SetWriteDeadline(now.Add(s.limits.write))
-	}
+	_ = rc.SetWriteDeadline(now.Add(s.limits.write)) // InsertMedia lifts it (virtualmedia.go)
 	s.ServeHTTP(w, r)
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
+	"time"
 )
 
 // The virtual CD drive, the one VirtualMedia device of a system. Ironic's
@@ -163,6 +164,9 @@ func (s *Server) insertMedia(q *request) error {
 	if vid := q.r.PathValue("vid"); vid != cdID {
 		return errNotFound("VirtualMedia", vid)
 	}
+	// The image is fetched while the client waits for the answer: the
+	// connection's write deadline (serve.go) would cut a large one.
+	_ = http.NewResponseController(q.w).SetWriteDeadline(time.Time{})
 	body, err := readBody(q)
 	if err != nil {
 		return err

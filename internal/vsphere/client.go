@@ -482,8 +482,6 @@ type relogin struct {
 	// gate caps failed logins; explain words a failure.
 	gate    *loginGate
 	explain func(error, bool) error
-	// timeout bounds one login (loginTimeout if 0).
-	timeout time.Duration
 
 	mu sync.Mutex
 	// running is closed when the login in flight ends; nil when none is.
@@ -556,11 +554,7 @@ func (r *relogin) login(ctx context.Context, gen uint64) error {
 // background sends one Login under its own timeout and publishes the
 // outcome.
 func (r *relogin) background(done chan struct{}) {
-	timeout := r.timeout
-	if timeout <= 0 {
-		timeout = loginTimeout
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), loginTimeout)
 	defer cancel()
 	_, err := methods.Login(ctx, r.next, &types.Login{This: r.sm, UserName: r.user, Password: r.pass})
 	if err != nil {

@@ -58,8 +58,9 @@ func redact(u *url.URL) string {
 // shows it. Transport errors (*url.Error) carry the URL they fetched, the
 // image's or a redirect's, with its query: a signed URL's token
 // (X-Amz-Signature, sig=...) would reach the log. The result wraps err, so
-// errors.Is and errors.As see through it. This and redact are the one
-// place image URLs are cleaned for display.
+// errors.Is and errors.As see through it. This and redact clean image URLs
+// for the machine's errors and logs; the Redfish service scrubs its answers
+// once more, as it does every machine error it shows a client.
 func redactError(err error, u *url.URL) error {
 	if err == nil {
 		return nil

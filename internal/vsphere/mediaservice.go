@@ -20,9 +20,6 @@ import (
 	"github.com/vmware/govmomi/fault"
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
-	"github.com/vmware/govmomi/property"
-	gtask "github.com/vmware/govmomi/task"
-	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
@@ -453,7 +450,7 @@ func (s *MediaService) remove(ctx context.Context, c *Client, dc *object.Datacen
 	}
 	task, err := object.NewFileManager(c.vim).DeleteDatastoreFile(ctx, entry.File, dc)
 	if err == nil {
-		err = pollTask(ctx, c, task)
+		err = c.waitTask(ctx, task)
 	}
 	if err != nil && !isFileNotFound(err) {
 		s.log.Warn("virtual media: copy not deleted; the collector retries", "file", entry.File, "err", err)
@@ -472,7 +469,7 @@ func (s *MediaService) move(ctx context.Context, c *Client, dc *object.Datacente
 	defer cancel()
 	task, err := object.NewFileManager(c.vim).MoveDatastoreFile(ctx, from, dc, to, dc, false)
 	if err == nil {
-		err = pollTask(ctx, c, task)
+		err = c.waitTask(ctx, task)
 	}
 	return err
 }
@@ -480,36 +477,6 @@ func (s *MediaService) move(ctx context.Context, c *Client, dc *object.Datacente
 // fileTaskTimeout bounds a datastore file task (a move or a delete within
 // one datastore: metadata only).
 const fileTaskTimeout = 30 * time.Second
-
-// pollTask waits for a task by reading its state until ctx ends. Not
-// govmomi's Task.Wait: it destroys its property collector without a
-// deadline, which blocks for as long as a hung vCenter does. (VM.waitTask
-// does the same for a VM's tasks.) Faults come back as govmomi's
-// task.Error.
-func pollTask(ctx context.Context, c *Client, t *object.Task) error {
-	pause := 5 * time.Millisecond
-	for {
-		var tk mo.Task
-		if err := property.DefaultCollector(c.vim).RetrieveOne(ctx, t.Reference(), []string{"info"}, &tk); err != nil {
-			return err
-		}
-		switch tk.Info.State {
-		case types.TaskInfoStateSuccess:
-			return nil
-		case types.TaskInfoStateError:
-			if tk.Info.Error == nil {
-				return fmt.Errorf("task %s failed without a fault", t.Reference().Value)
-			}
-			return gtask.Error{LocalizedMethodFault: tk.Info.Error, Description: tk.Info.Description}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(pause):
-		}
-		pause = min(pause*3/2, 200*time.Millisecond)
-	}
-}
 
 func dsName(file string) string {
 	if len(file) > 0 && file[0] == '[' {

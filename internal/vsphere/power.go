@@ -476,11 +476,14 @@ var errTaskNoFault = errors.New("task failed without a fault")
 // is retried until ctx ends (a blip is not a verdict); a fault reading it
 // (the task is gone) is returned. Task faults come back as govmomi's
 // task.Error, so isFault tells a verdict from a timeout.
-func (v *VM) waitTask(ctx context.Context, t *object.Task) error {
+func (v *VM) waitTask(ctx context.Context, t *object.Task) error { return v.inv.c.waitTask(ctx, t) }
+
+// waitTask is VM.waitTask for any task of c's; media uploads use it too.
+func (c *Client) waitTask(ctx context.Context, t *object.Task) error {
 	pause := 5 * time.Millisecond
 	for {
 		var tk mo.Task
-		err := property.DefaultCollector(v.inv.c.vim).RetrieveOne(ctx, t.Reference(), []string{"info"}, &tk)
+		err := property.DefaultCollector(c.vim).RetrieveOne(ctx, t.Reference(), []string{"info"}, &tk)
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return err
