@@ -73,7 +73,7 @@ func TestStatusReadsCostNoRequests(t *testing.T) {
 func nonWatchRequests(m map[string]uint64) uint64 {
 	var n uint64
 	for k, v := range m {
-		if k != "WaitForUpdatesEx" && k != "GetCurrentTime" {
+		if k != "WaitForUpdatesEx" && k != "CurrentTime" {
 			n += v
 		}
 	}

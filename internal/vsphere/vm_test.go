@@ -542,7 +542,7 @@ func TestReadsCostNoRequests(t *testing.T) {
 func requestsExceptWatch(m map[string]uint64) uint64 {
 	var n uint64
 	for k, v := range maps.All(m) {
-		if k != "WaitForUpdatesEx" && k != "GetCurrentTime" {
+		if k != "WaitForUpdatesEx" && k != "CurrentTime" {
 			n += v
 		}
 	}
