@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"testing"
 
 	"github.com/bougou/go-ipmi/pkg/client"
@@ -59,7 +60,7 @@ func BenchmarkServeInSession(b *testing.B) {
 		b.Fatalf("captured %q % x", why, p)
 	}
 	st := tg.srv.session(d.sid)
-	to := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 5), Port: 9} // nobody listens: the reply is sent and dropped
+	to := netip.MustParseAddrPort("127.0.0.5:9") // nobody listens: the reply is sent and dropped
 	b.ReportAllocs()
 	for b.Loop() {
 		st.win.used = false

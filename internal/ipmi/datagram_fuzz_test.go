@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,15 +31,15 @@ type memConn struct {
 	once   sync.Once
 }
 
-var fuzzPeer = &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 623}
+var fuzzPeer = netip.MustParseAddrPort("192.0.2.1:623")
 
 func newMemConn() *memConn {
 	return &memConn{in: make(chan []byte), out: make(chan []byte, 64), closed: make(chan struct{})}
 }
 
-// ReadFrom hands the loop the next datagram. A nil one is a marker: its
+// readFrom hands the loop the next datagram. A nil one is a marker: its
 // hand-over proves that the loop finished the datagram before it.
-func (c *memConn) ReadFrom(p []byte) (int, net.Addr, error) {
+func (c *memConn) readFrom(p []byte) (int, netip.AddrPort, error) {
 	for {
 		select {
 		case b := <-c.in:
@@ -47,24 +48,21 @@ func (c *memConn) ReadFrom(p []byte) (int, net.Addr, error) {
 			}
 			return copy(p, b), fuzzPeer, nil
 		case <-c.closed:
-			return 0, nil, net.ErrClosed
+			return 0, netip.AddrPort{}, net.ErrClosed
 		}
 	}
 }
 
-func (c *memConn) WriteTo(p []byte, _ net.Addr) (int, error) {
+func (c *memConn) writeTo(p []byte, _ netip.AddrPort) error {
 	select {
 	case c.out <- append([]byte(nil), p...):
 	default:
 	}
-	return len(p), nil
+	return nil
 }
 
-func (c *memConn) Close() error                     { c.once.Do(func() { close(c.closed) }); return nil }
-func (c *memConn) LocalAddr() net.Addr              { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 623} }
-func (c *memConn) SetDeadline(time.Time) error      { return nil }
-func (c *memConn) SetReadDeadline(time.Time) error  { return nil }
-func (c *memConn) SetWriteDeadline(time.Time) error { return nil }
+func (c *memConn) Close() error        { c.once.Do(func() { close(c.closed) }); return nil }
+func (c *memConn) LocalAddr() net.Addr { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 623} }
 
 // FuzzDatagram sends arbitrary datagrams through the whole path an endpoint
 // serves, exactly as in production: into the endpoint's PacketConn, read by
@@ -127,14 +125,14 @@ var rakp1Overflow = append(append([]byte{0x06, 0x00, 0xff, 0x07, 0x06, 0x12, 0, 
 
 // recordConn saves every datagram an endpoint receives.
 type recordConn struct {
-	net.PacketConn
+	packetConn
 	dir string
 	mu  sync.Mutex
 	n   int
 }
 
-func (c *recordConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	n, a, err := c.PacketConn.ReadFrom(p)
+func (c *recordConn) readFrom(p []byte) (int, netip.AddrPort, error) {
+	n, a, err := c.packetConn.readFrom(p)
 	if err == nil {
 		c.mu.Lock()
 		c.n++
@@ -162,7 +160,7 @@ func TestRecordDatagrams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc := &recordConn{PacketConn: e.conn, dir: dir}
+	rc := &recordConn{packetConn: e.conn, dir: dir}
 	e.srv.conn = rc
 	go func() { _ = e.Serve(ctx) }()
 	port := strconv.Itoa(e.Addr().(*net.UDPAddr).Port)

@@ -60,7 +60,7 @@ type Config struct {
 
 // Endpoint is one virtual BMC serving one machine.
 type Endpoint struct {
-	conn net.PacketConn
+	conn packetConn
 	srv  *server
 }
 
@@ -95,7 +95,7 @@ func Listen(ctx context.Context, m machine.Machine, cfg Config) (*Endpoint, erro
 		return nil, err
 	}
 
-	conn, err := net.ListenPacket("udp", cfg.Address)
+	conn, err := listenUDP(cfg.Address)
 	if err != nil {
 		return nil, fmt.Errorf("vm %s: listen %s: %w", id.Name, cfg.Address, err)
 	}
@@ -105,7 +105,7 @@ func Listen(ctx context.Context, m machine.Machine, cfg Config) (*Endpoint, erro
 }
 
 // newServer builds the loop that serves b on conn.
-func newServer(conn net.PacketConn, b *bmc.BMC, m machine.Machine, cfg Config, log *slog.Logger) *server {
+func newServer(conn packetConn, b *bmc.BMC, m machine.Machine, cfg Config, log *slog.Logger) *server {
 	endpoint := conn.LocalAddr().String()
 	t := newTracker(endpoint, cfg.Observer)
 	timeout := cfg.SessionTimeout

@@ -65,10 +65,13 @@ type handshakes struct {
 	// sources[n] counts the sources with n handshakes, so that the
 	// busiest is found without a scan.
 	sources [perSourcePending + 1]int
+	// begun is signalled when a handshake is added: every session begins
+	// with one, so it is what wakes the endpoint's housekeeping.
+	begun chan struct{}
 }
 
 func newHandshakes() *handshakes {
-	return &handshakes{byKey: map[hsKey]*list.Element{}, bySource: map[netip.Addr]int{}}
+	return &handshakes{byKey: map[hsKey]*list.Element{}, bySource: map[netip.Addr]int{}, begun: make(chan struct{}, 1)}
 }
 
 // admit makes room for one more handshake from ip, and reports whether
@@ -115,6 +118,10 @@ func (t *handshakes) add(h *handshake) {
 	}
 	t.sources[n+1]++
 	t.bySource[h.ip] = n + 1
+	select {
+	case t.begun <- struct{}{}:
+	default:
+	}
 }
 
 // from returns the handshake k if ip began it.

@@ -25,8 +25,8 @@ type session struct {
 	s    *bmc.Session
 	hctx handlers.HandlerContext
 	seal *sealer
-	win  window    // touched by the read loop only
-	last time.Time // guarded by server.mu
+	win  window // touched by the read loop only
+	peer
 	inflight
 }
 
@@ -38,9 +38,10 @@ func (st *session) end(s *server)                     { s.end(st.s.BMCID) }
 // it to the console's address, which moves only with an authentic and
 // fresh packet.
 func (st *session) send(s *server, msg []byte) {
+	to := s.peerAddr(&st.peer)
 	st.seal.mu.Lock()
 	defer st.seal.mu.Unlock()
-	s.send(st.seal.seal(payloadIPMI, st.s.ConsoleID, st.s.NextOutboundSeq(), msg), st.s.GetAddr())
+	s.send(st.seal.seal(payloadIPMI, st.s.ConsoleID, st.s.NextOutboundSeq(), msg), to)
 }
 
 // rakp is an RMCP+ handshake's state, from Open Session to RAKP 3.
@@ -80,7 +81,7 @@ var suites = [][3]uint8{
 
 // preSession answers Get Channel Authentication Capabilities and Get
 // Channel Cipher Suites sent before a session (ipmitool, FreeIPMI, pyghmi).
-func (s *server) preSession(d datagram, from net.Addr) {
+func (s *server) preSession(d datagram, from netip.AddrPort) {
 	resp := s.dispatch(context.Background(), &handlers.HandlerContext{BMC: s.bmc}, parseRequest(d.payload))
 	s.send(protocol.BuildRMCPPlusPacket(payloadIPMI, 0, 0, 0, resp), from)
 }
@@ -94,7 +95,7 @@ func (s *server) preSession(d datagram, from net.Addr) {
 
 // openSession answers Open Session (§13.17) with the requested suite, or
 // 11h (no matching cipher suite), which Ironic and pyghmi fall back on.
-func (s *server) openSession(d datagram, from net.Addr, ip netip.Addr) {
+func (s *server) openSession(d datagram, from netip.AddrPort, ip netip.Addr) {
 	p := d.payload
 	answer := &rmcpplus.OpenSessionResponse{MessageTag: p[0], RemoteConsoleSessionID: binary.LittleEndian.Uint32(p[4:8])}
 	send := func() { s.send(protocol.BuildRMCPPlusPacket(payloadOpenResp, 0, 0, 0, answer.Pack()), from) }
@@ -144,7 +145,7 @@ func (s *server) newSessionID() uint32 {
 // console's check of RAKP 2 fails and it abandons the handshake, which
 // counts. A repeat of the same RAKP 1 (its answer was lost) gets the same
 // RAKP 2, so the console's RAKP 3 still matches.
-func (s *server) rakp1(d datagram, from net.Addr, ip netip.Addr) {
+func (s *server) rakp1(d datagram, from netip.AddrPort, ip netip.Addr) {
 	p := d.payload
 	k := hsKey{id: binary.LittleEndian.Uint32(p[4:8])}
 	hs, ok := s.hs.from(k, ip)
@@ -225,7 +226,7 @@ func (h *rakp) kuid() []byte {
 // a console rejecting RAKP 2 (any non-zero status: it found the password
 // wrong) or a key exchange code that does not match (0Dh back). A repeat
 // of the RAKP 3 that succeeded (RAKP 4 was lost) gets the same RAKP 4.
-func (s *server) rakp3(d datagram, from net.Addr, ip netip.Addr) {
+func (s *server) rakp3(d datagram, from netip.AddrPort, ip netip.Addr) {
 	p := d.payload
 	k := hsKey{id: binary.LittleEndian.Uint32(p[4:8])}
 	if r := s.repeatRAKP4(k.id, ip, p); r != nil {
@@ -289,7 +290,7 @@ func (s *server) activate(id uint32, h *rakp) *session {
 		return nil
 	}
 	sess.Handle = freeHandle(s.sessions, func(st *session) uint8 { return st.s.Handle })
-	st := &session{s: sess, seal: seal, last: now,
+	st := &session{s: sess, seal: seal, peer: peer{last: now},
 		hctx: handlers.HandlerContext{BMC: s.bmc, Session: sess, Channel: ch, User: sess.User}}
 	s.sessions[id] = st
 	return st
@@ -363,7 +364,7 @@ func (s *server) session(id uint32) *session {
 // window, and it must be new before it may move the session's reply
 // address or its inactivity timer; so a replayed or forged packet, from any
 // source, changes nothing.
-func (s *server) inSession(d datagram, from net.Addr) {
+func (s *server) inSession(d datagram, from netip.AddrPort) {
 	st := s.session(d.sid)
 	if st == nil {
 		s.dropped(dropUnknownSess)
@@ -372,10 +373,16 @@ func (s *server) inSession(d datagram, from net.Addr) {
 	st.seal.mu.Lock()
 	ok := st.seal.authentic(d.full, d.authLen)
 	st.seal.mu.Unlock()
-	if !s.fresh(ok, &st.win, &st.last, d.seq) {
+	ok, moved := s.fresh(ok, &st.win, &st.peer, d.seq, from)
+	if !ok {
 		return
 	}
-	st.s.SetAddr(from)
+	if moved {
+		// go-ipmi's session carries the address its readers (the request
+		// log, the session list) name the console by; set only when it
+		// moves, as making a net.Addr allocates.
+		st.s.SetAddr(net.UDPAddrFromAddrPort(from))
+	}
 	// The plaintext buffer is the read loop's alone (only it opens), so it
 	// stays valid while the request is served inline; an async request
 	// copies its data.

@@ -30,7 +30,7 @@ import (
 // that a failed login came from whom it claims, and IPMI 1.5 sessions are
 // ours (see rmcpplus.go and v15.go).
 type server struct {
-	conn     net.PacketConn
+	conn     packetConn
 	bmc      *bmc.BMC
 	reg      *handlers.Registry
 	guard    *guard.Guard
@@ -72,7 +72,7 @@ func (s *server) serve(ctx context.Context) error {
 	go s.housekeeping(ctx)
 	buf := make([]byte, maxDatagram+1)
 	for {
-		n, from, err := s.conn.ReadFrom(buf)
+		n, from, err := s.conn.readFrom(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
 				return ctx.Err()
@@ -86,7 +86,7 @@ func (s *server) serve(ctx context.Context) error {
 
 // handle serves one datagram. A panic anywhere below costs that datagram
 // only: it is logged with its stack and counted, and the loop goes on.
-func (s *server) handle(p []byte, from net.Addr) {
+func (s *server) handle(p []byte, from netip.AddrPort) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("ipmi datagram handling panicked", "source", from.String(), "panic", r, "stack", string(debug.Stack()))
@@ -101,7 +101,7 @@ func (s *server) handle(p []byte, from net.Addr) {
 		s.dropped(why)
 		return
 	}
-	ip := addrIP(from)
+	ip := from.Addr().Unmap()
 	switch d.kind {
 	case kindPing:
 		s.send(protocol.BuildASFPresencePong(p[9]), from)
@@ -205,19 +205,30 @@ func (s *server) dropped(reason string) {
 	}
 }
 
-func (s *server) send(p []byte, to net.Addr) {
-	if _, err := s.conn.WriteTo(p, to); err != nil {
+func (s *server) send(p []byte, to netip.AddrPort) {
+	if err := s.conn.writeTo(p, to); err != nil {
 		s.log.Debug("ipmi send failed", "to", to.String(), "err", err)
 	}
 }
 
 // housekeeping ends handshakes that took too long (an abandoned one after
 // RAKP 2 is a failed login, counted when its timer fires) and sessions
-// idle past the timeout.
+// idle past the timeout. It sleeps while there is nothing to end, so that
+// a thousand idle BMCs cost no wake-ups: each wake-up of a Go process
+// costs tens of µs of CPU, and 2 a second per BMC was most of an idle
+// bridge's CPU.
 func (s *server) housekeeping(ctx context.Context) {
-	t := time.NewTicker(housekeepingEvery)
+	t := time.NewTimer(housekeepingEvery)
 	defer t.Stop()
 	for {
+		if s.idle() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.hs.begun:
+			}
+		}
+		t.Reset(housekeepingEvery)
 		select {
 		case <-ctx.Done():
 			return
@@ -232,13 +243,14 @@ func (s *server) housekeeping(ctx context.Context) {
 	}
 }
 
-func addrIP(a net.Addr) netip.Addr {
-	if u, ok := a.(*net.UDPAddr); ok {
-		if ip, ok := netip.AddrFromSlice(u.IP); ok {
-			return ip.Unmap()
-		}
+// idle reports whether the endpoint holds nothing that can expire.
+func (s *server) idle() bool {
+	if s.hs.len() > 0 {
+		return false
 	}
-	return netip.Addr{}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)+len(s.v15)+len(s.recent)+len(s.v15Temp) == 0
 }
 
 // request is one IPMI request inside a session (or before one), ready to
@@ -355,24 +367,40 @@ func withSeq(msg []byte, rqSeq uint8) []byte {
 	return m
 }
 
+// peer is where a session's console is: when it last sent an authentic,
+// fresh packet, and from where, the address replies go to. Guarded by
+// server.mu; only fresh moves it.
+type peer struct {
+	last time.Time
+	addr netip.AddrPort
+}
+
+func (s *server) peerAddr(p *peer) netip.AddrPort {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return p.addr
+}
+
 // fresh applies §6.12.13's order to an in-session packet: it must be
-// authentic, then new to the window; only then does it count as activity.
-func (s *server) fresh(authentic bool, w *window, last *time.Time, seq uint32) bool {
+// authentic, then new to the window; only then does it count as activity
+// and move the session's reply address. moved reports that it did.
+func (s *server) fresh(authentic bool, w *window, p *peer, seq uint32, from netip.AddrPort) (ok, moved bool) {
 	if !authentic {
 		s.dropped(dropAuth)
-		return false
+		return false, false
 	}
 	if !w.accept(seq) {
 		s.dropped(dropReplay)
 		if s.obs != nil {
 			s.obs.Replay()
 		}
-		return false
+		return false, false
 	}
 	s.mu.Lock()
-	*last = time.Now()
+	moved = p.addr != from
+	p.last, p.addr = time.Now(), from
 	s.mu.Unlock()
-	return true
+	return true, moved
 }
 
 // answer dispatches r in c, frees the request in flight f (nil inline),
@@ -443,12 +471,15 @@ func (s *server) sessionInfo(_ context.Context, hctx *handlers.HandlerContext, r
 	}
 	var handle, user, priv, aux byte
 	var active int
-	var lan net.Addr
+	var lan netip.AddrPort
 	s.mu.Lock()
 	switch {
 	case hctx.Session != nil:
 		sess := hctx.Session
-		handle, priv, aux, active, lan = sess.Handle, byte(sess.PrivilegeLevel), 0x10|lanChannel, len(s.sessions), sess.GetAddr()
+		handle, priv, aux, active = sess.Handle, byte(sess.PrivilegeLevel), 0x10|lanChannel, len(s.sessions)
+		if st := s.sessions[sess.BMCID]; st != nil {
+			lan = st.addr
+		}
 		if sess.User != nil {
 			user = sess.User.ID
 		}
@@ -464,11 +495,12 @@ func (s *server) sessionInfo(_ context.Context, hctx *handlers.HandlerContext, r
 	}
 	s.mu.Unlock()
 	resp := []byte{handle, byte(min(s.limit, 0x3F)), byte(min(active, 0x3F)), user, priv, aux}
-	if ua, ok := lan.(*net.UDPAddr); ok && ua.IP.To4() != nil {
+	if ip := lan.Addr().Unmap(); ip.Is4() {
 		// Table 22-26 bytes 7-18 for an 802.3 LAN channel: the console's
 		// IP address, MAC (not known: zeros) and port (little-endian).
-		resp = append(resp, ua.IP.To4()...)
-		resp = append(resp, 0, 0, 0, 0, 0, 0, byte(ua.Port), byte(ua.Port>>8))
+		a := ip.As4()
+		resp = append(resp, a[:]...)
+		resp = append(resp, 0, 0, 0, 0, 0, 0, byte(lan.Port()), byte(lan.Port()>>8))
 	}
 	return resp, types.CodeOK, nil
 }

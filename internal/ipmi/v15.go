@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
-	"net"
 	"net/netip"
 	"time"
 
@@ -27,8 +26,7 @@ type v15session struct {
 	hctx handlers.HandlerContext
 	ip   netip.Addr // the source that activated it
 	win  window     // touched by the read loop only
-	last time.Time  // guarded by server.mu
-	addr net.Addr   // where replies go; guarded by server.mu
+	peer
 	inflight
 }
 
@@ -37,10 +35,7 @@ func (st *v15session) context() *handlers.HandlerContext { return &st.hctx }
 func (st *v15session) end(s *server)                     { s.endV15(st.s.SessionID) }
 
 func (st *v15session) send(s *server, msg []byte) {
-	s.mu.Lock()
-	to := st.addr
-	s.mu.Unlock()
-	s.replyV15(st, msg, to)
+	s.replyV15(st, msg, s.peerAddr(&st.peer))
 }
 
 // v15Reactivate is how long an Activate Session may be repeated after it
@@ -63,7 +58,7 @@ const (
 
 // v15Datagram serves an IPMI 1.5 datagram: discovery and challenge outside
 // a session, Activate Session, or a request inside a session.
-func (s *server) v15Datagram(d datagram, from net.Addr, ip netip.Addr) {
+func (s *server) v15Datagram(d datagram, from netip.AddrPort, ip netip.Addr) {
 	r := parseRequest(d.payload)
 	switch {
 	case d.authType == authNone && r.cmd == cmdGetSessionChall:
@@ -98,7 +93,7 @@ type v15Activation struct {
 // challenge answers Get Session Challenge (§22.16): a temporary session ID
 // and a random challenge, which only this source learns; Activate Session
 // must come back from it with both.
-func (s *server) challenge(r request, from net.Addr, ip netip.Addr) {
+func (s *server) challenge(r request, from netip.AddrPort, ip netip.Addr) {
 	answer := func(cc uint8, data []byte) {
 		s.sendV15(authNone, 0, 0, nil, protocol.BuildIPMIResponse(r.netFn, r.cmd, r.rqSeq, cc, data), from)
 	}
@@ -136,7 +131,7 @@ func (s *server) challenge(r request, from net.Addr, ip netip.Addr) {
 // the challenge may answer it, so a wrong auth code is a proven failed
 // login and counts; its refusal is sent without an auth code, since one
 // keyed by the real password would let the guesser test passwords offline.
-func (s *server) activateV15(d datagram, r request, from net.Addr, ip netip.Addr) {
+func (s *server) activateV15(d datagram, r request, from netip.AddrPort, ip netip.Addr) {
 	k := hsKey{id: d.sid, v15: true}
 	h, ok := s.hs.from(k, ip)
 	if !ok || !s.hs.done(k) {
@@ -175,7 +170,7 @@ func (s *server) activateV15(d datagram, r request, from net.Addr, ip netip.Addr
 
 // activated answers a successful Activate Session: the session ID, the
 // sequence number the console starts from, and the maximum privilege.
-func (s *server) activated(st *v15session, r request, to net.Addr) {
+func (s *server) activated(st *v15session, r request, to netip.AddrPort) {
 	v := st.s
 	data := []byte{authMD5}
 	data = binary.LittleEndian.AppendUint32(data, v.SessionID)
@@ -188,7 +183,7 @@ func (s *server) activated(st *v15session, r request, to net.Addr) {
 // within v15Reactivate, from the same source, with the same challenge and
 // a valid auth code: the first answer was lost. Anything else naming an
 // unknown temporary ID is dropped.
-func (s *server) reactivate(d datagram, r request, from net.Addr, ip netip.Addr) {
+func (s *server) reactivate(d datagram, r request, from netip.AddrPort, ip netip.Addr) {
 	s.mu.Lock()
 	a, ok := s.v15Temp[d.sid]
 	s.mu.Unlock()
@@ -226,7 +221,7 @@ func (s *server) startV15(v *bmc.V15Session, max bmc.PrivilegeLevel, outbound ui
 	ch, _ := s.bmc.Channels.Get(v.Channel)
 	// go-ipmi's 1.5 window marks the wrong bit when the sequence jumps,
 	// so a skipped packet could be replayed; ours does not.
-	st := &v15session{s: v, ip: ip, last: time.Now(), win: window{high: v.InboundSeq, used: true},
+	st := &v15session{s: v, ip: ip, peer: peer{last: time.Now()}, win: window{high: v.InboundSeq, used: true},
 		hctx: handlers.HandlerContext{BMC: s.bmc, V15Session: v, Channel: ch, User: v.User}}
 	s.v15[v.SessionID] = st
 	s.v15Temp[v.TempSessionID] = v15Activation{st: st, at: st.last}
@@ -246,7 +241,7 @@ func newID(taken func(uint32) bool) uint32 {
 
 // inSessionV15 serves a request in an active 1.5 session: authenticated
 // first, then new (the window rejects repeats, §6.12.13), then served.
-func (s *server) inSessionV15(d datagram, r request, from net.Addr) {
+func (s *server) inSessionV15(d datagram, r request, from netip.AddrPort) {
 	s.mu.Lock()
 	st := s.v15[d.sid]
 	s.mu.Unlock()
@@ -255,12 +250,9 @@ func (s *server) inSessionV15(d datagram, r request, from net.Addr) {
 		return
 	}
 	ok := handlers.VerifyV15AuthCode(st.s.User.PasswordV15Padded(), bmc.V15AuthTypeMD5, d.sid, d.payload, d.seq, d.authCode)
-	if !s.fresh(ok, &st.win, &st.last, d.seq) {
+	if ok, _ := s.fresh(ok, &st.win, &st.peer, d.seq, from); !ok {
 		return
 	}
-	s.mu.Lock()
-	st.addr = from
-	s.mu.Unlock()
 	s.serveRequest(st, r)
 }
 
@@ -280,13 +272,13 @@ func (s *server) endV15(id uint32) {
 // replyV15 sends a response in a 1.5 session, authenticated with MD5 over
 // the session ID, the response and the session's next outbound sequence
 // number (§22.12, §6.12.9).
-func (s *server) replyV15(st *v15session, msg []byte, to net.Addr) {
+func (s *server) replyV15(st *v15session, msg []byte, to netip.AddrPort) {
 	s.replyV15As(st, st.s.SessionID, msg, to)
 }
 
 // replyV15As replies under session ID sid: the session's own, or for
 // Activate Session the temporary one.
-func (s *server) replyV15As(st *v15session, sid uint32, msg []byte, to net.Addr) {
+func (s *server) replyV15As(st *v15session, sid uint32, msg []byte, to netip.AddrPort) {
 	v := st.s
 	st.mu.Lock()
 	seq := v.NextOutboundSeq()
@@ -296,7 +288,7 @@ func (s *server) replyV15As(st *v15session, sid uint32, msg []byte, to net.Addr)
 }
 
 // sendV15 frames an IPMI message in the 1.5 session wrapper.
-func (s *server) sendV15(auth uint8, seq, sid uint32, code, msg []byte, to net.Addr) {
+func (s *server) sendV15(auth uint8, seq, sid uint32, code, msg []byte, to netip.AddrPort) {
 	p := []byte{0x06, 0x00, 0xFF, 0x07, auth}
 	p = binary.LittleEndian.AppendUint32(p, seq)
 	p = binary.LittleEndian.AppendUint32(p, sid)

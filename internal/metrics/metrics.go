@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +29,8 @@ type Metrics struct {
 
 	requests     *prometheus.CounterVec
 	latency      *prometheus.HistogramVec
+	handlesMu    sync.RWMutex
+	handles      map[requestLabels]requestHandles // see Request
 	sessions     *prometheus.CounterVec
 	authFailures *prometheus.CounterVec
 	actions      *prometheus.CounterVec
@@ -54,6 +57,7 @@ type mediaMetrics struct {
 func New(vcenter func() map[string]uint64, connected func() bool, sessions func() (active, pending map[string]int)) *Metrics {
 	m := &Metrics{
 		Registry: prometheus.NewRegistry(),
+		handles:  map[requestLabels]requestHandles{},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "ipmi_requests_total",
 			Help: "IPMI requests answered, by command and completion code (all BMCs: a label per BMC would multiply the series by a thousand).",
@@ -153,10 +157,29 @@ func New(vcenter func() map[string]uint64, connected func() bool, sessions func(
 	return m
 }
 
-// Request records one answered IPMI request (ipmi.Observer).
+type requestLabels struct{ command, cc string }
+
+type requestHandles struct {
+	count   prometheus.Counter
+	latency prometheus.Observer
+}
+
+// Request records one answered IPMI request (ipmi.Observer). It is on
+// every request's path, so the series' handles are looked up once per
+// command and completion code, not hashed from the labels every time.
 func (m *Metrics) Request(command, cc string, d time.Duration) {
-	m.requests.WithLabelValues(command, cc).Inc()
-	m.latency.WithLabelValues(command).Observe(d.Seconds())
+	k := requestLabels{command, cc}
+	m.handlesMu.RLock()
+	h, ok := m.handles[k]
+	m.handlesMu.RUnlock()
+	if !ok {
+		h = requestHandles{m.requests.WithLabelValues(command, cc), m.latency.WithLabelValues(command)}
+		m.handlesMu.Lock()
+		m.handles[k] = h
+		m.handlesMu.Unlock()
+	}
+	h.count.Inc()
+	h.latency.Observe(d.Seconds())
 }
 
 // Session records a session event ("opened", "closed", "expired",
