@@ -1,98 +1,223 @@
 #!/usr/bin/env bash
-# scripts/bench.sh: the bridge's IPMI endpoints against two other IPMI BMC
-# emulators, in one run, on this machine, all on 127.0.0.1.
+# scripts/bench.sh: the bridge's IPMI endpoints against three other IPMI BMC
+# implementations, and the bridge's Redfish service, in one run on this
+# machine, everything on 127.0.0.1. The figure that matters is the server's
+# CPU time per request: the machine may be shared and noisy, which moves
+# wall times a lot and CPU times little.
 #
-# Endpoints (started one after the other; each is stopped before the next):
+# Endpoints:
 #   bridge    this repository's ipmi-vmware-bridge, `serve` in simulator mode
-#             with $VMS VMs, so one process serves $VMS BMCs (go build first;
-#             BRIDGE=/path/to/binary skips the build)
+#             with $VMS VMs, so one process serves $VMS BMCs (the workloads
+#             use the first); built once with go build (BRIDGE=binary skips it)
 #   ipmi_sim  OpenIPMI's BMC simulator (Debian package openipmi), one BMC,
 #             configured by scripts/bench/ipmi_sim/{lan.conf.in,bmc.emu}
+#   go-ipmi   goipmi-server, the reference server of github.com/bougou/go-ipmi
+#             (the version in go.mod), one BMC; built once with `go build
+#             github.com/bougou/go-ipmi/cmd/goipmi-server` from the module
+#             (when go.sum lacks entries: with GOFLAGS=-mod=mod and -modfile
+#             pointing at a temporary copy of go.mod/go.sum, so the repository's
+#             own files are never changed); GOIPMI=binary skips the build. It
+#             listens on every address (":PORT"), on a free port.
 #   pyghmi    pyghmi.ipmi.bmc.Bmc (Debian python3-pyghmi, the engine of
 #             virtualbmc), one BMC, scripts/bench/pyghmi_bmc.py run with
-#             /usr/bin/python3
+#             $PYTHON
+# All answer user admin, password password.
 #
-# Workloads, the same for each endpoint, user admin / password password:
-#   1.  $RUNS times one whole `ipmitool -I lanplus ... power status` process
-#       without -C: mean, p50 and p95 wall time per process (1b: with -C 3)
-#   2.  $STREAMS concurrent `ipmitool -I lanplus ... exec FILE`, FILE holding
-#       $LINES lines of `power status` (one session per stream): total wall
-#       time and requests/s (2b: with -C 3)
-#   3.  memory per endpoint: VmRSS (/proc/PID/status, child processes
-#       included) divided by the number of BMCs the process serves, once idle
-#       after start and once after the workloads
-# It prints a Markdown table (ready for README.md) with the ratios
-# "bridge is X× faster" / "bridge uses X× less memory" against each peer.
-# A peer that cannot be started, or a workload that fails or times out
-# against it, shows up in the table as "failed: ..." or "timeout"; the
-# script carries on.
+# Rounds: $ROUNDS interleaved rounds. Round 1 runs every endpoint through
+# every workload, then round 2 does it all again, then round 3, so that the
+# machine's noise falls on all endpoints alike; the table gives the median of
+# the rounds. In a round each endpoint is started, measured and stopped
+# before the next is started: starting one costs a second or two, a fresh
+# process per round makes its idle RSS an independent sample, and no other
+# BMC of ours (idle timers, memory) runs beside the one being measured.
+#
+# Workloads, the same for every endpoint, all `ipmitool -I lanplus -H
+# 127.0.0.1 -p PORT -U admin -P password`, FILE holding $LINES lines of
+# `power status`:
+#   stream1    one `ipmitool ... exec FILE`: one session, $LINES requests
+#   stream8    $STREAMS such exec streams at once, no -C (ipmitool asks for
+#              the cipher suites and picks the best: 17 where offered)
+#   stream8c3  the same with -C 3 (HMAC-SHA1, AES-128: all four offer it)
+#   setup      $RUNS whole `ipmitool -C 3 ... power status` processes, one
+#              after the other (each: Get Channel Auth Capabilities, Open
+#              Session, RAKP 1 and 3, Get Chassis Status, Close Session),
+#              started at most $SETUP_RATE a second
+#   memory     VmRSS (/proc/PID/status, child processes included) divided by
+#              the BMCs the process serves, idle after start and after the
+#              workloads
+#   idle CPU   the server's CPU time per second while it idles during the
+#              $PAUSE s pauses before each workload (background work, e.g.
+#              the bridge's embedded vCenter simulator and its inventory)
+# Each workload is preceded by $PAUSE idle seconds. The bridge limits session
+# setup per source address and BMC to 100 packets a second in bursts of 200
+# (guard.Default in internal/guard/guard.go; ipmi.sessionSetupRate in a
+# config file); an ipmitool login sends 3 (Open Session, RAKP 1, RAKP 3). The
+# pause refills that bucket (2 s suffice) and `setup` is paced to $SETUP_RATE
+# processes a second (60 packets a second at 20) for every endpoint alike,
+# so the limit is never reached; if ipmitool still reports an unanswered
+# RAKP message the table's notes say so.
+#
+# Redfish (bridge only), after the IPMI rounds: two more bridge processes,
+# one with 5 VMs, one with $REDFISH_VMS (`serve --vms N --base-port P`, one
+# UDP port per VM in a free range below 32768, Redfish on a free port), both
+# started once; their start time (launch to banner and a first Redfish
+# answer; the simulator creating the VMs included) and RSS are reported. In
+# each of $ROUNDS rounds, after $PAUSE idle seconds, scripts/bench/
+# redfish_get.py (one keep-alive HTTPS connection, certificate not
+# verified, HTTP Basic admin/password) GETs /redfish/v1/Systems/<first VM>
+# $REDFISH_N times from each. If the $REDFISH_VMS-VM process fails to start
+# for a reason in the bridge, each smaller count in $REDFISH_FALLBACK is
+# tried in turn and the first that starts is used; the table says so.
+#
+# Measurement: server CPU is the CPU time of the server process and its
+# descendants, read just before and just after a workload (so it includes
+# what the server does in the background meanwhile; see the idle CPU row).
+# Two clocks are read: utime+stime+cutime+cstime (fields 14-17 of
+# /proc/PID/stat), in clock ticks of 1/`getconf CLK_TCK` s (10 ms here),
+# and the run time of every thread (first field of /proc/PID/task/TID/
+# schedstat, in ns). The ticks are too coarse for short windows (ipmi_sim
+# spends well under one tick on a hundred logins), so with CPU_CLOCK=auto
+# the figures come from schedstat when the kernel has it, and the notes
+# compare both clocks' totals per endpoint; CPU_CLOCK=stat uses the ticks.
+# Reported: server CPU µs per answered request (streams, Redfish) and server
+# CPU ms per ipmitool process (setup), beside wall time, requests/s and
+# p50/p95 wall time per process. Wall times include ipmitool's own start
+# and, for streams without -C to a BMC that never answers Get Channel Cipher
+# Suites (ipmi_sim), ipmitool's 10 s wait for that answer; the CPU figures
+# do not depend on either. goipmi-server takes at most 4 sessions at once:
+# its streams beyond 4 are refused, as the notes then say.
+#
+# Output: progress on stderr; on stdout one Markdown table (ready for
+# README.md) with the median of the rounds per endpoint and workload, each
+# peer's figure with its ratio against ipmi_sim's in parentheses, a column
+# of the bridge/ipmi_sim ratios of the CPU figures per round and a final
+# column of bridge/ipmi_sim of the medians; then the Redfish rows and notes.
+# An endpoint that cannot be started, or a workload that fails or times out
+# against it, shows "failed: reason" or "timeout" in its cells; the script
+# carries on.
 #
 # Run:    ./scripts/bench.sh                  (as root it apt-get installs
 #                                              openipmi / python3-pyghmi /
 #                                              ipmitool when they are missing)
-#         RUNS=10 LINES=100 ./scripts/bench.sh
-# Env:    RUNS=30 LINES=200 STREAMS=8 VMS=50
-#         CALL_TIMEOUT=30      seconds allowed to one ipmitool process (wl. 1)
-#         STREAM_TIMEOUT=300   seconds allowed to one exec stream (wl. 2)
-#         BUDGET=600           seconds for one workload on one endpoint; runs
-#                              left when it is spent are skipped and counted
-#         WITH_C3=1            also run 1b and 2b (-C 3); 0 skips them
-#         PAUSE=3              idle seconds before each workload, so that
-#                              a BMC's session-setup rate limit (the
-#                              bridge's: 20 packets/s, bursts of 40) starts
-#                              each workload rested, not drained by the last
+#         QUICK=1 ./scripts/bench.sh          (a smoke run, under 2 minutes)
+# Env:    ROUNDS=3 LINES=2000 STREAMS=8 RUNS=100 VMS=50
+#         QUICK=0              1: defaults become ROUNDS=1 LINES=200 RUNS=10
+#                              REDFISH_N=200 REDFISH_VMS=200 PAUSE=1 (values
+#                              given explicitly still win)
+#         SETUP_RATE=20        most `setup` processes started per second
+#         CPU_CLOCK=auto       schedstat (ns) when available, else stat
+#                              (ticks); or name one
+#         PAUSE=3              idle seconds before each workload
+#         REDFISH_N=2000       Redfish GETs per measurement
+#         REDFISH_VMS=10000    VMs of the large Redfish bridge
+#         REDFISH_FALLBACK="7500 6000 5000 2000 1000"
+#                              smaller counts to try if that one cannot start
+#         REDFISH_BASE_PORT=   first UDP port of the large bridge (default:
+#                              the first free range found from 20000 down)
+#         REDFISH_START_TIMEOUT=900  seconds allowed to its start
+#         CALL_TIMEOUT=30      seconds allowed to one ipmitool process (setup)
+#         STREAM_TIMEOUT=300   seconds allowed to one exec stream
+#         BUDGET=600           seconds for `setup` on one endpoint in one
+#                              round; runs left when it is spent are skipped
 #         AUTO_INSTALL=1       apt-get install missing tools when root
+#         PYTHON=/usr/bin/python3  runs pyghmi and the Redfish client
 #         BRIDGE=              a prebuilt bridge binary (default: go build)
+#         GOIPMI=              a prebuilt goipmi-server (default: go build)
 #         OUT=                 also write the table to this file
 #         KEEP=0               1 keeps the temporary directory (logs)
-# Output: progress on stderr, the table on stdout.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_DIR=$ROOT/scripts/bench
 
-RUNS=${RUNS:-30}
-LINES=${LINES:-200}
+QUICK=${QUICK:-0}
+quick() { # value-when-QUICK=1 value-otherwise
+	if [[ $QUICK == 1 ]]; then echo "$1"; else echo "$2"; fi
+}
+ROUNDS=${ROUNDS:-$(quick 1 3)}
+LINES=${LINES:-$(quick 200 2000)}
 STREAMS=${STREAMS:-8}
+RUNS=${RUNS:-$(quick 10 100)}
 VMS=${VMS:-50}
+SETUP_RATE=${SETUP_RATE:-20}
+PAUSE=${PAUSE:-$(quick 1 3)}
+REDFISH_N=${REDFISH_N:-$(quick 200 2000)}
+REDFISH_VMS=${REDFISH_VMS:-$(quick 200 10000)}
+REDFISH_FALLBACK=${REDFISH_FALLBACK:-7500 6000 5000 2000 1000}
+REDFISH_BASE_PORT=${REDFISH_BASE_PORT:-}
+REDFISH_START_TIMEOUT=${REDFISH_START_TIMEOUT:-900}
 CALL_TIMEOUT=${CALL_TIMEOUT:-30}
 STREAM_TIMEOUT=${STREAM_TIMEOUT:-300}
 BUDGET=${BUDGET:-600}
-WITH_C3=${WITH_C3:-1}
-PAUSE=${PAUSE:-3}
 AUTO_INSTALL=${AUTO_INSTALL:-1}
 PYTHON=${PYTHON:-/usr/bin/python3}
 BRIDGE=${BRIDGE:-}
+GOIPMI=${GOIPMI:-}
 OUT=${OUT:-}
 KEEP=${KEEP:-0}
 
 HOST=127.0.0.1
 IPMI_USER='admin'
 IPMI_PASS='password'
-ENDPOINTS=(bridge ipmi_sim pyghmi)
+ENDPOINTS=(bridge ipmi_sim goipmi pyghmi)
+declare -A LABEL=([bridge]=bridge [ipmi_sim]=ipmi_sim [goipmi]=go-ipmi [pyghmi]=pyghmi
+	[rffew]="bridge for Redfish, few VMs" [rfbig]="bridge for Redfish, many VMs")
+WORKLOADS=(stream1 stream8 stream8c3 setup)
+RF_FEW=5 # VMs of the small Redfish bridge: the simulator's five named VMs
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+die() {
+	log "error: $*"
+	exit 1
+}
 
 check_int() { # name value max
 	if ! [[ $2 =~ ^[1-9][0-9]*$ ]] || (($2 > $3)); then
 		die "$1 must be an integer in 1..$3 (got '$2')"
 	fi
 }
+[[ $QUICK == 0 || $QUICK == 1 ]] || die "QUICK must be 0 or 1 (got '$QUICK')"
+check_int ROUNDS "$ROUNDS" 20
 check_int RUNS "$RUNS" 10000
 check_int LINES "$LINES" 100000
 check_int STREAMS "$STREAMS" 64
 check_int VMS "$VMS" 1000
+check_int SETUP_RATE "$SETUP_RATE" 1000
+check_int REDFISH_N "$REDFISH_N" 1000000
+check_int REDFISH_VMS "$REDFISH_VMS" 30000
+check_int REDFISH_START_TIMEOUT "$REDFISH_START_TIMEOUT" 36000
 check_int CALL_TIMEOUT "$CALL_TIMEOUT" 3600
 check_int STREAM_TIMEOUT "$STREAM_TIMEOUT" 36000
 check_int BUDGET "$BUDGET" 86400
-[[ $PAUSE =~ ^[0-9]+$ ]] || die "PAUSE must be a number of seconds (got '$PAUSE')"
+[[ $PAUSE =~ ^[0-9]+$ ]] || die "PAUSE must be a whole number of seconds (got '$PAUSE')"
+for n in $REDFISH_FALLBACK; do check_int REDFISH_FALLBACK "$n" 30000; done
+if [[ -n $REDFISH_BASE_PORT ]]; then
+	check_int REDFISH_BASE_PORT "$REDFISH_BASE_PORT" 65535
+fi
+CLK_TCK=$(getconf CLK_TCK)
+check_int CLK_TCK "$CLK_TCK" 100000
+CPU_CLOCK=${CPU_CLOCK:-auto}
+case $CPU_CLOCK in
+auto) if [[ -r /proc/self/schedstat ]]; then CPU_CLOCK=schedstat; else CPU_CLOCK=stat; fi ;;
+stat) ;;
+schedstat) [[ -r /proc/self/schedstat ]] || die "CPU_CLOCK=schedstat: no /proc/self/schedstat (kernel without CONFIG_SCHED_INFO)" ;;
+*) die "CPU_CLOCK must be auto, schedstat or stat (got '$CPU_CLOCK')" ;;
+esac
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ipmi-bench.XXXXXX")
 cd "$WORK" # nothing is written anywhere else
-declare -A PID=() PORT=() STATUS=() NEP=() RES=()
+# PID/PORT: running server processes; RES: results, keyed
+# endpoint.workload.field.round; ERR: failures, keyed endpoint.workload.round
+# (workload "start" for the endpoint itself); PREP: why an endpoint cannot run
+# at all ("" when it can)
+declare -A PID=() PORT=() NEP=() RES=() ERR=() PREP=() RAKP=() PROBE=()
 CLIENT_PIDS=()
 NOTES=()
+ROUND=0
+IDLE_CPU=0 # ns of server CPU during the pauses of this endpoint and round
+IDLE_NS=0  # ns of those pauses
+CPU_NS=0
+declare -A XTICKS=() XNS=()
 
 cleanup() {
 	local rc=$? p
@@ -100,13 +225,13 @@ cleanup() {
 	for p in "${CLIENT_PIDS[@]}" "${PID[@]}"; do
 		kill "$p" 2>/dev/null || true
 	done
-	for _ in 1 2 3 4 5 6 7 8 9 10; do
+	for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
 		local alive=0
 		for p in "${CLIENT_PIDS[@]}" "${PID[@]}"; do
 			if kill -0 "$p" 2>/dev/null; then alive=1; fi
 		done
 		((alive)) || break
-		sleep 0.2
+		sleep 0.25
 	done
 	for p in "${CLIENT_PIDS[@]}" "${PID[@]}"; do
 		kill -9 "$p" 2>/dev/null || true
@@ -127,29 +252,54 @@ trap 'exit 143' TERM
 
 now_ns() { date +%s%N; }
 
-wl_label() { # workload key -> the name used in the table
-	case $1 in
-	w1) echo 1 ;;
-	w1c3) echo 1b ;;
-	w2) echo 2 ;;
-	w2c3) echo 2b ;;
-	*) echo "$1" ;;
-	esac
-}
-
 # last non-empty line of a file, made safe for a Markdown table cell
 last_line() {
 	local l
 	l=$(grep -v '^[[:space:]]*$' "$1" 2>/dev/null | tail -n 1 || true)
 	l=${l//|/\/}
-	printf '%s' "${l:0:90}"
+	printf '%s' "${l:0:100}"
+}
+
+# first non-empty line of a file (ipmitool's most specific error), made safe
+# for a Markdown table cell
+first_line() {
+	local l
+	l=$(grep -v '^[[:space:]]*$' "$1" 2>/dev/null | head -n 1 || true)
+	l=${l//|/\/}
+	printf '%s' "${l:0:100}"
 }
 
 free_udp_port() {
 	"$PYTHON" -c 'import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])' 2>/dev/null || shuf -i 20000-60999 -n 1
+print(s.getsockname()[1])' 2>/dev/null || shuf -i 20000-30999 -n 1
+}
+
+# first port P such that UDP ports P..P+N-1 on 127.0.0.1 are all free,
+# searched from 20000 downwards (below the kernel's ephemeral range, where
+# clients' ports come from), then upwards
+free_udp_range() { # n
+	"$PYTHON" - "$1" <<'EOF'
+import socket, sys
+n = int(sys.argv[1])
+def free(base):
+    for p in range(base, base + n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind(("127.0.0.1", p))
+        except OSError:
+            return False
+        finally:
+            s.close()
+    return True
+top = min(20000, 32768 - n)
+for base in list(range(top, 1023, -500)) + list(range(top + 500, 65536 - n, 500)):
+    if base >= 1024 and base + n <= 65536 and free(base):
+        print(base)
+        sys.exit(0)
+sys.exit(1)
+EOF
 }
 
 # PID and all its descendants
@@ -169,6 +319,45 @@ rss_kb() {
 		total=$((total + ${v:-0}))
 	done
 	echo "$total"
+}
+
+# CPU time of PID and its descendants, "NS TICKS": NS sums the first field
+# of /proc/P/task/T/schedstat (time on a CPU, ns) over their threads; TICKS
+# sums utime, stime, cutime, cstime (fields 14-17 of /proc/P/stat; the text
+# after the last ") " starts at field 3, so they are its 12th to 15th)
+cpu_read() {
+	local ns=0 ticks=0 p t a v
+	for p in $(tree_pids "$1"); do
+		v=$(awk '{sub(/^.*\) /, ""); print $12 + $13 + $14 + $15}' "/proc/$p/stat" 2>/dev/null || true)
+		ticks=$((ticks + ${v:-0}))
+		if [[ $CPU_CLOCK == schedstat ]]; then
+			for t in "/proc/$p/task/"*/schedstat; do
+				a=0
+				{ read -r a _ <"$t"; } 2>/dev/null || true
+				ns=$((ns + ${a:-0}))
+			done
+		fi
+	done
+	echo "$ns $ticks"
+}
+
+# the server CPU time between two cpu_read results, in ns, by CPU_CLOCK, into
+# CPU_NS; both clocks are summed per endpoint for the cross-check note
+cpu_account() { # name before after
+	local n0 t0 n1 t1
+	read -r n0 t0 <<<"$2"
+	read -r n1 t1 <<<"$3"
+	XTICKS[$1]=$((${XTICKS[$1]:-0} + t1 - t0))
+	XNS[$1]=$((${XNS[$1]:-0} + n1 - n0))
+	if [[ $CPU_CLOCK == schedstat ]]; then
+		CPU_NS=$((n1 - n0))
+	else
+		CPU_NS=$(((t1 - t0) * (1000000000 / CLK_TCK)))
+	fi
+}
+
+calc() { # awk expression with variables a, b, c -> result
+	awk -v a="${2:-0}" -v b="${3:-0}" -v c="${4:-0}" "BEGIN { $1 }"
 }
 
 apt_install() { # package
@@ -212,7 +401,7 @@ stop_endpoint() { # name
 	local name=$1 p=${PID[$1]:-} i
 	[[ -n $p ]] || return 0
 	kill "$p" 2>/dev/null || true
-	for ((i = 0; i < 25; i++)); do
+	for ((i = 0; i < 50; i++)); do
 		kill -0 "$p" 2>/dev/null || break
 		sleep 0.2
 	done
@@ -221,89 +410,166 @@ stop_endpoint() { # name
 	unset "PID[$name]"
 }
 
-fail_endpoint() { # name reason
-	STATUS[$1]="failed: $2"
-	log "$1: $2"
+fail_start() { # name reason
+	ERR[$1.start.$ROUND]=$2
+	log "${LABEL[$1]:-$1}: $2"
 	stop_endpoint "$1"
+	return 1
 }
 
-# ---------------------------------------------------------------- endpoints
+# the idle seconds before a workload, during which the server's CPU time
+# is counted as idle CPU
+pause_idle() { # name
+	local c0 c1 t0 t1
+	c0=$(cpu_read "${PID[$1]}")
+	t0=$(now_ns)
+	sleep "$PAUSE"
+	c1=$(cpu_read "${PID[$1]}")
+	t1=$(now_ns)
+	cpu_account "$1" "$c0" "$c1"
+	IDLE_CPU=$((IDLE_CPU + CPU_NS))
+	IDLE_NS=$((IDLE_NS + t1 - t0))
+}
 
-start_bridge() {
-	local dir=$WORK/bridge i n
+# ---------------------------------------------------------------- preparation
+
+prepare_bridge() {
+	local dir=$WORK/build
 	mkdir -p "$dir"
-	NEP[bridge]=$VMS
-	if [[ -z $BRIDGE ]]; then
-		log "bridge: go build ./cmd/ipmi-vmware-bridge"
-		if ! (cd "$ROOT" && timeout 900 go build -o "$dir/ipmi-vmware-bridge" ./cmd/ipmi-vmware-bridge) >"$dir/build.log" 2>&1; then
-			STATUS[bridge]="failed: go build: $(last_line "$dir/build.log")"
-			return
-		fi
+	if [[ -n $BRIDGE ]]; then
+		[[ -x $BRIDGE ]] || PREP[bridge]="BRIDGE=$BRIDGE is not executable"
+		return 0
+	fi
+	log "bridge: go build ./cmd/ipmi-vmware-bridge"
+	if (cd "$ROOT" && timeout 900 go build -o "$dir/ipmi-vmware-bridge" ./cmd/ipmi-vmware-bridge) >"$dir/bridge.log" 2>&1; then
 		BRIDGE=$dir/ipmi-vmware-bridge
+	else
+		PREP[bridge]="go build: $(last_line "$dir/bridge.log")"
 	fi
-	log "bridge: serve --vms $VMS on $HOST"
-	"$BRIDGE" serve --vms "$VMS" --listen "$HOST" --base-port 0 --sim-addr "$HOST:0" \
-		--socket "$dir/api.sock" --metrics-address - --redfish-address - \
-		</dev/null >"$dir/out" 2>"$dir/err" &
-	PID[bridge]=$!
-	# the banner lists one udp://127.0.0.1:PORT per BMC once they all serve
-	for ((i = 0; i < 600; i++)); do
-		n=$(grep -cE "udp://127\.0\.0\.1:[0-9]+" "$dir/out" 2>/dev/null || true)
-		((${n:-0} >= VMS)) && break
-		kill -0 "${PID[bridge]}" 2>/dev/null || break
-		sleep 0.1
-	done
-	if ((${n:-0} < VMS)); then
-		fail_endpoint bridge "$n of $VMS BMCs in the banner: $(last_line "$dir/err")"
-		return
-	fi
-	PORT[bridge]=$(grep -oE "udp://127\.0\.0\.1:[0-9]+" "$dir/out" | sed -n '1s/.*://p')
-	if ! wait_ready bridge; then
-		fail_endpoint bridge "no answer on $HOST:${PORT[bridge]}: $(last_line "$dir/err")"
-		return
-	fi
-	STATUS[bridge]=ok
 }
 
-start_ipmi_sim() {
-	local dir=$WORK/ipmi_sim
-	mkdir -p "$dir/state"
-	NEP[ipmi_sim]=1
+prepare_goipmi() {
+	local dir=$WORK/build pkg=github.com/bougou/go-ipmi/cmd/goipmi-server
+	mkdir -p "$dir/gomod"
+	if [[ -n $GOIPMI ]]; then
+		[[ -x $GOIPMI ]] || PREP[goipmi]="GOIPMI=$GOIPMI is not executable"
+		return 0
+	fi
+	log "go-ipmi: go build $pkg"
+	if (cd "$ROOT" && timeout 900 go build -o "$dir/goipmi-server" "$pkg") >"$dir/goipmi.log" 2>&1; then
+		GOIPMI=$dir/goipmi-server
+		return 0
+	fi
+	# missing go.sum entries: resolve them in a copy of go.mod and go.sum
+	log "go-ipmi: go build failed ($(last_line "$dir/goipmi.log")); again with -mod=mod on a copy of go.mod"
+	cp "$ROOT/go.mod" "$dir/gomod/go.mod"
+	if [[ -f $ROOT/go.sum ]]; then cp "$ROOT/go.sum" "$dir/gomod/go.sum"; fi
+	if (cd "$ROOT" && GOFLAGS=-mod=mod timeout 900 go build -modfile="$dir/gomod/go.mod" -o "$dir/goipmi-server" "$pkg") \
+		>>"$dir/goipmi.log" 2>&1; then
+		GOIPMI=$dir/goipmi-server
+	else
+		PREP[goipmi]="go build $pkg: $(last_line "$dir/goipmi.log")"
+	fi
+}
+
+prepare_ipmi_sim() {
 	if ! command -v ipmi_sim >/dev/null; then
 		apt_install openipmi || true
 	fi
-	if ! command -v ipmi_sim >/dev/null; then
-		STATUS[ipmi_sim]="failed: ipmi_sim not installed (apt-get install openipmi)"
-		return
-	fi
-	PORT[ipmi_sim]=$(free_udp_port)
-	sed "s/@PORT@/${PORT[ipmi_sim]}/g" "$BENCH_DIR/ipmi_sim/lan.conf.in" >"$dir/lan.conf"
-	log "ipmi_sim: $HOST:${PORT[ipmi_sim]}"
-	ipmi_sim -c "$dir/lan.conf" -f "$BENCH_DIR/ipmi_sim/bmc.emu" -s "$dir/state" -n \
-		</dev/null >"$dir/out" 2>"$dir/err" &
-	PID[ipmi_sim]=$!
-	if ! wait_ready ipmi_sim; then
-		fail_endpoint ipmi_sim "no answer on $HOST:${PORT[ipmi_sim]}: $(last_line "$dir/err")"
-		return
-	fi
-	STATUS[ipmi_sim]=ok
+	command -v ipmi_sim >/dev/null || PREP[ipmi_sim]="ipmi_sim not installed (apt-get install openipmi)"
 }
 
-start_pyghmi() {
-	local dir=$WORK/pyghmi i
-	mkdir -p "$dir"
-	NEP[pyghmi]=1
+prepare_pyghmi() {
 	if [[ ! -x $PYTHON ]]; then
-		STATUS[pyghmi]="failed: no $PYTHON"
-		return
+		PREP[pyghmi]="no $PYTHON"
+		return 0
 	fi
 	if ! "$PYTHON" -c 'import pyghmi.ipmi.bmc' 2>/dev/null; then
 		apt_install python3-pyghmi || true
 	fi
-	if ! "$PYTHON" -c 'import pyghmi.ipmi.bmc' >"$dir/import.log" 2>&1; then
-		STATUS[pyghmi]="failed: $PYTHON cannot import pyghmi.ipmi.bmc: $(last_line "$dir/import.log")"
-		return
+	if ! "$PYTHON" -c 'import pyghmi.ipmi.bmc' >"$WORK/build/pyghmi-import.log" 2>&1; then
+		PREP[pyghmi]="$PYTHON cannot import pyghmi.ipmi.bmc: $(last_line "$WORK/build/pyghmi-import.log")"
 	fi
+}
+
+# ---------------------------------------------------------------- endpoints
+# start_NAME starts the endpoint for this round (logs in $WORK/NAME/rROUND)
+# and waits until it answers; it returns 1, with the reason in ERR, if not.
+
+# launches a bridge process in simulator mode; waits for its banner (or its
+# exit, or timeout seconds); PID[key] holds it
+launch_bridge() { # key dir vms base-port redfish-address timeout
+	local key=$1 dir=$2 vms=$3 base=$4 rf=$5 limit=$6 t0
+	mkdir -p "$dir"
+	"$BRIDGE" serve --vms "$vms" --listen "$HOST" --base-port "$base" --sim-addr "$HOST:0" \
+		--socket "$dir/api.sock" --metrics-address - --redfish-address "$rf" \
+		</dev/null >"$dir/out" 2>"$dir/err" &
+	PID[$key]=$!
+	t0=$(now_ns)
+	until grep -q '^To bridge a real vCenter' "$dir/out" 2>/dev/null; do
+		kill -0 "${PID[$key]}" 2>/dev/null || return 1
+		if (($(now_ns) - t0 > limit * 1000000000)); then return 1; fi
+		sleep 0.1
+	done
+	sleep 0.2 # a bridge that could start no BMC exits right after the banner
+	kill -0 "${PID[$key]}" 2>/dev/null
+}
+
+# why a bridge did not start, from its logs
+bridge_why() { # dir
+	local e
+	e=$(grep -m1 'level=ERROR' "$1/err" 2>/dev/null | sed -n 's/.*msg="\([^"]*\)".* err="\([^"]*\)".*/\1: \2/p' || true)
+	if [[ -n $e ]]; then
+		printf '%s; %s' "$(last_line "$1/err")" "${e//|/\/}"
+	else
+		last_line "$1/err"
+	fi
+}
+
+start_bridge() {
+	local dir=$WORK/bridge/r$ROUND n
+	NEP[bridge]=$VMS
+	if ! launch_bridge bridge "$dir" "$VMS" 0 - 120; then
+		fail_start bridge "did not start: $(bridge_why "$dir")"
+		return 1
+	fi
+	n=$(grep -cE "udp://127\.0\.0\.1:[0-9]+" "$dir/out" || true)
+	if ((${n:-0} < VMS)); then
+		fail_start bridge "$n of $VMS BMCs in the banner: $(bridge_why "$dir")"
+		return 1
+	fi
+	PORT[bridge]=$(grep -oE "udp://127\.0\.0\.1:[0-9]+" "$dir/out" | sed -n '1s/.*://p')
+	wait_ready bridge || fail_start bridge "no answer on $HOST:${PORT[bridge]}: $(last_line "$dir/err")"
+}
+
+start_ipmi_sim() {
+	local dir=$WORK/ipmi_sim/r$ROUND
+	mkdir -p "$dir/state"
+	NEP[ipmi_sim]=1
+	PORT[ipmi_sim]=$(free_udp_port)
+	sed "s/@PORT@/${PORT[ipmi_sim]}/g" "$BENCH_DIR/ipmi_sim/lan.conf.in" >"$dir/lan.conf"
+	ipmi_sim -c "$dir/lan.conf" -f "$BENCH_DIR/ipmi_sim/bmc.emu" -s "$dir/state" -n \
+		</dev/null >"$dir/out" 2>"$dir/err" &
+	PID[ipmi_sim]=$!
+	wait_ready ipmi_sim || fail_start ipmi_sim "no answer on $HOST:${PORT[ipmi_sim]}: $(last_line "$dir/err")"
+}
+
+start_goipmi() {
+	local dir=$WORK/goipmi/r$ROUND
+	mkdir -p "$dir"
+	NEP[goipmi]=1
+	PORT[goipmi]=$(free_udp_port)
+	# env -i: only these settings, whatever GOIPMI_SERVER_* the caller has
+	env -i GOIPMI_SERVER_PORT="${PORT[goipmi]}" GOIPMI_SERVER_USER="$IPMI_USER" GOIPMI_SERVER_PASS="$IPMI_PASS" \
+		"$GOIPMI" </dev/null >"$dir/out" 2>"$dir/err" &
+	PID[goipmi]=$!
+	wait_ready goipmi || fail_start goipmi "no answer on $HOST:${PORT[goipmi]}: $(last_line "$dir/err")"
+}
+
+start_pyghmi() {
+	local dir=$WORK/pyghmi/r$ROUND i
+	mkdir -p "$dir"
+	NEP[pyghmi]=1
 	"$PYTHON" "$BENCH_DIR/pyghmi_bmc.py" --address "$HOST" --port 0 --user "$IPMI_USER" --password "$IPMI_PASS" \
 		</dev/null >"$dir/out" 2>"$dir/err" &
 	PID[pyghmi]=$!
@@ -314,102 +580,28 @@ start_pyghmi() {
 	done
 	PORT[pyghmi]=$(sed -n 's/^listening .*:\([0-9]*\)$/\1/p' "$dir/out" 2>/dev/null | sed -n 1p)
 	if [[ -z ${PORT[pyghmi]} ]]; then
-		fail_endpoint pyghmi "did not start: $(last_line "$dir/err")"
-		return
+		fail_start pyghmi "did not start: $(last_line "$dir/err")"
+		return 1
 	fi
-	log "pyghmi: $HOST:${PORT[pyghmi]}"
-	if ! wait_ready pyghmi; then
-		fail_endpoint pyghmi "no answer on $HOST:${PORT[pyghmi]}: $(last_line "$dir/err")"
-		return
-	fi
-	STATUS[pyghmi]=ok
+	wait_ready pyghmi || fail_start pyghmi "no answer on $HOST:${PORT[pyghmi]}: $(last_line "$dir/err")"
 }
 
 # ---------------------------------------------------------------- workloads
 
-# why an endpoint leaves a RAKP message unanswered, where it is known
-rakp_why() { # name
-	if [[ $1 == bridge ]]; then
-		# shellcheck disable=SC2016 # Markdown backticks, not a command
-		printf '%s' ' The bridge drops session-setup packets (Open Session, RAKP 1, RAKP 3) beyond 20 a second per source address and BMC, in bursts of up to 40 (ipmi.DefaultGuard in internal/ipmi/guard.go; `ipmi.sessionSetupRate` in a config file); back-to-back ipmitool processes from one address exceed that, and with `--debug` the bridge logs "session setup dropped ... rate limited".'
-	fi
-}
+put() { RES[$1.$2.$3.$ROUND]=$4; } # name workload field value
 
-# Workload 1: RUNS whole ipmitool processes, one after the other.
-# Sets RES[name.key.{mean,p50,p95,ok}] (ms) or RES[name.key.err].
-oneshot() { # name key ipmitool-args...
-	local name=$1 key=$2
-	shift 2
-	local dir=$WORK/$name port=${PORT[$name]} times ok=0 fail=0 tmo=0 done=0 probe=0 rakp=0 slow=0 reason="" t0 t1 rc i start=$SECONDS
-	times=$dir/$key.times
-	: >"$times"
-	log "$name: workload $(wl_label "$key"): $RUNS x ipmitool ${*:+$* }power status"
-	for ((i = 1; i <= RUNS; i++)); do
-		if ((SECONDS - start >= BUDGET)); then break; fi
-		rc=0
-		t0=$(now_ns)
-		ipmi "$port" "$@" power status >"$dir/$key.out" 2>"$dir/$key.err" || rc=$?
-		t1=$(now_ns)
-		done=$((done + 1))
-		if grep -q 'Unable to Get Channel Cipher Suites' "$dir/$key.err"; then probe=$((probe + 1)); fi
-		if grep -q 'no response from RAKP' "$dir/$key.err"; then rakp=$((rakp + 1)); fi
-		if ((rc == 0)) && grep -q '^Chassis Power is' "$dir/$key.out"; then
-			ok=$((ok + 1))
-			echo $(((t1 - t0) / 1000)) >>"$times"
-			if (((t1 - t0) >= 1000000000)); then slow=$((slow + 1)); fi
-		elif ((rc == 124 || rc == 137)); then
-			tmo=$((tmo + 1))
-		else
-			fail=$((fail + 1))
-			reason=$(last_line "$dir/$key.err")
-			[[ -n $reason ]] || reason="exit $rc"
-		fi
-	done
-	RES[$name.$key.ok]="$ok/$RUNS"
-	((tmo == 0)) || RES[$name.$key.ok]+=", $tmo timeout (${CALL_TIMEOUT}s)"
-	((fail == 0)) || RES[$name.$key.ok]+=", $fail failed: $reason"
-	((done == RUNS)) || RES[$name.$key.ok]+=", $((RUNS - done)) skipped (BUDGET ${BUDGET}s)"
-	RES[$name.$key.slow]="$slow/$ok"
-	if ((rakp > 0)); then
-		NOTES+=("$name, workload $(wl_label "$key"): in $rakp of $done runs ipmitool printed \"no response from RAKP n message\", waited out its retry timeout (1 s, ipmitool -N) and redid the session handshake.$(rakp_why "$name")")
-	fi
-	if ((probe > 0)); then
-		NOTES+=("$name, workload $(wl_label "$key"): in $probe of $done runs ipmitool printed \"Unable to Get Channel Cipher Suites\": the BMC sent no answer to the sessionless Get Channel Cipher Suites request (NetFn App, 54h), ipmitool retried it until it gave up and then fell back to suite 3. That wait is part of the times above.")
-	fi
-	if ((ok == 0)); then
-		if ((tmo > 0)); then
-			RES[$name.$key.err]="timeout (${CALL_TIMEOUT}s)"
-		else
-			RES[$name.$key.err]="failed: ${reason:-no run}"
-		fi
-		return
-	fi
-	local stats
-	stats=$(sort -n "$times" | awk '{v[NR] = $1; s += $1}
-		END {
-			n = NR
-			i50 = int(n * 0.50); if (i50 < n * 0.50) i50++; if (i50 < 1) i50 = 1
-			i95 = int(n * 0.95); if (i95 < n * 0.95) i95++; if (i95 < 1) i95 = 1
-			printf "%.3f %.3f %.3f", s / n / 1000, v[i50] / 1000, v[i95] / 1000
-		}')
-	local mean p50 p95
-	read -r mean p50 p95 <<<"$stats"
-	RES[$name.$key.mean]=$mean
-	RES[$name.$key.p50]=$p50
-	RES[$name.$key.p95]=$p95
-}
-
-# Workload 2: STREAMS concurrent `ipmitool exec` of LINES `power status`.
-# Sets RES[name.key.{wall,rps,ok}] or RES[name.key.err].
-streams() { # name key ipmitool-args...
-	local name=$1 key=$2
-	shift 2
-	local dir=$WORK/$name port=${PORT[$name]} s p rc t0 t1 okreq tmo=0 fail=0 reason="" total wall_ms probe=0 rakp=0
+# exec streams: NSTREAMS concurrent `ipmitool [args] exec FILE`.
+# Sets cpu (µs/request), wall (ms), rps, okn, tot; or ERR.
+streams() { # name workload nstreams ipmitool-args...
+	local name=$1 key=$2 n=$3
+	shift 3
+	local dir=$WORK/$name/r$ROUND port=${PORT[$name]} s p rc t0 t1 c0 c1 okreq tmo=0 fail=0 reason="" total wall_ms
 	local pids=()
-	total=$((STREAMS * LINES))
-	log "$name: workload $(wl_label "$key"): $STREAMS x ipmitool ${*:+$* }exec ($LINES x power status)"
+	total=$((n * LINES))
+	log "${LABEL[$name]}: $key: $n x ipmitool ${*:+$* }exec ($LINES x power status)"
+	c0=$(cpu_read "${PID[$name]}")
 	t0=$(now_ns)
-	for ((s = 1; s <= STREAMS; s++)); do
+	for ((s = 1; s <= n; s++)); do
 		timeout -k 2 "$STREAM_TIMEOUT" ipmitool -I lanplus -H "$HOST" -p "$port" -U "$IPMI_USER" -P "$IPMI_PASS" \
 			"$@" exec "$WORK/commands" >"$dir/$key.$s.out" 2>"$dir/$key.$s.err" &
 		pids+=("$!")
@@ -424,222 +616,625 @@ streams() { # name key ipmitool-args...
 			tmo=$((tmo + 1))
 		elif ((rc != 0)); then
 			fail=$((fail + 1))
-			reason=$(last_line "$dir/$key.$s.err")
+			reason=$(first_line "$dir/$key.$s.err")
 			[[ -n $reason ]] || reason="exit $rc"
 		fi
-		if grep -q 'Unable to Get Channel Cipher Suites' "$dir/$key.$s.err"; then probe=$((probe + 1)); fi
-		if grep -q 'no response from RAKP' "$dir/$key.$s.err"; then rakp=$((rakp + 1)); fi
 	done
 	t1=$(now_ns)
+	c1=$(cpu_read "${PID[$name]}")
+	cpu_account "$name" "$c0" "$c1"
 	CLIENT_PIDS=()
+	for ((s = 1; s <= n; s++)); do
+		if grep -q 'Unable to Get Channel Cipher Suites' "$dir/$key.$s.err"; then
+			PROBE[$name.$key]=$((${PROBE[$name.$key]:-0} + 1))
+		fi
+		if grep -q 'no response from RAKP' "$dir/$key.$s.err"; then
+			RAKP[$name.$key]=$((${RAKP[$name.$key]:-0} + 1))
+		fi
+	done
 	okreq=$(cat "$dir/$key".*.out | grep -c '^Chassis Power is' || true)
 	wall_ms=$(((t1 - t0) / 1000000))
 	((wall_ms > 0)) || wall_ms=1
-	RES[$name.$key.ok]="$okreq/$total"
-	((tmo == 0)) || RES[$name.$key.ok]+=", $tmo of $STREAMS streams timed out (${STREAM_TIMEOUT}s)"
-	((fail == 0)) || RES[$name.$key.ok]+=", $fail streams failed: $reason"
-	if ((rakp > 0)); then
-		NOTES+=("$name, workload $(wl_label "$key"): $rakp of $STREAMS streams printed \"no response from RAKP n message\" and redid the session handshake after ipmitool's 1 s retry timeout.$(rakp_why "$name")")
-	fi
-	if ((probe > 0)); then
-		NOTES+=("$name, workload $(wl_label "$key"): $probe of $STREAMS streams printed \"Unable to Get Channel Cipher Suites\"; each stream waited for the unanswered Get Channel Cipher Suites once, before opening its session.")
+	put "$name" "$key" okn "$okreq"
+	put "$name" "$key" tot "$total"
+	if ((tmo > 0)); then
+		ERR[$name.$key.$ROUND]="$tmo of $n streams timed out (${STREAM_TIMEOUT}s)"
+	elif ((fail > 0)); then
+		ERR[$name.$key.$ROUND]="$fail of $n streams failed: $reason"
+	elif ((okreq < total)); then
+		ERR[$name.$key.$ROUND]="$okreq of $total answered: $(first_line "$dir/$key.1.err")"
 	fi
 	if ((okreq == 0)); then
-		if ((tmo > 0)); then
-			RES[$name.$key.err]="timeout (${STREAM_TIMEOUT}s)"
-		else
-			RES[$name.$key.err]="failed: ${reason:-no answer}"
+		[[ -n ${ERR[$name.$key.$ROUND]:-} ]] || ERR[$name.$key.$ROUND]="no answer"
+		return 0
+	fi
+	put "$name" "$key" wall "$wall_ms"
+	put "$name" "$key" rps "$(calc 'printf "%.1f", a * 1000 / b' "$okreq" "$wall_ms")"
+	put "$name" "$key" cpu "$(calc 'printf "%.2f", a / 1000 / b' "$CPU_NS" "$okreq")"
+	log "${LABEL[$name]}: $key: $okreq/$total answered in $wall_ms ms, server CPU $((CPU_NS / 1000000)) ms"
+}
+
+# setup: RUNS whole `ipmitool -C 3 ... power status` processes, one after
+# the other, at most SETUP_RATE a second.
+# Sets cpu (ms/process), p50, p95 (ms), okn, tot; or ERR.
+setup() { # name
+	local name=$1 key=setup
+	local dir=$WORK/$name/r$ROUND port=${PORT[$name]} times ok=0 fail=0 tmo=0 done=0 reason="" t0 t1 rc i
+	local c0 c1 start=$SECONDS first gap=$((1000000000 / SETUP_RATE)) wait_ns
+	times=$dir/$key.times
+	: >"$times"
+	log "${LABEL[$name]}: $key: $RUNS x ipmitool -C 3 power status, at most $SETUP_RATE/s"
+	c0=$(cpu_read "${PID[$name]}")
+	first=$(now_ns)
+	for ((i = 0; i < RUNS; i++)); do
+		if ((SECONDS - start >= BUDGET)); then break; fi
+		wait_ns=$((first + i * gap - $(now_ns)))
+		if ((wait_ns > 0)); then sleep "$(calc 'printf "%.3f", a / 1e9' "$wait_ns")"; fi
+		rc=0
+		t0=$(now_ns)
+		ipmi "$port" -C 3 power status >"$dir/$key.out" 2>"$dir/$key.err" || rc=$?
+		t1=$(now_ns)
+		done=$((done + 1))
+		if grep -q 'no response from RAKP' "$dir/$key.err"; then
+			RAKP[$name.$key]=$((${RAKP[$name.$key]:-0} + 1))
 		fi
-		return
-	fi
-	RES[$name.$key.wall]=$wall_ms
-	RES[$name.$key.rps]=$(awk -v n="$okreq" -v ms="$wall_ms" 'BEGIN {printf "%.1f", n * 1000 / ms}')
-}
-
-measure_rss() { # name key
-	local kb
-	kb=$(rss_kb "${PID[$1]}")
-	RES[$1.$2.total]=$kb
-	RES[$1.$2.per]=$(awk -v kb="$kb" -v n="${NEP[$1]}" 'BEGIN {printf "%.1f", kb / n}')
-}
-
-# ---------------------------------------------------------------- formatting
-
-fmt_ms() { # milliseconds
-	awk -v v="$1" 'BEGIN {
-		if (v >= 1000) printf "%.2f s", v / 1000
-		else if (v >= 10) printf "%.1f ms", v
-		else printf "%.2f ms", v }'
-}
-
-fmt_kb() { # kB
-	awk -v v="$1" 'BEGIN {
-		if (v >= 10240) printf "%.1f MiB", v / 1024
-		else printf "%.0f KiB", v }'
-}
-
-fmt_x() {
-	awk -v r="$1" 'BEGIN { if (r >= 100) printf "%.0f", r; else if (r >= 10) printf "%.1f", r; else printf "%.2f", r }'
-}
-
-# ratio cell: kind "lower" (time, memory: smaller is better) or "higher" (rate)
-ratio() { # kind bridge-value peer-value better-word worse-word
-	local kind=$1 b=$2 p=$3 r
-	if [[ -z $b || -z $p ]]; then
-		printf 'n/a'
-		return
-	fi
-	if [[ $kind == lower ]]; then
-		r=$(awk -v b="$b" -v p="$p" 'BEGIN { if (b <= 0) print 0; else printf "%.6f", p / b }')
-	else
-		r=$(awk -v b="$b" -v p="$p" 'BEGIN { if (p <= 0) print 0; else printf "%.6f", b / p }')
-	fi
-	if awk -v r="$r" 'BEGIN { exit !(r <= 0) }'; then
-		printf 'n/a'
-	elif awk -v r="$r" 'BEGIN { exit !(r >= 1) }'; then
-		printf '**%s×** %s' "$(fmt_x "$r")" "$4"
-	else
-		printf '%s× (%s× %s)' "$(fmt_x "$r")" "$(fmt_x "$(awk -v r="$r" 'BEGIN {print 1 / r}')")" "$5"
-	fi
-}
-
-# value cell for endpoint NAME: the endpoint's failure, the workload's
-# failure, or the formatted value
-cell() { # name key field formatter
-	local name=$1 key=$2 field=$3 fmt=$4
-	if [[ ${STATUS[$name]:-} != ok* ]]; then
-		# the reason once, in the first row; the notes repeat it
-		if [[ $key == w1 && $field == mean ]]; then
-			printf '%s' "${STATUS[$name]:-not run}"
+		if ((rc == 0)) && grep -q '^Chassis Power is' "$dir/$key.out"; then
+			ok=$((ok + 1))
+			echo $(((t1 - t0) / 1000)) >>"$times"
+		elif ((rc == 124 || rc == 137)); then
+			tmo=$((tmo + 1))
 		else
-			printf 'failed'
-		fi
-	elif [[ $field == ok && -n ${RES[$name.$key.ok]:-} ]]; then
-		printf '%s' "${RES[$name.$key.ok]}"
-	elif [[ -n ${RES[$name.$key.err]:-} ]]; then
-		printf '%s' "${RES[$name.$key.err]}"
-	elif [[ -n ${RES[$name.$key.$field]:-} ]]; then
-		case $fmt in
-		ms) fmt_ms "${RES[$name.$key.$field]}" ;;
-		kb) fmt_kb "${RES[$name.$key.$field]}" ;;
-		rps) printf '%s req/s' "${RES[$name.$key.$field]}" ;;
-		*) printf '%s' "${RES[$name.$key.$field]}" ;;
-		esac
-	else
-		printf 'not run'
-	fi
-}
-
-val() { # name key field: the raw value, empty when unusable
-	if [[ ${STATUS[$1]:-} == ok* && -z ${RES[$1.$2.err]:-} ]]; then
-		printf '%s' "${RES[$1.$2.$3]:-}"
-	fi
-}
-
-row() { # label key field format ratio-kind better worse
-	local label=$1 key=$2 field=$3 fmt=$4 kind=$5 better=$6 worse=$7 line peer
-	line="| $label | $(cell bridge "$key" "$field" "$fmt") | $(cell ipmi_sim "$key" "$field" "$fmt") | $(cell pyghmi "$key" "$field" "$fmt")"
-	for peer in ipmi_sim pyghmi; do
-		if [[ $kind == none ]]; then
-			line+=" | "
-		else
-			line+=" | $(ratio "$kind" "$(val bridge "$key" "$field")" "$(val "$peer" "$key" "$field")" "$better" "$worse")"
+			fail=$((fail + 1))
+			reason=$(first_line "$dir/$key.err")
+			[[ -n $reason ]] || reason="exit $rc"
 		fi
 	done
-	printf '%s |\n' "$line"
+	c1=$(cpu_read "${PID[$name]}")
+	cpu_account "$name" "$c0" "$c1"
+	put "$name" "$key" okn "$ok"
+	put "$name" "$key" tot "$RUNS"
+	if ((tmo > 0)); then
+		ERR[$name.$key.$ROUND]="$tmo of $RUNS timed out (${CALL_TIMEOUT}s)"
+	elif ((fail > 0)); then
+		ERR[$name.$key.$ROUND]="$fail of $RUNS failed: $reason"
+	elif ((done < RUNS)); then
+		ERR[$name.$key.$ROUND]="$((RUNS - done)) of $RUNS skipped (BUDGET ${BUDGET}s)"
+	fi
+	if ((ok == 0)); then
+		[[ -n ${ERR[$name.$key.$ROUND]:-} ]] || ERR[$name.$key.$ROUND]="no run"
+		return 0
+	fi
+	local p50 p95
+	read -r p50 p95 < <(sort -n "$times" | awk '{v[NR] = $1}
+		END {
+			n = NR
+			i50 = int(n * 0.50); if (i50 < n * 0.50) i50++; if (i50 < 1) i50 = 1
+			i95 = int(n * 0.95); if (i95 < n * 0.95) i95++; if (i95 < 1) i95 = 1
+			printf "%.3f %.3f\n", v[i50] / 1000, v[i95] / 1000
+		}')
+	put "$name" "$key" p50 "$p50"
+	put "$name" "$key" p95 "$p95"
+	put "$name" "$key" cpu "$(calc 'printf "%.3f", a / 1000000 / b' "$CPU_NS" "$ok")"
+	log "${LABEL[$name]}: $key: $ok/$RUNS, p50 $p50 ms, server CPU $((CPU_NS / 1000000)) ms"
+}
+
+measure_rss() { # name field
+	local kb
+	kb=$(rss_kb "${PID[$1]}")
+	put "$1" mem "$2" "$kb"
+	put "$1" mem "$2per" "$(calc 'printf "%.1f", a / b' "$kb" "${NEP[$1]}")"
+}
+
+run_endpoint() { # name
+	local name=$1 w
+	if [[ -n ${PREP[$name]:-} ]]; then
+		ERR[$name.start.$ROUND]=${PREP[$name]}
+		return 0
+	fi
+	log "${LABEL[$name]}: round $ROUND: start"
+	"start_$name" || return 0
+	log "${LABEL[$name]}: $HOST:${PORT[$name]}"
+	IDLE_CPU=0
+	IDLE_NS=0
+	sleep 1
+	measure_rss "$name" idle
+	for w in "${WORKLOADS[@]}"; do
+		pause_idle "$name"
+		case $w in
+		stream1) streams "$name" stream1 1 ;;
+		stream8) streams "$name" stream8 "$STREAMS" ;;
+		stream8c3) streams "$name" stream8c3 "$STREAMS" -C 3 ;;
+		setup) setup "$name" ;;
+		esac
+	done
+	put "$name" idle cpu "$(calc 'printf "%.2f", a / 1e6 / (b / 1e9)' "$IDLE_CPU" "$IDLE_NS")"
+	if kill -0 "${PID[$name]}" 2>/dev/null; then
+		measure_rss "$name" after
+	else
+		ERR[$name.start.$ROUND]="exited during the workloads: $(last_line "$WORK/$name/r$ROUND/err")"
+	fi
+	stop_endpoint "$name"
+}
+
+# ---------------------------------------------------------------- Redfish
+
+RF_N=""       # VMs of the large Redfish bridge that started
+RF_TRIED=()   # "N: reason" for counts that did not
+declare -A RFPORT=() RFSYS=() RFVMS=()
+
+# starts a bridge with Redfish for VMS VMs as endpoint key; sets
+# RES[key.start.{ms,rss,rssper}.0], RFPORT, RFSYS; 1 with ERR when it fails
+start_rf_bridge() { # key vms
+	local key=$1 vms=$2 dir=$WORK/$1-$2 base=0 t0 t1 n i
+	mkdir -p "$dir"
+	if ((vms > RF_FEW)); then
+		if [[ -n $REDFISH_BASE_PORT ]]; then
+			base=$REDFISH_BASE_PORT
+		elif ! base=$(free_udp_range "$vms"); then
+			ERR[$key.start.0]="no free range of $vms UDP ports"
+			return 1
+		fi
+	fi
+	if ((base > 0)); then
+		log "redfish: bridge with $vms VMs (UDP ports $base..$((base + vms - 1)), Redfish on a free port)"
+	else
+		log "redfish: bridge with $vms VMs (free UDP ports, Redfish on a free port)"
+	fi
+	t0=$(now_ns)
+	if ! launch_bridge "$key" "$dir" "$vms" "$base" "$HOST:0" "$REDFISH_START_TIMEOUT"; then
+		if kill -0 "${PID[$key]}" 2>/dev/null; then
+			ERR[$key.start.0]="not serving after ${REDFISH_START_TIMEOUT}s (REDFISH_START_TIMEOUT): $(bridge_why "$dir")"
+		else
+			ERR[$key.start.0]="exited after $((($(now_ns) - t0) / 1000000000)) s: $(bridge_why "$dir")"
+		fi
+		stop_endpoint "$key"
+		return 1
+	fi
+	n=$(grep -cE "udp://127\.0\.0\.1:[0-9]+" "$dir/out" || true)
+	RFPORT[$key]=$(sed -n 's|^ *redfish: *https://[^ ]*:\([0-9][0-9]*\)/redfish/v1.*|\1|p' "$dir/out" | sed -n 1p)
+	RFSYS[$key]=$(awk '$1 == "VM" && $2 == "BMC" {getline; print $1; exit}' "$dir/out")
+	if [[ -z ${RFPORT[$key]} || -z ${RFSYS[$key]} ]]; then
+		ERR[$key.start.0]="no Redfish address or VM in the banner: $(bridge_why "$dir")"
+		stop_endpoint "$key"
+		return 1
+	fi
+	for ((i = 0; i < 100; i++)); do
+		if "$PYTHON" "$BENCH_DIR/redfish_get.py" --port "${RFPORT[$key]}" --path "/redfish/v1/Systems/${RFSYS[$key]}" \
+			--user "$IPMI_USER" --password "$IPMI_PASS" --count 1 >"$dir/probe" 2>&1; then
+			break
+		fi
+		sleep 0.2
+	done
+	t1=$(now_ns)
+	if ((i == 100)); then
+		ERR[$key.start.0]="Redfish GET /redfish/v1/Systems/${RFSYS[$key]} failed: $(last_line "$dir/probe")"
+		stop_endpoint "$key"
+		return 1
+	fi
+	RFVMS[$key]=$vms
+	RES[$key.start.ms.0]=$(((t1 - t0) / 1000000))
+	RES[$key.start.bmcs.0]=$n
+	sleep "$PAUSE"
+	RES[$key.start.rss.0]=$(rss_kb "${PID[$key]}")
+	log "redfish: $vms VMs: $n BMCs serving, Redfish answering after $(calc 'printf "%.1f", a / 1000' "${RES[$key.start.ms.0]}") s, VmRSS ${RES[$key.start.rss.0]} kB"
+	return 0
+}
+
+# REDFISH_N GETs of one system over one keep-alive connection.
+# Sets RES[key.rf.{cpu,rps,okn,tot,idle}.ROUND] or ERR.
+redfish_get() { # key
+	local key=$1 dir=$WORK/$1-${RFVMS[$1]} c0 c1 rc=0 line okn wall
+	IDLE_CPU=0
+	IDLE_NS=0
+	pause_idle "$key"
+	put "$key" rf idle "$(calc 'printf "%.2f", a / 1e6 / (b / 1e9)' "$IDLE_CPU" "$IDLE_NS")"
+	log "redfish: ${RFVMS[$key]} VMs: $REDFISH_N x GET /redfish/v1/Systems/${RFSYS[$key]}"
+	c0=$(cpu_read "${PID[$key]}")
+	"$PYTHON" "$BENCH_DIR/redfish_get.py" --port "${RFPORT[$key]}" --path "/redfish/v1/Systems/${RFSYS[$key]}" \
+		--user "$IPMI_USER" --password "$IPMI_PASS" --count "$REDFISH_N" >"$dir/get.$ROUND.out" 2>"$dir/get.$ROUND.err" &
+	CLIENT_PIDS=("$!")
+	wait "$!" || rc=$?
+	CLIENT_PIDS=()
+	c1=$(cpu_read "${PID[$key]}")
+	cpu_account "$key" "$c0" "$c1"
+	line=$(grep '^ok=' "$dir/get.$ROUND.out" || true)
+	okn=$(sed -n 's/^ok=\([0-9]*\) .*/\1/p' <<<"$line")
+	wall=$(sed -n 's/.* wall_ms=\([0-9]*\) .*/\1/p' <<<"$line")
+	put "$key" rf okn "${okn:-0}"
+	put "$key" rf tot "$REDFISH_N"
+	if ((rc != 0)); then
+		ERR[$key.rf.$ROUND]="${line:-$(last_line "$dir/get.$ROUND.err")}"
+	fi
+	if [[ -z $okn || $okn == 0 || -z $wall ]]; then
+		[[ -n ${ERR[$key.rf.$ROUND]:-} ]] || ERR[$key.rf.$ROUND]="no answer"
+		return 0
+	fi
+	((wall > 0)) || wall=1
+	put "$key" rf rps "$(calc 'printf "%.1f", a * 1000 / b' "$okn" "$wall")"
+	put "$key" rf cpu "$(calc 'printf "%.2f", a / 1000 / b' "$CPU_NS" "$okn")"
+	log "redfish: ${RFVMS[$key]} VMs: $okn/$REDFISH_N in $wall ms, server CPU $((CPU_NS / 1000000)) ms"
+}
+
+redfish_phase() {
+	local n r k first=1
+	if [[ -n ${PREP[bridge]:-} ]]; then
+		ERR[rffew.start.0]=${PREP[bridge]}
+		ERR[rfbig.start.0]=${PREP[bridge]}
+		return 0
+	fi
+	start_rf_bridge rffew "$RF_FEW" || log "redfish: $RF_FEW VMs: ${ERR[rffew.start.0]}"
+	for n in "$REDFISH_VMS" $REDFISH_FALLBACK; do
+		# REDFISH_VMS first, then (after a failure) the smaller fallbacks
+		if [[ -n $RF_N ]] || ((!first && n >= REDFISH_VMS)); then continue; fi
+		first=0
+		if start_rf_bridge rfbig "$n"; then
+			RF_N=$n
+		else
+			log "redfish: $n VMs: ${ERR[rfbig.start.0]}"
+			RF_TRIED+=("$n: ${ERR[rfbig.start.0]}")
+			unset "ERR[rfbig.start.0]"
+		fi
+	done
+	if [[ -z $RF_N ]]; then
+		ERR[rfbig.start.0]="no count started (${RF_TRIED[*]:-})"
+	fi
+	for ((r = 1; r <= ROUNDS; r++)); do
+		ROUND=$r
+		for k in rffew rfbig; do
+			if [[ -n ${PID[$k]:-} ]]; then redfish_get "$k"; fi
+		done
+	done
+	for k in rffew rfbig; do
+		if [[ -n ${PID[$k]:-} ]]; then
+			RES[$k.end.rss.0]=$(rss_kb "${PID[$k]}")
+			stop_endpoint "$k"
+		fi
+	done
 }
 
 # ---------------------------------------------------------------- main
 
-if ! command -v ipmitool >/dev/null; then
-	apt_install ipmitool || true
-fi
-command -v ipmitool >/dev/null || die "ipmitool is needed (apt-get install ipmitool)"
+prepare_all() {
+	mkdir -p "$WORK/build"
+	if ! command -v ipmitool >/dev/null; then
+		apt_install ipmitool || true
+	fi
+	command -v ipmitool >/dev/null || die "ipmitool is needed (apt-get install ipmitool)"
+	prepare_bridge
+	prepare_goipmi
+	prepare_ipmi_sim
+	prepare_pyghmi
+	local n
+	for n in "${ENDPOINTS[@]}"; do
+		if [[ -n ${PREP[$n]:-} ]]; then log "${LABEL[$n]}: cannot run: ${PREP[$n]}"; fi
+	done
+}
 
-for ((i = 0; i < LINES; i++)); do echo 'power status'; done >"$WORK/commands"
+T_START=$(now_ns)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+prepare_all
+for ((i = 0; i < LINES; i++)); do echo 'power status'; done >"$WORK/commands"
 
-for name in "${ENDPOINTS[@]}"; do
-	"start_$name"
-	if [[ ${STATUS[$name]} != ok ]]; then
-		log "$name: ${STATUS[$name]}"
-		continue
-	fi
-	sleep 1
-	measure_rss "$name" idle
-	sleep "$PAUSE"
-	oneshot "$name" w1
-	if [[ $WITH_C3 == 1 ]]; then
-		sleep "$PAUSE"
-		oneshot "$name" w1c3 -C 3
-	fi
-	sleep "$PAUSE"
-	streams "$name" w2
-	if [[ $WITH_C3 == 1 ]]; then
-		sleep "$PAUSE"
-		streams "$name" w2c3 -C 3
-	fi
-	if ! kill -0 "${PID[$name]}" 2>/dev/null; then
-		STATUS[$name]="ok (exited during the run: $(last_line "$WORK/$name/err"))"
-		RES[$name.after.err]="exited"
-	else
-		measure_rss "$name" after
-	fi
-	stop_endpoint "$name"
+for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+	log "round $ROUND of $ROUNDS"
+	for name in "${ENDPOINTS[@]}"; do
+		run_endpoint "$name"
+	done
 done
+redfish_phase
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+T_END=$(now_ns)
+log "done in $(((T_END - T_START) / 1000000000)) s"
 
 # ---------------------------------------------------------------- report
 
-ipmitool_version=$(ipmitool -V 2>/dev/null | awk '{print $NF}' || true)
-openipmi_version=$(dpkg-query -W -f '${Version}' openipmi 2>/dev/null || echo '?')
-pyghmi_version=$(dpkg-query -W -f '${Version}' python3-pyghmi 2>/dev/null || echo '?')
-bridge_rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
-cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || true)
-LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+# the values of RES[prefix.ROUND] over the rounds, one a line
+vals() { # prefix
+	local r
+	for ((r = 1; r <= ROUNDS; r++)); do
+		if [[ -n ${RES[$1.$r]:-} ]]; then echo "${RES[$1.$r]}"; fi
+	done
+}
+
+median() { # prefix -> median over the rounds, empty when none
+	vals "$1" | sort -g | awk '{v[NR] = $1} END {
+		if (NR == 0) exit
+		if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+nvals() { vals "$1" | wc -l; }
+
+fmt_val() { # kind value
+	case $1 in
+	us) calc 'if (a >= 100) printf "%.0f µs", a; else printf "%.1f µs", a' "$2" ;;
+	ms) calc 'if (a >= 1000) printf "%.2f s", a / 1000; else if (a >= 10) printf "%.1f ms", a; else printf "%.2f ms", a' "$2" ;;
+	rps) calc 'printf "%.0f req/s", a' "$2" ;;
+	kb) calc 'if (a >= 10240) printf "%.1f MiB", a / 1024; else printf "%.0f KiB", a' "$2" ;;
+	idle) calc 'printf "%.1f ms/s", a' "$2" ;;
+	*) printf '%s' "$2" ;;
+	esac
+}
+
+fmt_ratio() { # value
+	calc 'if (a >= 10) printf "%.1f×", a; else printf "%.2f×", a' "$1"
+}
+
+ratio() { # numerator denominator -> ratio, empty when unusable
+	if [[ -n $1 && -n $2 ]] && calc 'exit !(b > 0)' "$1" "$2"; then
+		calc 'printf "%.4f", a / b' "$1" "$2"
+	fi
+}
+
+# first recorded failure of an endpoint (its start, or the workload)
+why() { # name workload
+	local r
+	if [[ -n ${ERR[$1.start.0]:-} ]]; then
+		printf '%s' "${ERR[$1.start.0]}"
+		return
+	fi
+	for ((r = 1; r <= ROUNDS; r++)); do
+		if [[ -n ${ERR[$1.start.$r]:-} ]]; then
+			printf '%s' "${ERR[$1.start.$r]}"
+			return
+		fi
+		if [[ -n ${ERR[$1.$2.$r]:-} ]]; then
+			printf '%s' "${ERR[$1.$2.$r]}"
+			return
+		fi
+	done
+}
+
+short() { # text -> at most 70 characters
+	local t=$1
+	((${#t} <= 70)) || t="${t:0:67}..."
+	printf '%s' "$t"
+}
+
+# value cell: median over the rounds, "(k of n rounds)" when some lacked
+# one, or the failure
+vcell() { # name workload field kind
+	local m n w
+	m=$(median "$1.$2.$3")
+	if [[ -z $m ]]; then
+		w=$(why "$1" "$2")
+		if [[ $w == *timed\ out* && $w != *failed* ]]; then
+			printf 'timeout'
+		else
+			printf 'failed: %s' "$(short "${w:-not run}")"
+		fi
+		return
+	fi
+	fmt_val "$4" "$m"
+	n=$(nvals "$1.$2.$3")
+	if ((n < ROUNDS)); then printf ' (%d of %d rounds)' "$n" "$ROUNDS"; fi
+}
+
+# requests answered, summed over the rounds
+acell() { # name workload
+	local okn=0 tot=0 r w
+	for ((r = 1; r <= ROUNDS; r++)); do
+		okn=$((okn + ${RES[$1.$2.okn.$r]:-0}))
+		tot=$((tot + ${RES[$1.$2.tot.$r]:-0}))
+	done
+	if ((tot == 0)); then
+		w=$(why "$1" "$2")
+		printf 'failed: %s' "$(short "${w:-not run}")"
+	else
+		printf '%d/%d' "$okn" "$tot"
+	fi
+}
+
+row() { # label workload field kind [cpu]: one endpoint row with ratios
+	local label=$1 wl=$2 field=$3 kind=$4 cpu=${5:-} line n m base r per="" rr
+	base=$(median "ipmi_sim.$wl.$field")
+	line="| $label"
+	for n in "${ENDPOINTS[@]}"; do
+		line+=" | $(vcell "$n" "$wl" "$field" "$kind")"
+		m=$(median "$n.$wl.$field")
+		if [[ $n == goipmi || $n == pyghmi ]]; then
+			r=$(ratio "$m" "$base")
+			if [[ -n $r ]]; then line+=" ($(fmt_ratio "$r"))"; fi
+		fi
+		if [[ -n $m ]]; then
+			for ((rr = 1; rr <= ROUNDS; rr++)); do
+				if [[ -n ${ERR[$n.$wl.$rr]:-} ]]; then
+					line+=" (with errors, see notes)"
+					break
+				fi
+			done
+		fi
+	done
+	if [[ -n $cpu ]]; then
+		for ((rr = 1; rr <= ROUNDS; rr++)); do
+			r=$(ratio "${RES[bridge.$wl.$field.$rr]:-}" "${RES[ipmi_sim.$wl.$field.$rr]:-}")
+			per+="${per:+, }${r:+$(fmt_ratio "$r")}"
+			[[ -n $r ]] || per+="–"
+		done
+	fi
+	r=$(ratio "$(median "bridge.$wl.$field")" "$base")
+	line+=" | $per | ${r:+$(fmt_ratio "$r")}"
+	printf '%s |\n' "$line"
+}
+
+arow() { # label workload
+	local line="| $1" n
+	for n in "${ENDPOINTS[@]}"; do
+		line+=" | $(acell "$n" "$2")"
+	done
+	printf '%s |  |  |\n' "$line"
+}
+
+# a bridge-only row (Redfish): the value in the bridge column, the values
+# per round in the per-round column
+brow() { # label key workload field kind
+	local v per="" rr
+	v=$(vcell "$2" "$3" "$4" "$5")
+	if ((ROUNDS > 1)) && [[ -n $(median "$2.$3.$4") ]]; then
+		for ((rr = 1; rr <= ROUNDS; rr++)); do
+			if [[ -n ${RES[$2.$3.$4.$rr]:-} ]]; then
+				per+="${per:+, }$(fmt_val "$5" "${RES[$2.$3.$4.$rr]}")"
+			else
+				per+="${per:+, }–"
+			fi
+		done
+	fi
+	printf '| %s | %s | – | – | – | %s | |\n' "$1" "$v" "$per"
+}
+
+# a bridge-only row of a figure measured once (start time, RSS)
+orow() { # label text
+	printf '| %s | %s | – | – | – | | |\n' "$1" "$2"
+}
 
 report() {
+	local ipmitool_version openipmi_version pyghmi_version goipmi_version bridge_rev cpu n w k
+	ipmitool_version=$(ipmitool -V 2>/dev/null | awk '{print $NF}' || true)
+	openipmi_version=$(dpkg-query -W -f '${Version}' openipmi 2>/dev/null || echo '?')
+	pyghmi_version=$(dpkg-query -W -f '${Version}' python3-pyghmi 2>/dev/null || echo '?')
+	goipmi_version=$(awk '$1 == "github.com/bougou/go-ipmi" {print $2; exit}' "$ROOT/go.mod" 2>/dev/null || true)
+	bridge_rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
+	if [[ -n $(git -C "$ROOT" --no-optional-locks status --porcelain --untracked-files=no 2>/dev/null || true) ]]; then
+		bridge_rev+=" with uncommitted changes"
+	fi
+	cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || true)
+
 	echo "### IPMI endpoint benchmark"
 	echo
 	echo "$(date -u +%Y-%m-%d), $(nproc) CPUs (${cpu:-unknown CPU}), Linux $(uname -r); ipmitool ${ipmitool_version:-?}," \
-		"everything on 127.0.0.1. bridge: ipmi-vmware-bridge $bridge_rev, \`serve\` with the embedded vCenter simulator," \
+		"everything on 127.0.0.1; $ROUNDS interleaved round(s), medians shown; the whole run took" \
+		"$(((T_END - T_START) / 60000000000)) min $((((T_END - T_START) / 1000000000) % 60)) s, load average before / after $LOAD_START / $LOAD_END." \
+		"bridge: ipmi-vmware-bridge $bridge_rev, \`serve\` with the embedded vCenter simulator," \
 		"one process serving $VMS BMCs (workloads use the first); ipmi_sim: OpenIPMI $openipmi_version, one BMC;" \
+		"go-ipmi: \`goipmi-server\` from github.com/bougou/go-ipmi ${goipmi_version:-?}, one BMC;" \
 		"pyghmi: \`pyghmi.ipmi.bmc.Bmc\` from python3-pyghmi $pyghmi_version (virtualbmc's engine), one BMC, an in-memory machine." \
-		"Client: \`ipmitool -I lanplus -H 127.0.0.1 -p PORT -U admin -P password\`." \
-		"Load average before / after the run: $LOAD_START / $LOAD_END."
+		"Client: \`ipmitool -I lanplus -H 127.0.0.1 -p PORT -U admin -P password\`, \`power status\` (Get Chassis Status)."
 	echo
-	echo "| workload | bridge ($VMS BMCs in 1 process) | ipmi_sim | pyghmi | bridge vs ipmi_sim | bridge vs pyghmi |"
-	echo "|---|---|---|---|---|---|"
-	row "1. one \`ipmitool ... power status\` process, no \`-C\`: mean of $RUNS" w1 mean ms lower faster slower
-	row "1. p50" w1 p50 ms lower faster slower
-	row "1. p95" w1 p95 ms lower faster slower
-	row "1. runs that printed the power state" w1 ok text none "" ""
-	row "1. of those, runs that took 1 s or more" w1 slow text none "" ""
-	if [[ $WITH_C3 == 1 ]]; then
-		row "1b. the same with \`-C 3\`: mean of $RUNS" w1c3 mean ms lower faster slower
-		row "1b. p95" w1c3 p95 ms lower faster slower
-		row "1b. runs that printed the power state" w1c3 ok text none "" ""
-		row "1b. of those, runs that took 1 s or more" w1c3 slow text none "" ""
-	fi
-	row "2. $STREAMS parallel \`ipmitool ... exec\` of $LINES \`power status\`, no \`-C\`: wall time" w2 wall ms lower faster slower
-	row "2. throughput" w2 rps rps higher faster slower
-	row "2. requests answered" w2 ok text none "" ""
-	if [[ $WITH_C3 == 1 ]]; then
-		row "2b. the same with \`-C 3\`: wall time" w2c3 wall ms lower faster slower
-		row "2b. throughput" w2c3 rps rps higher faster slower
-		row "2b. requests answered" w2c3 ok text none "" ""
-	fi
-	row "3. memory per BMC (VmRSS / BMCs), idle after start" idle per kb lower "less memory" "more memory"
-	row "3. memory per BMC after the workloads" after per kb lower "less memory" "more memory"
-	row "3. VmRSS of the process after the workloads" after total kb none "" ""
-	echo
-	echo "Ratios: time and memory are peer ÷ bridge, throughput is bridge ÷ peer; above 1 the bridge is ahead."
-	echo "Each workload starts after ${PAUSE} s idle. p50/p95 are nearest-rank over the successful runs. The bridge's RSS includes the embedded vCenter simulator"
-	echo "(govmomi's vcsim) holding the $VMS VMs; against a real vCenter that part is not in the process."
-	local n
-	for n in "${ENDPOINTS[@]}"; do
-		if [[ ${STATUS[$n]:-} != ok* ]]; then
-			NOTES+=("$n could not be benchmarked: ${STATUS[$n]:-not run}.")
+	echo "| figure | bridge ($VMS BMCs in 1 process) | ipmi_sim | go-ipmi | pyghmi | bridge/ipmi_sim per round | bridge/ipmi_sim |"
+	echo "|---|---|---|---|---|---|---|"
+	row "stream1: one \`ipmitool exec\` of $LINES \`power status\`, no \`-C\`: **server CPU µs/request**" stream1 cpu us cpu
+	row "stream1: wall time" stream1 wall ms
+	row "stream1: requests/s" stream1 rps rps
+	arow "stream1: requests answered (all rounds)" stream1
+	row "stream8: $STREAMS such streams at once, no \`-C\`: **server CPU µs/request**" stream8 cpu us cpu
+	row "stream8: throughput" stream8 rps rps
+	row "stream8: wall time" stream8 wall ms
+	arow "stream8: requests answered (all rounds)" stream8
+	row "stream8c3: the same with \`-C 3\`: **server CPU µs/request**" stream8c3 cpu us cpu
+	row "stream8c3: throughput" stream8c3 rps rps
+	row "stream8c3: wall time" stream8c3 wall ms
+	arow "stream8c3: requests answered (all rounds)" stream8c3
+	row "setup: $RUNS \`ipmitool -C 3 ... power status\` processes: **server CPU ms/process**" setup cpu ms cpu
+	row "setup: wall time per process, p50" setup p50 ms
+	row "setup: wall time per process, p95" setup p95 ms
+	arow "setup: processes that printed the power state (all rounds)" setup
+	row "idle: server CPU while idle between workloads" idle cpu idle cpu
+	row "memory per BMC (VmRSS / BMCs), idle after start" mem idleper kb
+	row "memory per BMC after the workloads" mem afterper kb
+	row "VmRSS of the process after the workloads" mem after kb
+	local few=${RFVMS[rffew]:-$RF_FEW} big=${RF_N:-$REDFISH_VMS}
+	brow "Redfish, bridge with $few systems: $REDFISH_N \`GET /redfish/v1/Systems/ID\` on one keep-alive TLS connection: **server CPU µs/request**" rffew rf cpu us
+	brow "Redfish, $few systems: requests/s (one client)" rffew rf rps rps
+	brow "Redfish, $few systems: server CPU while idle" rffew rf idle idle
+	brow "Redfish, bridge with $big systems: **server CPU µs/request**" rfbig rf cpu us
+	brow "Redfish, $big systems: requests/s (one client)" rfbig rf rps rps
+	brow "Redfish, $big systems: server CPU while idle" rfbig rf idle idle
+	for k in rffew rfbig; do
+		n=${RFVMS[$k]:-}
+		if [[ -z $n ]]; then
+			n=$REDFISH_VMS
+			if [[ $k == rffew ]]; then n=$few; fi
+			orow "bridge with $n VMs: start" "failed: $(short "${ERR[$k.start.0]:-not run}")"
+			continue
 		fi
+		orow "bridge with $n VMs: start to all BMCs serving and Redfish answering (the simulator creating the VMs included)" \
+			"$(fmt_val ms "${RES[$k.start.ms.0]}") (${RES[$k.start.bmcs.0]} BMCs)"
+		orow "bridge with $n VMs: VmRSS after start / per VM" \
+			"$(fmt_val kb "${RES[$k.start.rss.0]}") / $(fmt_val kb "$(calc 'print a / b' "${RES[$k.start.rss.0]}" "$n")")"
+		if [[ -n ${RES[$k.end.rss.0]:-} ]]; then
+			orow "bridge with $n VMs: VmRSS after the Redfish GETs" "$(fmt_val kb "${RES[$k.end.rss.0]}")"
+		fi
+	done
+	echo
+	if [[ $CPU_CLOCK == schedstat ]]; then
+		echo "Server CPU: the CPU time of the server process's threads (and of its child processes), read before and after each workload"
+		echo "(/proc/PID/task/TID/schedstat, ns; /proc/PID/stat utime+stime in $((1000 / CLK_TCK)) ms ticks agree, see the notes),"
+	else
+		echo "Server CPU: utime+stime of the server process and its children (/proc/PID/stat), read before and after each workload,"
+		echo "in ticks of $((1000 / CLK_TCK)) ms,"
+	fi
+	echo "divided by the requests answered (or processes run); it includes whatever the server does in the background meanwhile"
+	echo "(the idle row). Peers' cells: median, and in parentheses its ratio to ipmi_sim's."
+	echo "bridge/ipmi_sim: the bridge's figure divided by ipmi_sim's (below 1: less CPU, time or memory; above 1: more requests/s)."
+	echo "Each workload starts after ${PAUSE} s idle; \`setup\` starts at most $SETUP_RATE processes a second (the bridge allows 100"
+	echo "session-setup packets a second per source and BMC, 3 per login). p50/p95 are nearest-rank over the successful runs."
+	echo "The bridge's RSS includes the embedded vCenter simulator (govmomi's vcsim) holding the VMs; against a real vCenter that"
+	echo "part is not in the process. ipmi_sim and pyghmi offer only cipher suite 3; without \`-C\` the bridge and go-ipmi use 17."
+
+	for n in "${ENDPOINTS[@]}"; do
+		for w in "${WORKLOADS[@]}"; do
+			if ((${PROBE[$n.$w]:-0} > 0)); then
+				NOTES+=("${LABEL[$n]}, $w: ${PROBE[$n.$w]} stream(s) (all rounds) printed \"Unable to Get Channel Cipher Suites\": the BMC did not answer the sessionless Get Channel Cipher Suites (NetFn App, 54h); ipmitool retried until it gave up (about 10 s) and fell back to suite 3. That wait is in the wall times, not in the CPU figures.")
+			fi
+			if ((${RAKP[$n.$w]:-0} > 0)); then
+				local extra=""
+				if [[ $n == bridge ]]; then
+					extra=" The bridge drops session-setup packets (Open Session, RAKP 1, RAKP 3) beyond 100 a second per source address and BMC, in bursts of up to 200 (guard.Default in internal/guard/guard.go; \`ipmi.sessionSetupRate\` in a config file); with \`--debug\` it logs \"session setup dropped ... rate limited\"."
+				fi
+				NOTES+=("${LABEL[$n]}, $w: in ${RAKP[$n.$w]} run(s)/stream(s) (all rounds) ipmitool printed \"no response from RAKP n message\", waited out its 1 s retry timeout and redid the handshake.$extra")
+			fi
+		done
+		for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+			for w in start "${WORKLOADS[@]}"; do
+				if [[ -n ${ERR[$n.$w.$ROUND]:-} ]]; then
+					NOTES+=("${LABEL[$n]}, round $ROUND, ${w/#start/the endpoint itself}: ${ERR[$n.$w.$ROUND]}")
+				fi
+			done
+		done
+	done
+	for n in "${ENDPOINTS[@]}"; do
+		for k in "${!ERR[@]}"; do
+			if [[ $k != "$n".stream* ]]; then continue; fi
+			if [[ ${ERR[$k]} == *'insufficient resources for session'* ||
+				($n == goipmi && ${ERR[$k]} == *'Unable to establish IPMI v2'*) ]]; then
+				local cause=""
+				if [[ $n == goipmi ]]; then
+					cause=" goipmi-server allows 4 concurrent RMCP+ sessions (MaxSessions in go-ipmi's pkg/bmc/session.go, the minimum IPMI 2.0 requires; goipmi-server has no setting for it), so of $STREAMS concurrent streams the ones that open their session while 4 are open are refused (without -C ipmitool prints only \"Unable to establish IPMI v2 / RMCP+ session\"; with -v, or with -C 3, it shows the refusal)."
+				fi
+				NOTES+=("${LABEL[$n]} refused sessions with \"insufficient resources for session\" (Open Session status 01h).$cause Its figures for those workloads are for the streams that got a session: CPU per answered request stays comparable, throughput and wall time do not.")
+				break
+			fi
+		done
+	done
+	local xs=""
+	for n in "${ENDPOINTS[@]}" rffew rfbig; do
+		if [[ -n ${XTICKS[$n]:-} ]]; then
+			xs+="${xs:+; }${LABEL[$n]:-$n} $(calc 'printf "%.0f", a / 1e6' "${XNS[$n]}") ms by schedstat, $((XTICKS[$n] * 1000 / CLK_TCK)) ms by stat"
+		fi
+	done
+	if [[ $CPU_CLOCK == schedstat ]]; then
+		NOTES+=("CPU clock: the per-thread schedstat run time (ns). Cross-check, server CPU over all measured windows (workloads and pauses): $xs.")
+	else
+		NOTES+=("CPU clock: /proc/PID/stat utime+stime+cutime+cstime in $((1000 / CLK_TCK)) ms ticks (CPU_CLOCK=stat, or no schedstat): a window of under a few hundred ms carries an error of up to one tick.")
+	fi
+	if ((${#RF_TRIED[@]} > 0)); then
+		local t msg="Redfish: a bridge with REDFISH_VMS=$REDFISH_VMS VMs could not be started"
+		for t in "${RF_TRIED[@]}"; do msg+="; ${t%%:*} VMs: ${t#*: }"; done
+		if [[ -n $RF_N ]]; then
+			msg+=". The largest count tried that started, $RF_N (from REDFISH_FALLBACK=\"$REDFISH_FALLBACK\"), is used instead."
+		fi
+		if grep -qs 'not synchronised with vCenter yet' "$WORK"/rfbig-*/err; then
+			msg+=" In simulator mode \`serve\` waits at most 10 s (startWait in internal/daemon/daemon.go) for the first inventory synchronisation after connecting to the simulator; BMCs not synchronised by then are not started, and a simulator-mode bridge with no BMC running exits (\"no BMC could be started\")."
+		fi
+		NOTES+=("$msg")
+	fi
+	for k in rffew rfbig; do
+		if [[ -n ${ERR[$k.start.0]:-} ]]; then NOTES+=("${LABEL[$k]}: ${ERR[$k.start.0]}"); fi
+		if [[ -n ${RFVMS[$k]:-} ]] && ((${RES[$k.start.bmcs.0]:-0} < RFVMS[$k])); then
+			NOTES+=("${LABEL[$k]}: only ${RES[$k.start.bmcs.0]:-0} of ${RFVMS[$k]} BMCs were serving when its banner was printed; the others' lines say why.")
+		fi
+		for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+			if [[ -n ${ERR[$k.rf.$ROUND]:-} ]]; then NOTES+=("${LABEL[$k]} (${RFVMS[$k]:-?} VMs), round $ROUND: ${ERR[$k.rf.$ROUND]}"); fi
+		done
 	done
 	for n in "${NOTES[@]}"; do
 		echo

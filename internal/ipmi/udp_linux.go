@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -27,8 +28,47 @@ import (
 type udpConn struct {
 	*net.UDPConn
 	rc    syscall.RawConn
-	inet6 bool // an AF_INET6 socket: IPv4 peers are written v4-mapped
+	inet6 bool    // an AF_INET6 socket: IPv4 peers are written v4-mapped
+	recv  *recvOp // the read loop's: it alone reads
 }
+
+// recvOp and sendOp hold a call's arguments and results beside the
+// function RawConn runs, bound once: a closure made per call would be
+// allocated per datagram.
+type recvOp struct {
+	p     []byte
+	sa    unix.RawSockaddrAny
+	n     uintptr
+	errno syscall.Errno
+	fn    func(fd uintptr) bool
+}
+
+func (op *recvOp) do(fd uintptr) bool {
+	l := uint32(unix.SizeofSockaddrAny)
+	op.n, _, op.errno = unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(unsafe.SliceData(op.p))), uintptr(len(op.p)), 0, uintptr(unsafe.Pointer(&op.sa)), uintptr(unsafe.Pointer(&l)))
+	return op.errno != unix.EAGAIN && op.errno != unix.EINTR
+}
+
+type sendOp struct {
+	p     []byte
+	sa    unix.RawSockaddrAny
+	l     uintptr
+	errno syscall.Errno
+	fn    func(fd uintptr) bool
+}
+
+func (op *sendOp) do(fd uintptr) bool {
+	_, _, op.errno = unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(unsafe.SliceData(op.p))), uintptr(len(op.p)), 0, uintptr(unsafe.Pointer(&op.sa)), op.l)
+	return op.errno != unix.EAGAIN && op.errno != unix.EINTR
+}
+
+// sendOps are shared by every socket: replies are written by the read
+// loops and by the requests that wait on vCenter.
+var sendOps = sync.Pool{New: func() any {
+	op := &sendOp{}
+	op.fn = op.do
+	return op
+}}
 
 func newUDPConn(c *net.UDPConn) (packetConn, error) {
 	rc, err := c.SyscallConn()
@@ -36,7 +76,8 @@ func newUDPConn(c *net.UDPConn) (packetConn, error) {
 		_ = c.Close()
 		return nil, err
 	}
-	u := &udpConn{UDPConn: c, rc: rc}
+	u := &udpConn{UDPConn: c, rc: rc, recv: &recvOp{}}
+	u.recv.fn = u.recv.do
 	var domain int
 	var serr error
 	if err := rc.Control(func(fd uintptr) { domain, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN) }); err != nil || serr != nil {
@@ -57,39 +98,34 @@ func firstErr(a, b error) error {
 }
 
 func (c *udpConn) readFrom(p []byte) (int, netip.AddrPort, error) {
-	var sa unix.RawSockaddrAny
-	var n uintptr
-	var errno syscall.Errno
-	err := c.rc.Read(func(fd uintptr) bool {
-		l := uint32(unix.SizeofSockaddrAny)
-		n, _, errno = unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)), 0, uintptr(unsafe.Pointer(&sa)), uintptr(unsafe.Pointer(&l)))
-		return errno != unix.EAGAIN && errno != unix.EINTR
-	})
+	op := c.recv
+	op.p = p
+	err := c.rc.Read(op.fn)
+	op.p = nil
 	if err != nil {
 		return 0, netip.AddrPort{}, err
 	}
-	if errno != 0 {
-		return 0, netip.AddrPort{}, errno
+	if op.errno != 0 {
+		return 0, netip.AddrPort{}, op.errno
 	}
-	return int(n), decodeSockaddr(&sa), nil
+	return int(op.n), decodeSockaddr(&op.sa), nil
 }
 
 func (c *udpConn) writeTo(p []byte, to netip.AddrPort) error {
-	var sa unix.RawSockaddrAny
-	l := encodeSockaddr(&sa, to, c.inet6)
-	if l == 0 {
+	op := sendOps.Get().(*sendOp)
+	defer sendOps.Put(op)
+	op.sa = unix.RawSockaddrAny{}
+	if op.l = encodeSockaddr(&op.sa, to, c.inet6); op.l == 0 {
 		return errAddrFamily
 	}
-	var errno syscall.Errno
-	err := c.rc.Write(func(fd uintptr) bool {
-		_, _, errno = unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)), 0, uintptr(unsafe.Pointer(&sa)), l)
-		return errno != unix.EAGAIN && errno != unix.EINTR
-	})
+	op.p = p
+	err := c.rc.Write(op.fn)
+	op.p = nil
 	if err != nil {
 		return err
 	}
-	if errno != 0 {
-		return errno
+	if op.errno != 0 {
+		return op.errno
 	}
 	return nil
 }
