@@ -23,6 +23,15 @@ import (
 )
 
 func main() {
+	// One P unless GOMAXPROCS says otherwise. The bridge waits on sockets
+	// almost all the time, and with a second P idle every request wakes a
+	// second thread (net/http starts a goroutine per request, and a
+	// runnable goroutine wakes an idle P): measured, a keep-alive Redfish
+	// GET costs 71-76 µs of CPU with one P and 124-200 µs with two, and
+	// one P answers some 10,000 Redfish or 40,000 IPMI requests a second.
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
+	}
 	code, err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ipmi-vmware-bridge:", err)

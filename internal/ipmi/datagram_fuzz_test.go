@@ -18,6 +18,7 @@ import (
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/guard"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine/machinetest"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/rawsock"
 )
 
 var recordCorpus = flag.Bool("record", false, "record ipmitool and FreeIPMI datagrams into the FuzzDatagram corpus")
@@ -37,9 +38,9 @@ func newMemConn() *memConn {
 	return &memConn{in: make(chan []byte), out: make(chan []byte, 64), closed: make(chan struct{})}
 }
 
-// readFrom hands the loop the next datagram. A nil one is a marker: its
+// ReadFromUDPAddrPort hands the loop the next datagram. A nil one is a marker: its
 // hand-over proves that the loop finished the datagram before it.
-func (c *memConn) readFrom(p []byte) (int, netip.AddrPort, error) {
+func (c *memConn) ReadFromUDPAddrPort(p []byte) (int, netip.AddrPort, error) {
 	for {
 		select {
 		case b := <-c.in:
@@ -53,12 +54,12 @@ func (c *memConn) readFrom(p []byte) (int, netip.AddrPort, error) {
 	}
 }
 
-func (c *memConn) writeTo(p []byte, _ netip.AddrPort) error {
+func (c *memConn) WriteToUDPAddrPort(p []byte, _ netip.AddrPort) (int, error) {
 	select {
 	case c.out <- append([]byte(nil), p...):
 	default:
 	}
-	return nil
+	return len(p), nil
 }
 
 func (c *memConn) Close() error        { c.once.Do(func() { close(c.closed) }); return nil }
@@ -125,14 +126,14 @@ var rakp1Overflow = append(append([]byte{0x06, 0x00, 0xff, 0x07, 0x06, 0x12, 0, 
 
 // recordConn saves every datagram an endpoint receives.
 type recordConn struct {
-	packetConn
+	rawsock.PacketConn
 	dir string
 	mu  sync.Mutex
 	n   int
 }
 
-func (c *recordConn) readFrom(p []byte) (int, netip.AddrPort, error) {
-	n, a, err := c.packetConn.readFrom(p)
+func (c *recordConn) ReadFromUDPAddrPort(p []byte) (int, netip.AddrPort, error) {
+	n, a, err := c.PacketConn.ReadFromUDPAddrPort(p)
 	if err == nil {
 		c.mu.Lock()
 		c.n++
@@ -160,7 +161,7 @@ func TestRecordDatagrams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc := &recordConn{packetConn: e.conn, dir: dir}
+	rc := &recordConn{PacketConn: e.conn, dir: dir}
 	e.srv.conn = rc
 	go func() { _ = e.Serve(ctx) }()
 	port := strconv.Itoa(e.Addr().(*net.UDPAddr).Port)

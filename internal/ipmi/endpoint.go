@@ -27,6 +27,7 @@ import (
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/guard"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/rawsock"
 )
 
 // VMwareIANA is VMware's IANA enterprise number, reported in Get Device ID.
@@ -60,7 +61,7 @@ type Config struct {
 
 // Endpoint is one virtual BMC serving one machine.
 type Endpoint struct {
-	conn packetConn
+	conn rawsock.PacketConn
 	srv  *server
 }
 
@@ -105,7 +106,7 @@ func Listen(ctx context.Context, m machine.Machine, cfg Config) (*Endpoint, erro
 }
 
 // newServer builds the loop that serves b on conn.
-func newServer(conn packetConn, b *bmc.BMC, m machine.Machine, cfg Config, log *slog.Logger) *server {
+func newServer(conn rawsock.PacketConn, b *bmc.BMC, m machine.Machine, cfg Config, log *slog.Logger) *server {
 	endpoint := conn.LocalAddr().String()
 	t := newTracker(endpoint, cfg.Observer)
 	timeout := cfg.SessionTimeout

@@ -18,6 +18,7 @@ import (
 	"github.com/bougou/go-ipmi/pkg/types"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/guard"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/rawsock"
 )
 
 // server owns an endpoint's socket: one goroutine reads every datagram,
@@ -30,7 +31,7 @@ import (
 // that a failed login came from whom it claims, and IPMI 1.5 sessions are
 // ours (see rmcpplus.go and v15.go).
 type server struct {
-	conn     packetConn
+	conn     rawsock.PacketConn
 	bmc      *bmc.BMC
 	reg      *handlers.Registry
 	guard    *guard.Guard
@@ -72,7 +73,7 @@ func (s *server) serve(ctx context.Context) error {
 	go s.housekeeping(ctx)
 	buf := make([]byte, maxDatagram+1)
 	for {
-		n, from, err := s.conn.readFrom(buf)
+		n, from, err := s.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
 				return ctx.Err()
@@ -206,7 +207,7 @@ func (s *server) dropped(reason string) {
 }
 
 func (s *server) send(p []byte, to netip.AddrPort) {
-	if err := s.conn.writeTo(p, to); err != nil {
+	if _, err := s.conn.WriteToUDPAddrPort(p, to); err != nil {
 		s.log.Debug("ipmi send failed", "to", to.String(), "err", err)
 	}
 }

@@ -2,22 +2,13 @@ package ipmi
 
 import (
 	"net"
-	"net/netip"
+
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/rawsock"
 )
 
-// packetConn is an endpoint's socket as the read loop uses it: addresses
-// as netip.AddrPort, so that reading and answering a datagram allocate
-// nothing. listenUDP gives the production one (udp_linux.go, udp_other.go);
-// the fuzz test gives one in memory.
-type packetConn interface {
-	readFrom(p []byte) (int, netip.AddrPort, error)
-	writeTo(p []byte, to netip.AddrPort) error
-	Close() error
-	LocalAddr() net.Addr
-}
-
-// listenUDP binds address and wraps the socket for the read loop.
-func listenUDP(address string) (packetConn, error) {
+// listenUDP binds address for the read loop (see rawsock for why its
+// calls bypass the net package's on Linux).
+func listenUDP(address string) (rawsock.PacketConn, error) {
 	a, err := net.ResolveUDPAddr("udp", address)
 	if err != nil {
 		return nil, err
@@ -26,5 +17,10 @@ func listenUDP(address string) (packetConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newUDPConn(c)
+	p, err := rawsock.UDP(c)
+	if err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	return p, nil
 }

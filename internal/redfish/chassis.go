@@ -8,7 +8,7 @@ import (
 func (s *Server) getChassisCollection(q *request) error {
 	var members []link
 	for _, sys := range q.visible {
-		members = append(members, link(chassisPath(sys.ID)))
+		members = append(members, ref(chassisPath(sys.ID)))
 	}
 	return writeResource(q, http.StatusOK, collection("/redfish/v1/Chassis", "#ChassisCollection.ChassisCollection", "Chassis Collection", members))
 }
@@ -43,8 +43,8 @@ func (s *Server) getChassis(q *request) error {
 		"PowerState":   powerState(ps),
 		"Status":       enabled,
 		"Links": map[string]any{
-			"ComputerSystems": []link{link(systemPath(q.sys.ID))},
-			"ManagedBy":       []link{link(managerPath(q.sys.ID))},
+			"ComputerSystems": []link{ref(systemPath(q.sys.ID))},
+			"ManagedBy":       []link{ref(managerPath(q.sys.ID))},
 		},
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/guard"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/rawsock"
 )
 
 // limitListener accepts at most perSource connections from one source
@@ -36,7 +37,9 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		// rotating addresses within its block gets one share, not many.
 		ip := guard.Source(addrOf(c.RemoteAddr()))
 		if l.take(ip) {
-			return &limitedConn{Conn: c, release: func() { l.give(ip) }}, nil
+			// rawsock: the request path skips the scheduler's syscall
+			// bookkeeping, as the IPMI loop does.
+			return &limitedConn{Conn: rawsock.TCP(c), release: func() { l.give(ip) }}, nil
 		}
 		_ = c.Close()
 	}

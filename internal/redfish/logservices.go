@@ -16,7 +16,7 @@ func selPath(id string) string { return systemPath(id) + "/LogServices/SEL" }
 
 func (s *Server) getLogServices(q *request) error {
 	p := systemPath(q.sys.ID) + "/LogServices"
-	return writeResource(q, http.StatusOK, collection(p, "#LogServiceCollection.LogServiceCollection", "Log Service Collection", []link{link(selPath(q.sys.ID))}))
+	return writeResource(q, http.StatusOK, collection(p, "#LogServiceCollection.LogServiceCollection", "Log Service Collection", []link{ref(selPath(q.sys.ID))}))
 }
 
 func (s *Server) getSEL(q *request) error {
@@ -30,7 +30,7 @@ func (s *Server) getSEL(q *request) error {
 		"OverWritePolicy": "WrapsWhenFull",
 		"LogEntryType":    "SEL",
 		"DateTime":        s.now().UTC().Format(time.RFC3339),
-		"Entries":         link(p + "/Entries"),
+		"Entries":         ref(p + "/Entries"),
 		"Status":          enabled,
 	})
 }

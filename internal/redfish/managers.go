@@ -9,7 +9,7 @@ const firmwareVersion = "1.00"
 func (s *Server) getManagers(q *request) error {
 	var members []link
 	for _, sys := range q.visible {
-		members = append(members, link(managerPath(sys.ID)))
+		members = append(members, ref(managerPath(sys.ID)))
 	}
 	return writeResource(q, http.StatusOK, collection("/redfish/v1/Managers", "#ManagerCollection.ManagerCollection", "Manager Collection", members))
 }
@@ -30,10 +30,10 @@ func (s *Server) getManager(q *request) error {
 		"ServiceEntryPointUUID": s.uuid,
 		"PowerState":            "On",
 		"Status":                enabled,
-		"VirtualMedia":          link(path + "/VirtualMedia"),
+		"VirtualMedia":          ref(path + "/VirtualMedia"),
 		"Links": map[string]any{
-			"ManagerForServers": []link{link(systemPath(q.sys.ID))},
-			"ManagerForChassis": []link{link(chassisPath(q.sys.ID))},
+			"ManagerForServers": []link{ref(systemPath(q.sys.ID))},
+			"ManagerForChassis": []link{ref(chassisPath(q.sys.ID))},
 		},
 	})
 }

@@ -25,11 +25,11 @@ func (s *Server) getRoot(q *request) error {
 		"UUID":           s.uuid,
 		"Product":        "ipmi-vmware-bridge",
 		"Vendor":         "ipmi-vmware-bridge",
-		"Systems":        link("/redfish/v1/Systems"),
-		"Managers":       link("/redfish/v1/Managers"),
-		"Chassis":        link("/redfish/v1/Chassis"),
-		"SessionService": link("/redfish/v1/SessionService"),
-		"Links":          map[string]any{"Sessions": link(sessionsPath)},
+		"Systems":        ref("/redfish/v1/Systems"),
+		"Managers":       ref("/redfish/v1/Managers"),
+		"Chassis":        ref("/redfish/v1/Chassis"),
+		"SessionService": ref("/redfish/v1/SessionService"),
+		"Links":          map[string]any{"Sessions": ref(sessionsPath)},
 	})
 }
 

@@ -141,7 +141,7 @@ func (s *Server) getSessionService(q *request) error {
 		"Name":           "Session Service",
 		"ServiceEnabled": true,
 		"SessionTimeout": int(s.sessions.timeout / time.Second),
-		"Sessions":       link(sessionsPath),
+		"Sessions":       ref(sessionsPath),
 		"Status":         enabled,
 	})
 }
@@ -149,7 +149,7 @@ func (s *Server) getSessionService(q *request) error {
 func (s *Server) getSessions(q *request) error {
 	var members []link
 	for _, sess := range s.sessions.list(q.who, s.now()) {
-		members = append(members, link(sessionsPath+"/"+sess.id))
+		members = append(members, ref(sessionsPath+"/"+sess.id))
 	}
 	return writeResource(q, http.StatusOK, collection(sessionsPath, "#SessionCollection.SessionCollection", "Session Collection", members))
 }

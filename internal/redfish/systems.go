@@ -135,13 +135,13 @@ func (st systemState) view(sys System) computerSystem {
 		Boot:               viewBoot(st.boot),
 		ProcessorSummary:   processorSummary{Count: cpus, LogicalProcessorCount: st.id.CPUs, Status: enabled},
 		MemorySummary:      memorySummary{TotalSystemMemoryGiB: float64(st.id.MemoryMiB) / 1024, Status: enabled},
-		Processors:         link(path + "/Processors"),
-		EthernetInterfaces: link(path + "/EthernetInterfaces"),
-		VirtualMedia:       link(path + "/VirtualMedia"),
-		LogServices:        link(path + "/LogServices"),
+		Processors:         ref(path + "/Processors"),
+		EthernetInterfaces: ref(path + "/EthernetInterfaces"),
+		VirtualMedia:       ref(path + "/VirtualMedia"),
+		LogServices:        ref(path + "/LogServices"),
 		Links: systemLinks{
-			ManagedBy: []link{link(managerPath(sys.ID))},
-			Chassis:   []link{link(chassisPath(sys.ID))},
+			ManagedBy: []link{ref(managerPath(sys.ID))},
+			Chassis:   []link{ref(chassisPath(sys.ID))},
 		},
 		Actions: systemActions{Reset: resetAction{Target: path + "/Actions/ComputerSystem.Reset", Allowed: resetTypeNames()}},
 		Status:  enabled,
@@ -151,7 +151,7 @@ func (st systemState) view(sys System) computerSystem {
 func (s *Server) getSystems(q *request) error {
 	var members []link
 	for _, sys := range q.visible {
-		members = append(members, link(systemPath(sys.ID)))
+		members = append(members, ref(systemPath(sys.ID)))
 	}
 	return writeResource(q, http.StatusOK, collection("/redfish/v1/Systems", "#ComputerSystemCollection.ComputerSystemCollection", "Computer System Collection", members))
 }
@@ -176,7 +176,7 @@ func (s *Server) getProcessors(q *request) error {
 	path := systemPath(q.sys.ID) + "/Processors"
 	var members []link
 	if id.CPUs > 0 {
-		members = append(members, link(path+"/"+cpuID))
+		members = append(members, ref(path+"/"+cpuID))
 	}
 	return writeResource(q, http.StatusOK, collection(path, "#ProcessorCollection.ProcessorCollection", "Processors Collection", members))
 }
@@ -216,7 +216,7 @@ func (s *Server) getNICs(q *request) error {
 	path := systemPath(q.sys.ID) + "/EthernetInterfaces"
 	var members []link
 	for i := range id.MACs {
-		members = append(members, link(path+"/"+nicID(i)))
+		members = append(members, ref(path+"/"+nicID(i)))
 	}
 	return writeResource(q, http.StatusOK, collection(path, "#EthernetInterfaceCollection.EthernetInterfaceCollection", "Ethernet Interface Collection", members))
 }

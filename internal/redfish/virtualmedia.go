@@ -35,7 +35,7 @@ func mediaPath(q *request) string {
 
 func (s *Server) getMediaCollection(q *request) error {
 	p := mediaPath(q)
-	return writeResource(q, http.StatusOK, collection(p, "#VirtualMediaCollection.VirtualMediaCollection", "Virtual Media Services", []link{link(p + "/" + cdID)}))
+	return writeResource(q, http.StatusOK, collection(p, "#VirtualMediaCollection.VirtualMediaCollection", "Virtual Media Services", []link{ref(p + "/" + cdID)}))
 }
 
 // getMedia answers the drive. Image is the URL the image came from, so

@@ -42,7 +42,10 @@ func identity(name string, cfg *types.VirtualMachineConfigInfo) machine.Identity
 	uuid := strings.ToLower(cfg.Uuid)
 	id := machine.Identity{Name: name, UUID: uuid, SerialNumber: serialNumber(uuid)}
 	id.CPUs, id.MemoryMiB = int(cfg.Hardware.NumCPU), int(cfg.Hardware.MemoryMB)
-	for _, d := range object.VirtualDeviceList(cfg.Hardware.Device).SelectByType((*types.VirtualEthernetCard)(nil)) {
+	// A type assertion, not VirtualDeviceList.SelectByType: that walks
+	// each device's struct by reflection, and Redfish asks for a system's
+	// identity on every GET.
+	for _, d := range cfg.Hardware.Device {
 		if nic, ok := d.(types.BaseVirtualEthernetCard); ok {
 			id.MACs = append(id.MACs, nic.GetVirtualEthernetCard().MacAddress)
 		}

@@ -1,0 +1,5 @@
+//go:build !linux || 386 || s390x
+
+package rawsock
+
+func isLinux() bool { return false }
