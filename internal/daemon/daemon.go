@@ -159,6 +159,14 @@ func Run(ctx context.Context, opts Options) error {
 	watching := make(chan struct{})
 	go func() { d.inv.Run(wctx); close(watching) }()
 	defer func() { stopWatch(); <-watching }()
+	// The embedded simulator is local and cannot hang: its first
+	// synchronisation is waited for however long it takes (10,000 VMs
+	// take longer than startWait), or `serve --vms 10000` would start
+	// with no BMC.
+	wait := time.After(startWait)
+	if d.sim != nil {
+		wait = nil
+	}
 	select {
 	case <-d.inv.Ready():
 	case <-d.client.Tried():
@@ -168,12 +176,12 @@ func Run(ctx context.Context, opts Options) error {
 		if d.client.Status() == nil {
 			select {
 			case <-d.inv.Ready():
-			case <-time.After(startWait):
+			case <-wait:
 			case <-ctx.Done():
 				return nil
 			}
 		}
-	case <-time.After(startWait):
+	case <-wait:
 	case <-ctx.Done():
 		return nil
 	}
