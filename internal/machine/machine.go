@@ -75,6 +75,32 @@ type Identity struct {
 	MemoryMiB int
 	// MACs are the addresses of the system's NICs, in device order.
 	MACs []string
+	// Disks are the system's virtual disks, in device order: what a
+	// BMC's storage inventory reports (Ironic's inspection takes the
+	// root disk's size from it).
+	Disks []Disk
+	// SecureBoot: the firmware enforces UEFI secure boot.
+	SecureBoot bool
+	// GuestTools: the guest's agent (VMware Tools) runs, so the guest can
+	// be asked to shut down or restart.
+	GuestTools bool
+}
+
+// Disk is a virtual disk and the controller it hangs off.
+type Disk struct {
+	// ID is the disk's identifier within the system, stable while the
+	// disk exists (vSphere's device key).
+	ID string
+	// Name is the backend's label ("Hard disk 1").
+	Name          string
+	CapacityBytes int64
+	// Bus is the controller's kind: "SCSI", "SATA", "NVMe" or "IDE".
+	Bus string
+	// ControllerID and Controller identify and name the controller.
+	ControllerID, Controller string
+	// UUID is the disk's own identifier (vSphere's backing UUID; with
+	// disk.EnableUUID the guest sees it as the disk's serial and WWN).
+	UUID string
 }
 
 // Stats is the system's resource usage, as percentages of what it is

@@ -361,3 +361,29 @@ func TestSushyVerifyCertificate(t *testing.T) {
 		})
 	}
 }
+
+// Ironic's redfish inspection, through sushy, finds the VM's disks with
+// their sizes (local_gb: the smallest disk of at least 4 GiB, less one
+// GiB) and its memory, from Storage and SimpleStorage alike.
+func TestSushyInspection(t *testing.T) {
+	s := newSushyEnv(t)
+	f := s.fakes["vm-0"]
+	f.SetIdentity(func(id *machine.Identity) {
+		id.Disks = []machine.Disk{
+			{ID: "2000", Name: "Hard disk 1", CapacityBytes: 120 << 30, Bus: "SCSI", ControllerID: "1000", Controller: "SCSI controller 0", UUID: "6000C291-aaaa-bbbb-cccc-000000000001"},
+			{ID: "2001", Name: "Hard disk 2", CapacityBytes: 2 << 30, Bus: "SCSI", ControllerID: "1000", Controller: "SCSI controller 0"},
+			{ID: "16000", Name: "Hard disk 3", CapacityBytes: 500 << 30, Bus: "NVMe", ControllerID: "31000", Controller: "NVME controller 0"},
+		}
+	})
+	out := s.mustRun(t, sushyRun{system: "/redfish/v1/Systems/vm-0", auth: "session", steps: []string{"inspect", "memory"}})
+	if out[0]["local_gb"] != 119.0 || out[0]["memory_mb"] != 16384.0 || out[0]["cpus"] != 4.0 {
+		t.Errorf("inspection: %v", out[0])
+	}
+	want := []any{float64(2 << 30), float64(120 << 30), float64(500 << 30)}
+	if fmt.Sprint(out[0]["simple"]) != fmt.Sprint(want) || fmt.Sprint(out[0]["drives"]) != fmt.Sprint(want) {
+		t.Errorf("disk sizes: %v", out[0])
+	}
+	if fmt.Sprint(out[1]["capacity_mib"]) != "[16384]" {
+		t.Errorf("memory: %v", out[1])
+	}
+}

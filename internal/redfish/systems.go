@@ -36,6 +36,9 @@ type computerSystem struct {
 	ProcessorSummary   processorSummary
 	MemorySummary      memorySummary
 	Processors         link
+	Memory             link
+	Storage            link
+	SimpleStorage      link
 	EthernetInterfaces link
 	VirtualMedia       link
 	LogServices        link
@@ -123,7 +126,7 @@ func (st systemState) view(sys System) computerSystem {
 	}
 	return computerSystem{
 		ODataID:            path,
-		ODataType:          "#ComputerSystem.v1_10_0.ComputerSystem",
+		ODataType:          "#ComputerSystem.v1_13_0.ComputerSystem",
 		ID:                 sys.ID,
 		Name:               name,
 		Manufacturer:       manufacturer,
@@ -136,6 +139,9 @@ func (st systemState) view(sys System) computerSystem {
 		ProcessorSummary:   processorSummary{Count: cpus, LogicalProcessorCount: st.id.CPUs, Status: enabled},
 		MemorySummary:      memorySummary{TotalSystemMemoryGiB: float64(st.id.MemoryMiB) / 1024, Status: enabled},
 		Processors:         ref(path + "/Processors"),
+		Memory:             ref(path + "/Memory"),
+		Storage:            ref(path + "/Storage"),
+		SimpleStorage:      ref(path + "/SimpleStorage"),
 		EthernetInterfaces: ref(path + "/EthernetInterfaces"),
 		VirtualMedia:       ref(path + "/VirtualMedia"),
 		LogServices:        ref(path + "/LogServices"),

@@ -31,7 +31,7 @@ func TestSystemResource(t *testing.T) {
 		"Boot/BootSourceOverrideEnabled":         "Disabled",
 		"Boot/BootSourceOverrideMode":            "UEFI",
 		"Status/State":                           "Enabled",
-		"@odata.type":                            "#ComputerSystem.v1_10_0.ComputerSystem",
+		"@odata.type":                            "#ComputerSystem.v1_13_0.ComputerSystem",
 		"@odata.id":                              "/redfish/v1/Systems/vm-0",
 		"Actions/#ComputerSystem.Reset/target":   "/redfish/v1/Systems/vm-0/Actions/ComputerSystem.Reset",
 	}

@@ -559,7 +559,7 @@ func (inv *Inventory) Identity(ref types.ManagedObjectReference) (machine.Identi
 	if err != nil {
 		return machine.Identity{}, err
 	}
-	return identity(vm.Name, vm.Config), nil
+	return identity(vm), nil
 }
 
 // find resolves a VM by BIOS UUID or exact name from the inventory. It
@@ -639,7 +639,7 @@ func (inv *Inventory) List(ctx context.Context, pattern, folder string) ([]VMInf
 		if ok, _ := path.Match(pattern, vm.Name); pattern != "" && !ok {
 			continue
 		}
-		id := identity(vm.Name, vm.Config)
+		id := identity(vm)
 		out = append(out, VMInfo{Name: vm.Name, Power: powerState(vm.Runtime.PowerState).String(), UUID: id.UUID, Firmware: vm.Config.Firmware, MACs: id.MACs})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
@@ -37,20 +39,78 @@ func (inv *Inventory) Resolve(ctx context.Context, ref string) (types.ManagedObj
 	return inv.find(ref)
 }
 
-// identity derives what a BMC reports from a VM's configuration.
-func identity(name string, cfg *types.VirtualMachineConfigInfo) machine.Identity {
+// identity derives what a BMC reports from a VM's configuration and its
+// guest's state.
+func identity(vm *mo.VirtualMachine) machine.Identity {
+	cfg := vm.Config
 	uuid := strings.ToLower(cfg.Uuid)
-	id := machine.Identity{Name: name, UUID: uuid, SerialNumber: serialNumber(uuid)}
+	id := machine.Identity{Name: vm.Name, UUID: uuid, SerialNumber: serialNumber(uuid)}
 	id.CPUs, id.MemoryMiB = int(cfg.Hardware.NumCPU), int(cfg.Hardware.MemoryMB)
-	// A type assertion, not VirtualDeviceList.SelectByType: that walks
+	if b := cfg.BootOptions; b != nil && b.EfiSecureBootEnabled != nil {
+		id.SecureBoot = *b.EfiSecureBootEnabled && cfg.Firmware == string(types.GuestOsDescriptorFirmwareTypeEfi)
+	}
+	if vm.Guest != nil {
+		id.GuestTools = vm.Guest.ToolsRunningStatus == string(types.VirtualMachineToolsRunningStatusGuestToolsRunning)
+	}
+	// Type assertions, not VirtualDeviceList.SelectByType: that walks
 	// each device's struct by reflection, and Redfish asks for a system's
 	// identity on every GET.
+	controllers := map[int32]types.BaseVirtualDevice{}
 	for _, d := range cfg.Hardware.Device {
-		if nic, ok := d.(types.BaseVirtualEthernetCard); ok {
-			id.MACs = append(id.MACs, nic.GetVirtualEthernetCard().MacAddress)
+		switch d.(type) {
+		case types.BaseVirtualSCSIController, types.BaseVirtualSATAController, *types.VirtualNVMEController, *types.VirtualIDEController:
+			controllers[d.GetVirtualDevice().Key] = d
+		}
+	}
+	for _, d := range cfg.Hardware.Device {
+		switch d := d.(type) {
+		case types.BaseVirtualEthernetCard:
+			id.MACs = append(id.MACs, d.GetVirtualEthernetCard().MacAddress)
+		case *types.VirtualDisk:
+			id.Disks = append(id.Disks, disk(d, controllers[d.ControllerKey]))
 		}
 	}
 	return id
+}
+
+// disk describes a virtual disk on controller c (nil if not found).
+func disk(d *types.VirtualDisk, c types.BaseVirtualDevice) machine.Disk {
+	out := machine.Disk{ID: strconv.Itoa(int(d.Key)), Name: label(d.GetVirtualDevice()), CapacityBytes: d.CapacityInBytes}
+	if out.CapacityBytes == 0 {
+		out.CapacityBytes = d.CapacityInKB * 1024 // set by older vCenters only
+	}
+	switch b := d.Backing.(type) {
+	case *types.VirtualDiskFlatVer2BackingInfo:
+		out.UUID = b.Uuid
+	case *types.VirtualDiskSeSparseBackingInfo:
+		out.UUID = b.Uuid
+	case *types.VirtualDiskSparseVer2BackingInfo:
+		out.UUID = b.Uuid
+	case *types.VirtualDiskRawDiskMappingVer1BackingInfo:
+		out.UUID = b.Uuid
+	}
+	if c == nil {
+		return out
+	}
+	out.ControllerID, out.Controller = strconv.Itoa(int(c.GetVirtualDevice().Key)), label(c.GetVirtualDevice())
+	switch c.(type) {
+	case types.BaseVirtualSCSIController:
+		out.Bus = "SCSI"
+	case types.BaseVirtualSATAController:
+		out.Bus = "SATA"
+	case *types.VirtualNVMEController:
+		out.Bus = "NVMe"
+	case *types.VirtualIDEController:
+		out.Bus = "IDE"
+	}
+	return out
+}
+
+func label(d *types.VirtualDevice) string {
+	if d.DeviceInfo != nil {
+		return d.DeviceInfo.GetDescription().Label
+	}
+	return ""
 }
 
 // serialNumber is the SMBIOS system serial number vSphere gives a VM: its

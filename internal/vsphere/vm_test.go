@@ -193,6 +193,14 @@ func TestIdentity(t *testing.T) {
 	if id.CPUs != 4 || id.MemoryMiB != 16384 || len(id.MACs) != 1 || len(id.MACs[0]) != 17 || id.Name != "skinner-master-0" {
 		t.Errorf("identity %+v", id)
 	}
+	// The seed VM's 120 GB disk on its SCSI controller, as Redfish's
+	// storage inventory reports it.
+	if len(id.Disks) != 1 || id.Disks[0].CapacityBytes != 120<<30 || id.Disks[0].Bus != "SCSI" || id.Disks[0].ControllerID == "" || id.Disks[0].Name == "" {
+		t.Errorf("disks %+v", id.Disks)
+	}
+	if id.GuestTools || id.SecureBoot {
+		t.Errorf("a powered-off VM without secure boot: tools %v, secure boot %v", id.GuestTools, id.SecureBoot)
+	}
 	if got := serialNumber("4230a5b6-0c1d-2e3f-8899-aabbccddeeff"); got != "VMware-42 30 a5 b6 0c 1d 2e 3f-88 99 aa bb cc dd ee ff" {
 		t.Errorf("serial %q", got)
 	}

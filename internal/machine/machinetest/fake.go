@@ -47,6 +47,14 @@ func (f *Fake) Identity(context.Context) (machine.Identity, error) {
 	return f.ID, f.Err
 }
 
+// SetIdentity changes the identity under the fake's lock, as the
+// backend's inventory changes while it is served.
+func (f *Fake) SetIdentity(change func(*machine.Identity)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	change(&f.ID)
+}
+
 // PowerState implements machine.Machine.
 func (f *Fake) PowerState(context.Context) (machine.PowerState, error) {
 	f.mu.Lock()

@@ -14,6 +14,9 @@ STEP:
   insert=manager|system:URL  insert URL into the CD device, as Ironic does
   media=manager|system       print the CD device
   verify=manager|system:BOOL set_verify_certificate on the CD device
+  inspect                    print what Ironic's redfish inspection derives
+                             (memory_mb, cpus, local_gb) and the disk sizes
+  memory                     print the Memory collection's capacities
   sessions                   print the session ids
   wait                       print {"wait": true} and read a line from stdin
   close                      end the session (DELETE of its Location)
@@ -68,6 +71,33 @@ def describe_system(system):
     }
 
 
+def sizes(get):
+    """Sizes from a sushy property; a SushyError (a missing link) is none,
+    as Ironic's inspection treats it."""
+    try:
+        return sorted(get() or [])
+    except exceptions.SushyError:
+        return []
+
+
+def inspect(system):
+    """Ironic's redfish inspection of local_gb (inspect.py, _detect_local_gb):
+    of SimpleStorage's disks, then Storage's volumes or else drives, the
+    first of at least 4 GiB; the smaller of the two when both give one; in
+    GiB, less one."""
+    gib = 1024 ** 3
+    simple = sizes(lambda: system.simple_storage.disks_sizes_bytes)
+    volumes = sizes(lambda: system.storage.volumes_sizes_bytes)
+    drives = sizes(lambda: system.storage.drives_sizes_bytes)
+    first = lambda xs: ([x for x in xs if x >= 4 * gib] or [0])[0]
+    s, t = first(simple), first(volumes) or first(drives)
+    local = min(s, t) if s and t else max(s, t)
+    return {"memory_mb": system.memory_summary.size_gib * 1024,
+            "cpus": system.processors.summary.count,
+            "local_gb": max(0, int(local / gib - 1)),
+            "simple": simple, "drives": drives, "volumes": volumes}
+
+
 def run(root, system_path, step, auth):
     kind, _, arg = step.partition("=")
     system = root.get_system(system_path)
@@ -116,6 +146,13 @@ def run(root, system_path, step, auth):
         dev.set_verify_certificate(value == "true")
         dev.refresh()
         return {"verify_certificate": dev.verify_certificate}
+    if kind == "inspect":
+        return inspect(system)
+    if kind == "memory":
+        # sushy 4.3.3 has no Memory resource: read it through its connection.
+        coll = system._conn.get(utils.get_sub_resource_path_by(system, "Memory")).json()
+        return {"capacity_mib": [system._conn.get(m["@odata.id"]).json()["CapacityMiB"]
+                                 for m in coll["Members"]]}
     if kind == "sessions":
         return {"sessions": sorted(root.get_session_service().sessions.members_identities)}
     if kind == "wait":
