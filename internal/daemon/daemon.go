@@ -295,7 +295,7 @@ func (d *Daemon) load(ctx context.Context) ([]bridge.Spec, vsphere.Options, erro
 			return nil, vopts, err
 		}
 		d.sim = sim
-		vopts = vsphere.Options{URL: sim.URL.String(), Username: vsphere.SimulatorUser, Password: vsphere.SimulatorPassword, CAFile: sim.CAFile}
+		vopts = vsphere.Options{URL: sim.URL.String(), Username: vsphere.SimulatorUser, Password: vsphere.SimulatorPassword, CAFile: sim.CAFile, NoNMI: true}
 		for i, name := range sim.VMs {
 			port := 0
 			if o.BasePort != 0 {

@@ -84,6 +84,29 @@ type Identity struct {
 	// GuestTools: the guest's agent (VMware Tools) runs, so the guest can
 	// be asked to shut down or restart.
 	GuestTools bool
+	// SoftOffFallback: a guest shutdown the guest cannot do becomes a hard
+	// power-off (the backend is configured so).
+	SoftOffFallback bool
+	// NMI: the backend can raise an NMI in the system now (it runs, and
+	// the backend can send one).
+	NMI bool
+}
+
+// Allows reports whether a can be asked of the system now. Protocols
+// advertise only what it allows (Redfish's ResetType AllowableValues) and
+// refuse the rest alike, so that an advertised action works: a guest
+// shutdown or restart needs the guest's agent (or, for a shutdown, the
+// fallback), an NMI a backend that can send one.
+func (id Identity) Allows(a PowerAction) bool {
+	switch a {
+	case SoftOff:
+		return id.GuestTools || id.SoftOffFallback
+	case SoftReset:
+		return id.GuestTools
+	case NMI:
+		return id.NMI
+	}
+	return true
 }
 
 // Disk is a virtual disk and the controller it hangs off.

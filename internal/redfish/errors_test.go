@@ -103,7 +103,7 @@ func TestErrorStatuses(t *testing.T) {
 
 		{name: "restart while off", method: "POST", path: reset, body: `{"ResetType":"ForceRestart"}`, hdr: admin, status: 409, id: "GeneralError",
 			message: "not possible in the present state"},
-		{name: "nmi while off", method: "POST", path: reset, body: `{"ResetType":"Nmi"}`, hdr: admin, status: 409},
+		{name: "nmi while off", method: "POST", path: reset, body: `{"ResetType":"Nmi"}`, hdr: admin, status: 400, id: "ActionParameterValueNotInList"},
 
 		{name: "stale If-Match", method: "PATCH", path: sys, body: `{"Boot":{"BootSourceOverrideTarget":"Pxe"}}`, hdr: append([]string{"If-Match", `W/"0123456789abcdef"`}, admin...),
 			status: 412, id: "PreconditionFailed"},
@@ -118,8 +118,11 @@ func TestErrorStatuses(t *testing.T) {
 			method: "GET", path: sys, hdr: admin, status: 503, id: "ServiceTemporarilyUnavailable", header: map[string]string{"Retry-After": "3"}},
 		{name: "VM busy", setup: func(e *env) { e.fakes["vm-0"].Err = machine.ErrBusy },
 			method: "POST", path: reset, body: `{"ResetType":"On"}`, hdr: admin, status: 503, header: map[string]string{"Retry-After": "3"}},
-		{name: "unsupported", setup: func(e *env) { e.fakes["vm-0"].Err = machine.ErrUnsupported },
-			method: "POST", path: reset, body: `{"ResetType":"Nmi"}`, hdr: admin, status: 400, id: "ActionNotSupported", message: "ComputerSystem.Reset Nmi"},
+		{name: "nmi where vCenter cannot", setup: func(e *env) {
+			f := e.fakes["vm-0"]
+			f.State = machine.PowerOn
+			f.SetIdentity(func(id *machine.Identity) { id.NMI = false })
+		}, method: "POST", path: reset, body: `{"ResetType":"Nmi"}`, hdr: admin, status: 400, id: "ActionParameterValueNotInList"},
 		{name: "unexpected machine error", setup: func(e *env) { e.fakes["vm-0"].Err = errors.New("soap: internal fault 0x42") },
 			method: "GET", path: "/redfish/v1/Chassis/vm-0", hdr: admin, status: 500, id: "InternalError"},
 	}

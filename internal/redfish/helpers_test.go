@@ -39,6 +39,8 @@ func newFake(name string) *machinetest.Fake {
 		CPUs:         4,
 		MemoryMiB:    16384,
 		MACs:         []string{"00:50:56:aa:bb:01", "00:50:56:aa:bb:02"},
+		GuestTools:   true,
+		NMI:          true,
 	}}
 }
 

@@ -29,12 +29,32 @@ var resetTypes = []struct {
 	{"PowerCycle", machine.Cycle},
 }
 
-func resetTypeNames() []string {
-	out := make([]string, len(resetTypes))
-	for i, t := range resetTypes {
-		out[i] = t.name
+// allowedResetTypes are the reset types the system can do now, by
+// machine.Identity.Allows: a client must be able to trust AllowableValues
+// (sushy refuses a value it lacks before sending), so GracefulShutdown and
+// GracefulRestart need VMware Tools (or, for a shutdown, softOffTimeout)
+// and Nmi a running VM on a vCenter that can send one.
+func allowedResetTypes(id machine.Identity, ps machine.PowerState) []string {
+	var out []string
+	for _, t := range resetTypes {
+		if id.Allows(actionOf(t.act, ps)) {
+			out = append(out, t.name)
+		}
 	}
 	return out
+}
+
+// actionOf is the power action of a reset type in power state ps:
+// PushPowerButton (act 0) is a power-on when off, an ACPI shutdown
+// request when on.
+func actionOf(act machine.PowerAction, ps machine.PowerState) machine.PowerAction {
+	if act != 0 {
+		return act
+	}
+	if ps.IsOn() {
+		return machine.SoftOff
+	}
+	return machine.On
 }
 
 // reset performs ComputerSystem.Reset {"ResetType": X}, answered 204. On
@@ -42,9 +62,10 @@ func resetTypeNames() []string {
 // them idempotent), because Ironic's power sync sends them without reading
 // the state first.
 //
-// GracefulRestart is a guest reboot through VMware Tools (Ironic's soft
-// reboot); without Tools it answers 409, rather than silently becoming a
-// hard reset that loses what the guest had not written.
+// A type the system cannot do now (allowedResetTypes) is refused as a
+// value not in the list, before vCenter is asked: GracefulRestart is a
+// guest reboot through VMware Tools (Ironic's soft reboot), never
+// silently a hard reset that loses what the guest had not written.
 func (s *Server) reset(q *request) error {
 	body, err := readBody(q)
 	if err != nil {
@@ -69,20 +90,16 @@ func (s *Server) reset(q *request) error {
 			act, known = t.act, true
 		}
 	}
-	ctx := q.r.Context()
-	switch {
-	case !known:
+	if !known {
 		return errActionParameterNotInList(resetActionName, "ResetType", name)
-	case name == "PushPowerButton":
-		// A power button: on when off, an ACPI shutdown request when on.
-		ps, err := q.sys.Machine.PowerState(ctx)
-		if err != nil {
-			return fmt.Errorf("power state: %w", err)
-		}
-		act = machine.On
-		if ps.IsOn() {
-			act = machine.SoftOff
-		}
+	}
+	ctx := q.r.Context()
+	st, err := readSystem(ctx, q.sys)
+	if err != nil {
+		return err
+	}
+	if act = actionOf(act, st.power); !st.id.Allows(act) {
+		return errActionParameterNotInList(resetActionName, "ResetType", name)
 	}
 	if err := q.sys.Machine.Power(ctx, act); err != nil {
 		return fromMachine(fmt.Errorf("%s %s (%s): %w", resetActionName, name, act, err), resetActionName+" "+name, q.sys.ID)

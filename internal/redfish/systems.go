@@ -149,7 +149,7 @@ func (st systemState) view(sys System) computerSystem {
 			ManagedBy: []link{ref(managerPath(sys.ID))},
 			Chassis:   []link{ref(chassisPath(sys.ID))},
 		},
-		Actions: systemActions{Reset: resetAction{Target: path + "/Actions/ComputerSystem.Reset", Allowed: resetTypeNames()}},
+		Actions: systemActions{Reset: resetAction{Target: path + "/Actions/ComputerSystem.Reset", Allowed: allowedResetTypes(st.id, st.power)}},
 		Status:  enabled,
 	}
 }

@@ -54,10 +54,8 @@ func TestSystemResource(t *testing.T) {
 		t.Errorf("mode AllowableValues %v", got)
 	}
 	resets := allowed("Actions", "#ComputerSystem.Reset", "ResetType@Redfish.AllowableValues")
-	for _, r := range []string{"On", "ForceOff", "GracefulShutdown", "GracefulRestart", "ForceRestart", "Nmi", "ForceOn", "PushPowerButton"} {
-		if !slices.Contains(resets, r) {
-			t.Errorf("ResetType %s not allowed: %v", r, resets)
-		}
+	if want := []string{"On", "ForceOff", "GracefulShutdown", "GracefulRestart", "ForceRestart", "Nmi", "ForceOn", "PushPowerButton", "PowerCycle"}; !slices.Equal(resets, want) {
+		t.Errorf("ResetType AllowableValues %v, want %v", resets, want)
 	}
 
 	// Links Ironic follows.
@@ -214,7 +212,7 @@ func TestReset(t *testing.T) {
 }
 
 // GracefulRestart is a guest reboot (machine.SoftReset), refused with 409
-// when the system is off.
+// when the system is off, and not offered (nor done) without VMware Tools.
 func TestGracefulRestart(t *testing.T) {
 	e := newEnv(t)
 	f := e.fakes["vm-0"]
@@ -226,5 +224,42 @@ func TestGracefulRestart(t *testing.T) {
 	w = e.do("POST", "/redfish/v1/Systems/vm-0/Actions/ComputerSystem.Reset", `{"ResetType":"GracefulRestart"}`, admin...)
 	if w.Code != http.StatusNoContent || len(f.Actions) != 1 || f.Actions[0] != machine.SoftReset {
 		t.Errorf("on: status %d, actions %v", w.Code, f.Actions)
+	}
+	f.SetIdentity(func(id *machine.Identity) { id.GuestTools = false })
+	w = e.do("POST", "/redfish/v1/Systems/vm-0/Actions/ComputerSystem.Reset", `{"ResetType":"GracefulRestart"}`, admin...)
+	if w.Code != http.StatusBadRequest || len(f.Actions) != 1 {
+		t.Errorf("without Tools: status %d, actions %v", w.Code, f.Actions)
+	}
+	checkRedfishError(t, w, "ActionParameterValueNotInList")
+}
+
+// AllowableValues lists what the system can do now, by one rule
+// (machine.Identity.Allows), which also decides the answer.
+func TestAllowedResetTypes(t *testing.T) {
+	always := []string{"On", "ForceOff", "ForceRestart", "ForceOn", "PowerCycle"}
+	with := func(extra ...string) []string {
+		var out []string
+		for _, r := range resetTypes {
+			if slices.Contains(always, r.name) || slices.Contains(extra, r.name) {
+				out = append(out, r.name)
+			}
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		id   machine.Identity
+		ps   machine.PowerState
+		want []string
+	}{
+		{"off, no Tools", machine.Identity{}, machine.PowerOff, with("PushPowerButton")},
+		{"on, no Tools", machine.Identity{}, machine.PowerOn, with()},
+		{"on, Tools", machine.Identity{GuestTools: true}, machine.PowerOn, with("GracefulShutdown", "GracefulRestart", "PushPowerButton")},
+		{"on, fallback", machine.Identity{SoftOffFallback: true}, machine.PowerOn, with("GracefulShutdown", "PushPowerButton")},
+		{"on, NMI", machine.Identity{NMI: true}, machine.PowerOn, with("Nmi")},
+	} {
+		if got := allowedResetTypes(tc.id, tc.ps); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

@@ -55,6 +55,10 @@ type Options struct {
 	LoginStore LoginStore
 	// Log gets connection attempts and failures (Start only).
 	Log *slog.Logger
+	// NoNMI: this vCenter cannot send an NMI (govmomi's simulator has no
+	// SendNMI). A vCenter that refuses one as unimplemented is marked so
+	// too, so that NMIs stop being advertised.
+	NoNMI bool
 }
 
 // LoginStore keeps the failed-login record (a *state.Store).
@@ -111,6 +115,8 @@ type Client struct {
 	// tried is closed once the first attempt has ended.
 	tried     chan struct{}
 	triedOnce sync.Once
+
+	noNMI atomic.Bool // see Options.NoNMI
 }
 
 // Connect connects and logs in to vCenter once, and fails if that fails.
@@ -171,14 +177,16 @@ func newClient(o Options) (*Client, error) {
 	if err := gate.load(); err != nil {
 		return nil, err
 	}
-	return &Client{
+	c := &Client{
 		opts: o, url: u, sc: sc,
 		count:  &counter{next: sc},
 		gate:   gate,
 		ready:  make(chan struct{}),
 		tried:  make(chan struct{}),
 		status: errors.New("connecting to vCenter"),
-	}, nil
+	}
+	c.noNMI.Store(o.NoNMI)
+	return c, nil
 }
 
 // connect makes the SOAP client and logs in, once.

@@ -201,7 +201,15 @@ func (v *VM) snapshot() (*mo.VirtualMachine, error) {
 
 // Identity implements machine.Machine.
 func (v *VM) Identity(context.Context) (machine.Identity, error) {
-	return v.inv.Identity(v.obj.Reference())
+	id, err := v.inv.Identity(v.obj.Reference())
+	if err != nil {
+		return id, err
+	}
+	id.SoftOffFallback = v.opts.SoftOffTimeout > 0
+	if vm, err := v.snapshot(); err == nil {
+		id.NMI = powerState(vm.Runtime.PowerState).IsOn() && !v.inv.c.noNMI.Load()
+	}
+	return id, nil
 }
 
 func powerState(s types.VirtualMachinePowerState) machine.PowerState {
@@ -294,9 +302,9 @@ func (v *VM) Power(ctx context.Context, a machine.PowerAction) error {
 	case (a == machine.Cycle || a == machine.Reset || a == machine.NMI) && a == v.lastAction && time.Since(v.lastAt) < duplicateWindow:
 		v.log.Debug("repeated power request taken for a retransmission", "action", a)
 		return nil
+	case a == machine.NMI && v.inv.c.noNMI.Load():
+		return fmt.Errorf("vm %s: this vCenter cannot send an NMI: %w", vm.Name, machine.ErrUnsupported)
 	case a == machine.NMI && state != machine.PowerOn:
-		// vSphere's SendNMI is missing on older versions and the simulator:
-		// say why it cannot work now rather than that it never could.
 		return fmt.Errorf("vm %s is %s, an NMI needs it running: %w", vm.Name, state, machine.ErrInvalidState)
 	}
 	v.supersedeCycle()
@@ -344,7 +352,13 @@ func (v *VM) power(ctx context.Context, a machine.PowerAction, state machine.Pow
 			return err
 		})
 		if vd == refused {
-			return fmt.Errorf("vm %s: NMI: %w", v.name(), mapError(err))
+			err = mapError(err)
+			if errors.Is(err, machine.ErrUnsupported) {
+				// Older vSphere and the simulator lack SendNMI: stop
+				// advertising NMIs (machine.Identity.NMI).
+				v.inv.c.noNMI.Store(true)
+			}
+			return fmt.Errorf("vm %s: NMI: %w", v.name(), err)
 		}
 		return err
 	}

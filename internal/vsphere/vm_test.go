@@ -226,7 +226,19 @@ func TestPower(t *testing.T) {
 		{machine.Off, types.VirtualMachinePowerStatePoweredOff, nil},
 	}
 	for i, s := range steps {
+		if s.action == machine.NMI {
+			// Running, on a vCenter not yet known to lack SendNMI.
+			if id, _ := v.Identity(ctx); !id.NMI {
+				t.Fatalf("step %d: NMI not offered before the simulator refused one", i)
+			}
+		}
 		err := v.Power(ctx, s.action)
+		if s.action == machine.NMI {
+			// The simulator has no SendNMI: from now on NMIs are not offered.
+			if id, _ := v.Identity(ctx); id.NMI {
+				t.Fatalf("step %d: NMI still offered after the simulator refused one", i)
+			}
+		}
 		if !errors.Is(err, s.err) {
 			t.Fatalf("step %d %s: err = %v, want %v", i, s.action, err, s.err)
 		}

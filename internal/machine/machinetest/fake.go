@@ -41,10 +41,14 @@ func (f *Fake) log() *machine.EventLog {
 var _ machine.Machine = (*Fake)(nil)
 
 // Identity implements machine.Machine.
+// ID.NMI says whether the backend can send NMIs at all; the identity
+// reports it only while the system runs, as a real backend does.
 func (f *Fake) Identity(context.Context) (machine.Identity, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.ID, f.Err
+	id := f.ID
+	id.NMI = id.NMI && f.State == machine.PowerOn
+	return id, f.Err
 }
 
 // SetIdentity changes the identity under the fake's lock, as the
