@@ -44,6 +44,10 @@ type Machine interface {
 	// EjectMedia disconnects the image from the CD drive. Ejecting an empty
 	// drive succeeds. It cancels an InsertMedia in progress.
 	EjectMedia(ctx context.Context) error
+	// SetSecureBoot turns UEFI secure boot on or off, from the next boot
+	// on. Turning it on for a system without UEFI firmware fails with
+	// ErrInvalidArgument.
+	SetSecureBoot(ctx context.Context, on bool) error
 	// SetMediaVerify sets whether later inserts verify an https image's
 	// certificate (Redfish VirtualMedia.VerifyCertificate); it outlives
 	// images and restarts.
@@ -79,8 +83,10 @@ type Identity struct {
 	// BMC's storage inventory reports (Ironic's inspection takes the
 	// root disk's size from it).
 	Disks []Disk
-	// SecureBoot: the firmware enforces UEFI secure boot.
-	SecureBoot bool
+	// SecureBoot: the firmware enforces UEFI secure boot; SecureBootNext:
+	// it will from the next boot (a change can wait for the system to be
+	// off).
+	SecureBoot, SecureBootNext bool
 	// GuestTools: the guest's agent (VMware Tools) runs, so the guest can
 	// be asked to shut down or restart.
 	GuestTools bool

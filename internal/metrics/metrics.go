@@ -322,6 +322,12 @@ func (i *instrumented) SetMediaVerify(ctx context.Context, verify bool) error {
 	return err
 }
 
+func (i *instrumented) SetSecureBoot(ctx context.Context, on bool) error {
+	err := i.Machine.SetSecureBoot(ctx, on)
+	i.m.Action("secure_boot", err)
+	return err
+}
+
 func (i *instrumented) EjectMedia(ctx context.Context) error {
 	err := i.Machine.EjectMedia(ctx)
 	i.m.Action("media_eject", err)

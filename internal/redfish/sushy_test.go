@@ -387,3 +387,24 @@ func TestSushyInspection(t *testing.T) {
 		t.Errorf("memory: %v", out[1])
 	}
 }
+
+// Ironic's UEFISecureBoot flow, through sushy: SecureBootEnable turns the
+// VM's secure boot on; a BIOS VM refuses it.
+func TestSushySecureBoot(t *testing.T) {
+	s := newSushyEnv(t)
+	out := s.mustRun(t, sushyRun{system: "/redfish/v1/Systems/vm-0", auth: "session", steps: []string{"secureboot", "secureboot=true", "secureboot=false"}})
+	if out[0]["enabled"] != false || out[0]["current_boot"] != "Disabled" || out[0]["mode"] != "DeployedMode" {
+		t.Errorf("initially %v", out[0])
+	}
+	if out[1]["enabled"] != true || out[1]["current_boot"] != "Enabled" || out[2]["enabled"] != false {
+		t.Errorf("after set_enabled: %v, %v", out[1], out[2])
+	}
+	s.fakes["vm-1"].Firmware = machine.BootModeLegacy
+	out, failed := s.run(t, sushyRun{system: "/redfish/v1/Systems/vm-1", auth: "session", user: "other", pass: "secret-1", steps: []string{"secureboot=true"}})
+	if !failed || out[len(out)-1]["status"] != 400.0 {
+		t.Errorf("secure boot on a BIOS VM: %v", out)
+	}
+	if id, _ := s.fakes["vm-1"].Identity(context.Background()); id.SecureBoot {
+		t.Error("a BIOS VM got secure boot")
+	}
+}

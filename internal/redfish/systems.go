@@ -39,6 +39,7 @@ type computerSystem struct {
 	Memory             link
 	Storage            link
 	SimpleStorage      link
+	SecureBoot         link
 	EthernetInterfaces link
 	VirtualMedia       link
 	LogServices        link
@@ -142,6 +143,7 @@ func (st systemState) view(sys System) computerSystem {
 		Memory:             ref(path + "/Memory"),
 		Storage:            ref(path + "/Storage"),
 		SimpleStorage:      ref(path + "/SimpleStorage"),
+		SecureBoot:         ref(path + "/SecureBoot"),
 		EthernetInterfaces: ref(path + "/EthernetInterfaces"),
 		VirtualMedia:       ref(path + "/VirtualMedia"),
 		LogServices:        ref(path + "/LogServices"),

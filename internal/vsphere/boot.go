@@ -26,6 +26,9 @@ type Record struct {
 	// PendingFirmware is a firmware change requested while the VM ran;
 	// vSphere refuses it then, so it waits for the next power-on.
 	PendingFirmware string `json:"pendingFirmware,omitempty"`
+	// PendingSecureBoot is a secure-boot change requested while the VM
+	// ran, waiting for the next power-on as PendingFirmware does.
+	PendingSecureBoot *bool `json:"pendingSecureBoot,omitempty"`
 	// RestoreFirmware is the firmware a one-time override replaced, put
 	// back after its boot (as Restore is for the boot order); empty when
 	// the override left the firmware alone.

@@ -46,3 +46,4 @@ func (u unbound) Media(context.Context) (machine.Media, error)                { 
 func (u unbound) InsertMedia(context.Context, string) error                   { return u.err() }
 func (u unbound) EjectMedia(context.Context) error                            { return u.err() }
 func (u unbound) SetMediaVerify(context.Context, bool) error                  { return u.err() }
+func (u unbound) SetSecureBoot(context.Context, bool) error                   { return u.err() }

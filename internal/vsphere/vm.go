@@ -206,6 +206,10 @@ func (v *VM) Identity(context.Context) (machine.Identity, error) {
 		return id, err
 	}
 	id.SoftOffFallback = v.opts.SoftOffTimeout > 0
+	id.SecureBootNext = id.SecureBoot
+	if p := v.record().PendingSecureBoot; p != nil {
+		id.SecureBootNext = *p
+	}
 	if vm, err := v.snapshot(); err == nil {
 		id.NMI = powerState(vm.Runtime.PowerState).IsOn() && !v.inv.c.noNMI.Load()
 	}
@@ -386,7 +390,7 @@ func (v *VM) powerOff(ctx context.Context, what string) error {
 // powerOn applies a pending firmware change, then powers on (or resumes).
 // v.mu must be held.
 func (v *VM) powerOn(ctx context.Context, state machine.PowerState) error {
-	if v.record().PendingFirmware != "" && state != machine.PowerOn {
+	if rec := v.record(); (rec.PendingFirmware != "" || rec.PendingSecureBoot != nil) && state != machine.PowerOn {
 		if err := v.pendingFirmware(ctx, state); err != nil {
 			return err
 		}
@@ -403,19 +407,31 @@ func (v *VM) powerOn(ctx context.Context, state machine.PowerState) error {
 // pendingFirmware applies, before a power-on, the firmware change that
 // waited for the VM to be off. v.mu must be held.
 func (v *VM) pendingFirmware(ctx context.Context, state machine.PowerState) error {
-	fw := v.record().PendingFirmware
-	if fw == "" || state == machine.PowerOn {
+	rec := v.record()
+	fw, sb := rec.PendingFirmware, rec.PendingSecureBoot
+	if (fw == "" && sb == nil) || state == machine.PowerOn {
 		return nil
+	}
+	spec := types.VirtualMachineConfigSpec{Firmware: fw}
+	if sb != nil {
+		vm, err := v.snapshot()
+		if err != nil {
+			return err
+		}
+		spec.BootOptions = secureBootOptions(vm, *sb)
 	}
 	applied := func() {
 		rec := v.record()
 		if rec.PendingFirmware == fw {
 			rec.PendingFirmware = ""
-			v.save(rec)
 		}
+		if rec.PendingSecureBoot == sb {
+			rec.PendingSecureBoot = nil
+		}
+		v.save(rec)
 	}
 	vd, err := v.runTask(ctx, "set firmware "+fw+" before power-on", func(ctx context.Context) (*object.Task, error) {
-		return v.obj.Reconfigure(ctx, types.VirtualMachineConfigSpec{Firmware: fw})
+		return v.obj.Reconfigure(ctx, spec)
 	}, func(err error) {
 		if err == nil {
 			applied()
@@ -427,7 +443,7 @@ func (v *VM) pendingFirmware(ctx context.Context, state machine.PowerState) erro
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
 		_ = v.inv.Refresh(rctx, v.obj.Reference())
 		cancel()
-		v.log.Info("firmware changed before power-on", "firmware", fw)
+		v.log.Info("firmware changed before power-on", "firmware", fw, "secure_boot", sb != nil && *sb)
 		return nil
 	case vd == refused && isKind(err, machine.ErrInvalidState):
 		return nil // running after all: the change keeps waiting

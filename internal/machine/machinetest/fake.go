@@ -51,6 +51,21 @@ func (f *Fake) Identity(context.Context) (machine.Identity, error) {
 	return id, f.Err
 }
 
+// SetSecureBoot implements machine.Machine: at once (the fake has no
+// power-on to wait for), and only with UEFI firmware.
+func (f *Fake) SetSecureBoot(_ context.Context, on bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.Err != nil {
+		return f.Err
+	}
+	if on && f.Firmware == machine.BootModeLegacy {
+		return fmt.Errorf("secure boot needs UEFI firmware: %w", machine.ErrInvalidArgument)
+	}
+	f.ID.SecureBoot, f.ID.SecureBootNext = on, on
+	return nil
+}
+
 // SetIdentity changes the identity under the fake's lock, as the
 // backend's inventory changes while it is served.
 func (f *Fake) SetIdentity(change func(*machine.Identity)) {

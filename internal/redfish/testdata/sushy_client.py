@@ -17,6 +17,8 @@ STEP:
   inspect                    print what Ironic's redfish inspection derives
                              (memory_mb, cpus, local_gb) and the disk sizes
   memory                     print the Memory collection's capacities
+  secureboot[=true|false]    set SecureBootEnable as Ironic's UEFISecureBoot
+                             flow does, then print the SecureBoot resource
   sessions                   print the session ids
   wait                       print {"wait": true} and read a line from stdin
   close                      end the session (DELETE of its Location)
@@ -148,6 +150,13 @@ def run(root, system_path, step, auth):
         return {"verify_certificate": dev.verify_certificate}
     if kind == "inspect":
         return inspect(system)
+    if kind == "secureboot":
+        sb = system.secure_boot
+        if arg:
+            sb.set_enabled(arg == "true")
+            sb.refresh()
+        return {"enabled": sb.enabled, "current_boot": sb.current_boot.value,
+                "mode": sb.mode.value}
     if kind == "memory":
         # sushy 4.3.3 has no Memory resource: read it through its connection.
         coll = system._conn.get(utils.get_sub_resource_path_by(system, "Memory")).json()
