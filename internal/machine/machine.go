@@ -83,6 +83,9 @@ type Identity struct {
 	// BMC's storage inventory reports (Ironic's inspection takes the
 	// root disk's size from it).
 	Disks []Disk
+	// BootOrder is the firmware's boot order by device class ("disk",
+	// "ethernet", "cdrom", "floppy"); empty: the firmware's default.
+	BootOrder []string
 	// SecureBoot: the firmware enforces UEFI secure boot; SecureBootNext:
 	// it will from the next boot (a change can wait for the system to be
 	// off).

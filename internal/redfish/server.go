@@ -215,6 +215,7 @@ func (s *Server) routes() {
 	s.route("/redfish/v1/Systems/{id}/Processors", get(oneSystem, s.getProcessors))
 	s.routeInventory(get)
 	s.routeSecureBoot()
+	s.routeBios()
 	s.route("/redfish/v1/Systems/{id}/Processors/{pid}", get(oneSystem, s.getProcessor))
 	s.route("/redfish/v1/Systems/{id}/EthernetInterfaces", get(oneSystem, s.getNICs))
 	s.route("/redfish/v1/Systems/{id}/EthernetInterfaces/{nid}", get(oneSystem, s.getNIC))

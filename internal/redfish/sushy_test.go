@@ -408,3 +408,28 @@ func TestSushySecureBoot(t *testing.T) {
 		t.Error("a BIOS VM got secure boot")
 	}
 }
+
+// Ironic's bios interface, through sushy: the attributes, their registry,
+// and SecureBoot set through the settings object; read-only ones refused.
+func TestSushyBios(t *testing.T) {
+	s := newSushyEnv(t)
+	s.fakes["vm-0"].SetIdentity(func(id *machine.Identity) { id.BootOrder = []string{"disk", "ethernet"} })
+	out := s.mustRun(t, sushyRun{system: "/redfish/v1/Systems/vm-0", auth: "session", steps: []string{"bios", "bios=SecureBoot:Enabled"}})
+	attrs := out[0]["attributes"].(map[string]any)
+	if attrs["BootMode"] != "Uefi" || attrs["SecureBoot"] != "Disabled" || attrs["BootOrder"] != "Hdd,Pxe" {
+		t.Errorf("attributes %v", attrs)
+	}
+	if fmt.Sprint(out[0]["registry"]) != "[BootMode BootOrder SecureBoot]" {
+		t.Errorf("registry %v", out[0]["registry"])
+	}
+	if out[1]["pending"].(map[string]any)["SecureBoot"] != "Enabled" {
+		t.Errorf("after setting SecureBoot: %v", out[1])
+	}
+	if id, _ := s.fakes["vm-0"].Identity(context.Background()); !id.SecureBootNext {
+		t.Error("SecureBoot attribute did not reach the machine")
+	}
+	out, failed := s.run(t, sushyRun{system: "/redfish/v1/Systems/vm-0", auth: "session", steps: []string{"bios=BootMode:Bios"}})
+	if !failed || out[len(out)-1]["status"] != 400.0 {
+		t.Errorf("read-only BootMode: %v", out)
+	}
+}

@@ -40,6 +40,7 @@ type computerSystem struct {
 	Storage            link
 	SimpleStorage      link
 	SecureBoot         link
+	Bios               link
 	EthernetInterfaces link
 	VirtualMedia       link
 	LogServices        link
@@ -144,6 +145,7 @@ func (st systemState) view(sys System) computerSystem {
 		Storage:            ref(path + "/Storage"),
 		SimpleStorage:      ref(path + "/SimpleStorage"),
 		SecureBoot:         ref(path + "/SecureBoot"),
+		Bios:               ref(path + "/Bios"),
 		EthernetInterfaces: ref(path + "/EthernetInterfaces"),
 		VirtualMedia:       ref(path + "/VirtualMedia"),
 		LogServices:        ref(path + "/LogServices"),

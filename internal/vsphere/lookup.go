@@ -46,8 +46,15 @@ func identity(vm *mo.VirtualMachine) machine.Identity {
 	uuid := strings.ToLower(cfg.Uuid)
 	id := machine.Identity{Name: vm.Name, UUID: uuid, SerialNumber: serialNumber(uuid)}
 	id.CPUs, id.MemoryMiB = int(cfg.Hardware.NumCPU), int(cfg.Hardware.MemoryMB)
-	if b := cfg.BootOptions; b != nil && b.EfiSecureBootEnabled != nil {
-		id.SecureBoot = *b.EfiSecureBootEnabled && cfg.Firmware == string(types.GuestOsDescriptorFirmwareTypeEfi)
+	if b := cfg.BootOptions; b != nil {
+		if b.EfiSecureBootEnabled != nil {
+			id.SecureBoot = *b.EfiSecureBootEnabled && cfg.Firmware == string(types.GuestOsDescriptorFirmwareTypeEfi)
+		}
+		for _, d := range b.BootOrder {
+			if class, _ := bootableClass(d); class != "" {
+				id.BootOrder = append(id.BootOrder, class)
+			}
+		}
 	}
 	if vm.Guest != nil {
 		id.GuestTools = vm.Guest.ToolsRunningStatus == string(types.VirtualMachineToolsRunningStatusGuestToolsRunning)

@@ -17,6 +17,9 @@ STEP:
   inspect                    print what Ironic's redfish inspection derives
                              (memory_mb, cpus, local_gb) and the disk sizes
   memory                     print the Memory collection's capacities
+  bios[=NAME:VALUE]          set a BIOS attribute as Ironic's bios interface
+                             does, then print the attributes, the pending
+                             ones and the registry's attribute names
   secureboot[=true|false]    set SecureBootEnable as Ironic's UEFISecureBoot
                              flow does, then print the SecureBoot resource
   sessions                   print the session ids
@@ -157,6 +160,27 @@ def run(root, system_path, step, auth):
             sb.refresh()
         return {"enabled": sb.enabled, "current_boot": sb.current_boot.value,
                 "mode": sb.mode.value}
+    if kind == "bios":
+        bios = system.bios
+        if arg:
+            name, _, value = arg.partition(":")
+            bios.set_attributes({name: value})
+            bios.refresh()
+        try:
+            registry = bios.get_attribute_registry()
+            names = sorted(a.name for a in registry.registry_entries.attributes) if registry else None
+        except FileNotFoundError:
+            # Debian's python3-sushy lacks the standard registries sushy
+            # loads first: follow the registry the way sushy does, by hand.
+            conn = system._conn
+            names = None
+            for m in conn.get("/redfish/v1/Registries").json()["Members"]:
+                f = conn.get(m["@odata.id"]).json()
+                if f.get("Registry") == bios.json["AttributeRegistry"]:
+                    r = conn.get(f["Location"][0]["Uri"]).json()
+                    names = sorted(a["AttributeName"] for a in r["RegistryEntries"]["Attributes"])
+        return {"attributes": dict(bios.attributes), "pending": dict(bios.pending_attributes),
+                "registry": names}
     if kind == "memory":
         # sushy 4.3.3 has no Memory resource: read it through its connection.
         coll = system._conn.get(utils.get_sub_resource_path_by(system, "Memory")).json()
