@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"regexp"
-	"time"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/redfish"
 )
@@ -84,10 +83,10 @@ func (d *Daemon) startRedfish(ctx context.Context, serve func(string, func() err
 	return "https://" + net.JoinHostPort(displayHost(h), p) + "/redfish/v1", nil
 }
 
-// redfishVersion changes when a BMC starts or stops, and every 10 s
-// besides, which picks up VM renames (a system is named by its VM).
+// redfishVersion changes when a BMC starts or stops, and when a VM
+// appears, leaves or is renamed (a system is named by its VM).
 func (d *Daemon) redfishVersion() uint64 {
-	return d.bridge.Generation()<<32 ^ uint64(time.Now().Unix()/10)
+	return d.bridge.Generation()<<32 + d.inv.Names()
 }
 
 // redfishSystems are the running BMCs' machines, named by their VM.

@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
@@ -194,5 +195,81 @@ bmcs:
 	}
 	if o := sushy(t, url, system, "system")[0]; o["target"] != "Hdd" || o["enabled"] != "Continuous" {
 		t.Fatalf("override after deploy: %v", o)
+	}
+}
+
+// A VM renamed in vCenter is served under its new name at once: the
+// Redfish index is rebuilt when a VM is renamed, not on a timer.
+func TestRedfishFollowsRename(t *testing.T) {
+	sim, err := vsphere.StartSimulator(context.Background(), "127.0.0.1:0", 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	dir := t.TempDir()
+	cfg := fmt.Sprintf(`vcenter:
+  url: %s
+  username: %s
+  password: %s
+  caFile: %s
+stateDir: %s
+metricsAddress: ""
+redfish:
+  address: 127.0.0.1:0
+bmcs:
+  - vm: skinner-worker-2
+    address: 127.0.0.1
+    port: %d
+    password: pw-12345
+`, sim.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword, sim.CAFile, filepath.Join(dir, "state"), clienttest.FreeUDPPort(t))
+	cfgPath := filepath.Join(dir, "bridge.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, cfgPath, filepath.Join(dir, "api.sock"))
+	defer d.stop(t)
+	m := regexp.MustCompile(`redfish:\s+(https://\S+)/redfish/v1`).FindStringSubmatch(d.out.String())
+	if m == nil {
+		t.Fatalf("no Redfish URL in the banner:\n%s", d.out.String())
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 5 * time.Second}
+	status := func(name string) int {
+		req, _ := http.NewRequest(http.MethodGet, m[1]+"/redfish/v1/Systems/"+name, nil)
+		req.SetBasicAuth("admin", "pw-12345")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := status("skinner-worker-2"); got != http.StatusOK {
+		t.Fatalf("before the rename: %d", got)
+	}
+	c, err := vsphere.Connect(context.Background(), vsphere.Options{URL: sim.URL.String(), Username: vsphere.SimulatorUser, Password: vsphere.SimulatorPassword, CAFile: sim.CAFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := object.NewSearchIndex(c.Vim()).FindByInventoryPath(context.Background(), "/DC0/vm/skinner-worker-2")
+	if err != nil || ref == nil {
+		t.Fatalf("find the VM: %v", err)
+	}
+	task, err := object.NewVirtualMachine(c.Vim(), ref.Reference()).Rename(context.Background(), "renamed-worker")
+	if err == nil {
+		err = task.Wait(context.Background())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for status("renamed-worker") != http.StatusOK {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("the renamed VM is not served under its new name after 5 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("served under its new name %v after the rename", time.Since(start).Round(time.Millisecond))
+	if got := status("skinner-worker-2"); got != http.StatusNotFound {
+		t.Errorf("old name: %d, want 404", got)
 	}
 }

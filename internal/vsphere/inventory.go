@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vmware/govmomi/find"
@@ -67,6 +68,9 @@ type Inventory struct {
 
 	mu  sync.RWMutex
 	vms map[types.ManagedObjectReference]*mo.VirtualMachine
+	// names counts the VMs that appeared, left or were renamed: what
+	// names a Redfish system changes only then (see Names).
+	names atomic.Uint64
 	// everSynced: a full synchronisation happened once, so VMs new in a
 	// resynchronisation were created while vCenter was away.
 	everSynced bool
@@ -380,6 +384,7 @@ func (inv *Inventory) watch(ctx context.Context) (synced bool, err error) {
 			// deleted meanwhile leave, and the inventory is ready.
 			for ref := range inv.vms {
 				if !seen[ref] {
+					inv.names.Add(1)
 					delete(inv.vms, ref)
 					changes = append(changes, Change{Ref: ref, Removed: true, At: now})
 				}
@@ -448,6 +453,7 @@ func (inv *Inventory) applyLocked(u types.ObjectUpdate, synced bool) (*Change, b
 	}
 	old, known := inv.vms[ref]
 	if u.Kind == types.ObjectUpdateKindLeave {
+		inv.names.Add(1)
 		delete(inv.vms, ref)
 		if known {
 			return &Change{Ref: ref, Removed: true}, false
@@ -474,6 +480,9 @@ func (inv *Inventory) applyLocked(u types.ObjectUpdate, synced bool) (*Change, b
 	}
 	mo.ApplyPropertyChange(vm, u.ChangeSet)
 	inv.vms[ref] = vm
+	if !known || vm.Name != old.Name {
+		inv.names.Add(1)
+	}
 	if !known {
 		if synced || inv.everSynced {
 			return &Change{Ref: ref, Added: true, From: machine.PowerUnknown, To: powerState(vm.Runtime.PowerState)}, false
@@ -532,6 +541,12 @@ func (inv *Inventory) Refresh(ctx context.Context, ref types.ManagedObjectRefere
 	inv.vms[ref] = &vm
 	return nil
 }
+
+// Names changes whenever a VM appears, leaves or is renamed, so that
+// readers indexing VMs by name (Redfish's systems) rebuild their index then
+// and only then: rebuilding every few seconds cost 10,000 systems' index
+// on the request path.
+func (inv *Inventory) Names() uint64 { return inv.names.Load() }
 
 // get returns the current snapshot of a VM. The snapshot is never written
 // again (updates replace it), so it may be read without the lock.
