@@ -5,6 +5,26 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# What the suite needs, checked first so that a fresh machine stops at once
+# with what to install rather than failing tests one by one (.ci/run
+# installs them on Debian).
+missing=()
+cc=$(go env CC)
+command -v "${cc:-gcc}" >/dev/null || missing+=("a C compiler (-race needs cgo): gcc")
+command -v ipmitool >/dev/null || missing+=(ipmitool)
+command -v ipmipower >/dev/null || missing+=(freeipmi-tools)
+/usr/bin/python3 -c 'import pyghmi.ipmi.command' 2>/dev/null || missing+=(python3-pyghmi)
+/usr/bin/python3 -c 'import sushy' 2>/dev/null || missing+=(python3-sushy)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "scripts/test.sh needs: ${missing[*]}" >&2
+  echo "on Debian or Ubuntu: apt-get install -y gcc ipmitool freeipmi-tools python3-pyghmi python3-sushy (or run .ci/run as root)" >&2
+  exit 1
+fi
+if ! go mod tidy -diff >/dev/null; then
+  echo "go.mod or go.sum is not tidy: run go mod tidy" >&2
+  exit 1
+fi
+
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then
   echo "gofmt would change: $unformatted" >&2

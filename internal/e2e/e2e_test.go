@@ -271,7 +271,8 @@ func TestIpmitoolBootdev(t *testing.T) {
 }
 
 // TestIronicCommandLines runs the command lines Ironic's ipmitool driver
-// builds (CLIENTS.md §3), with its timing (-R 1 -N 5) and password file.
+// builds (ironic/drivers/modules/ipmitool.py, _exec_ipmitool), with its
+// timing (-R 1 -N 5) and password file.
 func TestIronicCommandLines(t *testing.T) {
 	const name = "skinner-worker-1"
 	pw := filepath.Join(t.TempDir(), "pw")

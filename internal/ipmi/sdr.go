@@ -37,7 +37,7 @@ var sdrUpdated = time.Date(2026, time.November, 25, 0, 0, 0, 0, time.UTC)
 // sdrRecords is the repository every endpoint serves: two threshold sensors
 // with a reading in percent and one discrete power sensor. Ironic's sensor
 // collection (`ipmitool sdr -v`) fails on an empty repository or when no
-// sensor has a reading (CLIENTS.md §3.2).
+// sensor has a reading (ironic/drivers/modules/ipmitool.py, _get_sensors_data).
 func sdrRecords() readOnlySDR {
 	return readOnlySDR{
 		sensorCPU:    packPercentSensor(sensorCPU, byte(types.SensorTypeProcessor), entityProcessor, "CPU Usage"),
