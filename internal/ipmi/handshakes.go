@@ -10,9 +10,11 @@ import (
 )
 
 // Handshake limits, per endpoint. A source gets at most perSourcePending
-// sessions in setup at once (a console needs one; Ironic may run two
-// ipmitool processes against one node); the endpoint at most maxPending,
-// enough that 249 sources at their limit never fill it, so that a flood
+// sessions in setup at once (a console needs one, but one host may start
+// several at the same instant: Ironic's conductor, a fencing agent, a
+// script; with 4, eight ipmitool processes started together lost a login
+// or two in a hundred); the endpoint at most maxPending, enough that 249
+// sources at their limit never fill it, so that a flood
 // from many addresses evicts only the flooders' own handshakes. Forged
 // sources can fill it (they need not wait for answers); then the oldest
 // handshake that has not yet proved a round trip, of a source with the
@@ -20,7 +22,7 @@ import (
 // by RAKP 3 or by timing out, and then counts as a failure if it failed,
 // so that a guesser cannot push its own failures out of the table.
 const (
-	perSourcePending = 4
+	perSourcePending = 8
 	maxPending       = 2048
 	// handshakeTimeout is how long a setup may take from Open Session (or
 	// Get Session Challenge) to RAKP 3 (or Activate Session). Consoles
