@@ -38,7 +38,7 @@ var registry = map[string]message{
 	"ActionParameterValueTypeError":    {"The value '%1' for the parameter %2 in the action %3 is of a different type than the parameter can accept.", "Warning", "Correct the value for the parameter in the request body and resubmit the request if the operation failed."},
 	"CreateFailedMissingReqProperties": {"The create operation failed because the required property %1 was missing from the request.", "Critical", "Correct the body to include the required property with a valid value and resubmit the request if the operation failed."},
 	"GeneralError":                     {"A general error has occurred.", "Critical", "None."},
-	"HeaderInvalid":                    {"Header '%1' is invalid.", "Critical", "Resubmit the request with a JSON body and 'Content-Type: application/json'."},
+	"HeaderInvalid":                    {"Header '%1' is invalid.", "Critical", "Resubmit the request with a valid HTTP header."},
 	"InternalError":                    {"The request failed due to an internal service error.  The service is still operational.", "Critical", "Resubmit the request.  If the problem persists, consider resetting the service."},
 	"InvalidURI":                       {"The URI %1 was not found.", "Critical", "Provide a valid URI and resubmit the request."},
 	"MalformedJSON":                    {"The request body submitted was malformed JSON and could not be parsed by the receiving service.", "Critical", "Ensure that the request body is valid JSON and resubmit the request."},

@@ -12,11 +12,25 @@ func (s *Server) getVersions(q *request) error {
 	return writeResource(q, http.StatusOK, map[string]string{"v1": "/redfish/v1/"})
 }
 
+// rootServices are the resources the service root links to by name, in
+// the order of the OData service document, which lists the same ones
+// (DSP0266 "OData service document": an entry for the service root and for
+// each resource that is a direct child of it).
+var rootServices = []struct{ name, path string }{
+	{"Systems", "/redfish/v1/Systems"},
+	{"Managers", "/redfish/v1/Managers"},
+	{"Chassis", "/redfish/v1/Chassis"},
+	{"SessionService", "/redfish/v1/SessionService"},
+	{"AccountService", accountServicePath},
+	// The Bios attribute registry (bios.go): sushy finds it here.
+	{"Registries", "/redfish/v1/Registries"},
+}
+
 // getRoot answers the service root. sushy reads it before it authenticates
 // (for Links.Sessions), so it is public; it needs Systems, Managers and
 // Chassis links, RedfishVersion and UUID.
 func (s *Server) getRoot(q *request) error {
-	return writeResource(q, http.StatusOK, map[string]any{
+	root := map[string]any{
 		"@odata.id":      "/redfish/v1/",
 		"@odata.type":    "#ServiceRoot.v1_5_0.ServiceRoot",
 		"Id":             "RootService",
@@ -25,27 +39,26 @@ func (s *Server) getRoot(q *request) error {
 		"UUID":           s.uuid,
 		"Product":        "ipmi-vmware-bridge",
 		"Vendor":         "ipmi-vmware-bridge",
-		"Systems":        ref("/redfish/v1/Systems"),
-		"Managers":       ref("/redfish/v1/Managers"),
-		"Chassis":        ref("/redfish/v1/Chassis"),
-		"SessionService": ref("/redfish/v1/SessionService"),
 		"Links":          map[string]any{"Sessions": ref(sessionsPath)},
-	})
+	}
+	for _, r := range rootServices {
+		root[r.name] = ref(r.path)
+	}
+	return writeResource(q, http.StatusOK, root)
 }
 
-// getOData answers the OData service document (DSP0266 §8.2): the
-// top-level resources, for generic OData clients.
+// getOData answers the OData service document (DSP0266 "OData service
+// document"): the service root and the resources it links to, for generic
+// OData clients, in the context of $metadata, whose Service entity
+// container defines them.
 func (s *Server) getOData(q *request) error {
-	var value []map[string]string
-	for _, r := range []struct{ name, url string }{
-		{"Service", "/redfish/v1/"},
-		{"Systems", "/redfish/v1/Systems"},
-		{"Managers", "/redfish/v1/Managers"},
-		{"Chassis", "/redfish/v1/Chassis"},
-		{"SessionService", "/redfish/v1/SessionService"},
-		{"Sessions", sessionsPath},
-	} {
-		value = append(value, map[string]string{"name": r.name, "kind": "Singleton", "url": r.url})
+	value := []map[string]string{{"name": "Service", "kind": "Singleton", "url": "/redfish/v1/"}}
+	for _, r := range rootServices {
+		value = append(value, map[string]string{"name": r.name, "kind": "Singleton", "url": r.path})
 	}
-	return writeResource(q, http.StatusOK, map[string]any{"value": value})
+	value = append(value, map[string]string{"name": "Sessions", "kind": "Singleton", "url": sessionsPath})
+	return writeResource(q, http.StatusOK, map[string]any{
+		"@odata.context": "/redfish/v1/$metadata",
+		"value":          value,
+	})
 }

@@ -195,16 +195,24 @@ func (s *Server) routes() {
 	s.route("/redfish", get(public, s.getVersions))
 	s.route("/redfish/v1", get(public, s.getRoot))
 	s.route("/redfish/v1/odata", get(public, s.getOData))
+	s.route("/redfish/v1/$metadata", get(public, s.getMetadata))
 
 	s.route("/redfish/v1/SessionService", get(anySystem, s.getSessionService))
 	s.route("/redfish/v1/SessionService/Sessions", map[string]op{
 		http.MethodGet:  {anySystem, s.getSessions},
 		http.MethodPost: {public, s.createSession},
 	})
+	s.route("/redfish/v1/SessionService/Sessions/Members", map[string]op{http.MethodPost: {public, s.createSession}})
 	s.route("/redfish/v1/SessionService/Sessions/{sid}", map[string]op{
 		http.MethodGet:    {anySystem, s.getSession},
 		http.MethodDelete: {anySystem, s.deleteSession},
 	})
+
+	s.route("/redfish/v1/AccountService", get(anySystem, s.getAccountService))
+	s.route("/redfish/v1/AccountService/Accounts", get(anySystem, s.getAccounts))
+	s.route("/redfish/v1/AccountService/Accounts/{aid}", get(anySystem, s.getAccount))
+	s.route("/redfish/v1/AccountService/Roles", get(anySystem, s.getRoles))
+	s.route("/redfish/v1/AccountService/Roles/{rid}", get(anySystem, s.getRole))
 
 	s.route("/redfish/v1/Systems", get(anySystem, s.getSystems))
 	s.route("/redfish/v1/Systems/{id}", map[string]op{

@@ -177,6 +177,9 @@ func (s *Server) deleteSession(q *request) error {
 // createSession is the login of DSP0266 §13.3.4.2: POST {UserName,
 // Password} answered 201 with X-Auth-Token and Location, which is what
 // sushy's SessionAuth expects; without them it falls back to Basic auth.
+// It answers POST to the collection (what sushy sends) and to its Members
+// alike: DSP0266 "POST (create)" makes the two equivalent, and a service
+// that creates members shall take both.
 func (s *Server) createSession(q *request) error {
 	body, err := readBody(q)
 	if err != nil {
@@ -220,7 +223,10 @@ func (s *Server) createSession(q *request) error {
 		e.header.Set("Retry-After", strconv.Itoa(retryAfter))
 		return e
 	}
-	q.w.Header().Set("X-Auth-Token", token)
-	q.w.Header().Set("Location", sessionsPath+"/"+sess.id)
+	h := q.w.Header()
+	h.Set("X-Auth-Token", token)
+	h.Set("Location", sessionsPath+"/"+sess.id)
+	// The token is a credential: no cache may keep the response.
+	h.Set("Cache-Control", "no-store")
 	return writeResource(q, http.StatusCreated, sessionView(sess))
 }

@@ -399,7 +399,10 @@ func TestSushySecureBoot(t *testing.T) {
 	if out[1]["enabled"] != true || out[1]["current_boot"] != "Enabled" || out[2]["enabled"] != false {
 		t.Errorf("after set_enabled: %v, %v", out[1], out[2])
 	}
-	s.fakes["vm-1"].Firmware = machine.BootModeLegacy
+	// Served concurrently: the firmware changes as a client would change it.
+	if err := s.fakes["vm-1"].SetBootOverride(context.Background(), machine.BootOverride{Enabled: true, Persistent: true, Device: machine.BootDisk, Mode: machine.BootModeLegacy}); err != nil {
+		t.Fatal(err)
+	}
 	out, failed := s.run(t, sushyRun{system: "/redfish/v1/Systems/vm-1", auth: "session", user: "other", pass: "secret-1", steps: []string{"secureboot=true"}})
 	if !failed || out[len(out)-1]["status"] != 400.0 {
 		t.Errorf("secure boot on a BIOS VM: %v", out)
