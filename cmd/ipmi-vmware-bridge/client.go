@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/api"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/openshift"
 )
 
 // passwordEnv gives `bmc add` the BMC password when --password-file does
@@ -253,11 +254,27 @@ func vmsCommand(o *clientOpts) *cobra.Command {
 
 func bmhCommand(o *clientOpts) *cobra.Command {
 	var req api.BMH
+	var controlPlane []string
 	cmd := &cobra.Command{
 		Use:   "bmh",
 		Short: "OpenShift BareMetalHost and Secret manifests for the bridged VMs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Checked here too, although the daemon checks again, so that
+			// a mistyped glob is a usage error (exit 2) like any other.
+			cp, err := openshift.ParseControlPlane(controlPlane)
+			if err != nil {
+				return usagef("bmh --control-plane: %v", err)
+			}
+			if req.InstallConfig && cmd.Flags().Changed("control-plane") {
+				// Refused rather than ignored: install-config.yaml is for a
+				// cluster not yet installed, with no control plane to keep
+				// Metal3 away from, and its roles come from the VM names.
+				return usagef("bmh --install-config: --control-plane is for a running cluster's BareMetalHosts; install-config.yaml makes a host a master when its name contains \"master\"")
+			}
+			// Never nil: the daemon reads a missing list as the default,
+			// and --control-plane '' must reach it as none.
+			req.ControlPlane = cp.Patterns()
 			if !o.json {
 				return o.client().BMH(cmd.Context(), req, o.stdout)
 			}
@@ -273,8 +290,16 @@ func bmhCommand(o *clientOpts) *cobra.Command {
 	fs.StringVar(&req.Namespace, "namespace", "", "namespace of the manifests (default openshift-machine-api)")
 	fs.BoolVar(&req.InstallConfig, "install-config", false, "print install-config.yaml's platform.baremetal.hosts instead")
 	fs.BoolVar(&req.Redfish, "redfish", false, "address the BMCs as redfish-virtualmedia:// instead of ipmi://")
-	fs.BoolVar(&req.Offline, "offline", false, "set online: false")
+	fs.BoolVar(&req.Offline, "offline", false, "set online: false (control-plane hosts stay online: true)")
 	fs.StringVar(&req.Filter, "filter", "", "only VMs whose name matches this glob")
+	// A list flag both ways: repeated, or with commas, as a shell variable
+	// would hold it. The daemon gives its hosts externallyProvisioned: true
+	// and keeps them online (see openshift.Host.ControlPlane), so that
+	// applying the output to the running cluster reboots and powers off
+	// none of them.
+	fs.StringArrayVar(&controlPlane, "control-plane", []string{openshift.DefaultControlPlane},
+		"the running control plane's VMs, by name `PATTERN` (glob; repeatable or comma-separated; '' for none): "+
+			"externallyProvisioned and online, so Metal3 leaves them running")
 	return cmd
 }
 

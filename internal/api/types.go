@@ -113,4 +113,15 @@ type BMH struct {
 	Offline       bool   `json:"offline"`
 	// Filter limits the output to VMs whose name matches (glob).
 	Filter string `json:"filter"`
+	// ControlPlane names the VMs that run the cluster's control plane, by
+	// glob over the VM name (see openshift.ParseControlPlane: an element
+	// may also hold several, comma-separated); their BareMetalHosts are
+	// externally provisioned, online and never cleaned, so that Metal3
+	// leaves the running masters alone. Absent or null means the default,
+	// openshift.DefaultControlPlane, so that a client that never heard of
+	// the field still gets its masters protected; an empty list means
+	// none. Hence no omitempty: a client must be able to send []. A
+	// malformed glob is ErrInvalid. Ignored with InstallConfig, whose
+	// cluster has no control plane yet.
+	ControlPlane []string `json:"controlPlane"`
 }

@@ -268,8 +268,25 @@ func (d *Daemon) running() []served {
 
 // BMH implements api.Backend: BareMetalHost and Secret manifests (or the
 // install-config hosts list) for the running BMCs, with each VM's first
-// NIC as its provisioning MAC and its firmware as its boot mode.
+// NIC as its provisioning MAC, its firmware (and secure boot) as its boot
+// mode, and the control plane chosen by req.ControlPlane marked so that
+// Metal3 leaves it alone. The control plane is decided here, not by the
+// client, so that every client, one that predates the field included, gets
+// the same manifests for the same request.
 func (d *Daemon) BMH(ctx context.Context, req api.BMH) ([]byte, error) {
+	var cp openshift.ControlPlane
+	if !req.InstallConfig {
+		patterns := req.ControlPlane
+		if patterns == nil {
+			// Absent: a client that does not know the field is protected
+			// too. An empty list is the one way to ask for none.
+			patterns = []string{openshift.DefaultControlPlane}
+		}
+		var err error
+		if cp, err = openshift.ParseControlPlane(patterns); err != nil {
+			return nil, fmt.Errorf("%w: control plane: %v", api.ErrInvalid, err)
+		}
+	}
 	var hosts []openshift.Host
 	for _, i := range d.running() {
 		m := i.m
@@ -297,6 +314,12 @@ func (d *Daemon) BMH(ctx context.Context, req api.BMH) ([]byte, error) {
 			Name: id.Name, BMCAddress: net.JoinHostPort(host, port),
 			Username: i.Spec.Username, Password: i.Spec.Password,
 			BootMAC: id.MACs[0], UEFI: o.Mode == machine.BootModeUEFI, Online: !req.Offline,
+			// What the next boot gets, not what runs: Metal3 reboots a host
+			// before it deploys anything to it, so a change that waits for
+			// a power cycle is in force by then.
+			SecureBoot: id.SecureBootNext,
+			// By vCenter's name: Match also tries the BareMetalHost's.
+			ControlPlane: cp.Match(id.Name),
 		}
 		if req.Redfish {
 			h.RedfishSystem = id.Name

@@ -191,6 +191,8 @@ func TestManagement(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden(t, "install-config.golden", ports.Replace(manifests.String()), vms)
+	t.Run("bmh control plane", func(t *testing.T) { testBMHControlPlane(t, socket) })
+	t.Run("bmh secure boot", func(t *testing.T) { testBMHSecureBoot(t, sim, d.api) })
 
 	// A restart brings every BMC back, the stopped one stopped.
 	d.stop(t)

@@ -77,3 +77,56 @@ func ExampleInstallConfigHosts() {
 	//         bootMACAddress: "00:50:56:8a:00:04"
 	//         bootMode: UEFI
 }
+
+// What the daemon does for `bmh`: the --control-plane globs (here the
+// default) choose the hosts Metal3 must leave alone, and a VM whose secure
+// boot is on, driven through Redfish, boots UEFISecureBoot. The master stays
+// online although bmh --offline asked otherwise.
+func ExampleParseControlPlane() {
+	cp, err := openshift.ParseControlPlane([]string{openshift.DefaultControlPlane})
+	if err != nil {
+		log.Fatal(err)
+	}
+	h := openshift.Host{
+		Name:          "skinner-master-0",
+		BMCAddress:    "192.168.86.168:623",
+		Username:      "admin",
+		Password:      "password",
+		BootMAC:       "00:50:56:8a:00:00",
+		UEFI:          true,
+		SecureBoot:    true,
+		Online:        false,
+		RedfishSystem: "skinner-master-0",
+	}
+	h.ControlPlane = cp.Match(h.Name)
+	opts := openshift.Options{RedfishPort: 8443}
+	if err := openshift.BareMetalHosts(os.Stdout, []openshift.Host{h}, opts); err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// apiVersion: v1
+	// kind: Secret
+	// metadata:
+	//   name: skinner-master-0-bmc-secret
+	//   namespace: openshift-machine-api
+	// type: Opaque
+	// data:
+	//   username: "YWRtaW4="
+	//   password: "cGFzc3dvcmQ="
+	// ---
+	// apiVersion: metal3.io/v1alpha1
+	// kind: BareMetalHost
+	// metadata:
+	//   name: skinner-master-0
+	//   namespace: openshift-machine-api
+	// spec:
+	//   online: true
+	//   externallyProvisioned: true
+	//   automatedCleaningMode: disabled
+	//   bootMACAddress: "00:50:56:8a:00:00"
+	//   bootMode: UEFISecureBoot
+	//   bmc:
+	//     address: "redfish-virtualmedia://192.168.86.168:8443/redfish/v1/Systems/skinner-master-0"
+	//     credentialsName: skinner-master-0-bmc-secret
+	//     disableCertificateVerification: true
+}

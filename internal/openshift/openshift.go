@@ -4,8 +4,9 @@
 // install-config.yaml for a new one.
 //
 // It owns the translation from a bridged VM (its BMC address, credentials and
-// provisioning NIC) to what Metal3 reads (CLIENTS.md §3.3 and §5.1): the BMC
-// URL, the Kubernetes object names and the YAML itself. Every host is
+// provisioning NIC) to what Metal3 reads: the BMC URL, the Kubernetes object
+// names and the YAML itself, and which hosts are a running cluster's control
+// plane, which Metal3 must leave alone (see ControlPlane). Every host is
 // validated before a byte is written, so a failed call writes nothing, and the
 // output depends on nothing but the input, so it can be golden-tested.
 package openshift
@@ -26,12 +27,20 @@ const DefaultNamespace = "openshift-machine-api"
 // Protocols, as the scheme of spec.bmc.address.
 const (
 	// ProtocolIPMI drives the BMC with Ironic's ipmitool driver; the address
-	// is ipmi://HOST:PORT (CLIENTS.md §3.3).
+	// is ipmi://HOST:PORT.
 	ProtocolIPMI = "ipmi"
 	// ProtocolRedfishVirtualMedia drives it with Ironic's redfish driver and
 	// boots through virtual media; the address is
-	// redfish-virtualmedia://HOST:PORT/redfish/v1/Systems/ID (CLIENTS.md §5.1).
+	// redfish-virtualmedia://HOST:PORT/redfish/v1/Systems/ID.
 	ProtocolRedfishVirtualMedia = "redfish-virtualmedia"
+)
+
+// Boot modes, as the BareMetalHost's spec.bootMode and install-config.yaml's
+// hosts[].bootMode spell them.
+const (
+	bootModeLegacy         = "legacy"
+	bootModeUEFI           = "UEFI"
+	bootModeUEFISecureBoot = "UEFISecureBoot"
 )
 
 // Roles a host can have in install-config.yaml.
@@ -58,9 +67,52 @@ type Host struct {
 	BootMAC string
 	// UEFI selects bootMode UEFI; otherwise legacy (BIOS).
 	UEFI bool
+	// SecureBoot, with UEFI, selects bootMode UEFISecureBoot instead, so
+	// that Ironic knows the firmware enforces secure boot, and keeps it on,
+	// when it deploys the host. Without UEFI it is ignored: there is no
+	// secure boot without UEFI firmware. Metal3 and the installer refuse
+	// UEFISecureBoot for an ipmi:// address (their IPMI driver cannot
+	// switch secure boot), so a secure-boot host must be driven through
+	// Redfish (RedfishSystem or ProtocolRedfishVirtualMedia); otherwise it
+	// is an error, not a bootMode UEFI that would hide the firmware's
+	// secure boot from Ironic.
+	SecureBoot bool
 	// Online is the BareMetalHost's spec.online: whether Metal3 keeps the
-	// VM powered on.
+	// VM powered on. A ControlPlane host is online whatever Online says.
 	Online bool
+	// ControlPlane marks a VM that already runs the cluster's control plane
+	// (see ControlPlane.Match). BareMetalHosts are applied to a running
+	// cluster, so its BareMetalHost gets, in its spec:
+	//
+	//   - externallyProvisioned: true. Metal3 registers the host (checking
+	//     the BMC credentials, which is why its Secret stays) and moves it
+	//     straight to the "externally provisioned" state: it never
+	//     inspects, cleans or provisions it, and manages only its power.
+	//   - online: true, whatever Online says. Power being the one thing
+	//     Metal3 still manages, it makes the VM's power match online: false
+	//     would power off a running master, true leaves a running one
+	//     alone. A master found off is powered on, which is what a control
+	//     plane wants.
+	//   - automatedCleaningMode: disabled. Cleaning (erasing the disks'
+	//     metadata) runs when a host is deprovisioned, and Metal3
+	//     deprovisions an externally provisioned host as soon as
+	//     externallyProvisioned is turned off without an image to
+	//     provision, for example by applying manifests made with a pattern
+	//     that no longer matches it. Disabled, that mistake powers the
+	//     master off but keeps its disks.
+	//
+	// It gets no inspect.metal3.io: disabled annotation. Metal3 never
+	// inspects an externally provisioned host (not after registration, and
+	// a request to inspect again is only acted on for an available host),
+	// so the annotation would change nothing while externallyProvisioned
+	// holds; and once an operator hands the host to Metal3 it would go on
+	// skipping inspection, leaving the host without hardware details,
+	// unnoticed.
+	//
+	// InstallConfigHosts ignores ControlPlane: a cluster being installed
+	// has no control plane to protect, and Role says which hosts the
+	// installer makes masters.
+	ControlPlane bool
 	// Role is RoleMaster or RoleWorker for install-config.yaml. Empty means
 	// master when the sanitised name contains "master", else worker.
 	Role string
@@ -102,6 +154,8 @@ type host struct {
 	mac      string // lower-case, colon-separated
 	bootMode string
 	online   bool
+	// controlPlane: see Host.ControlPlane.
+	controlPlane bool
 }
 
 // secretSuffix names a host's credentials Secret.
@@ -166,14 +220,18 @@ func wrap(errs []error) error { return fmt.Errorf("openshift: %w", errors.Join(e
 func resolveHost(in Host, opts Options) (host, []error) {
 	var errs []error
 	h := host{
-		name:     kubeName(in.Name),
-		username: in.Username,
-		password: in.Password,
-		online:   in.Online,
-		bootMode: "legacy",
+		name:         kubeName(in.Name),
+		username:     in.Username,
+		password:     in.Password,
+		online:       in.Online,
+		bootMode:     bootModeLegacy,
+		controlPlane: in.ControlPlane,
 	}
-	if in.UEFI {
-		h.bootMode = "UEFI"
+	switch {
+	case in.UEFI && in.SecureBoot:
+		h.bootMode = bootModeUEFISecureBoot
+	case in.UEFI:
+		h.bootMode = bootModeUEFI
 	}
 	if h.name == "" {
 		errs = append(errs, errors.New("name has no letter or digit to make a Kubernetes name from"))
@@ -222,6 +280,13 @@ func resolveHost(in Host, opts Options) (host, []error) {
 	}
 	h.address = addr
 	h.insecure = redfish && !opts.RedfishVerifyCertificate
+	if h.bootMode == bootModeUEFISecureBoot && err == nil && !redfish {
+		// Checked here because both consumers would refuse the output, one
+		// host at a time and long after: Metal3's webhook the
+		// BareMetalHost, the installer the whole install-config.yaml.
+		errs = append(errs, fmt.Errorf("secure boot is on, and Metal3 takes bootMode %s only with a Redfish BMC address, not %s:// (use protocol %s, or turn secure boot off)",
+			bootModeUEFISecureBoot, ProtocolIPMI, ProtocolRedfishVirtualMedia))
+	}
 
 	return h, errs
 }

@@ -49,6 +49,45 @@ func seedRedfishHosts() []Host {
 
 var redfishOptions = Options{Protocol: ProtocolRedfishVirtualMedia, RedfishPort: 8443}
 
+// seedSecureBootHosts is the Redfish seed cluster with secure boot on in a
+// master (which the default control plane also takes) and a worker, and on
+// in a BIOS worker too, where it cannot be and so changes nothing.
+func seedSecureBootHosts() []Host {
+	hosts := seedRedfishHosts()
+	hosts[0].SecureBoot = true
+	hosts[3].UEFI, hosts[3].SecureBoot = false, true
+	hosts[4].SecureBoot = true
+	return hosts
+}
+
+// Values of bmh's --control-plane flag: its default, a custom list given
+// both ways the flag takes one, and none.
+var (
+	defaultControlPlane = []string{DefaultControlPlane}
+	customControlPlane  = []string{"skinner-master-0,skinner-master-1", "*-worker-2"}
+	noControlPlane      = []string{""}
+)
+
+func parseControlPlane(t testing.TB, flag []string) ControlPlane {
+	t.Helper()
+	cp, err := ParseControlPlane(flag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cp
+}
+
+// withControlPlane sets ControlPlane on the hosts the flag's values choose.
+func withControlPlane(t testing.TB, hosts []Host, flag []string) []Host {
+	t.Helper()
+	cp := parseControlPlane(t, flag)
+	out := append([]Host(nil), hosts...)
+	for i := range out {
+		out[i].ControlPlane = cp.Match(out[i].Name)
+	}
+	return out
+}
+
 type renderFunc func(io.Writer, []Host, Options) error
 
 var renderers = []struct {
@@ -68,20 +107,30 @@ func render(t *testing.T, f renderFunc, hosts []Host, opts Options) []byte {
 	return buf.Bytes()
 }
 
+// TestGolden renders the seed cluster as bmh does, control plane chosen by
+// the --control-plane values given (the daemon matches them and sets
+// Host.ControlPlane). install-config has no control plane to protect, so the
+// flag changes nothing there.
 func TestGolden(t *testing.T) {
 	for _, tc := range []struct {
-		file   string
-		render renderFunc
-		hosts  []Host
-		opts   Options
+		file         string
+		render       renderFunc
+		hosts        []Host
+		opts         Options
+		controlPlane []string
 	}{
-		{"baremetalhosts-ipmi.golden", BareMetalHosts, seedHosts(), Options{}},
-		{"baremetalhosts-redfish.golden", BareMetalHosts, seedRedfishHosts(), redfishOptions},
-		{"install-config-ipmi.golden", InstallConfigHosts, seedHosts(), Options{}},
-		{"install-config-redfish.golden", InstallConfigHosts, seedRedfishHosts(), redfishOptions},
+		{"baremetalhosts-ipmi.golden", BareMetalHosts, seedHosts(), Options{}, defaultControlPlane},
+		{"baremetalhosts-redfish.golden", BareMetalHosts, seedRedfishHosts(), redfishOptions, defaultControlPlane},
+		{"baremetalhosts-control-plane-custom.golden", BareMetalHosts, seedHosts(), Options{}, customControlPlane},
+		{"baremetalhosts-control-plane-none.golden", BareMetalHosts, seedHosts(), Options{}, noControlPlane},
+		{"baremetalhosts-secureboot.golden", BareMetalHosts, seedSecureBootHosts(), redfishOptions, defaultControlPlane},
+		{"install-config-ipmi.golden", InstallConfigHosts, seedHosts(), Options{}, defaultControlPlane},
+		{"install-config-redfish.golden", InstallConfigHosts, seedRedfishHosts(), redfishOptions, defaultControlPlane},
+		{"install-config-secureboot.golden", InstallConfigHosts, seedSecureBootHosts(), redfishOptions, defaultControlPlane},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			got := render(t, tc.render, tc.hosts, tc.opts)
+			marked := withControlPlane(t, tc.hosts, tc.controlPlane)
+			got := render(t, tc.render, marked, tc.opts)
 			path := filepath.Join("testdata", tc.file)
 			if *update {
 				if err := os.WriteFile(path, got, 0o644); err != nil {
@@ -97,7 +146,7 @@ func TestGolden(t *testing.T) {
 			}
 			checkPlainScalars(t, got)
 			// Same input, same bytes: nothing (map order, time) leaks in.
-			if again := render(t, tc.render, tc.hosts, tc.opts); !bytes.Equal(again, got) {
+			if again := render(t, tc.render, marked, tc.opts); !bytes.Equal(again, got) {
 				t.Error("a second rendering differs from the first")
 			}
 		})
@@ -147,7 +196,8 @@ func b64(t testing.TB, v any) string {
 // TestBareMetalHostsParse reads the output back and checks each field against
 // the input, independently of the golden files.
 func TestBareMetalHostsParse(t *testing.T) {
-	hosts := seedHosts()
+	hosts := withControlPlane(t, seedHosts(), defaultControlPlane)
+	hosts[2].Online = false // a control-plane host stays online
 	hosts[3].UEFI = false
 	hosts[4].Online = false
 	hosts[4].BootMAC = "00-50-56-8A-00-04" // any form ParseMAC takes
@@ -163,16 +213,16 @@ func TestBareMetalHostsParse(t *testing.T) {
 		t.Fatalf("%d documents, want %d", len(docs), 2*len(hosts))
 	}
 	want := []struct {
-		name, address, mac, bootMode string
-		online, insecure             bool
+		name, address, mac, bootMode   string
+		online, insecure, controlPlane bool
 	}{
-		{"skinner-master-0", "ipmi://192.168.86.168:623", "00:50:56:8a:00:00", "UEFI", true, false},
-		{"skinner-master-1", "ipmi://192.168.86.168:624", "00:50:56:8a:00:01", "UEFI", true, false},
-		{"skinner-master-2", "ipmi://192.168.86.168:625", "00:50:56:8a:00:02", "UEFI", true, false},
-		{"skinner-worker-1", "ipmi://192.168.86.168:626", "00:50:56:8a:00:03", "legacy", true, false},
-		{"skinner-worker-2", "ipmi://192.168.86.168:627", "00:50:56:8a:00:04", "UEFI", false, false},
-		{"skinner-redfish", "redfish-virtualmedia://bridge.example.com:8443/redfish/v1/Systems/4213-abcd", "00:50:56:8a:00:05", "UEFI", false, true},
-		{"v6", "ipmi://[fd00::1]:6230", "11:22:33:44:55:66", "legacy", false, false},
+		{"skinner-master-0", "ipmi://192.168.86.168:623", "00:50:56:8a:00:00", "UEFI", true, false, true},
+		{"skinner-master-1", "ipmi://192.168.86.168:624", "00:50:56:8a:00:01", "UEFI", true, false, true},
+		{"skinner-master-2", "ipmi://192.168.86.168:625", "00:50:56:8a:00:02", "UEFI", true, false, true},
+		{"skinner-worker-1", "ipmi://192.168.86.168:626", "00:50:56:8a:00:03", "legacy", true, false, false},
+		{"skinner-worker-2", "ipmi://192.168.86.168:627", "00:50:56:8a:00:04", "UEFI", false, false, false},
+		{"skinner-redfish", "redfish-virtualmedia://bridge.example.com:8443/redfish/v1/Systems/4213-abcd", "00:50:56:8a:00:05", "UEFI", false, true, false},
+		{"v6", "ipmi://[fd00::1]:6230", "11:22:33:44:55:66", "legacy", false, false, false},
 	}
 	for i, w := range want {
 		secret, bmh := docs[2*i], docs[2*i+1]
@@ -198,6 +248,8 @@ func TestBareMetalHostsParse(t *testing.T) {
 				{bmh, []string{"spec", "bmc", "address"}, w.address, true},
 				{bmh, []string{"spec", "bmc", "credentialsName"}, w.name + "-bmc-secret", true},
 				{bmh, []string{"spec", "bmc", "disableCertificateVerification"}, true, w.insecure},
+				{bmh, []string{"spec", "externallyProvisioned"}, true, w.controlPlane},
+				{bmh, []string{"spec", "automatedCleaningMode"}, "disabled", w.controlPlane},
 			} {
 				got := get(c.doc, c.path...)
 				if !c.wantIsSet {
@@ -495,6 +547,53 @@ func TestMACForms(t *testing.T) {
 		docs := decodeAll(t, render(t, BareMetalHosts, h, Options{}))
 		if got := get(docs[1], "spec", "bootMACAddress"); got != "00:50:56:8a:00:0f" {
 			t.Errorf("%s: bootMACAddress %v", in, got)
+		}
+	}
+}
+
+// TestBootMode: the firmware's boot mode, and its secure boot with UEFI,
+// reach both renderers alike; secure boot is refused over IPMI, which
+// Metal3 and the installer would refuse, and means nothing without UEFI.
+func TestBootMode(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		uefi, secureBoot bool
+		system           string // RedfishSystem; "" drives the host over IPMI
+		want             string // bootMode, or a substring of the error
+		wantErr          bool
+	}{
+		{"BIOS", false, false, "", "legacy", false},
+		{"UEFI", true, false, "", "UEFI", false},
+		{"UEFI, Redfish", true, false, "skinner-master-0", "UEFI", false},
+		{"secure boot, Redfish", true, true, "skinner-master-0", "UEFISecureBoot", false},
+		{"secure boot, IPMI", true, true, "", `hosts[0] "skinner-master-0": secure boot is on, and Metal3 takes bootMode UEFISecureBoot only with a Redfish BMC address`, true},
+		{"secure boot without UEFI", false, true, "", "legacy", false},
+	} {
+		for _, r := range renderers {
+			t.Run(tc.name+"/"+r.name, func(t *testing.T) {
+				h := seedHosts()[:1]
+				h[0].UEFI, h[0].SecureBoot, h[0].RedfishSystem = tc.uefi, tc.secureBoot, tc.system
+				var buf bytes.Buffer
+				err := r.render(&buf, h, Options{})
+				if tc.wantErr {
+					if err == nil || !strings.Contains(err.Error(), tc.want) {
+						t.Errorf("error %v, want one containing %q", err, tc.want)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				docs := decodeAll(t, buf.Bytes())
+				got := get(docs[len(docs)-1], "spec", "bootMode")
+				if r.name == "InstallConfigHosts" {
+					list, _ := get(docs[0], "platform", "baremetal", "hosts").([]any)
+					got = get(list[0], "bootMode")
+				}
+				if got != tc.want {
+					t.Errorf("bootMode %v, want %s", got, tc.want)
+				}
+			})
 		}
 	}
 }

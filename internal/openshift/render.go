@@ -22,6 +22,9 @@ import (
 // A name with nothing left, or two hosts with the same sanitised name, is an
 // error.
 //
+// A host with ControlPlane set gets online: true, externallyProvisioned:
+// true and automatedCleaningMode: disabled (see Host.ControlPlane).
+//
 // Invalid input writes nothing: the error names every host at fault, by index
 // and name, and never contains a password.
 func BareMetalHosts(w io.Writer, hosts []Host, opts Options) error {
@@ -36,6 +39,20 @@ func BareMetalHosts(w io.Writer, hosts []Host, opts Options) error {
 	docs := make([]*yaml.Node, 0, 2*len(hs))
 	for i := range hs {
 		h := &hs[i]
+		spec := mapping("online", boolean(h.online || h.controlPlane))
+		if h.controlPlane {
+			// Right after online, where a reader checking what Metal3 will
+			// do to the host looks.
+			spec.Content = append(spec.Content, mapping(
+				"externallyProvisioned", boolean(true),
+				"automatedCleaningMode", str("disabled"),
+			).Content...)
+		}
+		spec.Content = append(spec.Content, mapping(
+			"bootMACAddress", str(h.mac),
+			"bootMode", str(h.bootMode),
+			"bmc", bmc(h, "credentialsName", str(h.secretName())),
+		).Content...)
 		docs = append(docs,
 			mapping(
 				"apiVersion", str("v1"),
@@ -51,12 +68,7 @@ func BareMetalHosts(w io.Writer, hosts []Host, opts Options) error {
 				"apiVersion", str("metal3.io/v1alpha1"),
 				"kind", str("BareMetalHost"),
 				"metadata", metadata(h.name, ns),
-				"spec", mapping(
-					"online", boolean(h.online),
-					"bootMACAddress", str(h.mac),
-					"bootMode", str(h.bootMode),
-					"bmc", bmc(h, "credentialsName", str(h.secretName())),
-				),
+				"spec", spec,
 			),
 		)
 	}
@@ -79,7 +91,9 @@ func BareMetalHosts(w io.Writer, hosts []Host, opts Options) error {
 // Each host has its name (sanitised as for BareMetalHosts, which is the name
 // the installer gives its BareMetalHost), role, bmc (address, username,
 // password and, for Redfish, disableCertificateVerification),
-// bootMACAddress and bootMode. The credentials are in clear text because
+// bootMACAddress and bootMode, the BareMetalHost's own (UEFISecureBoot
+// included), so that the installer provisions a host as bmh describes it to
+// a running cluster. The credentials are in clear text because
 // install-config.yaml carries them so. opts.Namespace is not used.
 func InstallConfigHosts(w io.Writer, hosts []Host, opts Options) error {
 	hs, errs := resolve(hosts, opts)
