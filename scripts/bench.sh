@@ -6,9 +6,14 @@
 # wall times a lot and CPU times little.
 #
 # Endpoints:
-#   bridge    this repository's ipmi-vmware-bridge, `serve` in simulator mode
-#             with $VMS VMs, so one process serves $VMS BMCs (the workloads
-#             use the first); built once with go build (BRIDGE=binary skips it)
+#   bridge    this repository's ipmi-vmware-bridge: `serve --config` against
+#             its vCenter simulator run as a process of its own
+#             (scripts/bench/vcsim, which writes the configuration), as a
+#             real vCenter is another machine, with $VMS VMs, so one process
+#             serves $VMS BMCs (the workloads use the first); VCENTER=embedded
+#             measures `serve` in simulator mode instead, the simulator's own
+#             CPU then counted as the bridge's; built once with go build
+#             (BRIDGE= and VCSIM= binaries skip it)
 #   ipmi_sim  OpenIPMI's BMC simulator (Debian package openipmi), one BMC,
 #             configured by scripts/bench/ipmi_sim/{lan.conf.in,bmc.emu}
 #   go-ipmi   goipmi-server, the reference server of github.com/bougou/go-ipmi
@@ -35,8 +40,10 @@
 # 127.0.0.1 -p PORT -U admin -P password`, FILE holding $LINES lines of
 # `power status`:
 #   stream1    one `ipmitool ... exec FILE`: one session, $LINES requests
-#   stream8    $STREAMS such exec streams at once, no -C (ipmitool asks for
-#              the cipher suites and picks the best: 17 where offered)
+#   stream8    $STREAMS such exec streams concurrently, no -C (ipmitool asks for
+#              the cipher suites and picks the best: 17 where offered),
+#              started $STREAM_STAGGER_MS ms apart (see below); wall time is
+#              from the first start to the last end
 #   stream8c3  the same with -C 3 (HMAC-SHA1, AES-128: all four offer it)
 #   setup      $RUNS whole `ipmitool -C 3 ... power status` processes, one
 #              after the other (each: Get Channel Auth Capabilities, Open
@@ -47,15 +54,24 @@
 #              workloads
 #   idle CPU   the server's CPU time per second while it idles during the
 #              $PAUSE s pauses before each workload (background work, e.g.
-#              the bridge's embedded vCenter simulator and its inventory)
+#              the bridge's vCenter heartbeat and inventory watch)
 # Each workload is preceded by $PAUSE idle seconds. The bridge limits session
 # setup per source address and BMC to 100 packets a second in bursts of 200
 # (guard.Default in internal/guard/guard.go; ipmi.sessionSetupRate in a
 # config file); an ipmitool login sends 3 (Open Session, RAKP 1, RAKP 3). The
 # pause refills that bucket (2 s suffice) and `setup` is paced to $SETUP_RATE
 # processes a second (60 packets a second at 20) for every endpoint alike,
-# so the limit is never reached; if ipmitool still reports an unanswered
-# RAKP message the table's notes say so.
+# so the limit is never reached. The bridge also keeps at most 8 session
+# setups in progress per source address and BMC (perSourcePending in
+# internal/ipmi/handshakes.go): a 5th Open Session evicts the oldest setup
+# not yet answered with RAKP 2 (whose RAKP 1 then goes unanswered, and
+# ipmitool retries after 1 s) or, if there is none, is refused with
+# "insufficient resources for session". $STREAMS ipmitool processes started
+# at the same instant from 127.0.0.1 run into that now and then (8 of 640
+# streams in a test here; none with a 25 ms stagger), so the streams are
+# started $STREAM_STAGGER_MS ms apart, for every endpoint alike. If ipmitool
+# still reports an unanswered RAKP message or a refused session, the notes
+# say so.
 #
 # Redfish (bridge only), after the IPMI rounds: two more bridge processes,
 # one with 5 VMs, one with $REDFISH_VMS (`serve --vms N --base-port P`, one
@@ -67,7 +83,10 @@
 # verified, HTTP Basic admin/password) GETs /redfish/v1/Systems/<first VM>
 # $REDFISH_N times from each. If the $REDFISH_VMS-VM process fails to start
 # for a reason in the bridge, each smaller count in $REDFISH_FALLBACK is
-# tried in turn and the first that starts is used; the table says so.
+# tried in turn and the first that starts is used; the table says so. (In
+# simulator mode `serve` waits 10 s for its first inventory sync and exits
+# if no BMC could start by then; at 10,000 VMs on a loaded 2-core machine
+# that sync has been seen to take longer.)
 #
 # Measurement: server CPU is the CPU time of the server process and its
 # descendants, read just before and just after a workload (so it includes
@@ -81,11 +100,15 @@
 # compare both clocks' totals per endpoint; CPU_CLOCK=stat uses the ticks.
 # Reported: server CPU µs per answered request (streams, Redfish) and server
 # CPU ms per ipmitool process (setup), beside wall time, requests/s and
-# p50/p95 wall time per process. Wall times include ipmitool's own start
-# and, for streams without -C to a BMC that never answers Get Channel Cipher
-# Suites (ipmi_sim), ipmitool's 10 s wait for that answer; the CPU figures
-# do not depend on either. goipmi-server takes at most 4 sessions at once:
-# its streams beyond 4 are refused, as the notes then say.
+# p50/p95 wall time per process; and each IPMI CPU figure "net of idle":
+# less the idle rate (same endpoint, same round) times the workload's wall
+# time, i.e. without the server's background work (for the bridge its
+# vCenter heartbeat, and with VCENTER=embedded the simulator's timers,
+# which a bridge with a real vCenter does not carry). Wall times include ipmitool's own start and, for streams
+# without -C to a BMC that never answers Get Channel Cipher Suites
+# (ipmi_sim), ipmitool's 10 s wait for that answer; the CPU figures do not
+# depend on either. goipmi-server takes at most 4 sessions at once: its
+# streams beyond 4 are refused, as the notes then say.
 #
 # Output: progress on stderr; on stdout one Markdown table (ready for
 # README.md) with the median of the rounds per endpoint and workload, each
@@ -105,6 +128,8 @@
 #                              REDFISH_N=200 REDFISH_VMS=200 PAUSE=1 (values
 #                              given explicitly still win)
 #         SETUP_RATE=20        most `setup` processes started per second
+#         STREAM_STAGGER_MS=25 milliseconds between the starts of the streams
+#                              of stream8 and stream8c3 (0: all at once)
 #         CPU_CLOCK=auto       schedstat (ns) when available, else stat
 #                              (ticks); or name one
 #         PAUSE=3              idle seconds before each workload
@@ -122,6 +147,8 @@
 #         AUTO_INSTALL=1       apt-get install missing tools when root
 #         PYTHON=/usr/bin/python3  runs pyghmi and the Redfish client
 #         BRIDGE=              a prebuilt bridge binary (default: go build)
+#         VCSIM=               a prebuilt scripts/bench/vcsim (default: go build)
+#         VCENTER=process      process: the simulator apart; embedded: inside
 #         GOIPMI=              a prebuilt goipmi-server (default: go build)
 #         OUT=                 also write the table to this file
 #         KEEP=0               1 keeps the temporary directory (logs)
@@ -140,6 +167,7 @@ STREAMS=${STREAMS:-8}
 RUNS=${RUNS:-$(quick 10 100)}
 VMS=${VMS:-50}
 SETUP_RATE=${SETUP_RATE:-20}
+STREAM_STAGGER_MS=${STREAM_STAGGER_MS:-25}
 PAUSE=${PAUSE:-$(quick 1 3)}
 REDFISH_N=${REDFISH_N:-$(quick 200 2000)}
 REDFISH_VMS=${REDFISH_VMS:-$(quick 200 10000)}
@@ -152,6 +180,9 @@ BUDGET=${BUDGET:-600}
 AUTO_INSTALL=${AUTO_INSTALL:-1}
 PYTHON=${PYTHON:-/usr/bin/python3}
 BRIDGE=${BRIDGE:-}
+VCSIM=${VCSIM:-}
+VCENTER=${VCENTER:-process}
+[[ $VCENTER == process || $VCENTER == embedded ]] || { echo "VCENTER must be process or embedded (got '$VCENTER')" >&2; exit 1; }
 GOIPMI=${GOIPMI:-}
 OUT=${OUT:-}
 KEEP=${KEEP:-0}
@@ -189,6 +220,9 @@ check_int REDFISH_START_TIMEOUT "$REDFISH_START_TIMEOUT" 36000
 check_int CALL_TIMEOUT "$CALL_TIMEOUT" 3600
 check_int STREAM_TIMEOUT "$STREAM_TIMEOUT" 36000
 check_int BUDGET "$BUDGET" 86400
+if ! [[ $STREAM_STAGGER_MS =~ ^[0-9]+$ ]] || ((STREAM_STAGGER_MS > 10000)); then
+	die "STREAM_STAGGER_MS must be a whole number of milliseconds up to 10000 (got '$STREAM_STAGGER_MS')"
+fi
 [[ $PAUSE =~ ^[0-9]+$ ]] || die "PAUSE must be a whole number of seconds (got '$PAUSE')"
 for n in $REDFISH_FALLBACK; do check_int REDFISH_FALLBACK "$n" 30000; done
 if [[ -n $REDFISH_BASE_PORT ]]; then
@@ -399,6 +433,11 @@ wait_ready() { # name
 
 stop_endpoint() { # name
 	local name=$1 p=${PID[$1]:-} i
+	if [[ -n ${PID[$name.vcsim]:-} ]]; then
+		kill "${PID[$name.vcsim]}" 2>/dev/null || true
+		wait "${PID[$name.vcsim]}" 2>/dev/null || true
+		unset "PID[$name.vcsim]"
+	fi
 	[[ -n $p ]] || return 0
 	kill "$p" 2>/dev/null || true
 	for ((i = 0; i < 50; i++)); do
@@ -438,11 +477,21 @@ prepare_bridge() {
 	mkdir -p "$dir"
 	if [[ -n $BRIDGE ]]; then
 		[[ -x $BRIDGE ]] || PREP[bridge]="BRIDGE=$BRIDGE is not executable"
+		BRIDGE_REV="$BRIDGE ($("$BRIDGE" version 2>/dev/null | head -n 1 || true))"
+		if [[ $VCENTER == process && -z $VCSIM ]]; then
+			(cd "$ROOT" && timeout 900 go build -o "$dir/vcsim" ./scripts/bench/vcsim) >"$dir/vcsim.log" 2>&1 &&
+				VCSIM=$dir/vcsim || PREP[bridge]="go build ./scripts/bench/vcsim: $(last_line "$dir/vcsim.log")"
+		fi
 		return 0
 	fi
 	log "bridge: go build ./cmd/ipmi-vmware-bridge"
-	if (cd "$ROOT" && timeout 900 go build -o "$dir/ipmi-vmware-bridge" ./cmd/ipmi-vmware-bridge) >"$dir/bridge.log" 2>&1; then
-		BRIDGE=$dir/ipmi-vmware-bridge
+	BRIDGE_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
+	if [[ -n $(git -C "$ROOT" --no-optional-locks status --porcelain --untracked-files=no 2>/dev/null || true) ]]; then
+		BRIDGE_REV+=" with uncommitted changes"
+	fi
+	if (cd "$ROOT" && timeout 900 go build -o "$dir/ipmi-vmware-bridge" ./cmd/ipmi-vmware-bridge &&
+		timeout 900 go build -o "$dir/vcsim" ./scripts/bench/vcsim) >"$dir/bridge.log" 2>&1; then
+		BRIDGE=$dir/ipmi-vmware-bridge VCSIM=$dir/vcsim
 	else
 		PREP[bridge]="go build: $(last_line "$dir/bridge.log")"
 	fi
@@ -492,6 +541,15 @@ prepare_pyghmi() {
 	fi
 }
 
+# how the bridge was run, for the report
+bridge_mode() {
+	if [[ $VCENTER == embedded ]]; then
+		echo "\`serve\` with the embedded vCenter simulator"
+	else
+		echo "\`serve --config\` against the vCenter simulator in a process of its own (scripts/bench/vcsim)"
+	fi
+}
+
 # ---------------------------------------------------------------- endpoints
 # start_NAME starts the endpoint for this round (logs in $WORK/NAME/rROUND)
 # and waits until it answers; it returns 1, with the reason in ERR, if not.
@@ -499,14 +557,33 @@ prepare_pyghmi() {
 # launches a bridge process in simulator mode; waits for its banner (or its
 # exit, or timeout seconds); PID[key] holds it
 launch_bridge() { # key dir vms base-port redfish-address timeout
-	local key=$1 dir=$2 vms=$3 base=$4 rf=$5 limit=$6 t0
+	local key=$1 dir=$2 vms=$3 base=$4 rf=$5 limit=$6 t0 ready='^To bridge a real vCenter'
 	mkdir -p "$dir"
-	"$BRIDGE" serve --vms "$vms" --listen "$HOST" --base-port "$base" --sim-addr "$HOST:0" \
-		--socket "$dir/api.sock" --metrics-address - --redfish-address "$rf" \
-		</dev/null >"$dir/out" 2>"$dir/err" &
-	PID[$key]=$!
 	t0=$(now_ns)
-	until grep -q '^To bridge a real vCenter' "$dir/out" 2>/dev/null; do
+	if [[ $VCENTER == process ]]; then
+		# The simulator in a process of its own, as a vCenter is: its
+		# inventory watch ticks every 20 ms in govmomi's simulator, which
+		# would count as the bridge's CPU in the same process.
+		if ((base == 0)) && ! base=$(free_udp_range "$vms"); then return 1; fi
+		"$VCSIM" -vms "$vms" -listen "$HOST" -base-port "$base" -config "$dir/bridge.yaml" \
+			</dev/null >"$dir/vcsim.out" 2>&1 &
+		PID[$key.vcsim]=$!
+		until grep -q 'configuration in' "$dir/vcsim.out" 2>/dev/null; do
+			kill -0 "${PID[$key.vcsim]}" 2>/dev/null || return 1
+			if (($(now_ns) - t0 > limit * 1000000000)); then return 1; fi
+			sleep 0.1
+		done
+		"$BRIDGE" serve --config "$dir/bridge.yaml" \
+			--socket "$dir/api.sock" --metrics-address - --redfish-address "$rf" \
+			</dev/null >"$dir/out" 2>"$dir/err" &
+		ready='^VM +BMC'
+	else
+		"$BRIDGE" serve --vms "$vms" --listen "$HOST" --base-port "$base" --sim-addr "$HOST:0" \
+			--socket "$dir/api.sock" --metrics-address - --redfish-address "$rf" \
+			</dev/null >"$dir/out" 2>"$dir/err" &
+	fi
+	PID[$key]=$!
+	until grep -qE "$ready" "$dir/out" 2>/dev/null; do
 		kill -0 "${PID[$key]}" 2>/dev/null || return 1
 		if (($(now_ns) - t0 > limit * 1000000000)); then return 1; fi
 		sleep 0.1
@@ -598,10 +675,13 @@ streams() { # name workload nstreams ipmitool-args...
 	local dir=$WORK/$name/r$ROUND port=${PORT[$name]} s p rc t0 t1 c0 c1 okreq tmo=0 fail=0 reason="" total wall_ms
 	local pids=()
 	total=$((n * LINES))
+	local stagger
+	stagger=$(calc 'printf "%.3f", a / 1000' "$STREAM_STAGGER_MS")
 	log "${LABEL[$name]}: $key: $n x ipmitool ${*:+$* }exec ($LINES x power status)"
 	c0=$(cpu_read "${PID[$name]}")
 	t0=$(now_ns)
 	for ((s = 1; s <= n; s++)); do
+		if ((s > 1 && STREAM_STAGGER_MS > 0)); then sleep "$stagger"; fi
 		timeout -k 2 "$STREAM_TIMEOUT" ipmitool -I lanplus -H "$HOST" -p "$port" -U "$IPMI_USER" -P "$IPMI_PASS" \
 			"$@" exec "$WORK/commands" >"$dir/$key.$s.out" 2>"$dir/$key.$s.err" &
 		pids+=("$!")
@@ -691,6 +771,7 @@ setup() { # name
 	done
 	c1=$(cpu_read "${PID[$name]}")
 	cpu_account "$name" "$c0" "$c1"
+	put "$name" "$key" wallt "$((($(now_ns) - first) / 1000000))"
 	put "$name" "$key" okn "$ok"
 	put "$name" "$key" tot "$RUNS"
 	if ((tmo > 0)); then
@@ -758,6 +839,7 @@ run_endpoint() { # name
 
 # ---------------------------------------------------------------- Redfish
 
+BRIDGE_REV=""
 RF_N=""       # VMs of the large Redfish bridge that started
 RF_TRIED=()   # "N: reason" for counts that did not
 declare -A RFPORT=() RFSYS=() RFVMS=()
@@ -793,12 +875,22 @@ start_rf_bridge() { # key vms
 	n=$(grep -cE "udp://127\.0\.0\.1:[0-9]+" "$dir/out" || true)
 	RFPORT[$key]=$(sed -n 's|^ *redfish: *https://[^ ]*:\([0-9][0-9]*\)/redfish/v1.*|\1|p' "$dir/out" | sed -n 1p)
 	RFSYS[$key]=$(awk '$1 == "VM" && $2 == "BMC" {getline; print $1; exit}' "$dir/out")
+	if ((${n:-0} == 0)); then
+		sleep 1 # it exits: "no BMC could be started"
+		ERR[$key.start.0]="no BMC serving after $((($(now_ns) - t0) / 1000000000)) s: $(bridge_why "$dir")"
+		stop_endpoint "$key"
+		return 1
+	fi
 	if [[ -z ${RFPORT[$key]} || -z ${RFSYS[$key]} ]]; then
 		ERR[$key.start.0]="no Redfish address or VM in the banner: $(bridge_why "$dir")"
 		stop_endpoint "$key"
 		return 1
 	fi
 	for ((i = 0; i < 100; i++)); do
+		if ! kill -0 "${PID[$key]}" 2>/dev/null; then
+			i=100
+			break
+		fi
 		if "$PYTHON" "$BENCH_DIR/redfish_get.py" --port "${RFPORT[$key]}" --path "/redfish/v1/Systems/${RFSYS[$key]}" \
 			--user "$IPMI_USER" --password "$IPMI_PASS" --count 1 >"$dir/probe" 2>&1; then
 			break
@@ -807,7 +899,7 @@ start_rf_bridge() { # key vms
 	done
 	t1=$(now_ns)
 	if ((i == 100)); then
-		ERR[$key.start.0]="Redfish GET /redfish/v1/Systems/${RFSYS[$key]} failed: $(last_line "$dir/probe")"
+		ERR[$key.start.0]="Redfish GET /redfish/v1/Systems/${RFSYS[$key]} failed: $(last_line "$dir/probe"); $(bridge_why "$dir")"
 		stop_endpoint "$key"
 		return 1
 	fi
@@ -927,6 +1019,28 @@ T_END=$(now_ns)
 log "done in $(((T_END - T_START) / 1000000000)) s"
 
 # ---------------------------------------------------------------- report
+
+# CPU net of idle: each round's CPU figure less the idle rate (of the same
+# endpoint and round) times the workload's wall time, per request/process
+compute_net() {
+	local n w r cpu idle okn wall
+	for n in "${ENDPOINTS[@]}"; do
+		for w in "${WORKLOADS[@]}"; do
+			for ((r = 1; r <= ROUNDS; r++)); do
+				cpu=${RES[$n.$w.cpu.$r]:-}
+				idle=${RES[$n.idle.cpu.$r]:-}
+				okn=${RES[$n.$w.okn.$r]:-0}
+				if [[ $w == setup ]]; then wall=${RES[$n.$w.wallt.$r]:-}; else wall=${RES[$n.$w.wall.$r]:-}; fi
+				if [[ -z $cpu || -z $idle || -z $wall ]] || ((okn == 0)); then continue; fi
+				if [[ $w == setup ]]; then # ms per process
+					RES[$n.$w.net.$r]=$(calc 'printf "%.3f", a - b * c / 1000' "$cpu" "$idle" "$(calc 'print a / b' "$wall" "$okn")")
+				else # µs per request
+					RES[$n.$w.net.$r]=$(calc 'printf "%.2f", a - b * c' "$cpu" "$idle" "$(calc 'print a / b' "$wall" "$okn")")
+				fi
+			done
+		done
+	done
+}
 
 # the values of RES[prefix.ROUND] over the rounds, one a line
 vals() { # prefix
@@ -1087,15 +1201,11 @@ orow() { # label text
 }
 
 report() {
-	local ipmitool_version openipmi_version pyghmi_version goipmi_version bridge_rev cpu n w k
+	local ipmitool_version openipmi_version pyghmi_version goipmi_version cpu n w k
 	ipmitool_version=$(ipmitool -V 2>/dev/null | awk '{print $NF}' || true)
 	openipmi_version=$(dpkg-query -W -f '${Version}' openipmi 2>/dev/null || echo '?')
 	pyghmi_version=$(dpkg-query -W -f '${Version}' python3-pyghmi 2>/dev/null || echo '?')
 	goipmi_version=$(awk '$1 == "github.com/bougou/go-ipmi" {print $2; exit}' "$ROOT/go.mod" 2>/dev/null || true)
-	bridge_rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
-	if [[ -n $(git -C "$ROOT" --no-optional-locks status --porcelain --untracked-files=no 2>/dev/null || true) ]]; then
-		bridge_rev+=" with uncommitted changes"
-	fi
 	cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || true)
 
 	echo "### IPMI endpoint benchmark"
@@ -1103,7 +1213,7 @@ report() {
 	echo "$(date -u +%Y-%m-%d), $(nproc) CPUs (${cpu:-unknown CPU}), Linux $(uname -r); ipmitool ${ipmitool_version:-?}," \
 		"everything on 127.0.0.1; $ROUNDS interleaved round(s), medians shown; the whole run took" \
 		"$(((T_END - T_START) / 60000000000)) min $((((T_END - T_START) / 1000000000) % 60)) s, load average before / after $LOAD_START / $LOAD_END." \
-		"bridge: ipmi-vmware-bridge $bridge_rev, \`serve\` with the embedded vCenter simulator," \
+		"bridge: ipmi-vmware-bridge ${BRIDGE_REV:-?} (when built), $(bridge_mode)," \
 		"one process serving $VMS BMCs (workloads use the first); ipmi_sim: OpenIPMI $openipmi_version, one BMC;" \
 		"go-ipmi: \`goipmi-server\` from github.com/bougou/go-ipmi ${goipmi_version:-?}, one BMC;" \
 		"pyghmi: \`pyghmi.ipmi.bmc.Bmc\` from python3-pyghmi $pyghmi_version (virtualbmc's engine), one BMC, an in-memory machine." \
@@ -1112,18 +1222,22 @@ report() {
 	echo "| figure | bridge ($VMS BMCs in 1 process) | ipmi_sim | go-ipmi | pyghmi | bridge/ipmi_sim per round | bridge/ipmi_sim |"
 	echo "|---|---|---|---|---|---|---|"
 	row "stream1: one \`ipmitool exec\` of $LINES \`power status\`, no \`-C\`: **server CPU µs/request**" stream1 cpu us cpu
+	row "stream1: server CPU µs/request net of idle (less the idle row's rate × wall time)" stream1 net us cpu
 	row "stream1: wall time" stream1 wall ms
 	row "stream1: requests/s" stream1 rps rps
 	arow "stream1: requests answered (all rounds)" stream1
-	row "stream8: $STREAMS such streams at once, no \`-C\`: **server CPU µs/request**" stream8 cpu us cpu
+	row "stream8: $STREAMS such streams concurrently (started ${STREAM_STAGGER_MS} ms apart), no \`-C\`: **server CPU µs/request**" stream8 cpu us cpu
+	row "stream8: net of idle" stream8 net us cpu
 	row "stream8: throughput" stream8 rps rps
 	row "stream8: wall time" stream8 wall ms
 	arow "stream8: requests answered (all rounds)" stream8
 	row "stream8c3: the same with \`-C 3\`: **server CPU µs/request**" stream8c3 cpu us cpu
+	row "stream8c3: net of idle" stream8c3 net us cpu
 	row "stream8c3: throughput" stream8c3 rps rps
 	row "stream8c3: wall time" stream8c3 wall ms
 	arow "stream8c3: requests answered (all rounds)" stream8c3
 	row "setup: $RUNS \`ipmitool -C 3 ... power status\` processes: **server CPU ms/process**" setup cpu ms cpu
+	row "setup: net of idle" setup net ms cpu
 	row "setup: wall time per process, p50" setup p50 ms
 	row "setup: wall time per process, p95" setup p95 ms
 	arow "setup: processes that printed the power state (all rounds)" setup
@@ -1166,9 +1280,13 @@ report() {
 	echo "(the idle row). Peers' cells: median, and in parentheses its ratio to ipmi_sim's."
 	echo "bridge/ipmi_sim: the bridge's figure divided by ipmi_sim's (below 1: less CPU, time or memory; above 1: more requests/s)."
 	echo "Each workload starts after ${PAUSE} s idle; \`setup\` starts at most $SETUP_RATE processes a second (the bridge allows 100"
-	echo "session-setup packets a second per source and BMC, 3 per login). p50/p95 are nearest-rank over the successful runs."
-	echo "The bridge's RSS includes the embedded vCenter simulator (govmomi's vcsim) holding the VMs; against a real vCenter that"
-	echo "part is not in the process. ipmi_sim and pyghmi offer only cipher suite 3; without \`-C\` the bridge and go-ipmi use 17."
+	echo "session-setup packets a second per source and BMC, 3 per login), the streams start ${STREAM_STAGGER_MS} ms apart (the bridge keeps"
+	echo "at most 8 session setups in progress per source and BMC). p50/p95 are nearest-rank over the successful runs."
+	if [[ $VCENTER == embedded ]]; then
+		echo "The bridge's RSS and CPU include the embedded vCenter simulator (govmomi's vcsim) holding the VMs; against a real"
+		echo "vCenter that part is not in the process."
+	fi
+	echo "ipmi_sim and pyghmi offer only cipher suite 3; without \`-C\` the bridge and go-ipmi use 17."
 
 	for n in "${ENDPOINTS[@]}"; do
 		for w in "${WORKLOADS[@]}"; do
@@ -1178,7 +1296,12 @@ report() {
 			if ((${RAKP[$n.$w]:-0} > 0)); then
 				local extra=""
 				if [[ $n == bridge ]]; then
-					extra=" The bridge drops session-setup packets (Open Session, RAKP 1, RAKP 3) beyond 100 a second per source address and BMC, in bursts of up to 200 (guard.Default in internal/guard/guard.go; \`ipmi.sessionSetupRate\` in a config file); with \`--debug\` it logs \"session setup dropped ... rate limited\"."
+					extra=" The bridge keeps at most 8 session setups in progress per source address and BMC (perSourcePending in internal/ipmi/handshakes.go); a 9th evicts the oldest one not yet answered with RAKP 2, whose RAKP 1 then goes unanswered. It also drops session-setup packets beyond 100 a second per source and BMC, in bursts of up to 200 (guard.Default in internal/guard/guard.go; with \`--debug\` it logs \"session setup dropped ... rate limited\"),"
+					if [[ $w == setup ]]; then
+						extra+=" but \`setup\` sends at most $((3 * SETUP_RATE)) a second, one login at a time, so neither limit explains it."
+					else
+						extra+=" but this workload sends $((3 * STREAMS)) after ${PAUSE} s idle: the streams' setups overlapped (STREAM_STAGGER_MS=$STREAM_STAGGER_MS)."
+					fi
 				fi
 				NOTES+=("${LABEL[$n]}, $w: in ${RAKP[$n.$w]} run(s)/stream(s) (all rounds) ipmitool printed \"no response from RAKP n message\", waited out its 1 s retry timeout and redid the handshake.$extra")
 			fi
@@ -1197,6 +1320,9 @@ report() {
 			if [[ ${ERR[$k]} == *'insufficient resources for session'* ||
 				($n == goipmi && ${ERR[$k]} == *'Unable to establish IPMI v2'*) ]]; then
 				local cause=""
+				if [[ $n == bridge ]]; then
+					cause=" The bridge keeps at most 8 session setups in progress per source address and BMC (perSourcePending in internal/ipmi/handshakes.go) and refuses a 9th when none of the 8 can be evicted (all answered with RAKP 2): the streams' setups overlapped (STREAM_STAGGER_MS=$STREAM_STAGGER_MS)."
+				fi
 				if [[ $n == goipmi ]]; then
 					cause=" goipmi-server allows 4 concurrent RMCP+ sessions (MaxSessions in go-ipmi's pkg/bmc/session.go, the minimum IPMI 2.0 requires; goipmi-server has no setting for it), so of $STREAMS concurrent streams the ones that open their session while 4 are open are refused (without -C ipmitool prints only \"Unable to establish IPMI v2 / RMCP+ session\"; with -v, or with -C 3, it shows the refusal)."
 				fi
@@ -1242,6 +1368,7 @@ report() {
 	done
 }
 
+compute_net
 if [[ -n $OUT ]]; then
 	report | tee "$OUT"
 else
