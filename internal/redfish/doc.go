@@ -9,9 +9,12 @@
 // redfish/boot.py, power.py and management.py): the service
 // root before authentication, a SessionService and HTTP Basic auth,
 // ComputerSystem.Reset, a partial PATCH of Boot with ETags, VirtualMedia
-// InsertMedia and EjectMedia under both the Manager and the System, and the
-// inventory fields Ironic's inspection reads. Every error is a Redfish error
-// body with a Base registry message.
+// InsertMedia and EjectMedia under both the Manager and the System, the
+// storage, memory, secure boot and BIOS resources Ironic's inspection and
+// UEFISecureBoot flow read, and what DSP0266 asks of every service
+// ($metadata, headers, AccountService). Every error is a Redfish error body
+// with a Base registry message. The top-level README's "Redfish" section is
+// the reference for users.
 //
 // The owner supplies the systems as a function, so that BMCs come and go at
 // runtime; each request authenticates against the credentials of the system
