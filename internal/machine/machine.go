@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Machine is one managed system behind a virtual BMC.
@@ -116,6 +117,16 @@ func (id Identity) Allows(a PowerAction) bool {
 		return id.NMI
 	}
 	return true
+}
+
+// Equal reports whether two identities say the same, so that a protocol can
+// keep what it rendered from one until the system changes.
+func (id Identity) Equal(o Identity) bool {
+	return id.Name == o.Name && id.UUID == o.UUID && id.SerialNumber == o.SerialNumber &&
+		id.CPUs == o.CPUs && id.MemoryMiB == o.MemoryMiB &&
+		slices.Equal(id.MACs, o.MACs) && slices.Equal(id.Disks, o.Disks) && slices.Equal(id.BootOrder, o.BootOrder) &&
+		id.SecureBoot == o.SecureBoot && id.SecureBootNext == o.SecureBootNext &&
+		id.GuestTools == o.GuestTools && id.SoftOffFallback == o.SoftOffFallback && id.NMI == o.NMI
 }
 
 // Disk is a virtual disk and the controller it hangs off.

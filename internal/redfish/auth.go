@@ -203,11 +203,18 @@ func (s *Server) index() *index {
 		s.idxMu.Lock()
 		s.idx, s.idxVersion = idx, v
 		s.idxMu.Unlock()
+		s.sysMu.Lock()
+		clear(s.sysCache) // systems may have gone: keep only what exists
+		s.sysMu.Unlock()
 	}
 	return idx
 }
 
-const wrongCredentials = "The user name or the password is wrong."
+// wrongCredentials is the 401's detail. It avoids the word "password":
+// DMTF's Protocol Validator (SEC_NO_PRIV_INFO_IN_MSGS) fails an error
+// message that contains the configured password, and the simulator's is
+// the word "password".
+const wrongCredentials = "The credentials are not valid for this service."
 
 // checkCredentials reports whether user and password open any system, for
 // session creation.

@@ -75,9 +75,14 @@ func etag(b []byte) string {
 // writeResource answers with a resource, its ETag and the route's Allow.
 func writeResource(q *request, code int, v any) error {
 	b := render(v)
+	return writeRendered(q, code, b, etag(b))
+}
+
+// writeRendered answers with a resource already rendered, and its tag.
+func writeRendered(q *request, code int, b []byte, tag string) error {
 	h := q.w.Header()
 	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("ETag", etag(b))
+	h.Set("ETag", tag)
 	if q.allow != "" {
 		h.Set("Allow", q.allow)
 	}

@@ -86,6 +86,11 @@ type Server struct {
 	idx        *index
 	idxVersion uint64
 
+	// sysCache holds each system's last rendering (renderSystem); it is
+	// emptied with the index, so it holds only systems that exist.
+	sysMu    sync.Mutex
+	sysCache map[string]*renderedSystem
+
 	uuid     string
 	log      *slog.Logger
 	now      func() time.Time
@@ -126,6 +131,7 @@ func New(cfg Config) (*Server, error) {
 		log:      cfg.Log,
 		now:      cfg.Now,
 		sessions: newSessionStore(cfg.SessionTimeout),
+		sysCache: map[string]*renderedSystem{},
 		credKey:  make([]byte, 32),
 		mux:      http.NewServeMux(),
 	}
