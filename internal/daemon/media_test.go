@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -70,42 +69,13 @@ func TestRedfishMediaTrust(t *testing.T) {
 	internal.Start()
 	defer internal.Close()
 
-	sim, err := vsphere.StartSimulator(context.Background(), "127.0.0.1:0", 5)
-	if err != nil {
-		t.Fatal(err)
+	sd := startSimDaemon(t, "metricsAddress: 127.0.0.1:0\nmedia:\n  allowedNetworks: [127.0.0.1/32]\n  stallTimeout: 1s\n")
+	sim := sd.sim
+	mm := regexp.MustCompile(`metrics:\s+(\S+)`).FindStringSubmatch(sd.banner)
+	if mm == nil {
+		t.Fatalf("no metrics URL in the banner:\n%s", sd.banner)
 	}
-	defer sim.Close()
-	dir := t.TempDir()
-	cfg := fmt.Sprintf(`vcenter:
-  url: %s
-  username: %s
-  password: %s
-  caFile: %s
-stateDir: %s
-metricsAddress: 127.0.0.1:0
-redfish:
-  address: 127.0.0.1:0
-media:
-  allowedNetworks: [127.0.0.1/32]
-  stallTimeout: 1s
-bmcs:
-  - vm: skinner-worker-2
-    address: 127.0.0.1
-    port: %d
-    password: pw-12345
-`, sim.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword, sim.CAFile, filepath.Join(dir, "state"), clienttest.FreeUDPPort(t))
-	cfgPath := filepath.Join(dir, "bridge.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	d := startDaemon(t, cfgPath, filepath.Join(dir, "api.sock"))
-	defer d.stop(t)
-	m := regexp.MustCompile(`redfish:\s+(https://\S+)/redfish/v1`).FindStringSubmatch(d.out.String())
-	mm := regexp.MustCompile(`metrics:\s+(\S+)`).FindStringSubmatch(d.out.String())
-	if m == nil || mm == nil {
-		t.Fatalf("no Redfish or metrics URL in the banner:\n%s", d.out.String())
-	}
-	url, system := m[1], "/redfish/v1/Systems/skinner-worker-2"
+	url, system := sd.redfishURL, "/redfish/v1/Systems/skinner-worker-2"
 
 	var mu sync.Mutex
 	iso := bytes.Repeat([]byte{1}, 128<<10)

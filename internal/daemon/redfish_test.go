@@ -57,15 +57,23 @@ func sushy(t *testing.T, url, system string, steps ...string) []map[string]any {
 	}
 }
 
-// TestRedfishVirtualMediaDeploy runs Ironic's redfish-virtual-media deploy
-// with sushy against the daemon and the simulator, and checks the VM: its
-// power, its boot order and the ISO its CD-ROM holds, fetched from a URL.
-func TestRedfishVirtualMediaDeploy(t *testing.T) {
+// simDaemon is a daemon in config mode over a simulator of its own, with
+// Redfish on a free port and one BMC, skinner-worker-2's (password
+// pw-12345); extra is more of the configuration (top-level keys).
+type simDaemon struct {
+	sim        *vsphere.Simulator
+	d          *running
+	redfishURL string // https://HOST:PORT, without /redfish/v1
+	banner     string
+}
+
+func startSimDaemon(t *testing.T, extra string) *simDaemon {
+	t.Helper()
 	sim, err := vsphere.StartSimulator(context.Background(), "127.0.0.1:0", 5)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sim.Close()
+	t.Cleanup(sim.Close)
 	dir := t.TempDir()
 	cfg := fmt.Sprintf(`vcenter:
   url: %s
@@ -73,8 +81,6 @@ func TestRedfishVirtualMediaDeploy(t *testing.T) {
   password: %s
   caFile: %s
 stateDir: %s
-metricsAddress: ""
-oneTimeBootHold: 200ms
 redfish:
   address: 127.0.0.1:0
 bmcs:
@@ -82,18 +88,27 @@ bmcs:
     address: 127.0.0.1
     port: %d
     password: pw-12345
-`, sim.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword, sim.CAFile, filepath.Join(dir, "state"), clienttest.FreeUDPPort(t))
+`, sim.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword, sim.CAFile, filepath.Join(dir, "state"), clienttest.FreeUDPPort(t)) + extra
 	cfgPath := filepath.Join(dir, "bridge.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	d := startDaemon(t, cfgPath, filepath.Join(dir, "api.sock"))
-	defer d.stop(t)
+	t.Cleanup(func() { d.stop(t) })
 	m := regexp.MustCompile(`redfish:\s+(https://\S+)/redfish/v1`).FindStringSubmatch(d.out.String())
 	if m == nil {
 		t.Fatalf("no Redfish URL in the banner:\n%s", d.out.String())
 	}
-	url, system := m[1], "/redfish/v1/Systems/skinner-worker-2"
+	return &simDaemon{sim: sim, d: d, redfishURL: m[1], banner: d.out.String()}
+}
+
+// TestRedfishVirtualMediaDeploy runs Ironic's redfish-virtual-media deploy
+// with sushy against the daemon and the simulator, and checks the VM: its
+// power, its boot order and the ISO its CD-ROM holds, fetched from a URL.
+func TestRedfishVirtualMediaDeploy(t *testing.T) {
+	sd := startSimDaemon(t, "metricsAddress: \"\"\noneTimeBootHold: 200ms\n")
+	sim := sd.sim
+	url, system := sd.redfishURL, "/redfish/v1/Systems/skinner-worker-2"
 
 	iso := make([]byte, 256<<10)
 	copy(iso[32769:], "CD001")
@@ -201,40 +216,11 @@ bmcs:
 // A VM renamed in vCenter is served under its new name at once: the
 // Redfish index is rebuilt when a VM is renamed, not on a timer.
 func TestRedfishFollowsRename(t *testing.T) {
-	sim, err := vsphere.StartSimulator(context.Background(), "127.0.0.1:0", 5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	dir := t.TempDir()
-	cfg := fmt.Sprintf(`vcenter:
-  url: %s
-  username: %s
-  password: %s
-  caFile: %s
-stateDir: %s
-metricsAddress: ""
-redfish:
-  address: 127.0.0.1:0
-bmcs:
-  - vm: skinner-worker-2
-    address: 127.0.0.1
-    port: %d
-    password: pw-12345
-`, sim.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword, sim.CAFile, filepath.Join(dir, "state"), clienttest.FreeUDPPort(t))
-	cfgPath := filepath.Join(dir, "bridge.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	d := startDaemon(t, cfgPath, filepath.Join(dir, "api.sock"))
-	defer d.stop(t)
-	m := regexp.MustCompile(`redfish:\s+(https://\S+)/redfish/v1`).FindStringSubmatch(d.out.String())
-	if m == nil {
-		t.Fatalf("no Redfish URL in the banner:\n%s", d.out.String())
-	}
+	sd := startSimDaemon(t, "metricsAddress: \"\"\n")
+	sim := sd.sim
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 5 * time.Second}
 	status := func(name string) int {
-		req, _ := http.NewRequest(http.MethodGet, m[1]+"/redfish/v1/Systems/"+name, nil)
+		req, _ := http.NewRequest(http.MethodGet, sd.redfishURL+"/redfish/v1/Systems/"+name, nil)
 		req.SetBasicAuth("admin", "pw-12345")
 		resp, err := client.Do(req)
 		if err != nil {

@@ -122,12 +122,9 @@ func (s *Server) getBiosSettings(q *request) error {
 // other attributes are read-only and unknown ones are refused, each with
 // the property's path.
 func (s *Server) patchBiosSettings(q *request) error {
-	body, err := readBody(q)
+	body, err := readPatch(q)
 	if err != nil {
 		return err
-	}
-	if body == nil {
-		return errMalformed("(a PATCH needs a JSON object)")
 	}
 	var attrs map[string]json.RawMessage
 	for _, k := range sortedKeys(body) {
@@ -138,7 +135,8 @@ func (s *Server) patchBiosSettings(q *request) error {
 				return errPropertyType("#/Attributes", k, rawValue(body[k]))
 			}
 		default:
-			return newError(http.StatusBadRequest, "PropertyNotWritable", []string{"#/" + k}, k)
+			_, shown := biosSettingsView("", machine.Identity{}, 0)[k]
+			return notWritable(shown, "#/"+k, k)
 		}
 	}
 	id, fw, err := s.biosState(q)
@@ -155,10 +153,8 @@ func (s *Server) patchBiosSettings(q *request) error {
 			enable = &b
 		case k == "SecureBoot":
 			return errPropertyNotInList(pointer, k, rawValue(attrs[k]))
-		case cur[k] != nil:
-			return newError(http.StatusBadRequest, "PropertyNotWritable", []string{pointer}, k)
 		default:
-			return newError(http.StatusBadRequest, "PropertyUnknown", []string{pointer}, quote(k))
+			return notWritable(cur[k] != nil, pointer, k)
 		}
 	}
 	ctx := q.r.Context()

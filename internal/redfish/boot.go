@@ -181,10 +181,8 @@ func parseSystemPatch(body map[string]json.RawMessage, current []byte) (bootPatc
 
 // readOnly refuses a property that cannot be written.
 func readOnly(shown map[string]json.RawMessage, prefix, k string) error {
-	if _, ok := shown[k]; ok {
-		return newError(http.StatusBadRequest, "PropertyNotWritable", []string{"#/" + prefix + k}, prefix+k)
-	}
-	return newError(http.StatusBadRequest, "PropertyUnknown", []string{"#/" + prefix + k}, quote(prefix+k))
+	_, ok := shown[k]
+	return notWritable(ok, "#/"+prefix+k, prefix+k)
 }
 
 func (p *bootPatch) parse(raw json.RawMessage, shown map[string]json.RawMessage) error {
@@ -237,21 +235,18 @@ func (p *bootPatch) parse(raw json.RawMessage, shown map[string]json.RawMessage)
 // with a partial {"Boot": {...}}, answered 200 with the resource. If-Match,
 // when sent, must match the ETag of the resource as it is (412 otherwise).
 func (s *Server) patchSystem(q *request) error {
-	body, err := readBody(q)
+	body, err := readPatch(q)
 	if err != nil {
 		return err
-	}
-	if body == nil {
-		return errMalformed("(a PATCH needs a JSON object)")
 	}
 	ctx := q.r.Context()
 	st, err := readSystem(ctx, q.sys)
 	if err != nil {
 		return err
 	}
-	cur := render(st.view(q.sys))
-	if !ifMatch(q.r.Header.Get("If-Match"), etag(cur)) {
-		return newError(http.StatusPreconditionFailed, "PreconditionFailed", nil)
+	cur, tag := s.renderSystem(q.sys, st)
+	if err := precondition(q, tag); err != nil {
+		return err
 	}
 	p, err := parseSystemPatch(body, cur)
 	if err != nil {

@@ -78,6 +78,37 @@ func writeResource(q *request, code int, v any) error {
 	return writeRendered(q, code, b, etag(b))
 }
 
+// readPatch reads a PATCH body, which must be a JSON object.
+func readPatch(q *request) (map[string]json.RawMessage, error) {
+	body, err := readBody(q)
+	if err != nil {
+		return nil, err
+	}
+	if body == nil {
+		return nil, errMalformed("(a PATCH needs a JSON object)")
+	}
+	return body, nil
+}
+
+// precondition checks the request's If-Match against tag, the ETag of the
+// resource as it is: a stale one is refused with 412 before anything
+// changes.
+func precondition(q *request, tag string) error {
+	if !ifMatch(q.r.Header.Get("If-Match"), tag) {
+		return newError(http.StatusPreconditionFailed, "PreconditionFailed", nil)
+	}
+	return nil
+}
+
+// notWritable refuses a property a PATCH may not set: PropertyNotWritable
+// when the resource shows it, PropertyUnknown when it does not.
+func notWritable(shown bool, pointer, name string) *apiError {
+	if shown {
+		return newError(http.StatusBadRequest, "PropertyNotWritable", []string{pointer}, name)
+	}
+	return newError(http.StatusBadRequest, "PropertyUnknown", []string{pointer}, quote(name))
+}
+
 // writeRendered answers with a resource already rendered, and its tag.
 func writeRendered(q *request, code int, b []byte, tag string) error {
 	h := q.w.Header()

@@ -52,12 +52,9 @@ func (s *Server) getSecureBoot(q *request) error {
 // patchSecureBoot sets SecureBootEnable; a VM with BIOS firmware refuses
 // it with 400 (secure boot is a UEFI feature).
 func (s *Server) patchSecureBoot(q *request) error {
-	body, err := readBody(q)
+	body, err := readPatch(q)
 	if err != nil {
 		return err
-	}
-	if body == nil {
-		return errMalformed("(a PATCH needs a JSON object)")
 	}
 	ctx := q.r.Context()
 	id, err := q.sys.Machine.Identity(ctx)
@@ -65,8 +62,8 @@ func (s *Server) patchSecureBoot(q *request) error {
 		return err
 	}
 	cur := secureBootView(q.sys.ID, id)
-	if !ifMatch(q.r.Header.Get("If-Match"), etag(render(cur))) {
-		return newError(http.StatusPreconditionFailed, "PreconditionFailed", nil)
+	if err := precondition(q, etag(render(cur))); err != nil {
+		return err
 	}
 	var enable *bool
 	for _, k := range sortedKeys(body) {
@@ -78,10 +75,8 @@ func (s *Server) patchSecureBoot(q *request) error {
 				return errPropertyType("#/SecureBootEnable", k, rawValue(body[k]))
 			}
 			enable = &b
-		case cur[k] != nil:
-			return newError(http.StatusBadRequest, "PropertyNotWritable", []string{"#/" + k}, k)
 		default:
-			return newError(http.StatusBadRequest, "PropertyUnknown", []string{"#/" + k}, quote(k))
+			return notWritable(cur[k] != nil, "#/"+k, k)
 		}
 	}
 	if enable != nil && *enable != id.SecureBootNext {

@@ -59,12 +59,9 @@ func (s *Server) patchMedia(q *request) error {
 	if vid := q.r.PathValue("vid"); vid != cdID {
 		return errNotFound("VirtualMedia", vid)
 	}
-	body, err := readBody(q)
+	body, err := readPatch(q)
 	if err != nil {
 		return err
-	}
-	if body == nil {
-		return errMalformed("(a PATCH needs a JSON object)")
 	}
 	ctx := q.r.Context()
 	m, err := q.sys.Machine.Media(ctx)
@@ -72,8 +69,8 @@ func (s *Server) patchMedia(q *request) error {
 		return fmt.Errorf("media: %w", err)
 	}
 	cur := mediaView(q, m)
-	if !ifMatch(q.r.Header.Get("If-Match"), etag(render(cur))) {
-		return newError(http.StatusPreconditionFailed, "PreconditionFailed", nil)
+	if err := precondition(q, etag(render(cur))); err != nil {
+		return err
 	}
 	var verify *bool
 	for _, k := range sortedKeys(body) {
@@ -85,14 +82,12 @@ func (s *Server) patchMedia(q *request) error {
 				return errPropertyType("#/VerifyCertificate", k, rawValue(body[k]))
 			}
 			verify = &b
-		case cur[k] != nil || k == "Image" || k == "ImageName" || k == "TransferProtocolType":
-			e := newError(http.StatusBadRequest, "PropertyNotWritable", []string{"#/" + k}, k)
+		default:
+			e := notWritable(cur[k] != nil || k == "Image" || k == "ImageName" || k == "TransferProtocolType", "#/"+k, k)
 			if k == "Image" || k == "Inserted" {
 				e.detail = "Use the InsertMedia and EjectMedia actions."
 			}
 			return e
-		default:
-			return newError(http.StatusBadRequest, "PropertyUnknown", []string{"#/" + k}, quote(k))
 		}
 	}
 	if verify != nil && *verify != m.VerifyCertificate {
