@@ -875,6 +875,14 @@ start_rf_bridge() { # key vms
 	n=$(grep -cE "udp://127\.0\.0\.1:[0-9]+" "$dir/out" || true)
 	RFPORT[$key]=$(sed -n 's|^ *redfish: *https://[^ ]*:\([0-9][0-9]*\)/redfish/v1.*|\1|p' "$dir/out" | sed -n 1p)
 	RFSYS[$key]=$(awk '$1 == "VM" && $2 == "BMC" {getline; print $1; exit}' "$dir/out")
+	if [[ $VCENTER == process ]]; then
+		# With a vCenter the banner comes after at most 10 s, BMCs still
+		# waiting for the first synchronisation: wait for all to run.
+		until n=$("$BRIDGE" bmc list --socket "$dir/api.sock" 2>/dev/null | awk '$3 == "running"' | wc -l) && ((n >= vms)); do
+			if ! kill -0 "${PID[$key]}" 2>/dev/null || (($(now_ns) - t0 > REDFISH_START_TIMEOUT * 1000000000)); then break; fi
+			sleep 1
+		done
+	fi
 	if ((${n:-0} == 0)); then
 		sleep 1 # it exits: "no BMC could be started"
 		ERR[$key.start.0]="no BMC serving after $((($(now_ns) - t0) / 1000000000)) s: $(bridge_why "$dir")"

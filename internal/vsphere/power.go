@@ -105,6 +105,24 @@ func (s *settleState) set(what string) {
 	s.mu.Unlock()
 }
 
+// beginAction starts an action on the VM: nothing is sent to a vCenter
+// known to be unavailable, v.mu is taken before ctx ends (lockAction), and
+// the VM is read once the lock is held. On success the caller holds v.mu.
+func (v *VM) beginAction(ctx context.Context) (*mo.VirtualMachine, error) {
+	if _, err := v.snapshot(); err != nil {
+		return nil, err // vCenter known unavailable: nothing is sent
+	}
+	if err := v.lockAction(ctx); err != nil {
+		return nil, err
+	}
+	vm, err := v.snapshot()
+	if err != nil {
+		v.mu.Unlock()
+		return nil, err
+	}
+	return vm, nil
+}
+
 // lockAction takes v.mu before ctx ends; a VM whose earlier action is
 // unsettled, or busy past the reply budget, is machine.ErrBusy. The
 // unsettled check is repeated once the lock is held: an action followed in

@@ -24,17 +24,11 @@ var efi = string(types.GuestOsDescriptorFirmwareTypeEfi)
 func (v *VM) SetSecureBoot(ctx context.Context, on bool) error {
 	ctx, cancel := context.WithTimeout(ctx, v.opts.TaskWait)
 	defer cancel()
-	if _, err := v.snapshot(); err != nil {
-		return err // vCenter known unavailable: nothing is sent
-	}
-	if err := v.lockAction(ctx); err != nil {
-		return err
-	}
-	defer v.mu.Unlock()
-	vm, err := v.snapshot()
+	vm, err := v.beginAction(ctx)
 	if err != nil {
 		return err
 	}
+	defer v.mu.Unlock()
 	rec := v.record()
 	if fw := cmp.Or(rec.PendingFirmware, vm.Config.Firmware); on && fw != efi {
 		return fmt.Errorf("vm %s: secure boot needs UEFI firmware, the VM has %s: %w", vm.Name, fw, machine.ErrInvalidArgument)

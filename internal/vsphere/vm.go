@@ -290,17 +290,11 @@ func (v *VM) Power(ctx context.Context, a machine.PowerAction) error {
 	// once sent, the answer waits for vCenter's verdict (power.go).
 	ctx, cancel := context.WithTimeout(ctx, v.opts.TaskWait)
 	defer cancel()
-	if _, err := v.snapshot(); err != nil {
-		return err // vCenter known unavailable: nothing is sent
-	}
-	if err := v.lockAction(ctx); err != nil {
-		return err
-	}
-	defer v.mu.Unlock()
-	vm, err := v.snapshot()
+	vm, err := v.beginAction(ctx)
 	if err != nil {
 		return err
 	}
+	defer v.mu.Unlock()
 	state := powerState(vm.Runtime.PowerState)
 	switch {
 	case (a == machine.Cycle || a == machine.Reset || a == machine.NMI) && a == v.lastAction && time.Since(v.lastAt) < duplicateWindow:
@@ -692,17 +686,11 @@ func (v *VM) BootOverride(context.Context) (machine.BootOverride, error) {
 func (v *VM) SetBootOverride(ctx context.Context, o machine.BootOverride) error {
 	ctx, cancel := context.WithTimeout(ctx, v.opts.TaskWait)
 	defer cancel()
-	if _, err := v.snapshot(); err != nil {
-		return err // vCenter known unavailable: nothing is sent
-	}
-	if err := v.lockAction(ctx); err != nil {
-		return err
-	}
-	defer v.mu.Unlock()
-	vm, err := v.snapshot()
+	vm, err := v.beginAction(ctx)
 	if err != nil {
 		return err
 	}
+	defer v.mu.Unlock()
 	devices := object.VirtualDeviceList(vm.Config.Hardware.Device)
 	bo := types.VirtualMachineBootOptions{}
 	if vm.Config.BootOptions != nil {
