@@ -157,7 +157,12 @@ func (bm *BMC) Machine() machine.Machine {
 type Bridge struct {
 	inv  *vsphere.Inventory
 	opts Options
-	ctx  context.Context
+	// ctx ends with Close (or the caller's context); bg counts the
+	// goroutines that bind BMCs in the background, which Close waits for
+	// so that nothing binds after it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	bg     sync.WaitGroup
 
 	mu   sync.Mutex
 	bmcs []*BMC
@@ -185,7 +190,8 @@ func Start(ctx context.Context, inv *vsphere.Inventory, specs []Spec, opts Optio
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	b := &Bridge{inv: inv, opts: opts, ctx: ctx, kick: make(chan struct{}, 1), closeVM: (*vsphere.VM).Close}
+	ctx, cancel := context.WithCancel(ctx)
+	b := &Bridge{inv: inv, opts: opts, ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), closeVM: (*vsphere.VM).Close}
 	saved := b.savedBMCs()
 	for _, s := range specs {
 		bm := &BMC{spec: s}
@@ -210,8 +216,8 @@ func Start(ctx context.Context, inv *vsphere.Inventory, specs []Spec, opts Optio
 			}
 		}
 	})
-	go b.reconcile()
-	go func() {
+	b.bg.Go(b.reconcile)
+	b.bg.Go(func() {
 		// BMCs that could not bind while vCenter was away bind as soon
 		// as the inventory first synchronises.
 		select {
@@ -222,7 +228,7 @@ func Start(ctx context.Context, inv *vsphere.Inventory, specs []Spec, opts Optio
 			}
 		case <-ctx.Done():
 		}
-	}()
+	})
 	return b
 }
 
@@ -722,8 +728,11 @@ func (b *Bridge) stopLocked(bm *BMC) (closeVM func()) {
 	return func() { closer(vm) }
 }
 
-// Close stops every BMC.
+// Close stops every BMC. The background binding ends first, so that no
+// BMC is bound again behind Close.
 func (b *Bridge) Close() error {
+	b.cancel()
+	b.bg.Wait()
 	var closers []func()
 	for _, bm := range b.BMCs() {
 		bm.mu.Lock()

@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -126,5 +128,47 @@ func TestStopDoesNotFreezeReadsWhileTheMachineCloses(t *testing.T) {
 				t.Fatalf("%s never returned", op.name)
 			}
 		})
+	}
+}
+
+// Close ends every goroutine the bridge started (the reconciler, the
+// first-synchronisation wait, each endpoint's loop), so that no BMC is
+// bound again behind it; the inventory it was given runs on.
+func TestCloseJoinsItsGoroutines(t *testing.T) {
+	b := startBridge(t, 3)
+	var addrs []string
+	for _, bm := range b.BMCs() {
+		addrs = append(addrs, bm.Info().Addr.String())
+	}
+	b.kick <- struct{}{} // a reconciliation may be running as Close begins
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var left string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		buf := make([]byte, 1<<20)
+		left = ""
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			// The test's own goroutines (the inventory it runs) are not the
+			// bridge's.
+			if strings.Contains(g, "internal/bridge.") && !strings.Contains(g, "_test.go") {
+				left += g + "\n\n"
+			}
+		}
+		if left == "" {
+			break
+		}
+	}
+	if left != "" {
+		t.Fatalf("goroutines of the bridge still running after Close:\n%s", left)
+	}
+	// Every endpoint's socket is released: its address can be bound again.
+	for _, a := range addrs {
+		c, err := net.ListenPacket("udp", a)
+		if err != nil {
+			t.Errorf("address %s still taken after Close: %v", a, err)
+			continue
+		}
+		c.Close()
 	}
 }
