@@ -73,6 +73,10 @@ type VMOptions struct {
 // VM is a machine.Machine over one vSphere VM, bound by managed object
 // reference so that a rename or a move does not lose it. Reads come from
 // the inventory; only actions call vCenter.
+//
+// Lock order: mu (an action, held while vCenter works) before any of
+// recMu, cycleMu and bgMu, which are held only to read or replace what
+// they guard and never two at once; reads take none of them but recMu.
 type VM struct {
 	inv  *Inventory
 	obj  *object.VirtualMachine
@@ -95,11 +99,8 @@ type VM struct {
 	mu sync.Mutex
 	// recMu guards rec and onceAt, held only to copy or replace them;
 	// writers hold mu as well.
-	recMu sync.Mutex
-	rec   Record
-	// mediaMu serialises media changes, which hold it for a whole image
-	// download without holding mu.
-	mediaMu    sync.Mutex
+	recMu      sync.Mutex
+	rec        Record
 	lastAction machine.PowerAction
 	lastAt     time.Time
 	lastBoot   time.Time
