@@ -29,7 +29,7 @@ func mapError(err error) error {
 	case fault.Is(err, &types.TaskInProgress{}):
 		kind = machine.ErrBusy
 	case fault.Is(err, &types.ToolsUnavailable{}):
-		return fmt.Errorf("%w: VMware Tools are not running in the guest: %v", machine.ErrInvalidState, err)
+		return fmt.Errorf("%w: VMware Tools are not running in the guest: %w", machine.ErrInvalidState, err)
 	case fault.Is(err, &types.InvalidPowerState{}), fault.Is(err, &types.InvalidState{}):
 		kind = machine.ErrInvalidState
 	case fault.Is(err, &types.NotSupported{}), fault.Is(err, &types.NotImplemented{}), fault.Is(err, &types.MethodNotFound{}):
@@ -41,7 +41,7 @@ func mapError(err error) error {
 	default:
 		return err
 	}
-	return fmt.Errorf("%w: %v", kind, err)
+	return fmt.Errorf("%w: %w", kind, err) // both chains: the kind for protocols, the fault for logs and fault.Is
 }
 
 func isNetError(err error) bool {
