@@ -8,13 +8,11 @@ import (
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 )
 
-// The system manufacturer and product name of a VMware VM's SMBIOS tables
-// (the guest's dmidecode and Ironic's inspection see them), so that
-// `ipmitool fru print` and ipmi-fru agree with the OS. The board area names
-// the same maker and product: the virtual board is VMware's.
+// The FRU names the machine's SMBIOS manufacturer and product
+// (machine.Identity), so that `ipmitool fru print` and ipmi-fru agree with
+// the OS. The board area names the same maker and product: a VM's virtual
+// board is its platform's.
 const (
-	fruManufacturer = "VMware, Inc."
-	fruProduct      = "VMware Virtual Platform"
 	// fruChassisOther is SMBIOS chassis type 01h "Other", which VMware
 	// reports; the FRU chassis type uses the SMBIOS codes (FRU spec §10).
 	fruChassisOther = 0x01
@@ -36,20 +34,20 @@ func packFRU(id machine.Identity) ([]byte, error) {
 		},
 		BoardInfoArea: &types.FRUBoardInfoArea{
 			// Manufacturing date 0: "unspecified" (FRU spec §11).
-			ManufacturerTypeLength: fruTypeLength([]byte(fruManufacturer)),
-			Manufacturer:           []byte(fruManufacturer),
-			ProductNameTypeLength:  fruTypeLength([]byte(fruProduct)),
-			ProductName:            []byte(fruProduct),
+			ManufacturerTypeLength: fruTypeLength([]byte(id.Manufacturer)),
+			Manufacturer:           []byte(id.Manufacturer),
+			ProductNameTypeLength:  fruTypeLength([]byte(id.Model)),
+			ProductName:            []byte(id.Model),
 			SerialNumberTypeLength: fruTypeLength(serial),
 			SerialNumber:           serial,
 			PartNumberTypeLength:   fruTypeLength(nil),
 			FRUFileIDTypeLength:    fruTypeLength(nil),
 		},
 		ProductInfoArea: &types.FRUProductInfoArea{
-			ManufacturerTypeLength: fruTypeLength([]byte(fruManufacturer)),
-			Manufacturer:           []byte(fruManufacturer),
-			NameTypeLength:         fruTypeLength([]byte(fruProduct)),
-			Name:                   []byte(fruProduct),
+			ManufacturerTypeLength: fruTypeLength([]byte(id.Manufacturer)),
+			Manufacturer:           []byte(id.Manufacturer),
+			NameTypeLength:         fruTypeLength([]byte(id.Model)),
+			Name:                   []byte(id.Model),
 			PartModelTypeLength:    fruTypeLength(nil),
 			VersionTypeLength:      fruTypeLength(nil),
 			SerialNumberTypeLength: fruTypeLength(serial),

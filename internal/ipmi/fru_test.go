@@ -26,6 +26,7 @@ func TestFRUAreas(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			tt.id.Manufacturer, tt.id.Model = "VMware, Inc.", "VMware Virtual Platform"
 			raw, err := packFRU(tt.id)
 			if err != nil {
 				t.Fatal(err)
@@ -39,11 +40,11 @@ func TestFRUAreas(t *testing.T) {
 				t.Fatalf("areas: product %v board %v chassis %v", p != nil, b != nil, c != nil)
 			}
 			for field, pair := range map[string][2]string{
-				"product manufacturer": {string(p.Manufacturer), fruManufacturer},
-				"product name":         {string(p.Name), fruProduct},
+				"product manufacturer": {string(p.Manufacturer), tt.id.Manufacturer},
+				"product name":         {string(p.Name), tt.id.Model},
 				"product serial":       {string(p.SerialNumber), tt.serial},
 				"asset tag":            {string(p.AssetTag), tt.assetTag},
-				"board manufacturer":   {string(b.Manufacturer), fruManufacturer},
+				"board manufacturer":   {string(b.Manufacturer), tt.id.Manufacturer},
 				"board serial":         {string(b.SerialNumber), tt.serial},
 				"chassis serial":       {string(c.SerialNumber), tt.serial},
 			} {

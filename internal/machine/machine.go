@@ -75,6 +75,9 @@ type Identity struct {
 	// SerialNumber is the SMBIOS system serial number the guest sees
 	// (on vSphere "VMware-" and the BIOS UUID's bytes).
 	SerialNumber string
+	// Manufacturer and Model are the SMBIOS system manufacturer and
+	// product name the guest sees, which every protocol reports.
+	Manufacturer, Model string
 	// CPUs and MemoryMiB are the configured virtual hardware.
 	CPUs      int
 	MemoryMiB int
@@ -123,6 +126,7 @@ func (id Identity) Allows(a PowerAction) bool {
 // keep what it rendered from one until the system changes.
 func (id Identity) Equal(o Identity) bool {
 	return id.Name == o.Name && id.UUID == o.UUID && id.SerialNumber == o.SerialNumber &&
+		id.Manufacturer == o.Manufacturer && id.Model == o.Model &&
 		id.CPUs == o.CPUs && id.MemoryMiB == o.MemoryMiB &&
 		slices.Equal(id.MACs, o.MACs) && slices.Equal(id.Disks, o.Disks) && slices.Equal(id.BootOrder, o.BootOrder) &&
 		id.SecureBoot == o.SecureBoot && id.SecureBootNext == o.SecureBootNext &&

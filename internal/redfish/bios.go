@@ -206,7 +206,6 @@ func (s *Server) getBiosRegistry(q *request) error {
 		"Language":         "en",
 		"OwningEntity":     "ipmi-vmware-bridge",
 		"RegistryVersion":  "1.0.0",
-		"SupportedSystems": []map[string]string{{"ProductName": model, "SystemId": "VMwareVM"}},
 		"RegistryEntries": map[string]any{"Attributes": []map[string]any{
 			enum("BootMode", "The VM's firmware; change it with Boot.BootSourceOverrideMode.", true, "Uefi", "Bios"),
 			enum("SecureBoot", "UEFI secure boot (vSphere's efiSecureBootEnabled), from the next boot.", false, "Enabled", "Disabled"),

@@ -29,6 +29,7 @@ func (s *Server) routeInventory(get func(scope, func(*request) error) map[string
 // controller is one storage controller and its disks, in device order.
 type controller struct {
 	id, name, bus string
+	maker         string // the platform's: virtual controllers and disks are its
 	disks         []machine.Disk
 }
 
@@ -60,7 +61,11 @@ func (s *Server) storageControllers(q *request) ([]controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	return controllers(id.Disks), nil
+	cs := controllers(id.Disks)
+	for i := range cs {
+		cs[i].maker = id.Manufacturer
+	}
+	return cs, nil
 }
 
 func (s *Server) findController(q *request) (controller, error) {
@@ -114,7 +119,7 @@ func (s *Server) getStorage(q *request) error {
 			"@odata.id":                    path + "#/StorageControllers/0",
 			"MemberId":                     "0",
 			"Name":                         c.name,
-			"Manufacturer":                 manufacturer,
+			"Manufacturer":                 c.maker,
 			"SupportedControllerProtocols": []string{"PCIe"},
 			"SupportedDeviceProtocols":     protocols,
 			"Status":                       enabled,
@@ -157,7 +162,7 @@ func (s *Server) getDrive(q *request) error {
 			"Id":            d.ID,
 			"Name":          d.Name,
 			"CapacityBytes": d.CapacityBytes,
-			"Manufacturer":  manufacturer,
+			"Manufacturer":  c.maker,
 			"Model":         "Virtual disk",
 			"Status":        enabled,
 		}
@@ -200,7 +205,7 @@ func (s *Server) getSimpleStorage(q *request) error {
 	for _, d := range c.disks {
 		devices = append(devices, map[string]any{
 			"Name":          d.Name,
-			"Manufacturer":  manufacturer,
+			"Manufacturer":  c.maker,
 			"Model":         "Virtual disk",
 			"CapacityBytes": d.CapacityBytes,
 			"Status":        enabled,
@@ -248,7 +253,7 @@ func (s *Server) getMemory(q *request) error {
 		"Name":         "Virtual memory",
 		"MemoryType":   "DRAM",
 		"CapacityMiB":  id.MemoryMiB,
-		"Manufacturer": manufacturer,
+		"Manufacturer": id.Manufacturer,
 		"Status":       enabled,
 	})
 }

@@ -10,14 +10,6 @@ import (
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 )
 
-// What a VMware VM reports in SMBIOS, so that Ironic's out-of-band
-// inspection and the in-band agent agree. Ironic picks vendor quirks from
-// Manufacturer; VMware has none.
-const (
-	manufacturer = "VMware, Inc."
-	model        = "VMware Virtual Platform"
-)
-
 // computerSystem is the ComputerSystem resource with the properties
 // sushy and Ironic read (sushy's resources/system/system.py; Ironic's
 // redfish inspect and management interfaces).
@@ -131,8 +123,8 @@ func (st systemState) view(sys System) computerSystem {
 		ODataType:          "#ComputerSystem.v1_13_0.ComputerSystem",
 		ID:                 sys.ID,
 		Name:               name,
-		Manufacturer:       manufacturer,
-		Model:              model,
+		Manufacturer:       st.id.Manufacturer, // the SMBIOS one, so that out-of-band and in-band inspection agree
+		Model:              st.id.Model,
 		SerialNumber:       st.id.SerialNumber,
 		UUID:               st.id.UUID,
 		BiosVersion:        biosVersion(st.boot.Mode),

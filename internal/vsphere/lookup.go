@@ -39,12 +39,19 @@ func (inv *Inventory) Resolve(ctx context.Context, ref string) (types.ManagedObj
 	return inv.find(ref)
 }
 
+// The SMBIOS system manufacturer and product name of every vSphere VM (the
+// guest's dmidecode and Ironic's inspection see them).
+const (
+	smbiosManufacturer = "VMware, Inc."
+	smbiosProduct      = "VMware Virtual Platform"
+)
+
 // identity derives what a BMC reports from a VM's configuration and its
 // guest's state.
 func identity(vm *mo.VirtualMachine) machine.Identity {
 	cfg := vm.Config
 	uuid := strings.ToLower(cfg.Uuid)
-	id := machine.Identity{Name: vm.Name, UUID: uuid, SerialNumber: serialNumber(uuid)}
+	id := machine.Identity{Name: vm.Name, UUID: uuid, SerialNumber: serialNumber(uuid), Manufacturer: smbiosManufacturer, Model: smbiosProduct}
 	id.CPUs, id.MemoryMiB = int(cfg.Hardware.NumCPU), int(cfg.Hardware.MemoryMB)
 	if b := cfg.BootOptions; b != nil {
 		if b.EfiSecureBootEnabled != nil {

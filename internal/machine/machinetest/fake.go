@@ -3,6 +3,7 @@
 package machinetest
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sync"
@@ -48,6 +49,9 @@ func (f *Fake) Identity(context.Context) (machine.Identity, error) {
 	defer f.mu.Unlock()
 	id := f.ID
 	id.NMI = id.NMI && f.State == machine.PowerOn
+	// A fake is a VMware VM unless told otherwise.
+	id.Manufacturer = cmp.Or(id.Manufacturer, "VMware, Inc.")
+	id.Model = cmp.Or(id.Model, "VMware Virtual Platform")
 	return id, f.Err
 }
 
