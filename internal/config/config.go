@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/ipmi"
 )
 
 // PasswordEnv supplies the vCenter password when the file gives none, so that
@@ -560,8 +562,8 @@ func (p *parser) bmc(n *yaml.Node, name string) (BMC, error) {
 	if b.Username == "" {
 		b.Username = DefaultUsername
 	}
-	if len(b.Username) > 16 {
-		return b, p.err(f["username"], pre+"username", "longer than 16 bytes (IPMI's limit)")
+	if len(b.Username) > ipmi.MaxUsername {
+		return b, p.err(f["username"], pre+"username", fmt.Sprintf("longer than %d bytes (IPMI's limit)", ipmi.MaxUsername))
 	}
 	if b.Password, err = p.secret(f, pre, "password"); err != nil {
 		return b, err
@@ -569,8 +571,8 @@ func (p *parser) bmc(n *yaml.Node, name string) (BMC, error) {
 	switch {
 	case b.Password == "":
 		return b, p.err(n, pre+"password", "missing: give password or passwordFile")
-	case len(b.Password) > 20:
-		return b, p.err(n, pre+"password", "longer than 20 bytes (IPMI's limit)")
+	case len(b.Password) > ipmi.MaxPassword:
+		return b, p.err(n, pre+"password", fmt.Sprintf("longer than %d bytes (IPMI's limit)", ipmi.MaxPassword))
 	}
 	if in, ok := f["allowDuplicate"]; ok {
 		if err := in.Decode(&b.AllowDuplicate); err != nil || in.Tag != "!!bool" {

@@ -59,6 +59,15 @@ type Config struct {
 	Log   *slog.Logger
 }
 
+// Credential limits of IPMI v2.0: a user name of at most 16 bytes (§22.28
+// Set User Name) and a password of at most 20 (§22.30, IPMI 2.0
+// passwords; 1.5 sessions use the first 16). The configuration checks them
+// too, with the file's line, before an endpoint is built.
+const (
+	MaxUsername = 16
+	MaxPassword = bmc.MaxPasswordLen
+)
+
 // Endpoint is one virtual BMC serving one machine.
 type Endpoint struct {
 	conn rawsock.PacketConn
@@ -68,10 +77,10 @@ type Endpoint struct {
 // Listen binds the endpoint's UDP socket and builds its BMC from the
 // machine's identity. Serve starts answering.
 func Listen(ctx context.Context, m machine.Machine, cfg Config) (*Endpoint, error) {
-	if cfg.Username == "" || strings.ContainsRune(cfg.Username, 0) || len(cfg.Username) > 16 {
-		return nil, fmt.Errorf("ipmi username %q: must be 1 to 16 bytes", cfg.Username)
+	if cfg.Username == "" || strings.ContainsRune(cfg.Username, 0) || len(cfg.Username) > MaxUsername {
+		return nil, fmt.Errorf("ipmi username %q: must be 1 to %d bytes", cfg.Username, MaxUsername)
 	}
-	if len(cfg.Password) > bmc.MaxPasswordLen {
+	if len(cfg.Password) > MaxPassword {
 		return nil, fmt.Errorf("ipmi password: longer than %d bytes", bmc.MaxPasswordLen)
 	}
 	id, err := m.Identity(ctx)
