@@ -199,13 +199,13 @@ func (s *Server) getBiosRegistry(q *request) error {
 		return map[string]any{"AttributeName": name, "DisplayName": name, "HelpText": help, "Type": "Enumeration", "ReadOnly": readOnly, "Value": vs}
 	}
 	return writeResource(q, http.StatusOK, map[string]any{
-		"@odata.id":        "/redfish/v1/Registries/BiosAttributeRegistry/" + biosRegistry,
-		"@odata.type":      "#AttributeRegistry.v1_3_0.AttributeRegistry",
-		"Id":               biosRegistry,
-		"Name":             "VMware virtual firmware attribute registry",
-		"Language":         "en",
-		"OwningEntity":     "ipmi-vmware-bridge",
-		"RegistryVersion":  "1.0.0",
+		"@odata.id":       "/redfish/v1/Registries/BiosAttributeRegistry/" + biosRegistry,
+		"@odata.type":     "#AttributeRegistry.v1_3_0.AttributeRegistry",
+		"Id":              biosRegistry,
+		"Name":            "VMware virtual firmware attribute registry",
+		"Language":        "en",
+		"OwningEntity":    "ipmi-vmware-bridge",
+		"RegistryVersion": "1.0.0",
 		"RegistryEntries": map[string]any{"Attributes": []map[string]any{
 			enum("BootMode", "The VM's firmware; change it with Boot.BootSourceOverrideMode.", true, "Uefi", "Bios"),
 			enum("SecureBoot", "UEFI secure boot (vSphere's efiSecureBootEnabled), from the next boot.", false, "Enabled", "Disabled"),
