@@ -19,6 +19,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/guard"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/ipmi"
 )
 
@@ -73,14 +74,6 @@ type IPMI struct {
 	// second (0: no limit).
 	SessionSetupRate float64
 }
-
-// Lockout and setup-rate defaults (guard.Default has the same).
-const (
-	DefaultLockoutFailures  = 5
-	DefaultLockoutWindow    = time.Minute
-	DefaultLockoutDuration  = 5 * time.Minute
-	DefaultSessionSetupRate = 100
-)
 
 // Redfish configures the Redfish service.
 type Redfish struct {
@@ -361,8 +354,9 @@ func (p *parser) sections(fields map[string]*yaml.Node, cfg *Config) error {
 			return p.err(n, "metricsAddress", "must be host:port, or empty to turn metrics off")
 		}
 	}
-	cfg.IPMI = IPMI{LockoutFailures: DefaultLockoutFailures, LockoutWindow: DefaultLockoutWindow,
-		LockoutDuration: DefaultLockoutDuration, SessionSetupRate: DefaultSessionSetupRate}
+	// The lockout and setup-rate defaults are the guard's, which owns them.
+	g := guard.Default
+	cfg.IPMI = IPMI{LockoutFailures: g.Failures, LockoutWindow: g.Window, LockoutDuration: g.Lockout, SessionSetupRate: g.SetupRate}
 	if n, ok := fields["ipmi"]; ok {
 		f, err := p.mapping(n, "ipmi.", "sessionTimeout", "sessionLimit", "lockoutFailures", "lockoutWindow", "lockoutDuration", "sessionSetupRate")
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 const good = `vcenter:
@@ -52,7 +53,7 @@ func TestSections(t *testing.T) {
 	if err != nil || cfg.MetricsAddress != DefaultMetricsAddress || cfg.Redfish.Address != DefaultRedfishAddress {
 		t.Fatalf("defaults: %v %+v", err, cfg)
 	}
-	if cfg.IPMI.LockoutFailures != 5 || cfg.IPMI.LockoutDuration != DefaultLockoutDuration || cfg.IPMI.SessionSetupRate != 100 {
+	if cfg.IPMI.LockoutFailures != 5 || cfg.IPMI.LockoutDuration != 5*time.Minute || cfg.IPMI.SessionSetupRate != 100 {
 		t.Fatalf("guard defaults: %+v", cfg.IPMI)
 	}
 	extra := `ipmi:
