@@ -287,6 +287,11 @@ func (d *Daemon) BMH(ctx context.Context, req api.BMH) ([]byte, error) {
 			return nil, fmt.Errorf("%w: control plane: %v", api.ErrInvalid, err)
 		}
 	}
+	if _, err := path.Match(req.Filter, ""); err != nil {
+		// A malformed glob would match nothing: say so rather than print
+		// no hosts, as vms --filter does.
+		return nil, fmt.Errorf("%w: filter %q: %v", api.ErrInvalid, req.Filter, err)
+	}
 	var hosts []openshift.Host
 	for _, i := range d.running() {
 		m := i.m

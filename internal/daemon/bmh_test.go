@@ -87,6 +87,7 @@ func testBMHControlPlane(t *testing.T, socket string) {
 		{"offline: the control plane stays online", `{` + host + `, "offline": true}`, http.StatusOK, []string{"skinner-master-0"}},
 		{"malformed", `{` + host + `, "controlPlane": ["*-master-*", "skinner-["]}`, http.StatusBadRequest, []string{`control plane: pattern \"skinner-[\"`, "syntax error in pattern"}},
 		{"install-config ignores it", `{` + host + `, "installConfig": true, "controlPlane": ["skinner-["]}`, http.StatusOK, nil},
+		{"malformed filter", `{` + host + `, "filter": "skinner-["}`, http.StatusBadRequest, []string{`filter \"skinner-[\"`, "syntax error in pattern"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			status, body := postBMH(t, socket, tc.body)
