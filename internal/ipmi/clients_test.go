@@ -36,7 +36,7 @@ func startClientEndpoint(t *testing.T) (*machinetest.Fake, string) {
 	t.Cleanup(cancel)
 	for _, err := range []error{
 		m.Power(ctx, machine.On),
-		m.SetBootOverride(ctx, machine.BootOverride{Enabled: true, Device: machine.BootPXE, Mode: machine.BootModeUEFI}),
+		m.SetBootOverride(ctx, machine.BootOverride{Enabled: true, Persistent: true, Device: machine.BootPXE, Mode: machine.BootModeUEFI}),
 		m.Power(ctx, machine.Reset),
 		m.Power(ctx, machine.Off),
 	} {

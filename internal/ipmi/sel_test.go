@@ -18,7 +18,8 @@ import (
 var selTime = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC) // 6B06CDC0h
 
 // selHarness is a harness whose machine logged, at selTime: power on, a
-// boot override, a reset and power off (sequence numbers 1 to 4).
+// boot override (persistent: a one-time one would add its use by the
+// reset), a reset and power off (sequence numbers 1 to 4).
 func selHarness(t *testing.T) *harness {
 	t.Helper()
 	h := newHarness(t)
@@ -27,7 +28,7 @@ func selHarness(t *testing.T) *harness {
 	for _, step := range []func() error{
 		func() error { return h.m.Power(ctx, machine.On) },
 		func() error {
-			return h.m.SetBootOverride(ctx, machine.BootOverride{Enabled: true, Device: machine.BootPXE, Mode: machine.BootModeUEFI})
+			return h.m.SetBootOverride(ctx, machine.BootOverride{Enabled: true, Persistent: true, Device: machine.BootPXE, Mode: machine.BootModeUEFI})
 		},
 		func() error { return h.m.Power(ctx, machine.Reset) },
 		func() error { return h.m.Power(ctx, machine.Off) },

@@ -316,8 +316,10 @@ func TestSushyVirtualMediaDeploy(t *testing.T) {
 			if m := fakeMedia(f); !m.Inserted || m.Image != iso {
 				t.Errorf("CD %+v", m)
 			}
-			if o := fakeBoot(f); o != (machine.BootOverride{Enabled: true, Device: machine.BootCD, Mode: machine.BootModeUEFI}) {
-				t.Errorf("override %+v", o)
+			// The one-time CD override was used by the power-on, as a real
+			// machine's is.
+			if o := fakeBoot(f); o.Enabled {
+				t.Errorf("override %+v still set after the boot that used it", o)
 			}
 			if got := fakeActions(f); !slices.Equal(got, []machine.PowerAction{machine.On, machine.Off, machine.On}) {
 				t.Errorf("actions %v", got)

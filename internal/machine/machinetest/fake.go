@@ -89,7 +89,9 @@ func (f *Fake) PowerState(context.Context) (machine.PowerState, error) {
 }
 
 // Power implements machine.Machine with the same state rules as the vSphere
-// machine: cycle, reset and NMI need a running system.
+// machine: cycle, reset and NMI need a running system, and a boot (a
+// power-on, a cycle, a reset, a guest restart) consumes a one-time boot
+// override, as IPMI's boot flags are valid for one boot (§28.13).
 func (f *Fake) Power(_ context.Context, a machine.PowerAction) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -101,6 +103,7 @@ func (f *Fake) Power(_ context.Context, a machine.PowerAction) error {
 	case machine.On:
 		if !on {
 			f.log().Add(machine.EventPowerOn, "")
+			f.bootedLocked()
 		}
 		f.State = machine.PowerOn
 	case machine.Off, machine.SoftOff:
@@ -114,12 +117,21 @@ func (f *Fake) Power(_ context.Context, a machine.PowerAction) error {
 		}
 		if a != machine.NMI {
 			f.log().Add(machine.EventReset, a.String())
+			f.bootedLocked()
 		}
 	default:
 		return machine.ErrInvalidArgument
 	}
 	f.Actions = append(f.Actions, a)
 	return nil
+}
+
+// bootedLocked ends a one-time override: the boot used it.
+func (f *Fake) bootedLocked() {
+	if f.Override.Enabled && !f.Override.Persistent {
+		f.Override = machine.BootOverride{}
+		f.log().Add(machine.EventBootOverride, "one-time override used")
+	}
 }
 
 // BootOverride implements machine.Machine. Like a real machine it reports the
