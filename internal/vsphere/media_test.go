@@ -278,7 +278,6 @@ func (e *mediaEnv) readBack(t *testing.T, dsPath string) []byte {
 // the CD-ROM gets the new bytes; with a strong ETag or Last-Modified an
 // unchanged image is reused after a 304, a changed one fetched.
 func TestMediaChangedImageFetchedAgain(t *testing.T) {
-	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		etag func(i int) string
@@ -344,7 +343,6 @@ func TestMediaChangedImageFetchedAgain(t *testing.T) {
 // Refused images: each answered ErrInvalidArgument with its class, and
 // nothing left on the datastore or in the state.
 func TestMediaRefused(t *testing.T) {
-	t.Parallel()
 	ctx := context.Background()
 	other, err := net.Listen("tcp", "127.0.0.2:0")
 	if err != nil {
@@ -431,7 +429,6 @@ func TestMediaRefused(t *testing.T) {
 // refused with VerifyCertificate true, inserted again once media.caFile
 // holds the CA. The setting survives as the VM's record.
 func TestMediaTLS(t *testing.T) {
-	t.Parallel()
 	ctx := context.Background()
 	img := &imageServer{}
 	img.set(isoImage(64<<10, 5), "", time.Time{})
@@ -481,7 +478,6 @@ func TestMediaTLS(t *testing.T) {
 // Eject and power go on while an upload runs; eject and a second insert
 // cancel it, and nothing is left behind.
 func TestMediaCancel(t *testing.T) {
-	t.Parallel()
 	e := newMediaEnv(t, MediaConfig{})
 	ctx := context.Background()
 	v := e.vm(t, "skinner-master-0", nil)
@@ -533,7 +529,6 @@ func TestMediaCancel(t *testing.T) {
 
 // A state that cannot be saved changes nothing and is no client error.
 func TestMediaStateFailure(t *testing.T) {
-	t.Parallel()
 	e := newMediaEnv(t, MediaConfig{})
 	ctx := context.Background()
 	var fail atomic.Bool
@@ -578,7 +573,6 @@ func TestMediaStateFailure(t *testing.T) {
 // period, and beyond the budget; referenced copies and files it did not
 // write stay.
 func TestMediaCollect(t *testing.T) {
-	t.Parallel()
 	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
@@ -655,7 +649,6 @@ func TestMediaCollect(t *testing.T) {
 // with the query that holds a signed URL's token. The log shows it
 // redacted, as everywhere else, while the error keeps its class.
 func TestMediaRefusedLogHidesToken(t *testing.T) {
-	t.Parallel()
 	e := newMediaEnv(t, MediaConfig{StallTimeout: time.Second,
 		AllowedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
 	logs := &logBuffer{}
@@ -687,7 +680,6 @@ func TestMediaRefusedLogHidesToken(t *testing.T) {
 // redactError cleans every URL in an error's text, quoted or not, and
 // keeps the error's chain for errors.Is/As.
 func TestRedactError(t *testing.T) {
-	t.Parallel()
 	inner := &url.Error{Op: "Get", URL: "https://u:pw@h/x.iso?token=T1", Err: context.DeadlineExceeded}
 	err := redactError(fmt.Errorf("fetch: %w", inner), nil)
 	if s := err.Error(); strings.Contains(s, "T1") || strings.Contains(s, "pw") || !strings.Contains(s, "https://u:xxxxx@h/x.iso?…") {
@@ -710,7 +702,6 @@ func TestRedactError(t *testing.T) {
 // land on the same file name, which takes the copy back from the
 // collector), and the collector checks each copy again before deleting.
 func TestMediaCollectSparesCopyReusedMeanwhile(t *testing.T) {
-	t.Parallel()
 	e := newMediaEnv(t, MediaConfig{GCGrace: -1})
 	ctx := context.Background()
 	v := e.vm(t, "skinner-worker-2", nil)

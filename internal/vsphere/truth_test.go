@@ -109,7 +109,6 @@ func TestRunningTaskAnsweredByItsVerdict(t *testing.T) {
 // life and resumes later carries it out, and the answer, given then, says
 // so. (It used to be C0h at 0.8 s, and the VM went off all the same.)
 func TestIrreversibleActionSentIntoAHangIsNotAnsweredFailed(t *testing.T) {
-	t.Parallel()
 	for _, a := range []machine.PowerAction{machine.Off, machine.Reset, machine.Cycle, machine.SoftOff} {
 		t.Run(a.String(), func(t *testing.T) {
 			e, p := proxiedEnv(t, quiet())
@@ -152,7 +151,6 @@ func TestIrreversibleActionSentIntoAHangIsNotAnsweredFailed(t *testing.T) {
 // and the bridge still follows it afterwards, undoing the power-on its
 // client was told failed.
 func TestCloseLeavesLateActionsToTheirFollowers(t *testing.T) {
-	t.Parallel()
 	e, p := proxiedEnv(t, quiet())
 	ctx := context.Background()
 	v, err := e.inv.Bind(ctx, "skinner-master-0", VMOptions{})
@@ -190,7 +188,6 @@ func TestCloseLeavesLateActionsToTheirFollowers(t *testing.T) {
 // for good; the power-on is now retried until vCenter answers, even when
 // the BMC is stopped meanwhile, and the event log says it was delayed.
 func TestCyclePowerOnRetriedThroughAnOutage(t *testing.T) {
-	t.Parallel()
 	logs := &logBuffer{}
 	e, p := proxiedEnv(t, quiet())
 	ctx := context.Background()
@@ -321,7 +318,6 @@ func (s *stallDestroy) RoundTrip(ctx context.Context, req, res soap.HasFault) er
 // and with it every later action and Close, for ever. Tasks are now waited
 // for by polling under a deadline, and requests take v.mu under theirs.
 func TestBootRestoreNeverHoldsTheLockForever(t *testing.T) {
-	t.Parallel()
 	sd := &stallDestroy{}
 	e := startEnvWith(t, func(next soap.RoundTripper) soap.RoundTripper { sd.next = next; return sd })
 	ctx := context.Background()
@@ -353,7 +349,6 @@ func TestBootRestoreNeverHoldsTheLockForever(t *testing.T) {
 // a restore holding it for as long as vCenter takes makes the request
 // busy (nothing sent), never a request that hangs.
 func TestRequestsTakeTheLockWithinTheirDeadline(t *testing.T) {
-	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	v := e.bind(t, "skinner-master-0", VMOptions{})
@@ -379,7 +374,6 @@ func TestRequestsTakeTheLockWithinTheirDeadline(t *testing.T) {
 // (answered, and still followed) is busy: the unsettled check is made
 // again once the lock is held, so nothing runs behind the earlier answer.
 func TestUnsettledCheckedAgainUnderTheLock(t *testing.T) {
-	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	v := e.bind(t, "skinner-master-0", VMOptions{})

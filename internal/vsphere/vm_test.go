@@ -121,7 +121,6 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 func TestSimulatorSeed(t *testing.T) {
-	t.Parallel()
 	e := startEnv(t)
 	if len(e.sim.VMs) != 5 || e.sim.VMs[0] != "skinner-master-0" || e.sim.VMs[4] != "skinner-worker-2" {
 		t.Fatalf("VMs = %v", e.sim.VMs)
@@ -142,7 +141,6 @@ func TestSimulatorSeed(t *testing.T) {
 }
 
 func TestBind(t *testing.T) {
-	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	byName := e.bind(t, "skinner-worker-2", VMOptions{})
@@ -189,7 +187,6 @@ func upper(s string) string {
 }
 
 func TestIdentity(t *testing.T) {
-	t.Parallel()
 	e := startEnv(t)
 	v := e.bind(t, "skinner-master-0", VMOptions{})
 	id, _ := v.Identity(context.Background())
@@ -210,7 +207,6 @@ func TestIdentity(t *testing.T) {
 }
 
 func TestPower(t *testing.T) {
-	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	v := e.bind(t, "skinner-master-0", VMOptions{})
@@ -271,7 +267,6 @@ func TestPower(t *testing.T) {
 }
 
 func TestPowerCycle(t *testing.T) {
-	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	v := e.bind(t, "skinner-master-1", VMOptions{})
@@ -304,7 +299,6 @@ func faultRule(method string, f types.BaseMethodFault) *simulator.FaultInjection
 }
 
 func TestSoftOff(t *testing.T) {
-	t.Parallel()
 	tests := []struct {
 		name     string
 		timeout  time.Duration
@@ -335,7 +329,6 @@ func TestSoftOff(t *testing.T) {
 }
 
 func TestFailedTask(t *testing.T) {
-	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	v := e.bind(t, "skinner-master-2", VMOptions{})
@@ -353,7 +346,6 @@ func TestFailedTask(t *testing.T) {
 }
 
 func TestBootOverride(t *testing.T) {
-	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	v := e.bind(t, "skinner-worker-1", VMOptions{})
@@ -398,7 +390,6 @@ func TestBootOverride(t *testing.T) {
 }
 
 func TestFirmwareWhileRunning(t *testing.T) {
-	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	v := e.bind(t, "skinner-worker-2", VMOptions{})
@@ -428,7 +419,6 @@ func TestFirmwareWhileRunning(t *testing.T) {
 // A one-time override is used by the next boot: the boot order it replaced
 // comes back and the override reads as cleared, as on a real BMC.
 func TestOneTimeBoot(t *testing.T) {
-	t.Parallel()
 	boots := []struct {
 		name string
 		boot func(ctx context.Context, v *VM) error
@@ -470,7 +460,6 @@ func TestOneTimeBoot(t *testing.T) {
 }
 
 func TestOneTimeClearedBeforeBoot(t *testing.T) {
-	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	v := e.bind(t, "skinner-master-0", VMOptions{})
@@ -491,7 +480,6 @@ func TestOneTimeClearedBeforeBoot(t *testing.T) {
 // Boot state is saved before it is applied, restored by a new machine (a
 // restarted bridge), and a failed save changes nothing.
 func TestBootPersistence(t *testing.T) {
-	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	var (
@@ -548,7 +536,6 @@ func TestBootPersistence(t *testing.T) {
 
 // Reads come from the inventory: a thousand of them cost vCenter nothing.
 func TestReadsCostNoRequests(t *testing.T) {
-	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	v := e.bind(t, "skinner-master-0", VMOptions{})
@@ -583,7 +570,6 @@ func requestsExceptWatch(m map[string]uint64) uint64 {
 }
 
 func TestOutsideChangesSeen(t *testing.T) {
-	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	v := e.bind(t, "skinner-worker-2", VMOptions{})
@@ -623,7 +609,6 @@ func TestOutsideChangesSeen(t *testing.T) {
 // when it is back the inventory resynchronises by itself, and changes made
 // meanwhile are seen.
 func TestOutage(t *testing.T) {
-	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	v := e.bind(t, "skinner-master-0", VMOptions{})
@@ -654,7 +639,6 @@ func TestOutage(t *testing.T) {
 // A session vCenter forgot (expired, or ended by an administrator) is
 // renewed by logging in again, without the caller noticing.
 func TestRelogin(t *testing.T) {
-	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	v := e.bind(t, "skinner-master-0", VMOptions{})
@@ -694,7 +678,6 @@ func isoServer(t *testing.T) *httptest.Server {
 }
 
 func TestVirtualMedia(t *testing.T) {
-	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	srv := isoServer(t)
@@ -756,7 +739,6 @@ func TestVirtualMedia(t *testing.T) {
 }
 
 func TestList(t *testing.T) {
-	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	tests := []struct {
@@ -788,7 +770,6 @@ func TestList(t *testing.T) {
 // A guest restart needs VMware Tools (the simulator's VMs have none): it is
 // refused, or with softOffTimeout becomes a hard reset.
 func TestSoftReset(t *testing.T) {
-	t.Parallel()
 	for _, fallback := range []bool{false, true} {
 		t.Run(fmt.Sprint("fallback=", fallback), func(t *testing.T) {
 			e := startEnv(t)
@@ -819,7 +800,6 @@ func TestSoftReset(t *testing.T) {
 // Reads and power actions go on while an image downloads: the download
 // holds only the media lock.
 func TestMediaDownloadBlocksNothing(t *testing.T) {
-	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	release := make(chan struct{})
@@ -862,7 +842,6 @@ func TestMediaDownloadBlocksNothing(t *testing.T) {
 // With a boot hold the one-time boot order outlives the power-on long
 // enough for the firmware to read it, then goes.
 func TestOneTimeBootHold(t *testing.T) {
-	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	v := e.bind(t, "skinner-worker-1", VMOptions{BootHold: 2 * time.Second})
