@@ -54,7 +54,9 @@ func sendto(o *op, fd uintptr) bool {
 // read reads once; 0 bytes without an error is the end of the stream.
 func read(o *op, fd uintptr) bool {
 	n, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(o.p))), uintptr(len(o.p)))
-	o.n, o.errno, o.eof = int(n), e, e == 0 && n == 0 && len(o.p) > 0
+	if o.errno = e; e == 0 {
+		o.n, o.eof = int(n), n == 0 && len(o.p) > 0
+	}
 	return !o.retry()
 }
 
@@ -156,36 +158,26 @@ func TCP(c net.Conn) net.Conn {
 	return &stream{TCPConn: t, rc: rc, rdOp: newOp(read), wrOp: newOp(write)}
 }
 
-func (c *stream) Read(p []byte) (int, error) {
-	c.rmu.Lock()
-	defer c.rmu.Unlock()
-	o := c.rdOp
-	o.p, o.n = p, 0
-	err := c.rc.Read(o.fn)
+func (c *stream) Read(p []byte) (int, error) { return c.do(&c.rmu, c.rdOp, c.rc.Read, "read", p) }
+
+func (c *stream) Write(p []byte) (int, error) { return c.do(&c.wmu, c.wrOp, c.rc.Write, "write", p) }
+
+// do runs one direction's call under its lock, waiting through wait (the
+// RawConn's Read or Write), and reports what was done as net.Conn does.
+func (c *stream) do(mu *sync.Mutex, o *op, wait func(func(uintptr) bool) error, what string, p []byte) (int, error) {
+	mu.Lock()
+	defer mu.Unlock()
+	o.p, o.n, o.errno, o.eof = p, 0, 0, false
+	err := wait(o.fn)
 	o.p = nil
+	if err == nil && o.errno != 0 {
+		err = o.errno
+	}
 	switch {
 	case err != nil:
-		return 0, opError("read", c, err)
-	case o.errno != 0:
-		return 0, opError("read", c, o.errno)
+		return o.n, opError(what, c, err)
 	case o.eof:
 		return 0, io.EOF
-	}
-	return o.n, nil
-}
-
-func (c *stream) Write(p []byte) (int, error) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	o := c.wrOp
-	o.p, o.n = p, 0
-	err := c.rc.Write(o.fn)
-	o.p = nil
-	switch {
-	case err != nil:
-		return o.n, opError("write", c, err)
-	case o.errno != 0:
-		return o.n, opError("write", c, o.errno)
 	}
 	return o.n, nil
 }

@@ -105,22 +105,28 @@ func (s *settleState) set(what string) {
 	s.mu.Unlock()
 }
 
-// beginAction starts an action on the VM: nothing is sent to a vCenter
-// known to be unavailable, v.mu is taken before ctx ends (lockAction), and
-// the VM is read once the lock is held. On success the caller holds v.mu.
-func (v *VM) beginAction(ctx context.Context) (*mo.VirtualMachine, error) {
+// beginAction starts an action on the VM within the reply budget
+// (TaskWait, the returned context's deadline): nothing is sent to a
+// vCenter known to be unavailable, v.mu is taken before the budget ends
+// (lockAction), and the VM is read once the lock is held. On success the
+// caller holds v.mu and calls release, which frees it and the budget.
+func (v *VM) beginAction(ctx context.Context) (_ context.Context, _ *mo.VirtualMachine, release func(), _ error) {
+	ctx, cancel := context.WithTimeout(ctx, v.opts.TaskWait)
 	if _, err := v.snapshot(); err != nil {
-		return nil, err // vCenter known unavailable: nothing is sent
+		cancel()
+		return nil, nil, nil, err // vCenter known unavailable: nothing is sent
 	}
 	if err := v.lockAction(ctx); err != nil {
-		return nil, err
+		cancel()
+		return nil, nil, nil, err
 	}
 	vm, err := v.snapshot()
 	if err != nil {
 		v.mu.Unlock()
-		return nil, err
+		cancel()
+		return nil, nil, nil, err
 	}
-	return vm, nil
+	return ctx, vm, func() { v.mu.Unlock(); cancel() }, nil
 }
 
 // lockAction takes v.mu before ctx ends; a VM whose earlier action is

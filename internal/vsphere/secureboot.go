@@ -22,13 +22,11 @@ var efi = string(types.GuestOsDescriptorFirmwareTypeEfi)
 // reports it in SecureBootNext meanwhile. Secure boot needs UEFI firmware:
 // turning it on for a BIOS VM fails with ErrInvalidArgument.
 func (v *VM) SetSecureBoot(ctx context.Context, on bool) error {
-	ctx, cancel := context.WithTimeout(ctx, v.opts.TaskWait)
-	defer cancel()
-	vm, err := v.beginAction(ctx)
+	ctx, vm, release, err := v.beginAction(ctx)
 	if err != nil {
 		return err
 	}
-	defer v.mu.Unlock()
+	defer release()
 	rec := v.record()
 	if fw := cmp.Or(rec.PendingFirmware, vm.Config.Firmware); on && fw != efi {
 		return fmt.Errorf("vm %s: secure boot needs UEFI firmware, the VM has %s: %w", vm.Name, fw, machine.ErrInvalidArgument)

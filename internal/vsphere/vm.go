@@ -201,18 +201,19 @@ func (v *VM) snapshot() (*mo.VirtualMachine, error) {
 }
 
 // Identity implements machine.Machine.
+// The identity and the power state come from one snapshot of the VM, so
+// that what it allows (machine.Identity.Allows) is true of one moment.
 func (v *VM) Identity(context.Context) (machine.Identity, error) {
-	id, err := v.inv.Identity(v.obj.Reference())
+	vm, err := v.inv.get(v.obj.Reference())
 	if err != nil {
-		return id, err
+		return machine.Identity{}, err
 	}
+	id := identity(vm)
 	id.SoftOffFallback = v.opts.SoftOffTimeout > 0
+	id.NMI = powerState(vm.Runtime.PowerState).IsOn() && !v.inv.c.noNMI.Load()
 	id.SecureBootNext = id.SecureBoot
 	if p := v.record().PendingSecureBoot; p != nil {
 		id.SecureBootNext = *p
-	}
-	if vm, err := v.snapshot(); err == nil {
-		id.NMI = powerState(vm.Runtime.PowerState).IsOn() && !v.inv.c.noNMI.Load()
 	}
 	return id, nil
 }
@@ -289,13 +290,11 @@ func (v *VM) observe(c Change) {
 func (v *VM) Power(ctx context.Context, a machine.PowerAction) error {
 	// Waiting for the lock and the sign of life fit the reply budget;
 	// once sent, the answer waits for vCenter's verdict (power.go).
-	ctx, cancel := context.WithTimeout(ctx, v.opts.TaskWait)
-	defer cancel()
-	vm, err := v.beginAction(ctx)
+	ctx, vm, release, err := v.beginAction(ctx)
 	if err != nil {
 		return err
 	}
-	defer v.mu.Unlock()
+	defer release()
 	state := powerState(vm.Runtime.PowerState)
 	switch {
 	case (a == machine.Cycle || a == machine.Reset || a == machine.NMI) && a == v.lastAction && time.Since(v.lastAt) < duplicateWindow:
@@ -685,13 +684,11 @@ func (v *VM) BootOverride(context.Context) (machine.BootOverride, error) {
 // the new one only then (it is written ahead, so that a restart during the
 // task still knows what to restore, and put back when the task failed).
 func (v *VM) SetBootOverride(ctx context.Context, o machine.BootOverride) error {
-	ctx, cancel := context.WithTimeout(ctx, v.opts.TaskWait)
-	defer cancel()
-	vm, err := v.beginAction(ctx)
+	ctx, vm, release, err := v.beginAction(ctx)
 	if err != nil {
 		return err
 	}
-	defer v.mu.Unlock()
+	defer release()
 	devices := object.VirtualDeviceList(vm.Config.Hardware.Device)
 	bo := types.VirtualMachineBootOptions{}
 	if vm.Config.BootOptions != nil {
