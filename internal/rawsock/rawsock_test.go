@@ -160,3 +160,44 @@ func (s slowReader) Read(p []byte) (int, error) {
 	}
 	return s.r.Read(p)
 }
+
+// A peer that never reads cannot hold a writer: the write deadline ends
+// the write with a timeout once the socket buffers are full, as it does
+// through the net package (a slow Redfish client meets the server's write
+// timeout this way).
+func TestTCPWriteDeadlineWithAPeerThatNeverReads(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			accepted <- TCP(c)
+		}
+	}()
+	peer, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = peer.Close() }()
+	c := <-accepted
+	defer func() { _ = c.Close() }()
+	_ = c.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Write(make([]byte, 64<<20)) // far more than the socket buffers hold
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("write to a peer that never reads: %v, want a timeout", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the write deadline did not end the write")
+	}
+}
