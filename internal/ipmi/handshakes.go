@@ -3,6 +3,7 @@ package ipmi
 import (
 	"container/list"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -60,10 +61,14 @@ type handshake struct {
 // handshakes is one endpoint's table of session setups in progress, in
 // the order they began.
 type handshakes struct {
-	mu       sync.Mutex
-	byKey    map[hsKey]*list.Element
-	order    list.List // of *handshake, oldest first
-	bySource map[netip.Addr]int
+	mu    sync.Mutex
+	byKey map[hsKey]*list.Element
+	order list.List // of *handshake, oldest first
+	// bySource holds each source's handshakes, oldest first, so that
+	// making room for a source at its limit looks at its own few rather
+	// than scanning the table: under a flood from many sources that scan
+	// ran for every datagram and the loop fell behind.
+	bySource map[netip.Addr][]*list.Element
 	// sources[n] counts the sources with n handshakes, so that the
 	// busiest is found without a scan.
 	sources [perSourcePending + 1]int
@@ -73,7 +78,7 @@ type handshakes struct {
 }
 
 func newHandshakes() *handshakes {
-	return &handshakes{byKey: map[hsKey]*list.Element{}, bySource: map[netip.Addr]int{}, begun: make(chan struct{}, 1)}
+	return &handshakes{byKey: map[hsKey]*list.Element{}, bySource: map[netip.Addr][]*list.Element{}, begun: make(chan struct{}, 1)}
 }
 
 // admit makes room for one more handshake from ip, and reports whether
@@ -83,23 +88,35 @@ func newHandshakes() *handshakes {
 func (t *handshakes) admit(ip netip.Addr) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.bySource[ip] >= perSourcePending && !t.evictLocked(func(h *handshake) bool { return h.ip == ip }) {
+	if len(t.bySource[ip]) >= perSourcePending && !t.evictLocked(t.bySource[ip], nil) {
 		return false
 	}
 	if t.order.Len() < maxPending {
 		return true
 	}
+	// The table is full, which only forged sources do: they cannot reach
+	// RAKP 2, so the scan stops at the first handshakes it looks at.
 	for most := perSourcePending; most > 0; most-- {
-		if t.sources[most] > 0 && t.evictLocked(func(h *handshake) bool { return t.bySource[h.ip] == most }) {
+		if t.sources[most] > 0 && t.evictLocked(nil, func(h *handshake) bool { return len(t.bySource[h.ip]) == most }) {
 			return true
 		}
 	}
 	return false
 }
 
-// evictLocked removes the oldest handshake without RAKP 2 that match
-// accepts, and reports whether there was one.
-func (t *handshakes) evictLocked(match func(*handshake) bool) bool {
+// evictLocked removes the oldest handshake without RAKP 2, among elems
+// when given, else in the whole table among those match accepts, and
+// reports whether there was one.
+func (t *handshakes) evictLocked(elems []*list.Element, match func(*handshake) bool) bool {
+	if elems != nil {
+		for _, e := range elems {
+			if !e.Value.(*handshake).rakp2 {
+				t.removeLocked(e)
+				return true
+			}
+		}
+		return false
+	}
 	for e := t.order.Front(); e != nil; e = e.Next() {
 		if h := e.Value.(*handshake); !h.rakp2 && match(h) {
 			t.removeLocked(e)
@@ -113,13 +130,14 @@ func (t *handshakes) evictLocked(match func(*handshake) bool) bool {
 func (t *handshakes) add(h *handshake) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.byKey[h.key] = t.order.PushBack(h)
-	n := t.bySource[h.ip]
+	e := t.order.PushBack(h)
+	t.byKey[h.key] = e
+	n := len(t.bySource[h.ip])
 	if n > 0 {
 		t.sources[n]--
 	}
 	t.sources[n+1]++
-	t.bySource[h.ip] = n + 1
+	t.bySource[h.ip] = append(t.bySource[h.ip], e)
 	select {
 	case t.begun <- struct{}{}:
 	default:
@@ -194,11 +212,12 @@ func (t *handshakes) len() int {
 func (t *handshakes) removeLocked(e *list.Element) {
 	h := t.order.Remove(e).(*handshake)
 	delete(t.byKey, h.key)
-	n := t.bySource[h.ip]
+	elems := t.bySource[h.ip]
+	n := len(elems)
 	t.sources[n]--
 	if n > 1 {
 		t.sources[n-1]++
-		t.bySource[h.ip] = n - 1
+		t.bySource[h.ip] = slices.DeleteFunc(elems, func(x *list.Element) bool { return x == e })
 	} else {
 		delete(t.bySource, h.ip)
 	}
