@@ -2,7 +2,9 @@
 // (IPMI, Redfish) and the virtualisation backend (vSphere): power, boot
 // override and identity, expressed as power states and boot devices, never as
 // NetFns or HTTP verbs. It also owns the typed errors every backend returns,
-// so that each protocol maps them to its own status codes in one place.
+// so that each protocol maps them to its own status codes in one place, and
+// the rules of a boot override (PlanBoot and its kin), so that every
+// backend follows the same ones.
 package machine
 
 import (
@@ -53,6 +55,10 @@ type Machine interface {
 	// certificate (Redfish VirtualMedia.VerifyCertificate); it outlives
 	// images and restarts.
 	SetMediaVerify(ctx context.Context, verify bool) error
+	// SerialConsole returns the system's serial console, or nil when its
+	// BMC offers none (the default: the VM's serial port must be pointed
+	// at the bridge first).
+	SerialConsole() SerialConsole
 }
 
 // Media is the state of a system's virtual CD drive.
@@ -103,6 +109,10 @@ type Identity struct {
 	// NMI: the backend can raise an NMI in the system now (it runs, and
 	// the backend can send one).
 	NMI bool
+	// SerialConsole: the system's serial port points at the bridge's
+	// console concentrator (on vSphere, a vSPC serial port whose proxy URI
+	// is the concentrator's), so what it prints can reach a console.
+	SerialConsole bool
 }
 
 // Allows reports whether a can be asked of the system now. Protocols
@@ -130,7 +140,8 @@ func (id Identity) Equal(o Identity) bool {
 		id.CPUs == o.CPUs && id.MemoryMiB == o.MemoryMiB &&
 		slices.Equal(id.MACs, o.MACs) && slices.Equal(id.Disks, o.Disks) && slices.Equal(id.BootOrder, o.BootOrder) &&
 		id.SecureBoot == o.SecureBoot && id.SecureBootNext == o.SecureBootNext &&
-		id.GuestTools == o.GuestTools && id.SoftOffFallback == o.SoftOffFallback && id.NMI == o.NMI
+		id.GuestTools == o.GuestTools && id.SoftOffFallback == o.SoftOffFallback && id.NMI == o.NMI &&
+		id.SerialConsole == o.SerialConsole
 }
 
 // Disk is a virtual disk and the controller it hangs off.

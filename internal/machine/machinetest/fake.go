@@ -1,26 +1,42 @@
 // Package machinetest provides an in-memory machine.Machine for protocol
-// tests, in the manner of net/http/httptest.
+// tests, in the manner of net/http/httptest, and Run, the conformance
+// suite that holds it and the vSphere machine to the same contract.
 package machinetest
 
 import (
 	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 )
 
 // Fake is an in-memory Machine. Its zero value is a powered-off system with
-// UEFI firmware and no boot override. Err, when set, is returned by every
-// call, to exercise error mapping.
+// UEFI firmware, a disk, a NIC and a CD drive, and no boot override. Its
+// boot overrides, firmware and secure boot follow machine.PlanBoot,
+// PlanBooted and PlanSecureBoot, the rules the vSphere machine follows,
+// and Run checks both against the same contract. Err, when set, is
+// returned by every call, to exercise error mapping.
 type Fake struct {
-	mu       sync.Mutex
-	ID       machine.Identity
-	State    machine.PowerState
+	mu    sync.Mutex
+	ID    machine.Identity
+	State machine.PowerState
+	// Override is the override last set, as the protocol sent it (its
+	// mode included, which protocol tests compare), until a boot uses a
+	// one-time override.
 	Override machine.BootOverride
+	// Firmware is the configured firmware (BootModeUnspecified: UEFI).
 	Firmware machine.BootMode
-	Usage    machine.Stats
+	// FollowEFIBit says which overrides change the firmware; empty:
+	// machine.FollowAlways, so that a protocol test reads back the mode
+	// it wrote.
+	FollowEFIBit machine.FirmwarePolicy
+	// Devices are the classes the system can boot from; nil: disk, cdrom
+	// and ethernet.
+	Devices []string
+	Usage   machine.Stats
 	// Actions records every accepted power action in order.
 	Actions []machine.PowerAction
 	Err     error
@@ -30,6 +46,16 @@ type Fake struct {
 	// BadMedia does not list.
 	CD       machine.Media
 	BadMedia map[string]bool
+	// Console is what SerialConsole returns (nil: no console).
+	Console machine.SerialConsole
+
+	// What machine.BootState keeps beyond the fields above: the changes
+	// waiting for the next power-on, and what a one-time override
+	// replaced.
+	pendingFirmware   machine.BootMode
+	pendingSecureBoot *bool
+	restore           []string
+	restoreFirmware   machine.BootMode
 }
 
 func (f *Fake) log() *machine.EventLog {
@@ -43,31 +69,68 @@ var _ machine.Machine = (*Fake)(nil)
 
 // Identity implements machine.Machine.
 // ID.NMI says whether the backend can send NMIs at all; the identity
-// reports it only while the system runs, as a real backend does.
+// reports it only while the system runs, as a real backend does. Secure
+// boot reads as vSphere reports it: enforced only with UEFI firmware, and
+// SecureBootNext telling a change waiting for the next power-on.
 func (f *Fake) Identity(context.Context) (machine.Identity, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	id := f.ID
 	id.NMI = id.NMI && f.State == machine.PowerOn
+	id.BootOrder = slices.Clone(id.BootOrder)
+	id.SecureBoot = id.SecureBoot && f.bootState().Firmware == machine.BootModeUEFI
+	id.SecureBootNext = id.SecureBoot
+	if f.pendingSecureBoot != nil {
+		id.SecureBootNext = *f.pendingSecureBoot
+	}
 	// A fake is a VMware VM unless told otherwise.
 	id.Manufacturer = cmp.Or(id.Manufacturer, "VMware, Inc.")
 	id.Model = cmp.Or(id.Model, "VMware Virtual Platform")
 	return id, f.Err
 }
 
-// SetSecureBoot implements machine.Machine: at once (the fake has no
-// power-on to wait for), and only with UEFI firmware.
+// SetSecureBoot implements machine.Machine (machine.PlanSecureBoot).
 func (f *Fake) SetSecureBoot(_ context.Context, on bool) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.Err != nil {
 		return f.Err
 	}
-	if on && f.Firmware == machine.BootModeLegacy {
-		return fmt.Errorf("secure boot needs UEFI firmware: %w", machine.ErrInvalidArgument)
+	next, _, err := machine.PlanSecureBoot(f.bootState(), on)
+	if err != nil {
+		return err
 	}
-	f.ID.SecureBoot, f.ID.SecureBootNext = on, on
+	f.keep(next)
 	return nil
+}
+
+// bootState is the fake's boot configuration as the planner sees it. The
+// boot order is ID.BootOrder, so that an identity change made with
+// SetIdentity is the order the next override starts from.
+func (f *Fake) bootState() machine.BootState {
+	devices := f.Devices
+	if devices == nil {
+		devices = []string{machine.ClassDisk, machine.ClassCDROM, machine.ClassEthernet}
+	}
+	return machine.BootState{
+		Policy:   cmp.Or(f.FollowEFIBit, machine.FollowAlways),
+		Off:      f.State != machine.PowerOn && f.State != machine.PowerSuspended,
+		Devices:  devices,
+		Order:    f.ID.BootOrder,
+		Firmware: cmp.Or(f.Firmware, machine.BootModeUEFI), PendingFirmware: f.pendingFirmware,
+		SecureBoot: f.ID.SecureBoot, PendingSecureBoot: f.pendingSecureBoot,
+		Override: f.Override, OneTime: f.Override.Enabled && !f.Override.Persistent,
+		Restore: f.restore, RestoreFirmware: f.restoreFirmware,
+	}
+}
+
+// keep makes s the fake's boot configuration, but for Override, which
+// the callers set.
+func (f *Fake) keep(s machine.BootState) {
+	f.ID.BootOrder = s.Order
+	f.Firmware, f.pendingFirmware = s.Firmware, s.PendingFirmware
+	f.ID.SecureBoot, f.pendingSecureBoot = s.SecureBoot, s.PendingSecureBoot
+	f.restore, f.restoreFirmware = slices.Clone(s.Restore), s.RestoreFirmware
 }
 
 // SetIdentity changes the identity under the fake's lock, as the
@@ -89,9 +152,11 @@ func (f *Fake) PowerState(context.Context) (machine.PowerState, error) {
 }
 
 // Power implements machine.Machine with the same state rules as the vSphere
-// machine: cycle, reset and NMI need a running system, and a boot (a
-// power-on, a cycle, a reset, a guest restart) consumes a one-time boot
-// override, as IPMI's boot flags are valid for one boot (§28.13).
+// machine: cycle, reset and NMI need a running system; a power-on (a
+// cycle's too) first applies the firmware and secure-boot changes that
+// waited for it; and a boot (a power-on, a cycle, a reset, a guest
+// restart) consumes a one-time boot override, as IPMI's boot flags are
+// valid for one boot (§28.13).
 func (f *Fake) Power(_ context.Context, a machine.PowerAction) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -102,10 +167,11 @@ func (f *Fake) Power(_ context.Context, a machine.PowerAction) error {
 	switch a {
 	case machine.On:
 		if !on {
+			f.keep(f.bootState().PoweredOn())
+			f.State = machine.PowerOn
 			f.log().Add(machine.EventPowerOn, "")
 			f.bootedLocked()
 		}
-		f.State = machine.PowerOn
 	case machine.Off, machine.SoftOff:
 		if on {
 			f.log().Add(machine.EventPowerOff, "")
@@ -114,6 +180,9 @@ func (f *Fake) Power(_ context.Context, a machine.PowerAction) error {
 	case machine.Cycle, machine.Reset, machine.NMI, machine.SoftReset:
 		if !on {
 			return machine.ErrInvalidState
+		}
+		if a == machine.Cycle {
+			f.keep(f.bootState().PoweredOn())
 		}
 		if a != machine.NMI {
 			f.log().Add(machine.EventReset, a.String())
@@ -126,37 +195,41 @@ func (f *Fake) Power(_ context.Context, a machine.PowerAction) error {
 	return nil
 }
 
-// bootedLocked ends a one-time override: the boot used it.
+// bootedLocked ends a one-time override: the boot used it
+// (machine.PlanBooted). The system runs by then, so a firmware to put
+// back waits for the next power-on, as on vSphere.
 func (f *Fake) bootedLocked() {
-	if f.Override.Enabled && !f.Override.Persistent {
-		f.Override = machine.BootOverride{}
-		f.log().Add(machine.EventBootOverride, "one-time override used")
+	next, _, ok := machine.PlanBooted(f.bootState())
+	if !ok {
+		return
 	}
+	f.keep(next)
+	f.Override = next.Override
+	f.log().Add(machine.EventBootOverride, "one-time override used")
 }
 
-// BootOverride implements machine.Machine. Like a real machine it reports the
-// firmware in force as the mode.
+// BootOverride implements machine.Machine. Like a real machine it reports
+// the firmware of the next boot as the mode.
 func (f *Fake) BootOverride(context.Context) (machine.BootOverride, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	o := f.Override
-	o.Mode = f.Firmware
-	if o.Mode == machine.BootModeUnspecified {
-		o.Mode = machine.BootModeUEFI
-	}
+	o.Mode = f.bootState().NextFirmware()
 	return o, f.Err
 }
 
-// SetBootOverride implements machine.Machine.
+// SetBootOverride implements machine.Machine (machine.PlanBoot).
 func (f *Fake) SetBootOverride(_ context.Context, o machine.BootOverride) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.Err != nil {
 		return f.Err
 	}
-	if o.Enabled && o.Mode != machine.BootModeUnspecified {
-		f.Firmware = o.Mode
+	next, _, err := machine.PlanBoot(f.bootState(), o)
+	if err != nil {
+		return err
 	}
+	f.keep(next)
 	f.Override = o
 	f.log().Add(machine.EventBootOverride, o.String())
 	return nil
@@ -226,4 +299,11 @@ func (f *Fake) PowerActions() []machine.PowerAction {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]machine.PowerAction(nil), f.Actions...)
+}
+
+// SerialConsole returns f.Console.
+func (f *Fake) SerialConsole() machine.SerialConsole {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.Console
 }

@@ -2,6 +2,7 @@ package machinetest
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
@@ -36,6 +37,33 @@ func TestOneTimeOverrideConsumedByABoot(t *testing.T) {
 		}
 		if o, _ := f.BootOverride(ctx); o.Enabled != tc.kept {
 			t.Errorf("%s: override %v, kept %v, want %v", tc.name, o, o.Enabled, tc.kept)
+		}
+	}
+}
+
+// An override selecting a device class the fake lacks is refused and
+// changes nothing, as PlanBoot refuses it for the vSphere machine.
+func TestFakeBootDevices(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		devices []string
+		device  machine.BootDevice
+		ok      bool
+	}{
+		{"default has a NIC", nil, machine.BootPXE, true},
+		{"default has a CD drive", nil, machine.BootCD, true},
+		{"no NIC", []string{machine.ClassDisk}, machine.BootPXE, false},
+		{"no CD drive", []string{machine.ClassDisk, machine.ClassEthernet}, machine.BootCD, false},
+		{"BIOS setup needs no device", []string{}, machine.BootBIOSSetup, true},
+	} {
+		f := &Fake{Devices: tc.devices}
+		err := f.SetBootOverride(ctx, machine.BootOverride{Enabled: true, Persistent: true, Device: tc.device})
+		if tc.ok != (err == nil) || (err != nil && !errors.Is(err, machine.ErrInvalidArgument)) {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+		if o, _ := f.BootOverride(ctx); o.Enabled != tc.ok {
+			t.Errorf("%s: override %v", tc.name, o)
 		}
 	}
 }
