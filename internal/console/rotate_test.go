@@ -1,0 +1,139 @@
+package console
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestRotatingWriter(t *testing.T) {
+	tests := []struct {
+		name   string
+		max    int64
+		keep   int
+		writes []string
+		want   map[string]string // file suffix → content
+	}{
+		{"fits", 10, 2, []string{"abc", "def"}, map[string]string{"": "abcdef"}},
+		{"rotates", 5, 2, []string{"abc", "def", "gh"}, map[string]string{"": "defgh", ".1": "abc"}},
+		{"drops the oldest", 3, 2, []string{"aaa", "bbb", "ccc", "ddd"}, map[string]string{"": "ddd", ".1": "ccc", ".2": "bbb", ".3": ""}},
+		{"oversized write gets its own file", 4, 1, []string{"ab", "cdefgh", "i"}, map[string]string{"": "i", ".1": "cdefgh", ".2": ""}},
+		{"keep 0 truncates", 3, 0, []string{"aaa", "bbb"}, map[string]string{"": "bbb", ".1": ""}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "vm.log")
+			w, err := OpenRotating(path, tt.max, tt.keep)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range tt.writes {
+				if n, err := w.Write([]byte(s)); err != nil || n != len(s) {
+					t.Fatalf("Write(%q) = %d, %v", s, n, err)
+				}
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			for suffix, want := range tt.want {
+				got, err := os.ReadFile(path + suffix)
+				if want == "" {
+					if !os.IsNotExist(err) {
+						t.Errorf("%s exists (%q), want none", suffix, got)
+					}
+					continue
+				}
+				if string(got) != want {
+					t.Errorf("file%s = %q (%v), want %q", suffix, got, err, want)
+				}
+			}
+		})
+	}
+}
+
+func TestRotatingWriterAppendsAndIsPrivate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vm.log")
+	for _, s := range []string{"one ", "two"} {
+		w, err := OpenRotating(path, 100, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte(s))
+		w.Close()
+	}
+	got, _ := os.ReadFile(path)
+	st, _ := os.Stat(path)
+	if string(got) != "one two" || st.Mode().Perm() != 0o600 {
+		t.Errorf("file %q mode %v, want both writes, 0600", got, st.Mode().Perm())
+	}
+	if _, err := OpenRotating(path, 0, 1); err == nil {
+		t.Error("OpenRotating accepted a zero size")
+	}
+}
+
+// lockedBuffer is a Persist writer the test can read while the
+// concentrator writes.
+type lockedBuffer struct {
+	mu     sync.Mutex
+	b      bytes.Buffer
+	closed bool
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closed = true
+	return nil
+}
+
+func (l *lockedBuffer) state() (string, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String(), l.closed
+}
+
+func TestPersist(t *testing.T) {
+	logs := map[string]*lockedBuffer{}
+	var mu sync.Mutex
+	tc := startConc(t, Config{Persist: func(id Identity) (io.Writer, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		logs[id.InstanceUUID] = &lockedBuffer{}
+		return logs[id.InstanceUUID], nil
+	}})
+	h := dialHost(t, tc.addr, vmA, appendEscaped(nil, []byte("early "), true))
+	waitConsole(t, tc, vmAInstance)
+	h.print("late")
+	mu.Lock()
+	l := logs[vmAInstance]
+	mu.Unlock()
+	deadline := time.Now().Add(5 * time.Second)
+	for got, _ := l.state(); got != "early late" && time.Now().Before(deadline); got, _ = l.state() {
+		time.Sleep(time.Millisecond)
+	}
+	if got, _ := l.state(); got != "early late" {
+		t.Errorf("log file got %q, want %q", got, "early late")
+	}
+	if tc.Remove(vmABIOS) != true || tc.Lookup(vmAInstance) != nil {
+		t.Fatal("Remove kept the console")
+	}
+	for _, closed := l.state(); !closed && time.Now().Before(deadline); _, closed = l.state() {
+		time.Sleep(time.Millisecond)
+	}
+	if _, closed := l.state(); !closed {
+		t.Error("the log writer was not closed with the console")
+	}
+	if !h.closed() {
+		t.Error("the removed VM's host connection left open")
+	}
+}
