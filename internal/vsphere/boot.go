@@ -1,12 +1,12 @@
 package vsphere
 
 import (
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
@@ -14,7 +14,8 @@ import (
 
 // Record is the BMC state of a VM that must survive a restart of the
 // bridge, as a real BMC keeps its boot flags in non-volatile memory: the
-// boot override and the virtual media inserted.
+// boot override, the virtual media inserted, and the changes waiting for
+// the VM to be off.
 type Record struct {
 	Override machine.BootOverride `json:"override"`
 	// Restore is the boot order in force before a one-time override, put
@@ -41,43 +42,61 @@ type Record struct {
 	// MediaVerify is the drive's VerifyCertificate once a client set it;
 	// nil: the media.verifyCertificate default.
 	MediaVerify *bool `json:"mediaVerifyCertificate,omitempty"`
+	// PendingConsole is the console's proxy URI (VMOptions.ConsoleURI)
+	// whose serial port waits for the VM to be off: vSphere adds a serial
+	// port, or changes its backing, only on a powered-off VM.
+	PendingConsole string `json:"pendingConsole,omitempty"`
 }
 
-func bootClass(d machine.BootDevice) string {
-	switch d {
-	case machine.BootPXE:
-		return object.DeviceTypeEthernet
-	case machine.BootDisk:
-		return object.DeviceTypeDisk
-	case machine.BootCD:
-		return object.DeviceTypeCdrom
+// bootClasses are the device classes a boot override can select.
+var bootClasses = []string{machine.ClassDisk, machine.ClassCDROM, machine.ClassEthernet}
+
+// bootState is the VM's boot configuration as machine.PlanBoot sees it:
+// vm's configuration, and the changes rec holds for later.
+func bootState(vm *mo.VirtualMachine, rec Record, p FirmwarePolicy) machine.BootState {
+	s := machine.BootState{
+		Policy: p, Off: powerState(vm.Runtime.PowerState) == machine.PowerOff,
+		Firmware: bootMode(vm.Config.Firmware), PendingFirmware: recordMode(rec.PendingFirmware),
+		PendingSecureBoot: rec.PendingSecureBoot,
+		Override:          rec.Override, OneTime: rec.OneTime, Restore: rec.Restore,
+		RestoreFirmware: recordMode(rec.RestoreFirmware),
 	}
-	return ""
+	bo := vm.Config.BootOptions
+	if bo == nil {
+		bo = &types.VirtualMachineBootOptions{}
+	}
+	s.Order = encodeOrder(bo.BootOrder)
+	s.SecureBoot = bo.EfiSecureBootEnabled != nil && *bo.EfiSecureBootEnabled
+	devices := object.VirtualDeviceList(vm.Config.Hardware.Device)
+	for _, c := range bootClasses {
+		if len(devices.BootOrder([]string{c})) > 0 {
+			s.Devices = append(s.Devices, c)
+		}
+	}
+	return s
 }
 
-// defaultClasses is the order used for device classes that the VM's boot
-// order does not list yet: an installed disk first, as firmware defaults do.
-var defaultClasses = []string{object.DeviceTypeDisk, object.DeviceTypeCdrom, object.DeviceTypeEthernet}
+// withBoot returns rec holding what s keeps for later.
+func (rec Record) withBoot(s machine.BootState) Record {
+	rec.Override, rec.OneTime, rec.Restore = s.Override, s.OneTime, s.Restore
+	rec.PendingFirmware, rec.RestoreFirmware = firmware(s.PendingFirmware), firmware(s.RestoreFirmware)
+	rec.PendingSecureBoot = s.PendingSecureBoot
+	return rec
+}
 
-// bootOrder puts every device of class first and keeps the other classes in
-// their present order, appending the classes not yet listed: an explicit
-// boot order makes the firmware try only the devices it names.
-func bootOrder(devices object.VirtualDeviceList, current []types.BaseVirtualMachineBootOptionsBootableDevice, class string) ([]types.BaseVirtualMachineBootOptionsBootableDevice, error) {
-	if len(devices.BootOrder([]string{class})) == 0 {
-		return nil, fmt.Errorf("the VM has no %s device: %w", class, machine.ErrInvalidArgument)
+// bootSpec is the reconfiguration applying c to vm. vSphere replaces
+// bootOptions whole, so the rest is carried over; an unchanged boot order
+// is sent as it is, since encodeOrder drops entries it does not know.
+func bootSpec(vm *mo.VirtualMachine, c machine.BootChange) types.VirtualMachineConfigSpec {
+	bo := types.VirtualMachineBootOptions{}
+	if vm.Config.BootOptions != nil {
+		bo = *vm.Config.BootOptions
 	}
-	classes := []string{class}
-	for _, d := range current {
-		if c, _ := bootableClass(d); c != "" && !slices.Contains(classes, c) {
-			classes = append(classes, c)
-		}
+	if !slices.Equal(c.Order, encodeOrder(bo.BootOrder)) {
+		bo.BootOrder = decodeOrder(object.VirtualDeviceList(vm.Config.Hardware.Device), c.Order)
 	}
-	for _, c := range defaultClasses {
-		if !slices.Contains(classes, c) {
-			classes = append(classes, c)
-		}
-	}
-	return devices.BootOrder(classes), nil
+	bo.EnterBIOSSetup = types.NewBool(c.BIOSSetup)
+	return types.VirtualMachineConfigSpec{BootOptions: &bo, Firmware: firmware(c.Firmware)}
 }
 
 // bootableClass names a boot order entry's device class and device key.
@@ -111,8 +130,9 @@ func encodeOrder(order []types.BaseVirtualMachineBootOptionsBootableDevice) []st
 	return out
 }
 
-// decodeOrder reads what encodeOrder wrote, dropping entries whose device
-// no longer exists: vSphere refuses a boot order naming a missing device.
+// decodeOrder reads what encodeOrder wrote, and plain classes (every
+// device of the class), dropping entries whose device no longer exists:
+// vSphere refuses a boot order naming a missing device.
 func decodeOrder(devices object.VirtualDeviceList, enc []string) []types.BaseVirtualMachineBootOptionsBootableDevice {
 	var out []types.BaseVirtualMachineBootOptionsBootableDevice
 	for _, e := range enc {
@@ -135,100 +155,44 @@ func decodeOrder(devices object.VirtualDeviceList, enc []string) []types.BaseVir
 	return out
 }
 
+const efi = string(types.GuestOsDescriptorFirmwareTypeEfi)
+
 func bootMode(firmware string) machine.BootMode {
-	if firmware == string(types.GuestOsDescriptorFirmwareTypeEfi) {
+	if firmware == efi {
 		return machine.BootModeUEFI
 	}
 	return machine.BootModeLegacy
 }
 
-func firmware(m machine.BootMode) string {
-	if m == machine.BootModeUEFI {
-		return string(types.GuestOsDescriptorFirmwareTypeEfi)
+// recordMode reads a firmware a Record holds; "" is none.
+func recordMode(firmware string) machine.BootMode {
+	if firmware == "" {
+		return machine.BootModeUnspecified
 	}
-	return string(types.GuestOsDescriptorFirmwareTypeBios)
+	return bootMode(firmware)
 }
 
-// FirmwarePolicy says which boot overrides may change a VM's firmware
-// (configuration key boot.followEfiBit): the EFI bit of IPMI's boot flags
-// and Redfish's BootSourceOverrideMode. Most people type `chassis bootdev
-// pxe` without `options=efiboot`, which clears the EFI bit; followed for a
-// one-time override, that would switch an EFI VM to BIOS for its next boot.
-type FirmwarePolicy string
+// firmware is vSphere's name for mode m; "" for none.
+func firmware(m machine.BootMode) string {
+	switch m {
+	case machine.BootModeUEFI:
+		return efi
+	case machine.BootModeLegacy:
+		return string(types.GuestOsDescriptorFirmwareTypeBios)
+	}
+	return ""
+}
 
-// Firmware policies.
+// FirmwarePolicy is machine.FirmwarePolicy, the configuration's
+// boot.followEfiBit, under the name the daemon's options use.
+type FirmwarePolicy = machine.FirmwarePolicy
+
+// Firmware policies (see machine.FirmwarePolicy).
 const (
-	// FollowPersistent, the default: only persistent overrides change the
-	// firmware; a one-time override leaves it as it is.
-	FollowPersistent FirmwarePolicy = "persistent"
-	// FollowAlways: one-time overrides change it too, for their one boot;
-	// the firmware they replaced comes back after it (at once if the VM is
-	// off by then, else before the next power-on).
-	FollowAlways FirmwarePolicy = "always"
-	// FollowNever: no override changes the firmware; it is vSphere's to set.
-	FollowNever FirmwarePolicy = "never"
+	FollowPersistent = machine.FollowPersistent
+	FollowAlways     = machine.FollowAlways
+	FollowNever      = machine.FollowNever
 )
 
 // FirmwarePolicies lists the valid policies, the default first.
-var FirmwarePolicies = []FirmwarePolicy{FollowPersistent, FollowAlways, FollowNever}
-
-// follows is the one rule deciding whether override o changes the
-// firmware: every protocol's boot override goes through it. An unknown or
-// empty policy is FollowPersistent.
-func (p FirmwarePolicy) follows(o machine.BootOverride) bool {
-	if !o.Enabled || o.Mode == machine.BootModeUnspecified {
-		return false
-	}
-	switch p {
-	case FollowAlways:
-		return true
-	case FollowNever:
-		return false
-	}
-	return o.Persistent
-}
-
-// planFirmware applies override o's firmware decision to rec, the VM's
-// record before o: cur is the VM's configured firmware and off whether it
-// is powered off. Like the boot order, every override starts from the
-// firmware in force without a one-time override, so a one-time override
-// replaced or cleared before its boot takes its firmware change with it. It
-// returns the firmware to configure now ("" for none): vSphere refuses a
-// firmware change on a running VM, so it then waits in PendingFirmware
-// for the next power-on.
-func planFirmware(p FirmwarePolicy, o machine.BootOverride, cur string, off bool, rec *Record) string {
-	effective := cur
-	if rec.PendingFirmware != "" {
-		effective = rec.PendingFirmware
-	}
-	base := effective
-	if rec.OneTime && rec.RestoreFirmware != "" {
-		base = rec.RestoreFirmware
-	}
-	want := base
-	if p.follows(o) {
-		want = firmware(o.Mode)
-	}
-	rec.RestoreFirmware = ""
-	if o.Enabled && !o.Persistent && want != base {
-		rec.RestoreFirmware = base
-	}
-	return setFirmware(want, effective, cur, off, rec)
-}
-
-// setFirmware makes want the firmware of the VM's next boot: at once (the
-// result) when the VM is off, else through rec.PendingFirmware.
-func setFirmware(want, effective, cur string, off bool, rec *Record) string {
-	switch {
-	case want == effective:
-		return ""
-	case want == cur:
-		rec.PendingFirmware = ""
-		return ""
-	case off:
-		rec.PendingFirmware = ""
-		return want
-	}
-	rec.PendingFirmware = want
-	return ""
-}
+var FirmwarePolicies = machine.FirmwarePolicies

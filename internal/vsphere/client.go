@@ -28,6 +28,7 @@ import (
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/config"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 )
 
@@ -43,7 +44,8 @@ type Options struct {
 	// CAFile, when set, is a PEM bundle of CAs to trust instead of the system's.
 	CAFile string
 	// LoginFailures failed logins within LoginWindow at most (defaults
-	// DefaultLoginFailures per DefaultLoginWindow): after that the client
+	// config.DefaultLoginFailures per config.DefaultLoginWindow, which
+	// own them): after that the client
 	// waits instead of trying again, so that it never locks the account
 	// (vCenter locks an account after 5 failures by default).
 	LoginFailures int
@@ -77,12 +79,6 @@ type loginRecord struct {
 	Username string      `json:"username"`
 	Failures []time.Time `json:"failures"`
 }
-
-// Failed-login cap defaults.
-const (
-	DefaultLoginFailures = 3
-	DefaultLoginWindow   = 15 * time.Minute
-)
 
 // Login retry pacing: exponential from loginBackoff to loginMaxBackoff,
 // with jitter.
@@ -158,10 +154,10 @@ func newClient(o Options) (*Client, error) {
 		return nil, fmt.Errorf("vcenter url %q: scheme must be https", o.URL)
 	}
 	if o.LoginFailures <= 0 {
-		o.LoginFailures = DefaultLoginFailures
+		o.LoginFailures = config.DefaultLoginFailures
 	}
 	if o.LoginWindow <= 0 {
-		o.LoginWindow = DefaultLoginWindow
+		o.LoginWindow = config.DefaultLoginWindow
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()

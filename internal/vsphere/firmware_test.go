@@ -309,26 +309,3 @@ func TestOneTimeFirmwareWhileRunning(t *testing.T) {
 		})
 	}
 }
-
-func TestFirmwarePolicyFollows(t *testing.T) {
-	once := machine.BootOverride{Enabled: true, Device: machine.BootPXE, Mode: machine.BootModeLegacy}
-	pers := once
-	pers.Persistent = true
-	noMode := machine.BootOverride{Enabled: true, Persistent: true, Device: machine.BootPXE}
-	off := machine.BootOverride{Mode: machine.BootModeLegacy}
-	for _, tt := range []struct {
-		p                       FirmwarePolicy
-		once, pers, noMode, off bool
-	}{
-		{"", false, true, false, false},
-		{"bogus", false, true, false, false},
-		{FollowPersistent, false, true, false, false},
-		{FollowAlways, true, true, false, false},
-		{FollowNever, false, false, false, false},
-	} {
-		got := [4]bool{tt.p.follows(once), tt.p.follows(pers), tt.p.follows(noMode), tt.p.follows(off)}
-		if want := [4]bool{tt.once, tt.pers, tt.noMode, tt.off}; got != want {
-			t.Errorf("%q: follows once, persistent, no mode, disabled = %v, want %v", tt.p, got, want)
-		}
-	}
-}

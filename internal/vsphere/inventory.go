@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/vmware/govmomi/fault"
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/view"
@@ -68,6 +71,16 @@ type Inventory struct {
 
 	mu  sync.RWMutex
 	vms map[types.ManagedObjectReference]*mo.VirtualMachine
+	// stale are the VMs whose config.changeVersion moved on since their
+	// configuration was read: vSphere publishes a reconfiguration only as
+	// a new changeVersion (see watched), so the watcher reads them again.
+	stale map[types.ManagedObjectReference]bool
+	// updated holds, for each VM awaited (await, next), a channel the
+	// watcher closes when it applies an update of the VM.
+	updated map[types.ManagedObjectReference]chan struct{}
+	// sent is each VM's config.changeVersion when the bridge last sent it
+	// an action (sending): Refresh waits for another.
+	sent map[types.ManagedObjectReference]string
 	// names counts the VMs that appeared, left or were renamed: what
 	// names a Redfish system changes only then (see Names).
 	names atomic.Uint64
@@ -88,6 +101,9 @@ type Inventory struct {
 	// stopWatch ends the running watch, when the heartbeat finds vCenter
 	// hung and its long poll would otherwise wait for TCP to notice.
 	stopWatch context.CancelFunc
+	// consoleLocks holds each VM's console lock (lockConsole), a
+	// channel of capacity one, by managed object reference.
+	consoleLocks sync.Map
 }
 
 // Hang detection: a heartbeat asks vCenter the time every heartbeatEvery;
@@ -107,6 +123,9 @@ func NewInventory(c *Client, log *slog.Logger) *Inventory {
 		c: c, log: log,
 		MaxWait: 10 * time.Second, Backoff: 200 * time.Millisecond, MaxBackoff: 2 * time.Second,
 		vms:       map[types.ManagedObjectReference]*mo.VirtualMachine{},
+		stale:     map[types.ManagedObjectReference]bool{},
+		updated:   map[types.ManagedObjectReference]chan struct{}{},
+		sent:      map[types.ManagedObjectReference]string{},
 		down:      errors.New("not synchronised with vCenter yet"),
 		readyCh:   make(chan struct{}),
 		perVM:     map[types.ManagedObjectReference]map[int]func(Change){},
@@ -126,11 +145,18 @@ type confirmedPower struct {
 const confirmTTL = 5 * time.Second
 
 // confirm records a power state vCenter confirmed for ref (a task of the
-// bridge's succeeded), until the watcher delivers it.
+// bridge's succeeded), until the watcher delivers it. It replaces the one
+// an earlier task confirmed: when the watcher shows s already (it has not
+// delivered that earlier state yet, or never will), reads show s.
 func (inv *Inventory) confirm(ref types.ManagedObjectReference, s types.VirtualMachinePowerState) {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
-	if vm, ok := inv.vms[ref]; ok && vm.Runtime.PowerState != s {
+	vm, ok := inv.vms[ref]
+	switch {
+	case !ok:
+	case vm.Runtime.PowerState == s:
+		delete(inv.confirmed, ref)
+	default:
 		inv.confirmed[ref] = confirmedPower{s, time.Now()}
 	}
 }
@@ -294,27 +320,62 @@ var errSlowPoll = errors.New("long poll overran its deadline")
 // container view, a full initial update, then changes until an error. It
 // reports whether it got as far as a full synchronisation.
 func (inv *Inventory) watch(ctx context.Context) (synced bool, err error) {
+	pc, closeSession, err := inv.open(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer closeSession()
+	req := types.WaitForUpdatesEx{
+		This:    pc.Reference(),
+		Options: &types.WaitOptions{MaxWaitSeconds: types.NewInt32(int32(inv.MaxWait / time.Second))},
+	}
+	s := &syncState{seen: map[types.ManagedObjectReference]bool{}}
+	for {
+		set, err := inv.poll(ctx, &req)
+		if err != nil {
+			return s.synced, err
+		}
+		if set != nil {
+			req.Version = set.Version
+			inv.notify(inv.apply(set, s))
+		}
+		if err := inv.reread(ctx); err != nil {
+			return s.synced, err
+		}
+	}
+}
+
+// open creates the session's collector, its container view of every VM
+// and the filter on the watched properties, and returns the collector and
+// what destroys them.
+func (inv *Inventory) open(ctx context.Context) (*property.Collector, func(), error) {
 	vc := inv.c.vim
 	// Cleaning up must not hang on a vCenter that stopped answering: the
 	// calls get a deadline, and the inventory is marked down before them.
-	cleanup := func(destroy func(context.Context) error) {
+	var destroy []func(context.Context) error
+	cleanup := func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
 		defer cancel()
-		_ = destroy(dctx)
+		for _, d := range slices.Backward(destroy) {
+			if err := d(dctx); err != nil {
+				inv.log.Debug("watch session not cleaned up; vCenter drops it with the session", "err", mapError(err))
+			}
+		}
 	}
 	// Setting up gets a deadline too.
-	sctx, scancel := context.WithTimeout(ctx, callTimeout)
-	defer scancel()
+	sctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
 	pc, err := property.DefaultCollector(vc).Create(sctx)
 	if err != nil {
-		return false, err
+		return nil, nil, err
 	}
-	defer cleanup(pc.Destroy)
+	destroy = append(destroy, pc.Destroy)
 	v, err := view.NewManager(vc).CreateContainerView(sctx, vc.ServiceContent.RootFolder, []string{"VirtualMachine"}, true)
 	if err != nil {
-		return false, err
+		cleanup()
+		return nil, nil, err
 	}
-	defer cleanup(v.Destroy)
+	destroy = append(destroy, v.Destroy)
 	spec := types.PropertyFilterSpec{
 		ObjectSet: []types.ObjectSpec{{
 			Obj:  v.Reference(),
@@ -326,106 +387,114 @@ func (inv *Inventory) watch(ctx context.Context) (synced bool, err error) {
 		PropSet: []types.PropertySpec{{Type: "VirtualMachine", PathSet: watched}},
 	}
 	if _, err := pc.CreateFilter(sctx, types.CreateFilter{Spec: spec}); err != nil {
-		return false, err
+		cleanup()
+		return nil, nil, err
 	}
-	scancel()
+	return pc, cleanup, nil
+}
 
-	req := types.WaitForUpdatesEx{
-		This:    pc.Reference(),
-		Options: &types.WaitOptions{MaxWaitSeconds: types.NewInt32(int32(inv.MaxWait / time.Second))},
+// pollSlack is how far past MaxWait a long poll may run before it is taken
+// for a partition that TCP has not noticed.
+const pollSlack = 20 * time.Second
+
+// poll waits for the next update set; nil means MaxWait passed without a
+// change.
+func (inv *Inventory) poll(ctx context.Context, req *types.WaitForUpdatesEx) (*types.UpdateSet, error) {
+	pctx, cancel := context.WithTimeout(ctx, inv.MaxWait+pollSlack)
+	res, err := methods.WaitForUpdatesEx(pctx, inv.c.vim, req)
+	overran := pctx.Err() == context.DeadlineExceeded
+	cancel()
+	switch {
+	case err == nil:
+		return res.Returnval, nil
+	case ctx.Err() != nil:
+		return nil, err
+	case overran && inv.alive(ctx):
+		// A poll past its deadline may be a partition or a slow vCenter;
+		// this one still answers something quick.
+		return nil, errSlowPoll
 	}
-	seen := map[types.ManagedObjectReference]bool{}
-	for {
-		// The long poll returns after MaxWait at the latest; a call that
-		// outlives it by far is a partition that TCP has not noticed.
-		pctx, cancel := context.WithTimeout(ctx, inv.MaxWait+20*time.Second)
-		res, err := methods.WaitForUpdatesEx(pctx, vc, &req)
-		overran := pctx.Err() == context.DeadlineExceeded
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return synced, err
+	inv.setDown(err)
+	return nil, err
+}
+
+// syncState is a session's progress towards its first full update: the
+// VMs it has seen so far.
+type syncState struct {
+	synced bool
+	seen   map[types.ManagedObjectReference]bool
+}
+
+// apply applies an update set and returns what it changed, with the
+// watchers to tell, gathered under the same lock: a VM bound meanwhile is
+// told only of later changes.
+func (inv *Inventory) apply(set *types.UpdateSet, s *syncState) notice {
+	now := time.Now()
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	var changes []Change
+	for _, fs := range set.FilterSet {
+		for _, u := range fs.ObjectSet {
+			if !s.synced {
+				s.seen[u.Obj] = true
 			}
-			// A poll past its deadline may be a partition that TCP has not
-			// noticed, or a slow vCenter: ask something quick to tell.
-			if overran && inv.alive(ctx) {
-				return synced, errSlowPoll
-			}
-			inv.setDown(err)
-			return synced, err
-		}
-		set := res.Returnval
-		if set == nil {
-			continue // MaxWait passed without a change
-		}
-		req.Version = set.Version
-		var changes []Change
-		var stale []types.ManagedObjectReference
-		now := time.Now()
-		inv.mu.Lock()
-		for _, fs := range set.FilterSet {
-			for _, u := range fs.ObjectSet {
-				c, refresh := inv.applyLocked(u, synced)
-				if !synced {
-					seen[u.Obj] = true
-				}
-				if c != nil {
-					c.At = now
-					changes = append(changes, *c)
-				}
-				if refresh {
-					stale = append(stale, u.Obj)
-				}
+			if c := inv.applyLocked(u, s.synced); c != nil {
+				c.At = now
+				changes = append(changes, *c)
 			}
 		}
-		truncated := set.Truncated != nil && *set.Truncated
-		if !synced && !truncated {
-			// The first full update after a (re)connection: VMs that were
-			// deleted meanwhile leave, and the inventory is ready.
-			for ref := range inv.vms {
-				if !seen[ref] {
-					inv.names.Add(1)
-					delete(inv.vms, ref)
-					changes = append(changes, Change{Ref: ref, Removed: true, At: now})
-				}
-			}
-			synced, inv.down, inv.everSynced = true, nil, true
-			select {
-			case <-inv.readyCh:
-				inv.log.Info("vCenter reachable again; inventory resynchronised", "vms", len(inv.vms))
-			default:
-				close(inv.readyCh)
-				inv.log.Info("inventory synchronised", "vms", len(inv.vms))
-			}
+	}
+	if !s.synced && (set.Truncated == nil || !*set.Truncated) {
+		// The first full update after a (re)connection.
+		changes = append(changes, inv.syncedLocked(s.seen, now)...)
+		s.synced = true
+	}
+	n := notice{changes: changes, subs: inv.subs, perVM: make([][]func(Change), len(changes))}
+	for i, c := range changes {
+		n.perVM[i] = slices.Collect(maps.Values(inv.perVM[c.Ref]))
+	}
+	return n
+}
+
+// syncedLocked ends a (re)synchronisation: the VMs deleted meanwhile
+// leave, and the inventory is ready.
+func (inv *Inventory) syncedLocked(seen map[types.ManagedObjectReference]bool, now time.Time) []Change {
+	var gone []Change
+	for ref := range inv.vms {
+		if !seen[ref] {
+			inv.forgetLocked(ref)
+			gone = append(gone, Change{Ref: ref, Removed: true, At: now})
 		}
-		subs := inv.subs
-		var calls []func()
-		for _, c := range changes {
-			for _, fn := range inv.perVM[c.Ref] {
-				calls = append(calls, func() { fn(c) })
-			}
+	}
+	inv.down, inv.everSynced = nil, true
+	select {
+	case <-inv.readyCh:
+		inv.log.Info("vCenter reachable again; inventory resynchronised", "vms", len(inv.vms))
+	default:
+		close(inv.readyCh)
+		inv.log.Info("inventory synchronised", "vms", len(inv.vms))
+	}
+	return gone
+}
+
+// notice is what one update set tells: its changes, each VM's watchers
+// first, then every subscriber.
+type notice struct {
+	changes []Change
+	perVM   [][]func(Change)
+	subs    []func(Change)
+}
+
+// notify delivers n outside the lock, on the watcher's goroutine.
+func (inv *Inventory) notify(n notice) {
+	for i, c := range n.changes {
+		for _, fn := range n.perVM[i] {
+			fn(c)
 		}
-		inv.mu.Unlock()
-		for _, call := range calls {
-			call()
-		}
-		for _, c := range changes {
-			for _, fn := range subs {
-				fn(c)
-			}
-		}
-		for _, ref := range stale {
-			rctx, cancel := context.WithTimeout(ctx, callTimeout)
-			err := inv.Refresh(rctx, ref)
-			cancel()
-			switch {
-			case err == nil, errors.Is(mapError(err), machine.ErrNotFound):
-				// Deleted meanwhile: its leave update follows.
-			case errors.Is(mapError(err), machine.ErrUnavailable):
-				return synced, err
-			default:
-				inv.log.Warn("VM configuration not re-read", "vm", ref.Value, "err", mapError(err))
-			}
+	}
+	for _, c := range n.changes {
+		for _, fn := range n.subs {
+			fn(c)
 		}
 	}
 }
@@ -440,106 +509,258 @@ func (inv *Inventory) alive(ctx context.Context) bool {
 
 // applyLocked applies one object update and reports the change worth
 // telling subscribers (after the first synchronisation, or on a resync when
-// the VM was known before) and whether its configuration must be re-read.
-func (inv *Inventory) applyLocked(u types.ObjectUpdate, synced bool) (*Change, bool) {
+// the VM was known before). Those awaiting the VM are woken.
+func (inv *Inventory) applyLocked(u types.ObjectUpdate, synced bool) *Change {
 	ref := u.Obj
+	defer inv.wakeLocked(ref)
 	for _, p := range u.ChangeSet {
 		if p.Name == "runtime.powerState" && p.Val == inv.confirmed[ref].state {
 			delete(inv.confirmed, ref)
 		}
 	}
-	if u.Kind != types.ObjectUpdateKindModify {
-		delete(inv.confirmed, ref)
-	}
 	old, known := inv.vms[ref]
-	if u.Kind == types.ObjectUpdateKindLeave {
-		inv.names.Add(1)
-		delete(inv.vms, ref)
+	switch u.Kind {
+	case types.ObjectUpdateKindLeave:
+		inv.forgetLocked(ref)
 		if known {
-			return &Change{Ref: ref, Removed: true}, false
+			return &Change{Ref: ref, Removed: true}
 		}
-		return nil, false
+		return nil
+	case types.ObjectUpdateKindEnter:
+		// An enter carries every watched property: the configuration is
+		// current.
+		delete(inv.confirmed, ref)
+		delete(inv.stale, ref)
+		known = false
 	}
 	vm := &mo.VirtualMachine{}
 	vm.Self = ref
-	refresh := false
-	if known && u.Kind == types.ObjectUpdateKindModify {
-		// Copy the top-level structs so readers holding the previous
-		// snapshot's pointers never see a write.
-		cp := *old
-		vm = &cp
-		if old.Config != nil {
-			cfg := *old.Config
-			vm.Config = &cfg
+	if known {
+		vm = copyVM(old)
+		if changeVersionMoved(u.ChangeSet, old) {
+			inv.stale[ref] = true
 		}
-		if old.Guest != nil {
-			g := *old.Guest
-			vm.Guest = &g
-		}
-		refresh = changeVersionOnly(u.ChangeSet, old)
 	}
 	mo.ApplyPropertyChange(vm, u.ChangeSet)
 	inv.vms[ref] = vm
-	if !known || vm.Name != old.Name {
+	if old == nil || vm.Name != old.Name {
 		inv.names.Add(1)
 	}
-	if !known {
+	return inv.changeLocked(old, vm, synced)
+}
+
+// copyVM copies the top-level structs of a snapshot, so that readers
+// holding the previous snapshot's pointers never see a write.
+func copyVM(old *mo.VirtualMachine) *mo.VirtualMachine {
+	vm := *old
+	if old.Config != nil {
+		cfg := *old.Config
+		vm.Config = &cfg
+	}
+	if old.Guest != nil {
+		g := *old.Guest
+		vm.Guest = &g
+	}
+	return &vm
+}
+
+// changeLocked is the change from old (nil: none) to vm worth telling.
+func (inv *Inventory) changeLocked(old, vm *mo.VirtualMachine, synced bool) *Change {
+	ref := vm.Self
+	if old == nil {
 		if synced || inv.everSynced {
-			return &Change{Ref: ref, Added: true, From: machine.PowerUnknown, To: powerState(vm.Runtime.PowerState)}, false
+			return &Change{Ref: ref, Added: true, From: machine.PowerUnknown, To: powerState(vm.Runtime.PowerState)}
 		}
-		return nil, false
+		return nil
 	}
 	c := Change{Ref: ref, From: powerState(old.Runtime.PowerState), To: powerState(vm.Runtime.PowerState)}
 	c.Booted = (c.From != machine.PowerOn && c.To == machine.PowerOn) ||
 		(vm.Runtime.BootTime != nil && (old.Runtime.BootTime == nil || !vm.Runtime.BootTime.Equal(*old.Runtime.BootTime)))
 	if c.From == c.To && !c.Booted {
-		return nil, refresh
+		return nil
 	}
-	return &c, refresh
+	return &c
 }
 
-// changeVersionOnly reports an update that moves config.changeVersion on
-// without carrying the configuration itself: a reconfiguration to re-read.
-func changeVersionOnly(cs []types.PropertyChange, old *mo.VirtualMachine) bool {
-	cv := ""
+// forgetLocked removes a VM that left vCenter, waking those awaiting it.
+func (inv *Inventory) forgetLocked(ref types.ManagedObjectReference) {
+	inv.names.Add(1)
+	delete(inv.vms, ref)
+	delete(inv.confirmed, ref)
+	delete(inv.stale, ref)
+	delete(inv.sent, ref)
+	inv.wakeLocked(ref)
+}
+
+// changeVersionMoved reports an update that moves config.changeVersion on:
+// a reconfiguration, whose configuration must be read again. Versions are
+// compared for equality only: vSphere documents them as opaque.
+func changeVersionMoved(cs []types.PropertyChange, old *mo.VirtualMachine) bool {
 	for _, p := range cs {
-		if p.Name == "config.changeVersion" {
-			cv, _ = p.Val.(string)
+		if cv, ok := p.Val.(string); ok && p.Name == "config.changeVersion" {
+			return cv != "" && (old.Config == nil || old.Config.ChangeVersion != cv)
 		}
 	}
-	if cv == "" || (old.Config != nil && old.Config.ChangeVersion == cv) {
-		return false
-	}
-	return true
+	return false
 }
 
-// Refresh re-reads a VM's configuration into the inventory: after the
-// bridge's own reconfiguration, so that the next read sees it, and when
-// the watcher saw only a new changeVersion.
-func (inv *Inventory) Refresh(ctx context.Context, ref types.ManagedObjectReference) error {
-	var fresh mo.VirtualMachine
-	if err := property.DefaultCollector(inv.c.vim).RetrieveOne(ctx, ref, configProps, &fresh); err != nil {
+// reread reads again, in one call for all of them, the configurations
+// whose changeVersion moved on, and applies them. A VM not read stays
+// stale, to be read after the next long poll.
+func (inv *Inventory) reread(ctx context.Context) error {
+	inv.mu.RLock()
+	refs := slices.Collect(maps.Keys(inv.stale))
+	inv.mu.RUnlock()
+	if len(refs) == 0 {
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	contents, err := inv.retrieveConfigs(rctx, refs)
+	if errors.Is(mapError(err), machine.ErrUnavailable) {
 		return err
+	}
+	if err != nil {
+		inv.log.Warn("VM configurations not re-read; tried again after the next long poll", "vms", len(refs), "err", mapError(err))
+		return nil
 	}
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
+	for _, oc := range contents {
+		var fresh mo.VirtualMachine
+		switch err := mo.LoadObjectContent([]types.ObjectContent{oc}, &fresh); {
+		case fault.Is(err, &types.ManagedObjectNotFound{}):
+			// Deleted since its update: its leave update follows.
+		case err != nil:
+			inv.log.Warn("VM configuration not re-read; tried again after the next long poll", "vm", oc.Obj.Value, "err", mapError(err))
+		default:
+			inv.configLocked(&fresh)
+		}
+	}
+	return nil
+}
+
+// retrieveConfigs reads configProps of refs in one RetrieveProperties.
+func (inv *Inventory) retrieveConfigs(ctx context.Context, refs []types.ManagedObjectReference) ([]types.ObjectContent, error) {
+	objs := make([]types.ObjectSpec, len(refs))
+	for i, ref := range refs {
+		objs[i] = types.ObjectSpec{Obj: ref}
+	}
+	req := types.RetrieveProperties{SpecSet: []types.PropertyFilterSpec{{
+		ObjectSet: objs,
+		PropSet:   []types.PropertySpec{{Type: "VirtualMachine", PathSet: configProps}},
+		// Without it, one VM deleted since its update fails the whole
+		// call with ManagedObjectNotFound; with it, that VM alone is
+		// reported missing.
+		ReportMissingObjectsInResults: types.NewBool(true),
+	}}}
+	res, err := property.DefaultCollector(inv.c.vim).RetrieveProperties(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return res.Returnval, nil
+}
+
+// configLocked applies a configuration read afresh. The read came after
+// the update that made the VM stale and before the next one is applied
+// (the watcher does both), so it is at least as new as the inventory.
+func (inv *Inventory) configLocked(fresh *mo.VirtualMachine) {
+	ref := fresh.Self
 	old, ok := inv.vms[ref]
 	if !ok || fresh.Config == nil {
+		return
+	}
+	vm := copyVM(old)
+	if vm.Config == nil {
+		vm.Config = &types.VirtualMachineConfigInfo{}
+	}
+	vm.Config.ChangeVersion, vm.Config.Firmware, vm.Config.BootOptions = fresh.Config.ChangeVersion, fresh.Config.Firmware, fresh.Config.BootOptions
+	vm.Config.Hardware = fresh.Config.Hardware
+	inv.vms[ref] = vm
+	delete(inv.stale, ref)
+	inv.wakeLocked(ref)
+}
+
+// wakeLocked wakes those awaiting the VM ref (await, next).
+func (inv *Inventory) wakeLocked(ref types.ManagedObjectReference) {
+	if ch, ok := inv.updated[ref]; ok {
+		close(ch)
+		delete(inv.updated, ref)
+	}
+}
+
+// await waits until cond holds of the VM as reads see it, or ctx ends. The
+// watcher wakes it when it applies an update of the VM, so it asks vCenter
+// nothing and costs nothing while it waits. cond runs under inv.mu. While
+// the inventory is unavailable it keeps waiting; a VM gone from vCenter
+// ends it with machine.ErrNotFound.
+func (inv *Inventory) await(ctx context.Context, ref types.ManagedObjectReference, cond func(*mo.VirtualMachine) bool) error {
+	for {
+		inv.mu.Lock()
+		vm, err := inv.getLocked(ref)
+		switch {
+		case err == nil && cond(vm):
+			inv.mu.Unlock()
+			return nil
+		case errors.Is(err, machine.ErrNotFound):
+			inv.mu.Unlock()
+			return err
+		}
+		ch := inv.nextLocked(ref)
+		inv.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("vm %s: the inventory has not shown the change yet: %w", ref.Value, context.Cause(ctx))
+		}
+	}
+}
+
+// next returns a channel the watcher closes when it next applies an
+// update of the VM ref; nil, which never delivers, for a VM it does not
+// hold (deleted, or not synchronised yet).
+func (inv *Inventory) next(ref types.ManagedObjectReference) <-chan struct{} {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	return inv.nextLocked(ref)
+}
+
+func (inv *Inventory) nextLocked(ref types.ManagedObjectReference) chan struct{} {
+	if _, ok := inv.vms[ref]; !ok {
 		return nil
 	}
-	if old.Config != nil && old.Config.ChangeVersion > fresh.Config.ChangeVersion {
-		return nil // a newer update already arrived
+	ch, ok := inv.updated[ref]
+	if !ok {
+		ch = make(chan struct{})
+		inv.updated[ref] = ch
 	}
-	vm := *old
-	cfg := types.VirtualMachineConfigInfo{}
-	if old.Config != nil {
-		cfg = *old.Config
+	return ch
+}
+
+// sending notes that the bridge is about to send the VM ref an action, so
+// that Refresh, after it, waits for a configuration other than the one
+// the VM has now. The bridge's own changes of a VM are serialised (its
+// VM's action lock), so one note per VM is enough.
+func (inv *Inventory) sending(ref types.ManagedObjectReference) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if vm, ok := inv.vms[ref]; ok && vm.Config != nil {
+		inv.sent[ref] = vm.Config.ChangeVersion
 	}
-	cfg.ChangeVersion, cfg.Firmware, cfg.BootOptions = fresh.Config.ChangeVersion, fresh.Config.Firmware, fresh.Config.BootOptions
-	cfg.Hardware = fresh.Config.Hardware
-	vm.Config = &cfg
-	inv.vms[ref] = &vm
-	return nil
+}
+
+// Refresh waits, within ctx, until the inventory shows the configuration
+// the bridge's last action on the VM produced: a config.changeVersion other
+// than the VM's when the action was sent (sending), its configuration read
+// again (vSphere announces a reconfiguration only as a new changeVersion).
+// It waits for the watcher, rather than reading the VM itself, so that the
+// configuration is read once, and in one call for every VM changed at
+// once. A change of the VM by someone else in between may end the wait
+// before the bridge's own shows; the watcher delivers that one next.
+func (inv *Inventory) Refresh(ctx context.Context, ref types.ManagedObjectReference) error {
+	return inv.await(ctx, ref, func(vm *mo.VirtualMachine) bool {
+		return vm.Config.ChangeVersion != inv.sent[ref] && !inv.stale[ref]
+	})
 }
 
 // Names changes whenever a VM appears, leaves or is renamed, so that
@@ -553,6 +774,12 @@ func (inv *Inventory) Names() uint64 { return inv.names.Load() }
 func (inv *Inventory) get(ref types.ManagedObjectReference) (*mo.VirtualMachine, error) {
 	inv.mu.RLock()
 	defer inv.mu.RUnlock()
+	return inv.getLocked(ref)
+}
+
+// getLocked is get under inv.mu: what reads see, a power state the
+// bridge's task confirmed included.
+func (inv *Inventory) getLocked(ref types.ManagedObjectReference) (*mo.VirtualMachine, error) {
 	if err := inv.availableLocked(); err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package vsphere
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -28,11 +29,13 @@ import (
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/config"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 )
 
-// MediaFolder is the datastore folder inserted ISO images go to by default.
-const MediaFolder = "ipmi-vmware-bridge"
+// MediaFolder is the datastore folder inserted ISO images go to unless
+// the configuration says otherwise (config.DefaultMediaFolder).
+const MediaFolder = config.DefaultMediaFolder
 
 // ISO 9660 puts its first volume descriptor at byte 32768 (16 sectors of
 // 2048), "CD001" after a type byte: the check that a URL serves an ISO
@@ -186,11 +189,7 @@ func (v *VM) InsertMedia(ctx context.Context, rawURL string) error {
 	if err != nil {
 		return v.vcenterError(opCtx, "find the media datastore", err)
 	}
-	folder := v.opts.MediaFolder
-	if folder == "" {
-		folder = MediaFolder
-	}
-	file, err := s.fetch(opCtx, v, ds, u, folder, v.verify(v.record()))
+	file, err := s.fetch(opCtx, v, ds, u, v.verify(v.record()))
 	if err != nil {
 		return err
 	}
@@ -212,7 +211,7 @@ func (v *VM) InsertMedia(ctx context.Context, rawURL string) error {
 		return fmt.Errorf("vm %s: virtual media not inserted: the bridge's state could not be saved", v.name())
 	}
 	if err := v.connectISO(opCtx, dsPath); err != nil {
-		_ = v.persist(old)
+		v.persistBack(old)
 		return v.vcenterError(opCtx, "connect the image", err)
 	}
 	v.recMu.Lock()
@@ -262,7 +261,7 @@ func (s *MediaService) refuse(v *VM, u *url.URL, class string, cause error) erro
 // fetch brings the image at u to the datastore and returns its file name
 // there (relative to the datastore), held (see inflight): the caller
 // releases it once the copy is connected.
-func (s *MediaService) fetch(ctx context.Context, v *VM, ds *object.Datastore, u *url.URL, folder string, verify bool) (string, error) {
+func (s *MediaService) fetch(ctx context.Context, v *VM, ds *object.Datastore, u *url.URL, verify bool) (string, error) {
 	key := urlKey(u.String())
 	prev := s.reusable(ctx, ds, key)
 	// The stall timer covers connecting, the headers and every read: no
@@ -271,10 +270,59 @@ func (s *MediaService) fetch(ctx context.Context, v *VM, ds *object.Datastore, u
 	defer cancel(nil)
 	stall := time.AfterFunc(s.cfg.StallTimeout, func() { cancel(errStalled) })
 	defer stall.Stop()
-
-	req, err := http.NewRequestWithContext(fctx, http.MethodGet, u.String(), nil)
+	resp, err := s.request(fctx, v, u, prev, verify)
 	if err != nil {
-		return "", s.refuse(v, u, "not a valid URL", nil)
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotModified && prev != nil {
+		s.touch(prev)
+		s.obs.MediaReused()
+		v.log.Info("virtual media unchanged at its source; copy reused", "image", redact(u), "file", prev.File)
+		return strings.TrimPrefix(prev.File, "["+ds.Name()+"] "), nil
+	}
+	if err := s.acceptable(v, u, resp); err != nil {
+		return "", err
+	}
+	body := &streamReader{r: resp.Body, stall: stall, every: s.cfg.StallTimeout, sum: sha256.New(), obs: s.obs,
+		total: resp.ContentLength, log: v.log, name: redact(u), last: time.Now()}
+	head := make([]byte, isoMagicOffset+len(isoMagic))
+	if _, err := io.ReadFull(body, head); err != nil {
+		return "", s.transferError(fctx, v, u, err)
+	}
+	if string(head[isoMagicOffset:]) != isoMagic {
+		return "", s.refuse(v, u, "not an ISO 9660 image", nil)
+	}
+	up, err := s.stage(fctx, v, ds, resp.ContentLength)
+	if err != nil {
+		return "", err
+	}
+	defer s.inflight(up.entry.File, -1)
+	start := time.Now()
+	final, moved := "", false
+	err = s.store(fctx, v, u, up, io.MultiReader(bytes.NewReader(head), body), body)
+	sum := hex.EncodeToString(body.sum.Sum(nil))
+	if err == nil {
+		final, moved, err = s.place(fctx, v, u, up, key, sum, resp)
+	}
+	if !moved {
+		s.remove(context.WithoutCancel(ctx), v.inv.c, up.dc, up.entry)
+		return final, err
+	}
+	v.log.Info("virtual media uploaded", "image", redact(u), "bytes", up.entry.Size, "sha256", sum, "took", time.Since(start).Round(time.Millisecond))
+	return final, nil
+}
+
+// request asks u for the image, conditionally when prev (a copy of it,
+// held) records validators. prev is released unless the source answers
+// that it is unchanged.
+func (s *MediaService) request(ctx context.Context, v *VM, u *url.URL, prev *mediaCopy, verify bool) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		if prev != nil {
+			s.inflight(prev.File, -1)
+		}
+		return nil, s.refuse(v, u, "not a valid URL", nil)
 	}
 	if prev != nil {
 		if prev.ETag != "" {
@@ -288,83 +336,92 @@ func (s *MediaService) fetch(ctx context.Context, v *VM, ds *object.Datastore, u
 		s.inflight(prev.File, -1)
 	}
 	if err != nil {
-		return "", s.transferError(fctx, v, u, err)
+		return nil, s.transferError(ctx, v, u, err)
 	}
-	defer resp.Body.Close()
+	return resp, nil
+}
+
+// acceptable refuses an answer that is not an image within the limits.
+func (s *MediaService) acceptable(v *VM, u *url.URL, resp *http.Response) error {
 	switch {
-	case resp.StatusCode == http.StatusNotModified && prev != nil:
-		s.touch(prev)
-		s.obs.MediaReused()
-		v.log.Info("virtual media unchanged at its source; copy reused", "image", redact(u), "file", prev.File)
-		return strings.TrimPrefix(prev.File, "["+ds.Name()+"] "), nil
 	case resp.StatusCode != http.StatusOK:
-		return "", s.refuse(v, u, fmt.Sprintf("HTTP status %d", resp.StatusCode), nil)
+		return s.refuse(v, u, fmt.Sprintf("HTTP status %d", resp.StatusCode), nil)
 	case resp.ContentLength > s.cfg.MaxImageSize:
-		return "", s.refuse(v, u, "too large: over the limit of "+formatSize(s.cfg.MaxImageSize)+" (media.maxImageSize)", fmt.Errorf("announced %d bytes", resp.ContentLength))
+		return s.refuse(v, u, "too large: over the limit of "+formatSize(s.cfg.MaxImageSize)+" (media.maxImageSize)", fmt.Errorf("announced %d bytes", resp.ContentLength))
 	case resp.ContentLength < isoMinSize:
 		// Also a body without Content-Length: the datastore upload needs
 		// the length first.
-		return "", s.refuse(v, u, "not an ISO image (too short, or no Content-Length)", fmt.Errorf("Content-Length %d", resp.ContentLength))
+		return s.refuse(v, u, "not an ISO image (too short, or no Content-Length)", fmt.Errorf("Content-Length %d", resp.ContentLength))
 	}
-	size := resp.ContentLength
-	body := &streamReader{r: resp.Body, stall: stall, every: s.cfg.StallTimeout, sum: sha256.New(), obs: s.obs,
-		total: size, log: v.log, name: redact(u), last: time.Now()}
-	head := make([]byte, isoMagicOffset+len(isoMagic))
-	if _, err := io.ReadFull(body, head); err != nil {
-		return "", s.transferError(fctx, v, u, err)
-	}
-	if string(head[isoMagicOffset:]) != isoMagic {
-		return "", s.refuse(v, u, "not an ISO 9660 image", nil)
-	}
-	dc, err := find.NewFinder(v.inv.c.vim).Datacenter(fctx, ds.DatacenterPath)
+	return nil
+}
+
+// upload is an image on its way to the datastore: its temporary copy.
+type upload struct {
+	ds    *object.Datastore
+	dc    *object.Datacenter
+	tmp   string // relative to the datastore
+	entry *mediaCopy
+}
+
+// stage makes the media folder and records, held, the temporary copy of
+// size bytes an upload is about to write: recorded before the first byte,
+// a copy a crash cuts short is one the collector knows to be the bridge's.
+func (s *MediaService) stage(ctx context.Context, v *VM, ds *object.Datastore, size int64) (*upload, error) {
+	dc, err := find.NewFinder(v.inv.c.vim).Datacenter(ctx, ds.DatacenterPath)
 	if err != nil {
-		return "", v.vcenterError(fctx, "find the datacenter", err)
+		return nil, v.vcenterError(ctx, "find the datacenter", err)
 	}
-	if err := v.mkdir(fctx, ds, dc, folder); err != nil {
-		return "", v.vcenterError(fctx, "make the media folder", err)
+	if err := v.mkdir(ctx, ds, dc, s.cfg.Folder); err != nil {
+		return nil, v.vcenterError(ctx, "make the media folder", err)
 	}
-	tmp := path.Join(folder, "upload-"+randomHex(8)+".tmp")
+	tmp := path.Join(s.cfg.Folder, "upload-"+rand.Text()+".tmp")
 	entry := &mediaCopy{File: ds.Path(tmp), Datacenter: ds.DatacenterPath, Size: size, Created: s.now(), Used: s.now()}
-	// Recorded before the first byte: a crash mid-upload leaves a file the
-	// collector knows to be the bridge's.
 	if err := s.record(entry); err != nil {
 		v.log.Error("virtual media not uploaded: state not saved", "err", err)
-		return "", fmt.Errorf("vm %s: virtual media not uploaded: the bridge's state could not be saved", v.name())
+		return nil, fmt.Errorf("vm %s: virtual media not uploaded: the bridge's state could not be saved", v.name())
 	}
 	s.inflight(entry.File, +1)
-	defer s.inflight(entry.File, -1)
-	ok := false
-	defer func() {
-		if !ok {
-			s.remove(context.WithoutCancel(ctx), v.inv.c, dc, entry)
-		}
-	}()
+	return &upload{ds: ds, dc: dc, tmp: tmp, entry: entry}, nil
+}
+
+// store streams r (the image, read through body) into the temporary copy
+// and checks that the datastore holds every byte.
+func (s *MediaService) store(ctx context.Context, v *VM, u *url.URL, up *upload, r io.Reader, body *streamReader) error {
+	size := up.entry.Size
 	p := soap.DefaultUpload
 	p.ContentLength = size
-	start := time.Now()
 	s.obs.MediaUploads(+1)
-	err = ds.Upload(fctx, io.MultiReader(bytes.NewReader(head), body), tmp, &p)
+	err := up.ds.Upload(ctx, r, up.tmp, &p)
 	s.obs.MediaUploads(-1)
 	if err != nil {
-		if fctx.Err() != nil || body.err() != nil {
-			return "", s.transferError(fctx, v, u, cmpErr(body.err(), err))
+		if ctx.Err() != nil || body.err() != nil {
+			return s.transferError(ctx, v, u, cmp.Or(body.err(), err))
 		}
-		return "", v.vcenterError(fctx, "store the image", err)
+		return v.vcenterError(ctx, "store the image", err)
 	}
 	if body.n.Load() != size {
-		return "", s.refuse(v, u, "not reachable (the transfer ended early)", fmt.Errorf("%d of %d bytes", body.n.Load(), size))
+		return s.refuse(v, u, "not reachable (the transfer ended early)", fmt.Errorf("%d of %d bytes", body.n.Load(), size))
 	}
-	if info, err := ds.Stat(fctx, tmp); err != nil || info.GetFileInfo().FileSize != size {
+	if info, err := up.ds.Stat(ctx, up.tmp); err != nil || info.GetFileInfo().FileSize != size {
 		if err == nil {
 			err = fmt.Errorf("%d bytes on the datastore, %d sent", info.GetFileInfo().FileSize, size)
 		}
-		return "", v.vcenterError(fctx, "store the image", err)
+		return v.vcenterError(ctx, "store the image", err)
 	}
-	sum := hex.EncodeToString(body.sum.Sum(nil))
-	final := path.Join(folder, key[:16]+"-"+sum[:16]+".iso")
+	return nil
+}
+
+// place gives the stored image its final name, made of the URL's hash
+// (key) and the content's (sum), and returns it, held. When a copy of the
+// same bytes is there already, that copy is reused and the temporary one
+// is left for the caller to remove (moved false).
+func (s *MediaService) place(ctx context.Context, v *VM, u *url.URL, up *upload, key, sum string, resp *http.Response) (_ string, moved bool, _ error) {
+	ds := up.ds
+	final := path.Join(s.cfg.Folder, key[:16]+"-"+sum[:16]+".iso")
 	existing := s.lookup(ds.Path(final))
 	if existing != nil {
-		if info, err := ds.Stat(fctx, final); err != nil || info.GetFileInfo().FileSize != existing.Size {
+		if info, err := ds.Stat(ctx, final); err != nil || info.GetFileInfo().FileSize != existing.Size {
 			// Deleted (or changed) behind the bridge's back: the new
 			// copy takes its place.
 			s.inflight(existing.File, -1)
@@ -373,35 +430,24 @@ func (s *MediaService) fetch(ctx context.Context, v *VM, ds *object.Datastore, u
 		}
 	}
 	if existing != nil {
-		// The same bytes are there already: the new copy goes.
 		existing.ETag, existing.LastModified = validators(resp)
-		existing.Used = s.now()
-		_ = s.record(existing)
+		s.touch(existing)
 		s.obs.MediaReused()
 		v.log.Info("virtual media identical to a copy on the datastore; copy reused", "image", redact(u), "file", existing.File)
-		return final, nil
+		return final, false, nil
 	}
-	if err := s.move(fctx, v.inv.c, dc, ds.Path(tmp), ds.Path(final)); err != nil {
-		return "", v.vcenterError(fctx, "move the image into place", err)
+	if err := s.move(ctx, v.inv.c, up.dc, ds.Path(up.tmp), ds.Path(final)); err != nil {
+		return "", false, v.vcenterError(ctx, "move the image into place", err)
 	}
-	ok = true
 	s.inflight(ds.Path(final), +1)
-	s.forget(entry)
-	fin := *entry
+	s.forget(up.entry)
+	fin := *up.entry
 	fin.File, fin.Complete, fin.URLKey, fin.SHA256 = ds.Path(final), true, key, sum
 	fin.ETag, fin.LastModified = validators(resp)
 	if err := s.record(&fin); err != nil {
 		v.log.Error("uploaded image not recorded: it will never be collected", "file", fin.File, "err", err)
 	}
-	v.log.Info("virtual media uploaded", "image", redact(u), "bytes", size, "sha256", sum, "took", time.Since(start).Round(time.Millisecond))
-	return final, nil
-}
-
-func cmpErr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
+	return final, true, nil
 }
 
 // transferError classifies a failed transfer from the image's source.
@@ -449,12 +495,6 @@ func urlKey(raw string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 func (v *VM) mkdir(ctx context.Context, ds *object.Datastore, dc *object.Datacenter, folder string) error {
 	err := object.NewFileManager(v.inv.c.vim).MakeDirectory(ctx, ds.Path(folder), dc, true)
 	if err != nil && !fault.Is(err, &types.FileAlreadyExists{}) {
@@ -467,13 +507,17 @@ func (v *VM) mkdir(ctx context.Context, ds *object.Datastore, dc *object.Datacen
 func (v *VM) mediaDatastore(ctx context.Context) (*object.Datastore, error) {
 	vc := v.inv.c.vim
 	var ref types.ManagedObjectReference
-	if name := v.opts.MediaDatastore; name != "" {
+	if name := v.media().cfg.Datastore; name != "" {
 		m := view.NewManager(vc)
 		cv, err := m.CreateContainerView(ctx, vc.ServiceContent.RootFolder, []string{"Datastore"}, true)
 		if err != nil {
 			return nil, err
 		}
-		defer func() { _ = cv.Destroy(context.WithoutCancel(ctx)) }()
+		defer func() {
+			if err := cv.Destroy(context.WithoutCancel(ctx)); err != nil {
+				v.log.Debug("datastore view not destroyed; vCenter drops it with the session", "err", mapError(err))
+			}
+		}()
 		var all []mo.Datastore
 		if err := cv.Retrieve(ctx, []string{"Datastore"}, []string{"name"}, &all); err != nil {
 			return nil, err
@@ -523,6 +567,7 @@ func (v *VM) connectISO(ctx context.Context, dsPath string) error {
 	}
 	cd = devices.InsertIso(cd, dsPath)
 	cd.Connectable = &types.VirtualDeviceConnectInfo{Connected: true, StartConnected: true, AllowGuestControl: true}
+	v.inv.sending(v.obj.Reference())
 	if add {
 		err = v.obj.AddDevice(ctx, cd)
 	} else {
@@ -531,7 +576,28 @@ func (v *VM) connectISO(ctx context.Context, dsPath string) error {
 	if err != nil {
 		return err
 	}
-	return v.inv.Refresh(ctx, v.obj.Reference())
+	v.shown(ctx, "insert")
+	return nil
+}
+
+// shown waits for the inventory to show the drive vCenter just changed,
+// so that the next read (Media) sees it. vCenter made the change, so the
+// answer does not depend on it: a wait that ends first is logged.
+func (v *VM) shown(ctx context.Context, change string) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), inventoryLag)
+	defer cancel()
+	if err := v.inv.Refresh(rctx, v.obj.Reference()); err != nil {
+		v.log.Warn("virtual media changed; reads may show the drive as it was for a moment", "change", change, "err", err)
+	}
+}
+
+// persistBack saves rec, the record before a media change vCenter did not
+// make. A failure is logged: the saved record then names an image the
+// CD-ROM does not show, which Media reports as not inserted.
+func (v *VM) persistBack(rec Record) {
+	if err := v.persist(rec); err != nil {
+		v.log.Error("virtual media: state not put back after a change that failed", "err", err)
+	}
 }
 
 // EjectMedia implements machine.Machine. It cancels an insert in progress
@@ -563,13 +629,14 @@ func (v *VM) EjectMedia(ctx context.Context) error {
 	if _, iso := cd.Backing.(*types.VirtualCdromIsoBackingInfo); iso || old.MediaFile != "" {
 		cd = devices.EjectIso(cd)
 		cd.Connectable = &types.VirtualDeviceConnectInfo{Connected: false, StartConnected: false, AllowGuestControl: true}
+		v.inv.sending(v.obj.Reference())
 		if err := v.obj.EditDevice(ctx, cd); err != nil {
 			if old.MediaFile != "" {
-				_ = v.persist(old)
+				v.persistBack(old)
 			}
 			return v.vcenterError(ctx, "eject", err)
 		}
-		_ = v.inv.Refresh(ctx, v.obj.Reference())
+		v.shown(ctx, "eject")
 	}
 	if old.MediaFile != "" {
 		v.recMu.Lock()

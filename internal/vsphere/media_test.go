@@ -28,6 +28,7 @@ import (
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/config"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 )
 
@@ -177,12 +178,15 @@ type mediaEnv struct {
 	ds    *object.Datastore
 }
 
-func newMediaEnv(t *testing.T, cfg MediaConfig) *mediaEnv {
+// newMediaEnv is a simulator and a media service with the configuration's
+// media defaults but a stall timeout of 5 s, and what edit changes.
+func newMediaEnv(t *testing.T, edit func(*MediaConfig)) *mediaEnv {
 	t.Helper()
 	e := &mediaEnv{testEnv: startEnv(t), store: newMemStore(), obs: &mediaCounter{}, img: &imageServer{}}
-	cfg.Store, cfg.Observer, cfg.Log = e.store, e.obs, quiet()
-	if cfg.StallTimeout == 0 {
-		cfg.StallTimeout = 5 * time.Second
+	cfg := MediaConfig{Media: config.DefaultMedia(), Store: e.store, Observer: e.obs, Log: quiet()}
+	cfg.StallTimeout = 5 * time.Second
+	if edit != nil {
+		edit(&cfg)
 	}
 	svc, err := NewMediaService(cfg)
 	if err != nil {
@@ -210,7 +214,7 @@ func (e *mediaEnv) files(t *testing.T) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	task, err := b.SearchDatastore(ctx, e.ds.Path(MediaFolder), &types.HostDatastoreBrowserSearchSpec{MatchPattern: []string{"*"}})
+	task, err := b.SearchDatastore(ctx, e.ds.Path(e.svc.cfg.Folder), &types.HostDatastoreBrowserSearchSpec{MatchPattern: []string{"*"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,6 +251,16 @@ func (e *mediaEnv) noTemporaries(t *testing.T) []string {
 		}
 	}
 	return fs
+}
+
+// insert inserts the image the image server serves into v's drive and
+// returns the file the CD-ROM shows.
+func (e *mediaEnv) insert(t *testing.T, v *VM) string {
+	t.Helper()
+	if err := v.InsertMedia(context.Background(), e.url); err != nil {
+		t.Fatal(err)
+	}
+	return cdFile(t, e, v)
 }
 
 func cdFile(t *testing.T, e *mediaEnv, v *VM) string {
@@ -289,25 +303,19 @@ func TestMediaChangedImageFetchedAgain(t *testing.T) {
 		{"Last-Modified", func(int) string { return "" }, func(i int) time.Time { return time.Date(2026, 1, 1, 0, 0, i, 0, time.UTC) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newMediaEnv(t, MediaConfig{})
+			e := newMediaEnv(t, nil)
 			ctx := context.Background()
 			v := e.vm(t, "skinner-worker-2", nil)
 			first, second := isoImage(64<<10, 1), isoImage(64<<10, 2)
 			e.img.set(first, tc.etag(1), tc.lm(1))
-			if err := v.InsertMedia(ctx, e.url); err != nil {
-				t.Fatal(err)
-			}
-			f1 := cdFile(t, e, v)
+			f1 := e.insert(t, v)
 			if !bytes.Equal(e.readBack(t, f1), first) {
 				t.Fatal("first image not on the datastore")
 			}
 			e.noTemporaries(t)
 
 			// The same image again.
-			if err := v.InsertMedia(ctx, e.url); err != nil {
-				t.Fatal(err)
-			}
-			if got := cdFile(t, e, v); got != f1 {
+			if got := e.insert(t, v); got != f1 {
 				t.Fatalf("same image: CD %s, want %s", got, f1)
 			}
 			strong := strings.HasPrefix(tc.etag(1), `"`) || !tc.lm(1).IsZero()
@@ -320,10 +328,7 @@ func TestMediaChangedImageFetchedAgain(t *testing.T) {
 
 			// Republished: same URL, same size, other bytes.
 			e.img.set(second, tc.etag(2), tc.lm(2))
-			if err := v.InsertMedia(ctx, e.url); err != nil {
-				t.Fatal(err)
-			}
-			f2 := cdFile(t, e, v)
+			f2 := e.insert(t, v)
 			if f2 == f1 || !bytes.Equal(e.readBack(t, f2), second) {
 				t.Fatalf("stale image kept: CD %s (was %s)", f2, f1)
 			}
@@ -344,67 +349,13 @@ func TestMediaChangedImageFetchedAgain(t *testing.T) {
 // nothing left on the datastore or in the state.
 func TestMediaRefused(t *testing.T) {
 	ctx := context.Background()
-	other, err := net.Listen("tcp", "127.0.0.2:0")
-	if err != nil {
-		t.Skip("127.0.0.2 not available:", err)
-	}
-	forbidden := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = w.Write(isoImage(64<<10, 3))
-	}))
-	forbidden.Listener.Close()
-	forbidden.Listener = other
-	forbidden.Start()
-	defer forbidden.Close()
-
-	e := newMediaEnv(t, MediaConfig{StallTimeout: time.Second, MaxImageSize: 1 << 20,
-		AllowedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	sources := refusedSources(t)
+	e := newMediaEnv(t, func(c *MediaConfig) {
+		c.StallTimeout, c.MaxImageSize = time.Second, 1<<20
+		c.AllowedNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	})
 	v := e.vm(t, "skinner-worker-1", nil)
-	mux := http.NewServeMux()
-	mux.HandleFunc("/huge.iso", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", fmt.Sprint(int64(100)<<30))
-		_, _ = w.Write(isoImage(64<<10, 0))
-	})
-	mux.HandleFunc("/big.iso", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", fmt.Sprint(2<<20))
-		_, _ = w.Write(isoImage(2<<20, 0))
-	})
-	mux.HandleFunc("/redirect.iso", func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, forbidden.URL+"/internal/secret.iso", http.StatusFound)
-	})
-	mux.HandleFunc("/page.iso", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", fmt.Sprint(32*4096))
-		_, _ = w.Write(bytes.Repeat([]byte("<html>internal error page</html>"), 4096))
-	})
-	mux.HandleFunc("/missing.iso", func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "backend http://10.9.8.7:8080 down", http.StatusServiceUnavailable)
-	})
-	release := make(chan struct{})
-	defer close(release)
-	mux.HandleFunc("/stall.iso", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", fmt.Sprint(64<<10))
-		_, _ = w.Write(isoImage(64<<10, 0)[:40<<10])
-		w.(http.Flusher).Flush()
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	})
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
-	closed, _ := net.Listen("tcp", "127.0.0.1:0")
-	closedURL := "http://" + closed.Addr().String() + "/x.iso"
-	closed.Close()
-
-	for _, tc := range []struct{ url, class string }{
-		{srv.URL + "/huge.iso", "too large: over the limit of 1 MiB"},
-		{srv.URL + "/big.iso", "too large"},
-		{srv.URL + "/redirect.iso", "address not allowed"},
-		{forbidden.URL + "/x.iso", "address not allowed"},
-		{srv.URL + "/page.iso", "not an ISO 9660 image"},
-		{srv.URL + "/missing.iso", "HTTP status 503"},
-		{srv.URL + "/stall.iso", "stalled: no data for 1s"},
-		{closedURL, "not reachable"},
-	} {
+	for _, tc := range sources {
 		err := v.InsertMedia(ctx, tc.url)
 		if !errors.Is(err, machine.ErrInvalidArgument) || !strings.Contains(err.Error(), tc.class) {
 			t.Errorf("%s: %v, want %q", tc.url, err, tc.class)
@@ -425,6 +376,65 @@ func TestMediaRefused(t *testing.T) {
 	}
 }
 
+// refusedSources serves images a media policy of 1 MiB, 1 s stall and
+// 127.0.0.1 only refuses, each with the class of the refusal; a server on
+// 127.0.0.2 stands for an internal address.
+func refusedSources(t *testing.T) []struct{ url, class string } {
+	other, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Skip("127.0.0.2 not available:", err)
+	}
+	forbidden := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write(isoImage(64<<10, 3))
+	}))
+	forbidden.Listener.Close()
+	forbidden.Listener = other
+	forbidden.Start()
+	t.Cleanup(forbidden.Close)
+	mux := http.NewServeMux()
+	serve := func(path string, size int, body []byte) {
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", fmt.Sprint(size))
+			_, _ = w.Write(body)
+		})
+	}
+	serve("/huge.iso", 100<<30, isoImage(64<<10, 0))
+	serve("/big.iso", 2<<20, isoImage(2<<20, 0))
+	serve("/page.iso", 32*4096, bytes.Repeat([]byte("<html>internal error page</html>"), 4096))
+	mux.HandleFunc("/redirect.iso", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, forbidden.URL+"/internal/secret.iso", http.StatusFound)
+	})
+	mux.HandleFunc("/missing.iso", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "backend http://10.9.8.7:8080 down", http.StatusServiceUnavailable)
+	})
+	release := make(chan struct{})
+	mux.HandleFunc("/stall.iso", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(64<<10))
+		_, _ = w.Write(isoImage(64<<10, 0)[:40<<10])
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	closedURL := "http://" + closed.Addr().String() + "/x.iso"
+	closed.Close()
+	return []struct{ url, class string }{
+		{srv.URL + "/huge.iso", "too large: over the limit of 1 MiB"},
+		{srv.URL + "/big.iso", "too large"},
+		{srv.URL + "/redirect.iso", "address not allowed"},
+		{forbidden.URL + "/x.iso", "address not allowed"},
+		{srv.URL + "/page.iso", "not an ISO 9660 image"},
+		{srv.URL + "/missing.iso", "HTTP status 503"},
+		{srv.URL + "/stall.iso", "stalled: no data for 1s"},
+		{closedURL, "not reachable"},
+	}
+}
+
 // HTTPS with a private CA, as Ironic's vmedia TLS: inserted by default,
 // refused with VerifyCertificate true, inserted again once media.caFile
 // holds the CA. The setting survives as the VM's record.
@@ -441,11 +451,11 @@ func TestMediaTLS(t *testing.T) {
 	}
 	for _, withCA := range []bool{false, true} {
 		t.Run(fmt.Sprint("caFile=", withCA), func(t *testing.T) {
-			cfg := MediaConfig{}
-			if withCA {
-				cfg.CAFile = caFile
-			}
-			e := newMediaEnv(t, cfg)
+			e := newMediaEnv(t, func(c *MediaConfig) {
+				if withCA {
+					c.CAFile = caFile
+				}
+			})
 			var saved Record
 			v := e.vm(t, "skinner-master-1", func(r Record) error { saved = r; return nil })
 			if m, _ := v.Media(ctx); m.VerifyCertificate {
@@ -470,15 +480,37 @@ func TestMediaTLS(t *testing.T) {
 			e.noTemporaries(t)
 		})
 	}
-	if _, err := NewMediaService(MediaConfig{CAFile: filepath.Join(t.TempDir(), "none.pem")}); err == nil {
-		t.Fatal("a missing caFile was accepted")
+}
+
+// The service takes its policy as it is, so it refuses one it cannot
+// work with rather than fill in values of its own.
+func TestMediaServiceRefusesPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(*config.Media)
+	}{
+		{"missing caFile", func(m *config.Media) { m.CAFile = filepath.Join(t.TempDir(), "none.pem") }},
+		{"no size limit", func(m *config.Media) { m.MaxImageSize = 0 }},
+		{"no stall timeout", func(m *config.Media) { m.StallTimeout = 0 }},
+		{"no folder", func(m *config.Media) { m.Folder = "" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := config.DefaultMedia()
+			tc.edit(&m)
+			if _, err := NewMediaService(MediaConfig{Media: m}); err == nil {
+				t.Fatalf("policy %+v accepted", m)
+			}
+		})
+	}
+	if _, err := NewMediaService(MediaConfig{Media: config.DefaultMedia()}); err != nil {
+		t.Fatalf("the configuration's defaults: %v", err)
 	}
 }
 
 // Eject and power go on while an upload runs; eject and a second insert
 // cancel it, and nothing is left behind.
 func TestMediaCancel(t *testing.T) {
-	e := newMediaEnv(t, MediaConfig{})
+	e := newMediaEnv(t, nil)
 	ctx := context.Background()
 	v := e.vm(t, "skinner-master-0", nil)
 	e.img.set(isoImage(64<<10, 7), "", time.Time{})
@@ -529,7 +561,7 @@ func TestMediaCancel(t *testing.T) {
 
 // A state that cannot be saved changes nothing and is no client error.
 func TestMediaStateFailure(t *testing.T) {
-	e := newMediaEnv(t, MediaConfig{})
+	e := newMediaEnv(t, nil)
 	ctx := context.Background()
 	var fail atomic.Bool
 	v := e.vm(t, "skinner-master-2", func(Record) error {
@@ -569,30 +601,44 @@ func TestMediaStateFailure(t *testing.T) {
 	e.noTemporaries(t)
 }
 
+// testClock is a clock that moves only when told.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
 // The collector deletes the bridge's unreferenced copies after the grace
 // period, and beyond the budget; referenced copies and files it did not
 // write stay.
 func TestMediaCollect(t *testing.T) {
-	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
-	var mu sync.Mutex
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	e := newMediaEnv(t, MediaConfig{GCGrace: time.Hour, MaxFolderSize: 3 * 64 << 10, Now: clock})
+	clock := &testClock{now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	e := newMediaEnv(t, func(c *MediaConfig) { c.GCGrace, c.MaxFolderSize, c.Now = time.Hour, 3*64<<10, clock.Now })
 	ctx := context.Background()
 	v := e.vm(t, "skinner-worker-2", nil)
 	w := e.vm(t, "skinner-worker-1", nil)
-	for i := range 3 {
-		e.img.set(isoImage(64<<10, byte(20+i)), "", time.Time{})
-		if err := v.InsertMedia(ctx, e.url); err != nil {
-			t.Fatal(err)
+	insertEach := func(n int, fill byte) {
+		for i := range n {
+			e.img.set(isoImage(64<<10, fill+byte(i)), "", time.Time{})
+			e.insert(t, v)
+			clock.advance(time.Minute)
 		}
-		advance(time.Minute)
 	}
-	if err := w.InsertMedia(ctx, e.url); err != nil {
-		t.Fatal(err)
-	}
+	insertEach(3, 20)
+	e.insert(t, w)
 	// A file the bridge did not write, in its folder.
-	foreign := MediaFolder + "/operator.iso"
+	foreign := e.svc.cfg.Folder + "/operator.iso"
 	if err := e.ds.Upload(ctx, bytes.NewReader(isoImage(64<<10, 1)), foreign, &soap.DefaultUpload); err != nil {
 		t.Fatal(err)
 	}
@@ -602,11 +648,11 @@ func TestMediaCollect(t *testing.T) {
 	if n, err := e.svc.Collect(ctx, e.inv); err != nil || n != 0 {
 		t.Fatalf("first collection: %d, %v", n, err)
 	}
-	advance(59 * time.Minute)
+	clock.advance(59 * time.Minute)
 	if n, _ := e.svc.Collect(ctx, e.inv); n != 0 {
 		t.Fatalf("collected %d within the grace period", n)
 	}
-	advance(2 * time.Minute)
+	clock.advance(2 * time.Minute)
 	if n, _ := e.svc.Collect(ctx, e.inv); n != 2 {
 		t.Fatalf("collected %d after the grace period, want the 2 unreferenced", n)
 	}
@@ -614,11 +660,10 @@ func TestMediaCollect(t *testing.T) {
 	if len(fs) != 2 || !slices.Contains(fs, "operator.iso") || !strings.HasSuffix(cdFile(t, e, v), fs[0]) && !strings.HasSuffix(cdFile(t, e, v), fs[1]) {
 		t.Fatalf("files %v, CD %s", fs, cdFile(t, e, v))
 	}
-	if err := v.EjectMedia(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.EjectMedia(ctx); err != nil {
-		t.Fatal(err)
+	for _, vm := range []*VM{v, w} {
+		if err := vm.EjectMedia(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 	eventually(t, "the inventory to see the ejects", func() bool {
 		refs, _ := e.inv.referenced()
@@ -626,13 +671,7 @@ func TestMediaCollect(t *testing.T) {
 	})
 	// Over budget: 4 copies of 64 KiB with a budget of 3: the oldest
 	// unreferenced goes at once, the rest wait for the grace period.
-	for i := range 4 {
-		e.img.set(isoImage(64<<10, byte(40+i)), "", time.Time{})
-		if err := v.InsertMedia(ctx, e.url); err != nil {
-			t.Fatal(err)
-		}
-		advance(time.Minute)
-	}
+	insertEach(4, 40)
 	if n, _ := e.svc.Collect(ctx, e.inv); n != 2 {
 		t.Fatalf("budget collection: %d, want 2 (4+1 copies, budget 3)", n)
 	}
@@ -649,8 +688,10 @@ func TestMediaCollect(t *testing.T) {
 // with the query that holds a signed URL's token. The log shows it
 // redacted, as everywhere else, while the error keeps its class.
 func TestMediaRefusedLogHidesToken(t *testing.T) {
-	e := newMediaEnv(t, MediaConfig{StallTimeout: time.Second,
-		AllowedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	e := newMediaEnv(t, func(c *MediaConfig) {
+		c.StallTimeout = time.Second
+		c.AllowedNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	})
 	logs := &logBuffer{}
 	v := e.bind(t, "skinner-master-0", VMOptions{Media: e.svc, Log: slog.New(slog.NewTextHandler(logs, nil))})
 	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -702,7 +743,7 @@ func TestRedactError(t *testing.T) {
 // land on the same file name, which takes the copy back from the
 // collector), and the collector checks each copy again before deleting.
 func TestMediaCollectSparesCopyReusedMeanwhile(t *testing.T) {
-	e := newMediaEnv(t, MediaConfig{GCGrace: -1})
+	e := newMediaEnv(t, func(c *MediaConfig) { c.GCGrace = -1 })
 	ctx := context.Background()
 	v := e.vm(t, "skinner-worker-2", nil)
 	w := e.vm(t, "skinner-worker-1", nil)

@@ -22,39 +22,15 @@ import (
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/config"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 )
 
-// Virtual-media defaults.
-const (
-	DefaultMaxImageSize = 16 << 30
-	DefaultStallTimeout = 60 * time.Second
-	DefaultMediaGCGrace = time.Hour
-)
-
-// MediaConfig is the virtual-media policy every VM of a bridge shares.
+// MediaConfig is the virtual-media policy every VM of a bridge shares:
+// the configuration's media settings, taken as they are, and where the
+// service records and reports what it does.
 type MediaConfig struct {
-	// MaxImageSize refuses an image announcing more bytes
-	// (DefaultMaxImageSize if 0).
-	MaxImageSize int64
-	// StallTimeout cancels a transfer that received no byte for that long
-	// (DefaultStallTimeout if 0).
-	StallTimeout time.Duration
-	// VerifyCertificate is the default of each drive's VerifyCertificate.
-	VerifyCertificate bool
-	// CAFile is a PEM bundle trusted, with the system's CAs, when a drive
-	// verifies certificates.
-	CAFile string
-	// AllowedNetworks, when set, are the only addresses image requests
-	// and their redirects may connect to (proxies are then not used).
-	AllowedNetworks []netip.Prefix
-	// GCGrace is how long a copy no VM references stays
-	// (DefaultMediaGCGrace if 0; negative: at once).
-	GCGrace time.Duration
-	// MaxFolderSize, when positive, is a budget for the bridge's copies:
-	// beyond it, unreferenced copies go oldest first without waiting for
-	// the grace period.
-	MaxFolderSize int64
+	config.Media
 	// Store records the copies the bridge uploaded; only those are ever
 	// deleted. Nil: nothing is recorded, reused or collected.
 	Store MediaStore
@@ -151,23 +127,26 @@ var (
 	errNotAllowed = errors.New("address outside media.allowedNetworks")
 )
 
-// defaultMedia serves VMs given no service: the defaults, nothing
-// recorded (no CA file, so it cannot fail).
+// defaultMedia serves VMs given no service: the configuration's
+// defaults, nothing recorded (no CA file, so it cannot fail).
 var defaultMedia = sync.OnceValue(func() *MediaService {
-	s, _ := NewMediaService(MediaConfig{})
+	s, err := NewMediaService(MediaConfig{Media: config.DefaultMedia()})
+	if err != nil {
+		panic(err)
+	}
 	return s
 })
 
-// NewMediaService checks cfg (the CA file) and returns the service.
+// NewMediaService checks cfg (the limits, the CA file) and returns the
+// service.
 func NewMediaService(cfg MediaConfig) (*MediaService, error) {
-	if cfg.MaxImageSize <= 0 {
-		cfg.MaxImageSize = DefaultMaxImageSize
-	}
-	if cfg.StallTimeout <= 0 {
-		cfg.StallTimeout = DefaultStallTimeout
-	}
-	if cfg.GCGrace == 0 {
-		cfg.GCGrace = DefaultMediaGCGrace
+	switch {
+	case cfg.MaxImageSize <= 0:
+		return nil, fmt.Errorf("media.maxImageSize %d: must be positive", cfg.MaxImageSize)
+	case cfg.StallTimeout <= 0:
+		return nil, fmt.Errorf("media.stallTimeout %v: must be positive", cfg.StallTimeout)
+	case cfg.Folder == "":
+		return nil, errors.New("media.folder: must not be empty")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -450,7 +429,7 @@ func (s *MediaService) remove(ctx context.Context, c *Client, dc *object.Datacen
 	}
 	task, err := object.NewFileManager(c.vim).DeleteDatastoreFile(ctx, entry.File, dc)
 	if err == nil {
-		err = c.waitTask(ctx, task)
+		err = c.waitTask(ctx, task, nil)
 	}
 	if err != nil && !isFileNotFound(err) {
 		s.log.Warn("virtual media: copy not deleted; the collector retries", "file", entry.File, "err", err)
@@ -469,7 +448,7 @@ func (s *MediaService) move(ctx context.Context, c *Client, dc *object.Datacente
 	defer cancel()
 	task, err := object.NewFileManager(c.vim).MoveDatastoreFile(ctx, from, dc, to, dc, false)
 	if err == nil {
-		err = c.waitTask(ctx, task)
+		err = c.waitTask(ctx, task, nil)
 	}
 	return err
 }
@@ -540,8 +519,41 @@ func (s *MediaService) Collect(ctx context.Context, inv *Inventory) (int, error)
 	if err != nil {
 		return 0, err
 	}
+	doomed := s.choose(refs)
+	if s.collectHook != nil {
+		s.collectHook()
+	}
+	// The references again, read after the mark: a reuse that connected a
+	// copy before the mark shows in them (or is still held).
+	refs, err = inv.referenced()
+	n := 0
+	for _, c := range doomed {
+		if s.reprieve(c, refs, err) {
+			continue
+		}
+		ok := s.remove(ctx, inv.c, nil, c)
+		s.mu.Lock()
+		delete(s.deleting, c.File)
+		s.mu.Unlock()
+		if ok {
+			n++
+			s.log.Info("virtual media copy collected", "file", c.File, "bytes", c.Size)
+		}
+	}
+	if n > 0 {
+		s.obs.MediaCollected(n)
+	}
+	return n, nil
+}
+
+// choose picks, from refs (the files VMs reference), the copies to
+// collect and marks them (deleting): those unreferenced for the grace
+// period, then, while the copies exceed the folder budget, the least
+// recently used unreferenced ones.
+func (s *MediaService) choose(refs map[string]bool) []*mediaCopy {
 	now := s.now()
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	var candidates []*mediaCopy
 	var total int64
 	for file, c := range s.copies {
@@ -559,74 +571,54 @@ func (s *MediaService) Collect(ctx context.Context, inv *Inventory) (int, error)
 		cp := *c
 		candidates = append(candidates, &cp)
 	}
-	var doomed []*mediaCopy
 	sort.Slice(candidates, func(i, j int) bool { return candidates[i].Used.Before(candidates[j].Used) })
+	var doomed []*mediaCopy
 	for _, c := range candidates {
-		since := s.unused[c.File]
-		if s.cfg.GCGrace < 0 || now.Sub(since) >= s.cfg.GCGrace {
+		if s.cfg.GCGrace < 0 || now.Sub(s.unused[c.File]) >= s.cfg.GCGrace {
 			doomed = append(doomed, c)
 			total -= c.Size
 		}
 	}
-	if b := s.cfg.MaxFolderSize; b > 0 {
-		for _, c := range candidates {
-			if total <= b {
-				break
-			}
-			if !slices.Contains(doomed, c) {
-				doomed = append(doomed, c)
-				total -= c.Size
-			}
+	for _, c := range candidates {
+		if b := s.cfg.MaxFolderSize; b <= 0 || total <= b {
+			break
+		}
+		if !slices.Contains(doomed, c) {
+			doomed = append(doomed, c)
+			total -= c.Size
 		}
 	}
 	for _, c := range doomed {
 		s.deleting[c.File] = false
 	}
-	s.mu.Unlock()
-	if s.collectHook != nil {
-		s.collectHook()
-	}
-	// The references again, read after the mark: a reuse that connected a
-	// copy before the mark shows in them (or is still held).
-	refs, err = inv.referenced()
-	n := 0
-	for _, c := range doomed {
-		s.mu.Lock()
-		cur, recorded := s.copies[c.File]
-		_, marked := s.deleting[c.File]
-		keep := err != nil || !marked || !recorded || refs[c.File] || s.busy[c.File] > 0 || cur.Used.After(c.Used)
-		if keep {
-			if marked {
-				delete(s.deleting, c.File)
-			}
-			if refs[c.File] {
-				delete(s.unused, c.File)
-			}
-			s.mu.Unlock()
-			continue
-		}
-		s.deleting[c.File] = true
-		s.mu.Unlock()
-		ok := s.remove(ctx, inv.c, nil, c)
-		s.mu.Lock()
-		delete(s.deleting, c.File)
-		s.mu.Unlock()
-		if ok {
-			n++
-			s.log.Info("virtual media copy collected", "file", c.File, "bytes", c.Size)
-		}
-	}
-	if n > 0 {
-		s.obs.MediaCollected(n)
-	}
-	return n, nil
+	return doomed
 }
 
-// Run collects every interval until ctx ends.
-func (s *MediaService) Run(ctx context.Context, inv *Inventory, every time.Duration) {
-	if every <= 0 {
-		every = time.Minute
+// reprieve checks a chosen copy again just before its delete and reports
+// whether it stays: no longer recorded or marked, held by an insert, used
+// since the choice, or referenced in refs (read after the mark; refsErr:
+// they could not be read, and every copy stays). A copy that goes is
+// marked as being deleted, which lookup no longer takes back.
+func (s *MediaService) reprieve(c *mediaCopy, refs map[string]bool, refsErr error) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, recorded := s.copies[c.File]
+	_, marked := s.deleting[c.File]
+	if refsErr != nil || !marked || !recorded || refs[c.File] || s.busy[c.File] > 0 || cur.Used.After(c.Used) {
+		if marked {
+			delete(s.deleting, c.File)
+		}
+		if refs[c.File] {
+			delete(s.unused, c.File)
+		}
+		return true
 	}
+	s.deleting[c.File] = true
+	return false
+}
+
+// Run collects every interval (positive) until ctx ends.
+func (s *MediaService) Run(ctx context.Context, inv *Inventory, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {

@@ -62,13 +62,29 @@ const (
 // happened. It wraps no machine error on purpose: C0h would say it did not.
 var errOutcomeUnknown = errors.New("outcome unknown: vCenter was sent the action and has not said whether it was carried out; it is followed and its outcome logged: check the VM")
 
+// unsettled is what a VM's power actions wait for: an action answered
+// before vCenter said how it ended, followed in the background. Its value
+// names it in the busy answer ("an earlier task is not settled yet").
+type unsettled string
+
+const (
+	// unsettledNone: nothing is followed.
+	unsettledNone unsettled = ""
+	// unsettledTask: a task answered "outcome unknown" (runTask), whose
+	// outcome is logged when it ends.
+	unsettledTask unsettled = "task"
+	// unsettledPowerOn: a power-on answered unavailable (followLate),
+	// cancelled or undone if vCenter carries it out after all.
+	unsettledPowerOn unsettled = "power-on"
+)
+
 // settleState tracks an action whose client was told it failed while
 // vCenter may still carry it out: until that is settled, further power
 // actions on the VM are refused at once (busy), so that nothing runs
 // behind the client's back.
 type settleState struct {
 	mu   sync.Mutex
-	what string
+	what unsettled
 	// hook, in tests, runs after the sign of life and before submission.
 	hook func()
 	// expected: a power state confirmed and logged before the watcher
@@ -93,16 +109,25 @@ func (s *settleState) seen(p machine.PowerState) bool {
 	return e != machine.PowerUnknown && (e == p || (e == machine.PowerOff && p != machine.PowerOn))
 }
 
-func (s *settleState) pending() string {
+func (s *settleState) pending() unsettled {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.what
 }
 
-func (s *settleState) set(what string) {
+func (s *settleState) set(what unsettled) {
 	s.mu.Lock()
 	s.what = what
 	s.mu.Unlock()
+}
+
+// busy is nil when nothing is followed, else the answer to a power action
+// on the VM named name meanwhile.
+func (s *settleState) busy(name string) error {
+	if w := s.pending(); w != unsettledNone {
+		return fmt.Errorf("vm %s: an earlier %s is not settled yet (vCenter has not said how it ended): %w", name, w, machine.ErrBusy)
+	}
+	return nil
 }
 
 // beginAction starts an action on the VM within the reply budget
@@ -134,18 +159,15 @@ func (v *VM) beginAction(ctx context.Context) (_ context.Context, _ *mo.VirtualM
 // unsettled check is repeated once the lock is held: an action followed in
 // the background may have been marked unsettled meanwhile.
 func (v *VM) lockAction(ctx context.Context) error {
-	unsettled := func(w string) error {
-		return fmt.Errorf("vm %s: an earlier %s is not settled yet (vCenter has not said how it ended): %w", v.name(), w, machine.ErrBusy)
-	}
-	if w := v.settle.pending(); w != "" {
-		return unsettled(w)
+	if err := v.settle.busy(v.name()); err != nil {
+		return err
 	}
 	if err := v.lockCtx(ctx); err != nil {
 		return err
 	}
-	if w := v.settle.pending(); w != "" {
+	if err := v.settle.busy(v.name()); err != nil {
 		v.mu.Unlock()
-		return unsettled(w)
+		return err
 	}
 	return nil
 }
@@ -164,7 +186,8 @@ func (v *VM) lockCtx(ctx context.Context) error {
 }
 
 // ready checks, before what is sent, that vCenter is available and gives
-// a sign of life within ctx; nothing has been sent when it fails.
+// a sign of life within ctx; nothing has been sent when it fails. It then
+// notes the VM's configuration version, for Refresh after the action.
 func (v *VM) ready(ctx context.Context, what string) error {
 	if err := v.inv.Available(); err != nil {
 		return fmt.Errorf("vm %s: %s not sent: %w", v.name(), what, err)
@@ -175,6 +198,7 @@ func (v *VM) ready(ctx context.Context, what string) error {
 	if h := v.settle.hook; h != nil {
 		h()
 	}
+	v.inv.sending(v.obj.Reference())
 	return nil
 }
 
@@ -297,9 +321,9 @@ func (v *VM) runTask(ctx context.Context, what string, call func(context.Context
 		return refused, fmt.Errorf("vm %s: %s not carried out by vCenter within %v; cancelled: %w", v.name(), what, verdictWait, machine.ErrUnavailable)
 	}
 	v.log.Error("vCenter task without a verdict; its outcome is unknown until it ends: following it", "task", what, "waited", verdictWait, "err", mapError(err))
-	v.settle.set(what)
+	v.settle.set(unsettledTask)
 	v.follow(func() {
-		defer v.settle.set("")
+		defer v.settle.set(unsettledNone)
 		lctx, cancel := lateCtx()
 		defer cancel()
 		err := v.waitTask(lctx, task)
@@ -361,7 +385,7 @@ func (v *VM) submitTask(ctx context.Context, a machine.PowerAction, what string,
 	case r = <-ch:
 		scancel()
 	case <-ctx.Done():
-		v.followLate(a, what, func() (*object.Task, error) { defer scancel(); r := <-ch; return r.task, r.err })
+		v.followLate(a, func() (*object.Task, error) { defer scancel(); r := <-ch; return r.task, r.err })
 		return nil, fmt.Errorf("vm %s: %s not acknowledged by vCenter in time; it will be cancelled or undone if vCenter carries it out later: %w", v.name(), what, machine.ErrUnavailable)
 	}
 	if r.err != nil {
@@ -385,13 +409,13 @@ func (v *VM) submitTask(ctx context.Context, a machine.PowerAction, what string,
 		if fault.Is(err, &types.InvalidPowerState{}) {
 			// Already on (not merely an invalid state, such as a host
 			// in maintenance mode: that is a refusal).
-			v.waitPower(ctx, want, inventoryLag)
+			v.awaitPower(ctx, want, inventoryLag)
 			return r.task, nil
 		}
 		v.log.Error("vCenter task failed", "task", what, "err", mapError(err))
 		return nil, fmt.Errorf("vm %s: %s: %w", v.name(), what, mapError(err))
 	}
-	v.followLate(a, what, func() (*object.Task, error) { return r.task, nil })
+	v.followLate(a, func() (*object.Task, error) { return r.task, nil })
 	return nil, fmt.Errorf("vm %s: %s not carried out by vCenter within %v; it will be cancelled or undone if vCenter carries it out later: %w", v.name(), what, verdictWait, machine.ErrUnavailable)
 }
 
@@ -399,7 +423,7 @@ func (v *VM) submitTask(ctx context.Context, a machine.PowerAction, what string,
 // task of the bridge's reached, if the watcher has not delivered it yet,
 // so that the next read after the answer is true.
 func (v *VM) reached(ctx context.Context, want machine.PowerState) {
-	if want == machine.PowerUnknown || v.waitPower(ctx, want, inventoryLag) {
+	if want == machine.PowerUnknown || v.awaitPower(ctx, want, inventoryLag) {
 		return
 	}
 	v.inv.confirm(v.obj.Reference(), vimPower(want))
@@ -409,6 +433,17 @@ func (v *VM) reached(ctx context.Context, want machine.PowerState) {
 	} else {
 		v.events.Add(machine.EventPowerOff, machine.PowerOff.String())
 	}
+}
+
+// awaitPower waits, at most d and within ctx, until reads show the VM in
+// state want, and reports whether they do. The watcher's update of the VM
+// wakes it (Inventory.await): it asks vCenter nothing.
+func (v *VM) awaitPower(ctx context.Context, want machine.PowerState, d time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return v.inv.await(ctx, v.obj.Reference(), func(vm *mo.VirtualMachine) bool {
+		return powerState(vm.Runtime.PowerState) == want
+	}) == nil
 }
 
 // follow runs fn on its own goroutine, even on a closed VM: followers
@@ -431,16 +466,16 @@ func (v *VM) follow(fn func()) {
 // failed: wait for vCenter's answer (result), cancel the task, and undo
 // the power-on if vCenter carried it out after all. Until then the VM's
 // power actions are refused as busy.
-func (v *VM) followLate(a machine.PowerAction, what string, result func() (*object.Task, error)) {
-	v.settle.set(what)
+func (v *VM) followLate(a machine.PowerAction, result func() (*object.Task, error)) {
+	v.settle.set(unsettledPowerOn)
 	v.log.Warn("power action answered unavailable; following it until vCenter settles it", "action", a)
 	v.follow(func() {
-		defer v.settle.set("")
-		v.settleLate(a, what, result)
+		defer v.settle.set(unsettledNone)
+		v.settleLate(a, result)
 	})
 }
 
-func (v *VM) settleLate(a machine.PowerAction, what string, result func() (*object.Task, error)) {
+func (v *VM) settleLate(a machine.PowerAction, result func() (*object.Task, error)) {
 	task, err := result()
 	if err != nil {
 		if classify(err) == unknown {
@@ -499,13 +534,24 @@ var errTaskNoFault = errors.New("task failed without a fault")
 // deadline, which blocks for as long as a hung vCenter does. A failed read
 // is retried until ctx ends (a blip is not a verdict); a fault reading it
 // (the task is gone) is returned. Task faults come back as govmomi's
-// task.Error, so isFault tells a verdict from a timeout.
-func (v *VM) waitTask(ctx context.Context, t *object.Task) error { return v.inv.c.waitTask(ctx, t) }
+// task.Error, so isFault tells a verdict from a timeout. The verdict is
+// the task's to give (a failed task changes nothing the watcher sees), but
+// a task's end shows in the VM first (a new power state or configuration
+// version): the watcher's update of the VM prompts the next read.
+func (v *VM) waitTask(ctx context.Context, t *object.Task) error {
+	ref := v.obj.Reference()
+	return v.inv.c.waitTask(ctx, t, func() <-chan struct{} { return v.inv.next(ref) })
+}
 
-// waitTask is VM.waitTask for any task of c's; media uploads use it too.
-func (c *Client) waitTask(ctx context.Context, t *object.Task) error {
+// waitTask is VM.waitTask for any task of c's; media uploads use it too,
+// with no VM to prompt a read (wake nil): reads are paced by backoff alone.
+func (c *Client) waitTask(ctx context.Context, t *object.Task, wake func() <-chan struct{}) error {
 	pause := 5 * time.Millisecond
 	for {
+		var woken <-chan struct{}
+		if wake != nil {
+			woken = wake() // before the read: an update during it is not missed
+		}
 		var tk mo.Task
 		err := property.DefaultCollector(c.vim).RetrieveOne(ctx, t.Reference(), []string{"info"}, &tk)
 		switch {
@@ -528,6 +574,7 @@ func (c *Client) waitTask(ctx context.Context, t *object.Task) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(pause):
+		case <-woken:
 		}
 		pause = min(pause*3/2, 200*time.Millisecond)
 	}

@@ -1,7 +1,6 @@
 package vsphere
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 
@@ -12,15 +11,13 @@ import (
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 )
 
-var efi = string(types.GuestOsDescriptorFirmwareTypeEfi)
-
-// SetSecureBoot implements machine.Machine: UEFI secure boot on or off,
-// vSphere's bootOptions.efiSecureBootEnabled (what Ironic's UEFISecureBoot
-// boot mode drives through Redfish). vSphere changes it only while the VM
-// is off, so a change asked for while it runs waits for the next power-on,
-// as a firmware change does (pendingFirmware applies both), and Identity
-// reports it in SecureBootNext meanwhile. Secure boot needs UEFI firmware:
-// turning it on for a BIOS VM fails with ErrInvalidArgument.
+// SetSecureBoot implements machine.Machine with machine.PlanSecureBoot's
+// rules: UEFI secure boot on or off, vSphere's
+// bootOptions.efiSecureBootEnabled (what Ironic's UEFISecureBoot boot mode
+// drives through Redfish). vSphere changes it only while the VM is off, so
+// a change asked for while it runs waits for the next power-on, as a
+// firmware change does (pendingFirmware applies both), and Identity
+// reports it in SecureBootNext meanwhile.
 func (v *VM) SetSecureBoot(ctx context.Context, on bool) error {
 	ctx, vm, release, err := v.beginAction(ctx)
 	if err != nil {
@@ -28,11 +25,13 @@ func (v *VM) SetSecureBoot(ctx context.Context, on bool) error {
 	}
 	defer release()
 	rec := v.record()
-	if fw := cmp.Or(rec.PendingFirmware, vm.Config.Firmware); on && fw != efi {
-		return fmt.Errorf("vm %s: secure boot needs UEFI firmware, the VM has %s: %w", vm.Name, fw, machine.ErrInvalidArgument)
-	}
-	if powerState(vm.Runtime.PowerState) != machine.PowerOff {
-		return v.secureBootLater(rec, on)
+	s := bootState(vm, rec, v.opts.FollowEFIBit)
+	next, now, err := machine.PlanSecureBoot(s, on)
+	switch {
+	case err != nil:
+		return fmt.Errorf("vm %s: %w", vm.Name, err)
+	case !now:
+		return v.secureBootLater(rec.withBoot(next), on)
 	}
 	vd, err := v.runTask(ctx, "set secure boot", func(ctx context.Context) (*object.Task, error) {
 		return v.obj.Reconfigure(ctx, types.VirtualMachineConfigSpec{BootOptions: secureBootOptions(vm, on)})
@@ -40,16 +39,16 @@ func (v *VM) SetSecureBoot(ctx context.Context, on bool) error {
 	switch {
 	case vd == done:
 		if rec.PendingSecureBoot != nil {
-			rec.PendingSecureBoot = nil
-			v.save(rec)
+			v.save(rec.withBoot(next))
 		}
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
-		_ = v.inv.Refresh(rctx, v.obj.Reference())
-		cancel()
+		v.settled(ctx, "secure boot")
 		v.log.Info("secure boot set", "enabled", on)
 		return nil
 	case vd == refused && isKind(err, machine.ErrInvalidState):
-		return v.secureBootLater(rec, on) // powered on after the inventory last said so
+		// Powered on after the inventory last said so.
+		s.Off = false
+		next, _, _ = machine.PlanSecureBoot(s, on)
+		return v.secureBootLater(rec.withBoot(next), on)
 	case vd == refused:
 		return fmt.Errorf("vm %s: set secure boot: %w", v.name(), mapError(err))
 	}
@@ -58,7 +57,6 @@ func (v *VM) SetSecureBoot(ctx context.Context, on bool) error {
 
 // secureBootLater records a secure-boot change for the next power-on.
 func (v *VM) secureBootLater(rec Record, on bool) error {
-	rec.PendingSecureBoot = &on
 	if err := v.persist(rec); err != nil {
 		return err
 	}

@@ -103,7 +103,11 @@ func StartSimulator(ctx context.Context, addr string, n int) (sim *Simulator, er
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = c.Close(ctx) }()
+	defer func() {
+		if cerr := c.Close(ctx); cerr != nil && err == nil {
+			err = fmt.Errorf("simulator: logging out after seeding: %w", cerr)
+		}
+	}()
 	if s.VMs, err = createVMs(ctx, c.vim, n); err != nil {
 		return nil, fmt.Errorf("simulator: %w", err)
 	}

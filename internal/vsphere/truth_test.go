@@ -173,7 +173,7 @@ func TestCloseLeavesLateActionsToTheirFollowers(t *testing.T) {
 	// Told failed: the VM must end off, although its BMC is gone.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		if v.settle.pending() == "" && e.power(t, v) == types.VirtualMachinePowerStatePoweredOff {
+		if v.settle.pending() == unsettledNone && e.power(t, v) == types.VirtualMachinePowerStatePoweredOff {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -381,7 +381,7 @@ func TestUnsettledCheckedAgainUnderTheLock(t *testing.T) {
 	ch := make(chan error, 1)
 	go func() { ch <- v.Power(ctx, machine.On) }()
 	time.Sleep(100 * time.Millisecond) // let it pass the first check
-	v.settle.set("power on")
+	v.settle.set(unsettledPowerOn)
 	v.mu.Unlock()
 	var err error
 	select {
@@ -389,11 +389,39 @@ func TestUnsettledCheckedAgainUnderTheLock(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("no answer")
 	}
-	v.settle.set("")
+	v.settle.set(unsettledNone)
 	if !errors.Is(err, machine.ErrBusy) {
 		t.Fatalf("action while an earlier one is unsettled: %v", err)
 	}
 	if got := e.power(t, v); got != types.VirtualMachinePowerStatePoweredOff {
 		t.Fatalf("answered busy, VM %s", got)
+	}
+}
+
+// Whatever is followed, the VM's power actions are busy until it is
+// settled, and the answer names it.
+func TestSettleBusy(t *testing.T) {
+	for _, tc := range []struct {
+		what unsettled
+		want string
+	}{
+		{unsettledNone, ""},
+		{unsettledTask, "an earlier task is not settled yet"},
+		{unsettledPowerOn, "an earlier power-on is not settled yet"},
+	} {
+		t.Run(string(tc.what), func(t *testing.T) {
+			var s settleState
+			s.set(tc.what)
+			err := s.busy("vm-1")
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("nothing followed: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, machine.ErrBusy) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("busy: %v, want ErrBusy saying %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -47,3 +47,6 @@ func (u unbound) InsertMedia(context.Context, string) error                   { 
 func (u unbound) EjectMedia(context.Context) error                            { return u.err() }
 func (u unbound) SetMediaVerify(context.Context, bool) error                  { return u.err() }
 func (u unbound) SetSecureBoot(context.Context, bool) error                   { return u.err() }
+
+// SerialConsole: an unbound BMC offers none until its VM is known.
+func (u unbound) SerialConsole() machine.SerialConsole { return nil }

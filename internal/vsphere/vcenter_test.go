@@ -15,6 +15,7 @@ import (
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/config"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 )
 
@@ -256,7 +257,7 @@ func TestHungVCenter(t *testing.T) {
 func settled(t *testing.T, v *VM) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
-	for v.settle.pending() != "" {
+	for v.settle.pending() != unsettledNone {
 		if time.Now().After(deadline) {
 			t.Fatal("late action never settled")
 		}
@@ -380,8 +381,8 @@ func TestStartWrongPassword(t *testing.T) {
 	time.Sleep(3 * time.Second) // backoff would have tried again by now
 	logins := c.Requests()["Login"]
 	t.Logf("wrong password: %d logins, cap reached after %v; status: %v", logins, capped.Round(time.Millisecond), c.Status())
-	if logins != DefaultLoginFailures {
-		t.Fatalf("%d logins with a wrong password, want %d", logins, DefaultLoginFailures)
+	if logins != config.DefaultLoginFailures {
+		t.Fatalf("%d logins with a wrong password, want %d", logins, config.DefaultLoginFailures)
 	}
 	for _, want := range []string{`login as \"vcsim\" refused (InvalidLogin)`, "password is wrong"} {
 		if !strings.Contains(logs.String(), want) {
@@ -418,7 +419,7 @@ func eventually60(t *testing.T, what string, cond func() bool) {
 // logins in any 15 minutes, 12 in the hour.
 func TestLoginGateOverAnHour(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	g := &loginGate{max: DefaultLoginFailures, window: DefaultLoginWindow, now: func() time.Time { return now }}
+	g := &loginGate{max: config.DefaultLoginFailures, window: config.DefaultLoginWindow, now: func() time.Time { return now }}
 	end := now.Add(time.Hour)
 	var sent []time.Time
 	backoff := loginBackoff
@@ -435,16 +436,16 @@ func TestLoginGateOverAnHour(t *testing.T) {
 	for i := range sent {
 		n := 0
 		for _, s := range sent[i:] {
-			if s.Sub(sent[i]) < DefaultLoginWindow {
+			if s.Sub(sent[i]) < config.DefaultLoginWindow {
 				n++
 			}
 		}
-		if n > DefaultLoginFailures {
+		if n > config.DefaultLoginFailures {
 			t.Fatalf("%d logins within 15 minutes from %v: %v", n, sent[i], sent)
 		}
 	}
 	t.Logf("wrong password for an hour: %d logins", len(sent))
-	if len(sent) > 4*DefaultLoginFailures {
+	if len(sent) > 4*config.DefaultLoginFailures {
 		t.Fatalf("%d logins in an hour", len(sent))
 	}
 }

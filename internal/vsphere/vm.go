@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vmware/govmomi/fault"
@@ -68,6 +69,11 @@ type VMOptions struct {
 	// Media is the virtual-media policy the VMs share (limits, TLS,
 	// networks, collection); nil: the defaults, nothing recorded.
 	Media *MediaService
+	// ConsoleURI, when set, is the bridge's console concentrator as a
+	// vSPC proxy URI ("telnet://host:port"): the VM gets a serial port
+	// pointing there (console.go). Empty: the VM's serial ports are left
+	// as they are.
+	ConsoleURI string
 }
 
 // VM is a machine.Machine over one vSphere VM, bound by managed object
@@ -113,6 +119,33 @@ type VM struct {
 	// power-on: a later action of the client's supersedes it.
 	cycleMu   sync.Mutex
 	cycleStop context.CancelFunc
+	// ids keeps the identity last derived from an inventory snapshot.
+	ids idMemo
+	// consoleKick wakes the console's reconciliation (watchConsole);
+	// consoleFailures counts the port's changes that failed.
+	consoleKick     chan struct{}
+	consoleFailures atomic.Int64
+}
+
+// idMemo keeps the identity derived from one inventory snapshot. The
+// inventory replaces a VM's snapshot on every change (copy on write), so
+// the same snapshot means the same identity; Redfish reads one per GET.
+// Its lock is a leaf: nothing else is taken under it.
+type idMemo struct {
+	mu  sync.Mutex
+	src *mo.VirtualMachine
+	id  machine.Identity
+}
+
+// of returns the identity of vm, derived again only when vm is not the
+// snapshot it was last derived from.
+func (m *idMemo) of(vm *mo.VirtualMachine) machine.Identity {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.src != vm {
+		m.src, m.id = vm, identity(vm)
+	}
+	return m.id
 }
 
 var _ machine.Machine = (*VM)(nil)
@@ -142,9 +175,12 @@ func (inv *Inventory) NewVM(ref types.ManagedObjectReference, opts VMOptions) *V
 		life: life, cancel: cancel,
 		events: machine.NewEventLog(256, nil),
 		rec:    opts.Saved,
+
+		consoleKick: make(chan struct{}, 1),
 	}
 	v.log = opts.Log.With("vm", v.name())
 	v.unwatch = inv.Watch(ref, v.observe)
+	v.watchConsole()
 	return v
 }
 
@@ -208,7 +244,8 @@ func (v *VM) Identity(context.Context) (machine.Identity, error) {
 	if err != nil {
 		return machine.Identity{}, err
 	}
-	id := identity(vm)
+	id := v.ids.of(vm)
+	id.SerialConsole = consoleSet(vm.Config.Hardware.Device, v.opts.ConsoleURI)
 	id.SoftOffFallback = v.opts.SoftOffTimeout > 0
 	id.NMI = powerState(vm.Runtime.PowerState).IsOn() && !v.inv.c.noNMI.Load()
 	id.SecureBootNext = id.SecureBoot
@@ -258,6 +295,10 @@ func (v *VM) Stats(context.Context) (machine.Stats, error) {
 // Events implements machine.Machine.
 func (v *VM) Events(since uint64) []machine.Event { return v.events.Since(since) }
 
+// SerialConsole is nil: the console is the concentrator's, which the
+// bridge attaches to the machines of the BMCs that offer one.
+func (v *VM) SerialConsole() machine.SerialConsole { return nil }
+
 // observe records what the inventory saw happen to the VM, whoever did it,
 // and lets a boot consume a one-time boot override. It runs on the
 // inventory's watcher and must not block.
@@ -274,6 +315,11 @@ func (v *VM) observe(c Change) {
 		if !v.settle.seen(c.To) {
 			v.events.Add(machine.EventPowerOff, c.To.String())
 		}
+	}
+	if c.From != c.To && c.To == machine.PowerOff {
+		// vSphere changes serial ports only on a powered-off VM: one
+		// seen off, whoever powered it off, may take the console's now.
+		v.kickConsole()
 	}
 	if c.Booted {
 		v.booted(c.At, c.From == c.To)
@@ -372,7 +418,7 @@ func (v *VM) powerOff(ctx context.Context, what string) error {
 		v.reached(ctx, machine.PowerOff)
 		return nil
 	case vd == refused && fault.Is(err, &types.InvalidPowerState{}):
-		v.waitPower(ctx, machine.PowerOff, inventoryLag) // already off
+		v.awaitPower(ctx, machine.PowerOff, inventoryLag) // already off
 		return nil
 	case vd == refused:
 		v.log.Error("vCenter task failed", "task", what, "err", mapError(err))
@@ -381,17 +427,23 @@ func (v *VM) powerOff(ctx context.Context, what string) error {
 	return err
 }
 
-// powerOn applies a pending firmware change, then powers on (or resumes).
-// v.mu must be held.
+// powerOn applies a pending firmware change and the console's pending
+// serial port, then powers on (or resumes). v.mu must be held.
 func (v *VM) powerOn(ctx context.Context, state machine.PowerState) error {
-	if rec := v.record(); (rec.PendingFirmware != "" || rec.PendingSecureBoot != nil) && state != machine.PowerOn {
+	if rec := v.record(); (rec.PendingFirmware != "" || rec.PendingSecureBoot != nil || v.consoleWaits(rec)) && state != machine.PowerOn {
 		if err := v.pendingFirmware(ctx, state); err != nil {
 			return err
 		}
-		// The firmware's task may have used the reply budget up: the
-		// power-on gets its own, for its sign of life and submission.
+		// Each task may use the reply budget up: the next step gets its
+		// own, for its sign of life and submission.
+		base := context.WithoutCancel(ctx)
+		cctx, ccancel := context.WithTimeout(base, v.opts.TaskWait)
+		defer ccancel()
+		if err := v.pendingConsole(cctx, state); err != nil {
+			return err
+		}
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), v.opts.TaskWait)
+		ctx, cancel = context.WithTimeout(base, v.opts.TaskWait)
 		defer cancel()
 	}
 	_, err := v.submitTask(ctx, machine.On, "power on", machine.PowerOn, v.obj.PowerOn)
@@ -434,9 +486,7 @@ func (v *VM) pendingFirmware(ctx context.Context, state machine.PowerState) erro
 	switch {
 	case vd == done:
 		applied()
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
-		_ = v.inv.Refresh(rctx, v.obj.Reference())
-		cancel()
+		v.settled(ctx, "firmware before power-on")
 		v.log.Info("firmware changed before power-on", "firmware", fw, "secure_boot", sb != nil && *sb)
 		return nil
 	case vd == refused && isKind(err, machine.ErrInvalidState):
@@ -468,7 +518,7 @@ func (v *VM) softOff(ctx context.Context) error {
 	}
 	if v.opts.SoftOffTimeout > 0 {
 		v.background(func() {
-			if v.waitPower(v.life, machine.PowerOff, v.opts.SoftOffTimeout) || v.life.Err() != nil {
+			if v.awaitPower(v.life, machine.PowerOff, v.opts.SoftOffTimeout) || v.life.Err() != nil {
 				return // off, or the BMC stopped: nothing to force
 			}
 			v.log.Warn("guest did not shut down in time; powering off hard", "timeout", v.opts.SoftOffTimeout)
@@ -597,10 +647,13 @@ func (v *VM) cycleOnce(ctx context.Context) error {
 	if err := v.inv.Available(); err != nil {
 		return err
 	}
-	if w := v.settle.pending(); w != "" {
-		return fmt.Errorf("an earlier %s is not settled yet: %w", w, machine.ErrBusy)
+	if err := v.settle.busy(v.name()); err != nil {
+		return err
 	}
 	if err := v.pendingFirmware(ctx, machine.PowerOff); err != nil {
+		return err
+	}
+	if err := v.pendingConsole(ctx, machine.PowerOff); err != nil {
 		return err
 	}
 	vd, err := v.runTask(ctx, "power on of a power cycle", v.obj.PowerOn, nil)
@@ -634,24 +687,6 @@ func (v *VM) supersedeCycle() {
 
 func isKind(err, kind error) bool { return errors.Is(mapError(err), kind) }
 
-// waitPower polls the inventory (memory, not vCenter) until the VM is in
-// state want or d has passed, and reports whether it got there.
-func (v *VM) waitPower(ctx context.Context, want machine.PowerState, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for {
-		if s, err := v.PowerState(ctx); err == nil && s == want {
-			return true
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return false
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-}
-
 // BootOverride implements machine.Machine. Mode reports the firmware the
 // VM will boot with next: a pending change, else the configured one.
 func (v *VM) BootOverride(context.Context) (machine.BootOverride, error) {
@@ -661,22 +696,16 @@ func (v *VM) BootOverride(context.Context) (machine.BootOverride, error) {
 	}
 	rec := v.record()
 	o := rec.Override
-	fw := vm.Config.Firmware
-	if rec.PendingFirmware != "" {
-		fw = rec.PendingFirmware
-	}
-	o.Mode = bootMode(fw)
+	o.Mode = machine.BootState{Firmware: bootMode(vm.Config.Firmware), PendingFirmware: recordMode(rec.PendingFirmware)}.NextFirmware()
 	return o, nil
 }
 
-// SetBootOverride implements machine.Machine: pxe, disk and cdrom move that
-// device class to the front of the VM's boot order, bios asks for BIOS
-// setup at the next boot, and the mode switches the firmware when
-// FollowEFIBit says so (see planFirmware: at once when the VM is off; else
-// before the next power-on, since vSphere refuses a firmware change on a
-// running VM). A one-time override remembers the boot order and firmware
-// it replaced and puts them back once the VM has booted; clearing the
-// override before that boot puts them back at once.
+// SetBootOverride implements machine.Machine with machine.PlanBoot's
+// rules, on vSphere: a device class moves to the front of the VM's boot
+// order, BIOS setup is bootOptions.enterBIOSSetup, and a firmware change
+// (FollowEFIBit) is made at once when the VM is off, else before its next
+// power-on (pendingFirmware), since vSphere refuses one on a running VM.
+// booted puts back what a one-time override replaced.
 //
 // The answer follows the power actions' rules (power.go): the lock and the
 // sign of life fit the reply budget, the reconfiguration is sent only to a
@@ -689,106 +718,98 @@ func (v *VM) SetBootOverride(ctx context.Context, o machine.BootOverride) error 
 		return err
 	}
 	defer release()
-	devices := object.VirtualDeviceList(vm.Config.Hardware.Device)
-	bo := types.VirtualMachineBootOptions{}
-	if vm.Config.BootOptions != nil {
-		bo = *vm.Config.BootOptions // bootOptions is replaced whole, never merged
-	}
 	rec := v.record()
-	if rec.OneTime {
-		// Every override starts from the persistent order, not from the
-		// one-time order still in place.
-		bo.BootOrder = decodeOrder(devices, rec.Restore)
+	s := bootState(vm, rec, v.opts.FollowEFIBit)
+	next, change, err := machine.PlanBoot(s, o)
+	if err != nil {
+		return fmt.Errorf("vm %s: boot from %s: %w", vm.Name, o.Device, err)
 	}
-	off := powerState(vm.Runtime.PowerState) == machine.PowerOff
-	fw := planFirmware(v.opts.FollowEFIBit, o, vm.Config.Firmware, off, &rec)
 	v.recMu.Lock()
 	onceAt := v.onceAt
 	v.recMu.Unlock()
-	if o.Enabled && !o.Persistent {
-		if !rec.OneTime {
-			rec.OneTime, rec.Restore = true, encodeOrder(bo.BootOrder)
-		}
+	if next.OneTime {
 		onceAt = time.Now()
-	} else {
-		rec.OneTime, rec.Restore = false, nil
 	}
-	bo.EnterBIOSSetup = types.NewBool(o.Enabled && o.Device == machine.BootBIOSSetup)
-	spec := types.VirtualMachineConfigSpec{BootOptions: &bo, Firmware: fw}
-	if o.Enabled {
-		if class := bootClass(o.Device); class != "" {
-			order, err := bootOrder(devices, bo.BootOrder, class)
-			if err != nil {
-				return fmt.Errorf("vm %s: boot from %s: %w", vm.Name, o.Device, err)
-			}
-			bo.BootOrder = order
-		}
-	}
-	rec.Override = o
-	rec.Override.Mode = machine.BootModeUnspecified
-	if err := v.persist(rec); err != nil {
-		return err
-	}
-	applied := func(rec Record) {
-		v.recMu.Lock()
-		v.rec, v.onceAt = rec, onceAt
-		v.recMu.Unlock()
-		rctx, cancel := context.WithTimeout(context.Background(), inventoryLag)
-		_ = v.inv.Refresh(rctx, v.obj.Reference())
-		cancel()
-		v.events.Add(machine.EventBootOverride, o.String())
-	}
-	reconfigure := func(rec Record, spec types.VirtualMachineConfigSpec) (verdict, error) {
-		return v.runTask(ctx, "set boot options", func(ctx context.Context) (*object.Task, error) {
-			return v.obj.Reconfigure(ctx, spec)
-		}, func(err error) {
-			// Followed after an "outcome unknown" answer: the record
-			// becomes what vCenter did. v.mu is not held here; the VM's
-			// actions are busy until this returns.
-			if err == nil {
-				applied(rec)
-				v.log.Warn("boot override whose outcome was answered unknown was applied", "override", o.String())
-				return
-			}
-			_ = v.persist(v.record())
-		})
-	}
-	vd, err := reconfigure(rec, spec)
-	if vd == refused && spec.Firmware != "" && isKind(err, machine.ErrInvalidState) {
-		// The VM was powered on after the inventory last said so: the
-		// firmware waits for the next power-on after all.
-		rec.PendingFirmware, spec.Firmware = spec.Firmware, ""
-		if err = v.persist(rec); err != nil {
-			_ = v.persist(v.record())
-			return err
-		}
-		vd, err = reconfigure(rec, spec)
+	b := bootChange{o: o, rec: rec.withBoot(next), onceAt: onceAt, spec: bootSpec(vm, change)}
+	vd, err := v.reconfigureBoot(ctx, b)
+	if vd == refused && b.spec.Firmware != "" && isKind(err, machine.ErrInvalidState) {
+		// The VM was powered on after the inventory last said so: planned
+		// for a running VM, the firmware waits for the next power-on.
+		s.Off = false
+		next, change, _ = machine.PlanBoot(s, o)
+		b.rec, b.spec = rec.withBoot(next), bootSpec(vm, change)
+		vd, err = v.reconfigureBoot(ctx, b)
 	}
 	switch vd {
 	case done:
 	case unknown:
-		return err // the record follows the task (above)
+		return err // the record follows the task (reconfigureBoot)
 	case refused:
-		_ = v.persist(v.record()) // the VM did not change: neither does the record
+		v.restoreRecord() // the VM did not change: neither does the record
 		v.log.Error("vCenter task failed", "task", "set boot options", "err", mapError(err))
 		return fmt.Errorf("vm %s: set boot options: %w", v.name(), mapError(err))
 	default:
-		_ = v.persist(v.record())
+		v.restoreRecord()
 		return err
 	}
-	applied(rec)
-	attrs := []any{"override", o.String()}
-	if spec.Firmware != "" {
-		attrs = append(attrs, "firmware", spec.Firmware)
+	v.bootApplied(b)
+	v.logBootOverride(b)
+	return nil
+}
+
+// bootChange is a boot override on its way to vCenter: the record it
+// leaves, when its one-time override was set, and the reconfiguration.
+type bootChange struct {
+	o      machine.BootOverride
+	rec    Record
+	onceAt time.Time
+	spec   types.VirtualMachineConfigSpec
+}
+
+// reconfigureBoot saves b's record, ahead of the change, and sends b's
+// reconfiguration. A failed save sends nothing. A task followed after an
+// "outcome unknown" answer makes the record what vCenter did; v.mu is not
+// held then, and the VM's actions are busy until it returns.
+func (v *VM) reconfigureBoot(ctx context.Context, b bootChange) (verdict, error) {
+	if err := v.persist(b.rec); err != nil {
+		return notSent, err
 	}
-	if rec.PendingFirmware != "" {
-		attrs = append(attrs, "firmware_at_next_power_on", rec.PendingFirmware)
+	return v.runTask(ctx, "set boot options", func(ctx context.Context) (*object.Task, error) {
+		return v.obj.Reconfigure(ctx, b.spec)
+	}, func(err error) {
+		if err == nil {
+			v.bootApplied(b)
+			v.log.Warn("boot override whose outcome was answered unknown was applied", "override", b.o.String())
+			return
+		}
+		v.restoreRecord()
+	})
+}
+
+// bootApplied makes b's record the VM's, once vCenter has applied b.
+func (v *VM) bootApplied(b bootChange) {
+	v.recMu.Lock()
+	v.rec, v.onceAt = b.rec, b.onceAt
+	v.recMu.Unlock()
+	v.settled(context.Background(), "boot override")
+	v.events.Add(machine.EventBootOverride, b.o.String())
+}
+
+// logBootOverride logs an applied override and what it did to the
+// firmware, naming the policy when that kept the firmware the client
+// asked to change.
+func (v *VM) logBootOverride(b bootChange) {
+	attrs := []any{"override", b.o.String()}
+	if b.spec.Firmware != "" {
+		attrs = append(attrs, "firmware", b.spec.Firmware)
 	}
-	if o.Enabled && o.Mode != machine.BootModeUnspecified && !v.opts.FollowEFIBit.follows(o) {
+	if b.rec.PendingFirmware != "" {
+		attrs = append(attrs, "firmware_at_next_power_on", b.rec.PendingFirmware)
+	}
+	if b.o.Enabled && b.o.Mode != machine.BootModeUnspecified && !v.opts.FollowEFIBit.Follows(b.o) {
 		attrs = append(attrs, "firmware_kept", "boot.followEfiBit is "+string(cmp.Or(v.opts.FollowEFIBit, FollowPersistent)))
 	}
 	v.log.Info("boot override set", attrs...)
-	return nil
 }
 
 func (v *VM) persist(rec Record) error {
@@ -799,6 +820,26 @@ func (v *VM) persist(rec Record) error {
 		return fmt.Errorf("vm %s: saving boot state: %w", v.name(), err)
 	}
 	return nil
+}
+
+// restoreRecord writes the record in force again after a change saved
+// ahead of vCenter did not happen; a failed write is logged: the file
+// then says what was asked, which the next change or restart corrects.
+func (v *VM) restoreRecord() {
+	if err := v.persist(v.record()); err != nil {
+		v.log.Error("boot state not restored on disk after a change vCenter refused", "err", err)
+	}
+}
+
+// settled waits, at most inventoryLag, until the inventory shows the VM's
+// own change just made, so that the next read reports it. A lagging
+// watcher is logged, not returned: vCenter did apply the change.
+func (v *VM) settled(ctx context.Context, what string) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), inventoryLag)
+	defer cancel()
+	if err := v.inv.Refresh(rctx, v.obj.Reference()); err != nil {
+		v.log.Warn("the inventory has not shown the change yet", "change", what, "err", err)
+	}
 }
 
 // record returns a copy of the VM's saved state.
@@ -880,8 +921,8 @@ const (
 	restoreRetry    = 10 * time.Second
 )
 
-// restore puts back the boot order and firmware saved by a one-time
-// override. v.mu must be held.
+// restore puts back, with machine.PlanBooted, the boot order and firmware
+// saved by a one-time override. v.mu must be held.
 func (v *VM) restore() error {
 	ctx, cancel := context.WithTimeout(v.life, callTimeout)
 	defer cancel()
@@ -889,54 +930,48 @@ func (v *VM) restore() error {
 	if err != nil {
 		return err
 	}
-	bo := types.VirtualMachineBootOptions{}
-	if vm.Config.BootOptions != nil {
-		bo = *vm.Config.BootOptions
-	}
 	rec := v.record()
-	bo.BootOrder = decodeOrder(object.VirtualDeviceList(vm.Config.Hardware.Device), rec.Restore)
-	bo.EnterBIOSSetup = types.NewBool(false)
-	spec := types.VirtualMachineConfigSpec{BootOptions: &bo}
-	if restoreFW := rec.RestoreFirmware; restoreFW != "" {
-		// The VM has booted with the one-time firmware; the one it
-		// replaced is for every later boot. A VM still on (the usual
-		// case) gets it before its next power-on.
-		effective := cmp.Or(rec.PendingFirmware, vm.Config.Firmware)
-		off := powerState(vm.Runtime.PowerState) == machine.PowerOff
-		spec.Firmware = setFirmware(restoreFW, effective, vm.Config.Firmware, off, &rec)
+	s := bootState(vm, rec, v.opts.FollowEFIBit)
+	next, change, ok := machine.PlanBooted(s)
+	if !ok {
+		return nil
 	}
-	// waitTask, never govmomi's Task.Wait: that one destroys its
-	// collector without a deadline and, on a hung vCenter, would hold
-	// v.mu for ever. A restore whose outcome is unknown is simply retried
-	// (booted): putting the same order back twice is harmless.
-	reconfigure := func(spec types.VirtualMachineConfigSpec) error {
-		if err := v.ready(ctx, "restore of the boot order"); err != nil {
-			return err
-		}
-		task, err := v.obj.Reconfigure(ctx, spec)
-		if err == nil {
-			err = v.waitTask(ctx, task)
-		}
-		return err
-	}
-	err = reconfigure(spec)
-	if err != nil && spec.Firmware != "" && isFault(err) && isKind(err, machine.ErrInvalidState) {
-		// Powered on since the inventory last said off.
-		rec.PendingFirmware, spec.Firmware = spec.Firmware, ""
-		err = reconfigure(spec)
+	err = v.reconfigureRestore(ctx, bootSpec(vm, change))
+	if err != nil && change.Firmware != machine.BootModeUnspecified && isFault(err) && isKind(err, machine.ErrInvalidState) {
+		// Powered on since the inventory last said off: the firmware
+		// waits for the next power-on.
+		s.Off = false
+		next, change, _ = machine.PlanBooted(s)
+		err = v.reconfigureRestore(ctx, bootSpec(vm, change))
 	}
 	if err != nil {
 		return mapError(err)
 	}
-	restoredFW := rec.RestoreFirmware
-	rec.OneTime, rec.Restore, rec.RestoreFirmware, rec.Override = false, nil, "", machine.BootOverride{}
-	v.save(rec)
-	_ = v.inv.Refresh(ctx, v.obj.Reference())
+	// The record says the override is used only once reads show the
+	// order it put back: a client polling for one finds the other.
+	v.settled(ctx, "boot order restore")
+	v.save(rec.withBoot(next))
 	v.events.Add(machine.EventBootOverride, "one-time override used by the boot; cleared")
-	if restoredFW != "" {
-		v.log.Info("one-time boot override used; boot order and firmware restored", "firmware", restoredFW, "firmware_at_next_power_on", rec.PendingFirmware)
+	if rec.RestoreFirmware != "" {
+		v.log.Info("one-time boot override used; boot order and firmware restored", "firmware", rec.RestoreFirmware, "firmware_at_next_power_on", firmware(next.PendingFirmware))
 		return nil
 	}
 	v.log.Info("one-time boot override used; boot order restored")
 	return nil
+}
+
+// reconfigureRestore sends a restore's reconfiguration and waits for its
+// task. waitTask, never govmomi's Task.Wait: that one destroys its
+// collector without a deadline and, on a hung vCenter, would hold v.mu for
+// ever. A restore whose outcome is unknown is simply retried (booted):
+// putting the same order back twice is harmless.
+func (v *VM) reconfigureRestore(ctx context.Context, spec types.VirtualMachineConfigSpec) error {
+	if err := v.ready(ctx, "restore of the boot order"); err != nil {
+		return err
+	}
+	task, err := v.obj.Reconfigure(ctx, spec)
+	if err == nil {
+		err = v.waitTask(ctx, task)
+	}
+	return err
 }

@@ -44,6 +44,13 @@ func startEnv(t *testing.T) *testEnv { t.Helper(); return startEnvWith(t, nil) }
 // (when set), installed before anything else uses the client.
 func startEnvWith(t *testing.T, wrap func(soap.RoundTripper) soap.RoundTripper) *testEnv {
 	t.Helper()
+	return startEnvFor(t, t, wrap)
+}
+
+// startEnvFor is startEnvWith for an environment that outlives t: owner
+// (a parent test whose subtests share it) stops it.
+func startEnvFor(t *testing.T, owner testing.TB, wrap func(soap.RoundTripper) soap.RoundTripper) *testEnv {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	sim, err := StartSimulator(ctx, "127.0.0.1:0", len(SeedVMNames))
 	if err != nil {
@@ -65,7 +72,7 @@ func startEnvWith(t *testing.T, wrap func(soap.RoundTripper) soap.RoundTripper) 
 	inv.MaxWait = time.Second
 	done := make(chan struct{})
 	go func() { inv.Run(ctx); close(done) }()
-	t.Cleanup(func() {
+	owner.Cleanup(func() {
 		cancel()
 		<-done
 		sim.Close()
