@@ -58,24 +58,21 @@ func startBridge(t *testing.T, vms int) *Bridge {
 // meanwhile: `bmc list`, the reconciler and Redfish read every BMC's Info
 // and would freeze with it.
 func TestStopDoesNotFreezeReadsWhileTheMachineCloses(t *testing.T) {
-	b := startBridge(t, 3)
+	inv := newInventory("vm0", "vm1", "vm2")
+	b := startFake(t, inv, []Spec{spec("vm0", 2), spec("vm1", 3), spec("vm2", 4)}, Options{})
 	release := make(chan struct{})
 	closing := make(chan struct{}, 4)
-	b.closeVM = func(vm *vsphere.VM) {
+	hook := func() {
 		closing <- struct{}{}
 		<-release
-		vm.Close()
 	}
+	inv.closing.Store(&hook)
 	// Remove closes a runtime BMC's machine, Stop the first BMC's, Close
 	// the others'.
 	bms := b.BMCs()
-	free, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := free.LocalAddr().String()
-	free.Close()
-	if _, err := b.Add(Spec{VM: bms[0].Info().Spec.VM, Address: addr, Username: "admin", Password: "password", AllowDuplicate: true}); err != nil {
+	added := spec("vm0", 5)
+	added.AllowDuplicate = true
+	if _, err := b.Add(added); err != nil {
 		t.Fatal(err)
 	}
 	id := bms[0].Info().Addr.String()
@@ -83,7 +80,7 @@ func TestStopDoesNotFreezeReadsWhileTheMachineCloses(t *testing.T) {
 		name string
 		run  func() error
 	}{
-		{"remove", func() error { return b.Remove(addr) }},
+		{"remove", func() error { return b.Remove(added.Address) }},
 		{"stop", func() error { return b.Stop(id) }},
 		{"close", b.Close},
 	} {
@@ -97,23 +94,7 @@ func TestStopDoesNotFreezeReadsWhileTheMachineCloses(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("the machine was never closed")
 			}
-			// The machine's Close is blocked: reads must still answer.
-			read := make(chan int, 1)
-			go func() {
-				n := 0
-				for _, bm := range b.BMCs() {
-					_ = bm.Info()
-					n++
-				}
-				_ = b.Running()
-				_, _ = b.Lookup(id)
-				read <- n
-			}()
-			select {
-			case <-read:
-			case <-time.After(10 * time.Second):
-				t.Fatalf("%s holds a lock while the machine closes: BMCs, Info and Lookup blocked", op.name)
-			}
+			readsAnswer(t, b, id)
 			if op.name == "close" {
 				close(release) // Close closes several machines at once
 			} else {
@@ -128,6 +109,26 @@ func TestStopDoesNotFreezeReadsWhileTheMachineCloses(t *testing.T) {
 				t.Fatalf("%s never returned", op.name)
 			}
 		})
+	}
+}
+
+// readsAnswer fails the test unless BMCs, Info, Running and Lookup answer
+// within 10 s.
+func readsAnswer(t *testing.T, b *Bridge, id string) {
+	t.Helper()
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		for _, bm := range b.BMCs() {
+			_ = bm.Info()
+		}
+		_ = b.Running()
+		_, _ = b.Lookup(id)
+	}()
+	select {
+	case <-read:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a lock is held while the machine closes: BMCs, Info and Lookup blocked")
 	}
 }
 

@@ -1,0 +1,99 @@
+package bridge
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+// Find returns the BMC with the address (host:port) or the VM name or
+// reference id, or nil when there is none or more than one.
+func (b *Bridge) Find(id string) *BMC {
+	bm, _ := b.Lookup(id)
+	return bm
+}
+
+// Lookup returns the BMC with the address (host:port) or the VM name or
+// reference id. A VM with two BMCs is ErrAmbiguous, naming their
+// addresses, so that an operator never acts on one of them by chance.
+func (b *Bridge) Lookup(id string) (*BMC, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.lookup(id)
+}
+
+func (b *Bridge) lookup(id string) (*BMC, error) {
+	if bm := b.byAddress(id); bm != nil {
+		return bm, nil
+	}
+	found := b.byVM(id)
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("%s: %w", id, ErrUnknownBMC)
+	case 1:
+		return found[0], nil
+	}
+	return nil, fmt.Errorf("%s: %w: %s", id, ErrAmbiguous, addresses(found))
+}
+
+// byAddress finds a BMC by its configured address or, for port 0, the
+// address it bound. b.mu must be held.
+func (b *Bridge) byAddress(addr string) *BMC {
+	for _, bm := range b.bmcs {
+		if bm.spec.Address == addr {
+			return bm
+		}
+	}
+	for _, bm := range b.bmcs {
+		if bm.boundAddr() == addr {
+			return bm
+		}
+	}
+	return nil
+}
+
+// byVM lists the BMCs configured with the VM reference id or serving a VM
+// named id. b.mu must be held.
+func (b *Bridge) byVM(id string) []*BMC {
+	var out []*BMC
+	for _, bm := range b.bmcs {
+		if bm.spec.VM == id || bm.vmName() == id {
+			out = append(out, bm)
+		}
+	}
+	return out
+}
+
+// addresses lists the IDs that name each of bms unambiguously.
+func addresses(bms []*BMC) string {
+	var ids []string
+	for _, bm := range bms {
+		id := bm.boundAddr()
+		if id == "" {
+			id = bm.spec.Address
+		}
+		ids = append(ids, id)
+	}
+	return strings.Join(ids, ", ")
+}
+
+// sameVM returns the BMC configured for vm or serving ref (vm resolved,
+// unless err), or nil. b.mu must be held.
+func (b *Bridge) sameVM(vm string, ref types.ManagedObjectReference, err error) *BMC {
+	for _, bm := range b.bmcs {
+		if bm.spec.VM == vm {
+			return bm
+		}
+		if err != nil {
+			continue
+		}
+		bm.mu.Lock()
+		same := bm.vm != nil && bm.vm.Reference() == ref
+		bm.mu.Unlock()
+		if same {
+			return bm
+		}
+	}
+	return nil
+}
