@@ -1,7 +1,8 @@
 // Package clienttest holds what tests that drive real client programs
 // (ipmitool, FreeIPMI, pyghmi, sushy) and running daemons share: finding a
-// client, which in CI must exist, a free loopback port, and a buffer that
-// concurrent writers may share.
+// client, which in CI must exist, a free loopback port, a buffer that
+// concurrent writers may share, and a clock that moves only when the test
+// says.
 package clienttest
 
 import (
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Python is Debian's interpreter, where python3-pyghmi and python3-sushy
@@ -75,4 +77,29 @@ func (s *Buffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Clock is a clock for the code under test that moves only when the test
+// advances it, so that timeouts and lockouts pass without being waited
+// out, while real clients talk to that code from other goroutines.
+type Clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// NewClock returns a Clock that reads the real time now, until advanced.
+func NewClock() *Clock { return &Clock{t: time.Now()} }
+
+// Now is the clock's time, for a func() time.Time field.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// Advance moves the clock d forward.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
 }

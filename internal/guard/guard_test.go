@@ -6,15 +6,14 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 )
 
-type fakeClock struct{ t time.Time }
-
-func (c *fakeClock) now() time.Time { return c.t }
-
 func TestGuardLockout(t *testing.T) {
-	clk := &fakeClock{t: time.Unix(1_000_000, 0)}
-	g := New(Config{Failures: 3, Window: time.Minute, Lockout: 5 * time.Minute, Now: clk.now, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	t.Parallel()
+	clk := clienttest.NewClock()
+	g := New(Config{Failures: 3, Window: time.Minute, Lockout: 5 * time.Minute, Now: clk.Now, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	a, other := netip.MustParseAddr("192.0.2.7"), netip.MustParseAddr("192.0.2.8")
 	steps := []struct {
 		advance time.Duration
@@ -30,7 +29,7 @@ func TestGuardLockout(t *testing.T) {
 		{time.Minute + time.Second, false, false, true}, // lockout over
 	}
 	for i, s := range steps {
-		clk.t = clk.t.Add(s.advance)
+		clk.Advance(s.advance)
 		if s.fail {
 			if locked := g.Failed(a, "bmc"); locked != s.locks {
 				t.Fatalf("step %d: failed() locked = %v", i, locked)
@@ -49,8 +48,9 @@ func TestGuardLockout(t *testing.T) {
 }
 
 func TestGuardRate(t *testing.T) {
-	clk := &fakeClock{t: time.Unix(1_000_000, 0)}
-	g := New(Config{SetupRate: 10, Now: clk.now})
+	t.Parallel()
+	clk := clienttest.NewClock()
+	g := New(Config{SetupRate: 10, Now: clk.Now})
 	a := netip.MustParseAddr("192.0.2.7")
 	allowed := 0
 	for range 100 {
@@ -61,7 +61,7 @@ func TestGuardRate(t *testing.T) {
 	if allowed != 20 {
 		t.Fatalf("burst allowed %d, want 20", allowed)
 	}
-	clk.t = clk.t.Add(time.Second)
+	clk.Advance(time.Second)
 	allowed = 0
 	for range 100 {
 		if ok, _ := g.AllowSetup(a, "bmc"); ok {
@@ -80,6 +80,7 @@ func TestGuardRate(t *testing.T) {
 // Forged sources cost nothing: however many there are, the guard's tables
 // stay bounded, and a real guesser's lockout survives the churn.
 func TestGuardBounded(t *testing.T) {
+	t.Parallel()
 	g := New(Config{Failures: 1, Window: time.Minute, Lockout: time.Hour, SetupRate: 100, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	guesser := netip.MustParseAddr("10.9.9.9")
 	g.Failed(guesser, "bmc")
@@ -98,6 +99,7 @@ func TestGuardBounded(t *testing.T) {
 // Source files IPv6 sources by /64 and IPv4 ones (mapped or not) by
 // address: what the guard and Redfish's connection cap both key on.
 func TestSourceGrouping(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct{ in, want string }{
 		{"192.0.2.1", "192.0.2.1"},
 		{"::ffff:192.0.2.1", "192.0.2.1"},

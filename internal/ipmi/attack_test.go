@@ -45,17 +45,10 @@ type target struct {
 
 func attackTarget(t testing.TB, g *guard.Guard) *target {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	m := &machinetest.Fake{ID: machine.Identity{Name: "target", UUID: testUUID}}
+	m := newFake("target")
 	obs := &countingObserver{}
-	e, err := Listen(ctx, m, Config{Address: "127.0.0.1:0", Username: "admin", Password: "password", Guard: g, Observer: obs, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = e.Serve(ctx) }()
-	t.Cleanup(func() { cancel(); _ = e.Close() })
-	a := e.Addr().(*net.UDPAddr)
-	return &target{m: m, addr: a, port: strconv.Itoa(a.Port), obs: obs, srv: e.srv}
+	e := serveTest(t, m, Config{Guard: g, Observer: obs})
+	return &target{m: m, addr: e.Addr().(*net.UDPAddr), port: e.port(), obs: obs, srv: e.srv}
 }
 
 func quietGuard(failures int, lockout time.Duration) *guard.Guard {
@@ -107,7 +100,7 @@ func rakp3(sidc uint32, status byte, code []byte) []byte {
 
 func ipmitoolLogin(t *testing.T, port string, extra ...string) error {
 	ipmitool := clienttest.Tool(t, "ipmitool")
-	args := append([]string{"-I", "lanplus", "-H", "127.0.0.1", "-p", port, "-U", "admin", "-P", "password", "-N", "1", "-R", "2"}, extra...)
+	args := append(lanplus(port, "password"), append([]string{"-N", "1", "-R", "2"}, extra...)...)
 	out, err := exec.Command(ipmitool, append(args, "power", "status")...).CombinedOutput()
 	if err == nil && !bytes.Contains(out, []byte("Chassis Power is")) {
 		t.Fatalf("ipmitool: %s", out)
@@ -119,6 +112,7 @@ func ipmitoolLogin(t *testing.T, port string, extra ...string) error {
 // name length that overflows, from several sources: silence, and the BMC
 // serves on.
 func TestOverflowingRAKP1LeavesServing(t *testing.T) {
+	t.Parallel()
 	tg := attackTarget(t, nil)
 	for _, ip := range []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"} {
 		c := from(t, ip)
@@ -139,6 +133,7 @@ func TestOverflowingRAKP1LeavesServing(t *testing.T) {
 // with the ID of a handshake someone else began, count against nobody:
 // the victim logs in at once afterwards.
 func TestForgedRAKP3LocksNobody(t *testing.T) {
+	t.Parallel()
 	tg := attackTarget(t, quietGuard(2, time.Hour))
 	victim := from(t, "127.0.0.1") // ipmitool's source address
 	for i := range 50 {
@@ -169,6 +164,7 @@ func TestForgedRAKP3LocksNobody(t *testing.T) {
 // from a new source port: the guesser's address is locked out after the
 // configured number, and others still log in.
 func TestRAKP3GuessingLocksOutGuesser(t *testing.T) {
+	t.Parallel()
 	const failures = 3
 	tg := attackTarget(t, quietGuard(failures, time.Hour))
 	for i := range failures {
@@ -223,6 +219,7 @@ func v15Activate(temp uint32, challenge []byte, password string) []byte {
 // no auth code (one keyed by the real password would let the guesser test
 // passwords offline).
 func TestV15GuessingLocksOutGuesser(t *testing.T) {
+	t.Parallel()
 	const failures = 3
 	tg := attackTarget(t, quietGuard(failures, time.Hour))
 	for i := range failures {
@@ -256,6 +253,7 @@ func TestV15GuessingLocksOutGuesser(t *testing.T) {
 // (FreeIPMI ignores a reply under any other), not silence and then "BMC
 // busy". A repeat with a wrong password gets nothing.
 func TestActivateSessionRepeated(t *testing.T) {
+	t.Parallel()
 	tg := attackTarget(t, nil)
 	c := from(t, "127.0.0.1")
 	temp, challenge := v15Challenge(t, c, tg.addr)
@@ -288,7 +286,11 @@ type relay struct {
 	sent        [][]byte
 }
 
-func newRelay(t testing.TB, bmcAddr *net.UDPAddr) *relay {
+func newRelay(t testing.TB, bmcAddr *net.UDPAddr) *relay { return lossyRelay(t, bmcAddr, nil) }
+
+// lossyRelay is a relay that loses the datagrams drop picks (nil: none),
+// either way.
+func lossyRelay(t testing.TB, bmcAddr *net.UDPAddr, drop func([]byte) bool) *relay {
 	r := &relay{front: from(t, "127.0.0.1"), back: from(t, "127.0.0.5")}
 	var console atomic.Pointer[net.UDPAddr]
 	go func() {
@@ -302,7 +304,9 @@ func newRelay(t testing.TB, bmcAddr *net.UDPAddr) *relay {
 			r.mu.Lock()
 			r.sent = append(r.sent, slices.Clone(buf[:n]))
 			r.mu.Unlock()
-			_, _ = r.back.WriteToUDP(buf[:n], bmcAddr)
+			if drop == nil || !drop(buf[:n]) {
+				_, _ = r.back.WriteToUDP(buf[:n], bmcAddr)
+			}
 		}
 	}()
 	go func() {
@@ -312,7 +316,7 @@ func newRelay(t testing.TB, bmcAddr *net.UDPAddr) *relay {
 			if err != nil {
 				return
 			}
-			if a := console.Load(); a != nil {
+			if a := console.Load(); a != nil && (drop == nil || !drop(buf[:n])) {
 				_, _ = r.front.WriteToUDP(buf[:n], a)
 			}
 		}
@@ -332,18 +336,11 @@ func (r *relay) captured() [][]byte {
 // the operator turned it off, and the session's replies still reach the
 // console.
 func TestReplayRefused(t *testing.T) {
+	t.Parallel()
 	tg := attackTarget(t, nil)
 	r := newRelay(t, tg.addr)
 	ctx := context.Background()
-	cl, err := client.NewClient("127.0.0.1", r.front.LocalAddr().(*net.UDPAddr).Port, "admin", "password")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl.WithInterface(client.InterfaceLanplus)
-	if err := cl.Connect(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close(ctx)
+	cl := dialClient(t, r.front.LocalAddr().(*net.UDPAddr).Port, client.InterfaceLanplus)
 	for _, c := range []ipmichassis.ChassisControl{ipmichassis.ChassisControlPowerUp, ipmichassis.ChassisControlPowerDown} {
 		if _, err := cl.ChassisControl(ctx, c); err != nil {
 			t.Fatal(err)
@@ -377,18 +374,15 @@ func actions(m *machinetest.Fake) []machine.PowerAction {
 
 func waitActions(t *testing.T, m *machinetest.Fake, n int) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if len(actions(m)) >= n {
-			return
-		}
-	}
-	t.Fatalf("actions %v, want %d", actions(m), n)
+	eventually(t, strconv.Itoa(n)+" actions", func() bool { return len(actions(m)) >= n })
 }
 
 // An Open Session flood from 249 source addresses, each within the setup
 // rate (about 22,000 a second in all), does not keep a console from
 // logging in. The flood lasts 3 s, or $FLOOD (FLOOD=15s measures what the
 // README reports), with the ten logins spread over it.
+// It is not parallel, so it runs before the package's parallel tests
+// resume: they would take the CPU the endpoint needs to keep up.
 func TestOpenSessionFloodFromManySources(t *testing.T) {
 	clienttest.Tool(t, "ipmitool")
 	tg := attackTarget(t, guard.New(guard.Default))
@@ -439,6 +433,7 @@ func TestOpenSessionFloodFromManySources(t *testing.T) {
 
 // Forged random sources cannot grow memory: handshakes, sessions in setup
 // and the guard's tables stay bounded however many addresses are forged.
+// It is not parallel: other tests' allocations would count in its heap.
 func TestForgedSourcesBoundMemory(t *testing.T) {
 	tg := attackTarget(t, guard.New(guard.Default))
 	var before, after runtime.MemStats
@@ -464,9 +459,10 @@ func TestForgedSourcesBoundMemory(t *testing.T) {
 // change a name or password (the password would then differ between IPMI
 // and Redfish), while reading users still works.
 func TestUsersReadOnly(t *testing.T) {
+	t.Parallel()
 	ipmitool := clienttest.Tool(t, "ipmitool")
 	tg := attackTarget(t, nil)
-	base := []string{"-I", "lanplus", "-H", "127.0.0.1", "-p", tg.port, "-U", "admin", "-P", "password"}
+	base := lanplus(tg.port, "password")
 	for _, args := range [][]string{
 		{"user", "set", "password", "2", "newsecret"},
 		{"user", "set", "name", "3", "mallory"},
@@ -488,11 +484,12 @@ func TestUsersReadOnly(t *testing.T) {
 
 // Changing the boot device needs Operator (IPMI v2.0 Appendix G).
 func TestBootDeviceNeedsOperator(t *testing.T) {
+	t.Parallel()
 	ipmitool := clienttest.Tool(t, "ipmitool")
 	tg := attackTarget(t, nil)
 	// ipmitool reports the refusal but exits 0: the machine tells.
 	bootdev := func(level string) string {
-		out, _ := exec.Command(ipmitool, "-I", "lanplus", "-H", "127.0.0.1", "-p", tg.port, "-U", "admin", "-P", "password", "-L", level, "chassis", "bootdev", "pxe").CombinedOutput()
+		out, _ := exec.Command(ipmitool, append(lanplus(tg.port, "password"), "-L", level, "chassis", "bootdev", "pxe")...).CombinedOutput()
 		return string(out)
 	}
 	if out := bootdev("USER"); !strings.Contains(out, "Insufficient privilege level") {
@@ -522,15 +519,10 @@ func (m slowMachine) Power(ctx context.Context, a machine.PowerAction) error {
 // does after 250 ms, each time with a new rqSeq) gets the action's own
 // answer, and the action runs once.
 func TestRetransmissionDuringAction(t *testing.T) {
+	t.Parallel()
 	clienttest.Tool(t, "ipmipower")
-	fake := &machinetest.Fake{ID: machine.Identity{Name: "slow", UUID: testUUID}}
-	ctx, cancel := context.WithCancel(context.Background())
-	e, err := Listen(ctx, slowMachine{fake, 700 * time.Millisecond}, Config{Address: "127.0.0.1:0", Username: "admin", Password: "password", Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = e.Serve(ctx) }()
-	t.Cleanup(func() { cancel(); _ = e.Close() })
+	fake := newFake("slow")
+	e := serveTest(t, slowMachine{fake, 700 * time.Millisecond}, Config{})
 	for _, driver := range []string{"LAN_2_0", "LAN"} {
 		out, err := exec.Command(clienttest.Tool(t, "ipmipower"), "-D", driver, "-h", e.Addr().String(), "-u", "admin", "-p", "password", "--on").CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "ok") {

@@ -3,10 +3,6 @@ package ipmi
 import (
 	"bytes"
 	"context"
-	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
-	"io"
-	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine/machinetest"
 )
@@ -23,35 +20,16 @@ import (
 const clientVM = "skinner-master-0"
 
 // startClientEndpoint serves, on 127.0.0.1, a VM at 12.4 % CPU and 56.6 %
-// memory whose log holds (at selTime) power on, a PXE boot override, a reset
-// and power off. It returns the endpoint's UDP port.
+// memory whose log holds logSELEvents's events. It returns the endpoint's
+// UDP port.
 func startClientEndpoint(t *testing.T) (*machinetest.Fake, string) {
 	t.Helper()
 	m := &machinetest.Fake{
 		ID:    machine.Identity{Name: clientVM, UUID: testUUID, SerialNumber: testSerial},
 		Usage: machine.Stats{CPUPercent: 12.4, MemoryPercent: 56.6},
-		Log:   machine.NewEventLog(64, func() time.Time { return selTime }),
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	for _, err := range []error{
-		m.Power(ctx, machine.On),
-		m.SetBootOverride(ctx, machine.BootOverride{Enabled: true, Persistent: true, Device: machine.BootPXE, Mode: machine.BootModeUEFI}),
-		m.Power(ctx, machine.Reset),
-		m.Power(ctx, machine.Off),
-	} {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	e, err := Listen(ctx, m, Config{Address: "127.0.0.1:0", Username: "admin", Password: "password", Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = e.Serve(ctx) }()
-	t.Cleanup(func() { _ = e.Close() })
-	_, port, _ := net.SplitHostPort(e.Addr().String())
-	return m, port
+	logSELEvents(t, m)
+	return m, serveTest(t, m, Config{}).port()
 }
 
 // runClient runs a client to completion and returns its standard output and
@@ -114,8 +92,9 @@ func ironicSensors(t *testing.T, out string) map[string]string {
 }
 
 func TestIpmitoolClient(t *testing.T) {
+	t.Parallel()
 	m, port := startClientEndpoint(t)
-	base := []string{"-I", "lanplus", "-H", "127.0.0.1", "-p", port, "-U", "admin", "-P", "password", "-N", "2", "-R", "2"}
+	base := append(lanplus(port, "password"), "-N", "2", "-R", "2")
 	ipmitool := func(args ...string) (string, string) {
 		t.Helper()
 		return runClient(t, "ipmitool", append(base, args...)...)
@@ -205,6 +184,7 @@ func TestIpmitoolClient(t *testing.T) {
 }
 
 func TestFreeIPMIClient(t *testing.T) {
+	t.Parallel()
 	m, port := startClientEndpoint(t)
 	conn := []string{"-D", "LAN_2_0", "-h", "127.0.0.1:" + port, "-u", "admin", "-p", "password"}
 	// A cache directory of the test's own: the tools that read the SDR
@@ -265,6 +245,7 @@ func TestFreeIPMIClient(t *testing.T) {
 // FreeIPMI's tools with their default driver (IPMI 1.5, what an operator
 // types first) answer at once, one after another, and change the machine.
 func TestFreeIPMIDefaultDriver(t *testing.T) {
+	t.Parallel()
 	m, port := startClientEndpoint(t)
 	conn := []string{"-h", "127.0.0.1:" + port, "-u", "admin", "-p", "password"}
 	cache := "--sdr-cache-directory=" + t.TempDir()
@@ -288,6 +269,7 @@ func TestFreeIPMIDefaultDriver(t *testing.T) {
 // `ipmitool session info active` describes the console's own session with
 // this endpoint's counts, over both protocols.
 func TestSessionInfo(t *testing.T) {
+	t.Parallel()
 	_, port := startClientEndpoint(t)
 	for _, intf := range []string{"lanplus", "lan"} {
 		out, _ := runClient(t, "ipmitool", "-I", intf, "-H", "127.0.0.1", "-p", port, "-U", "admin", "-P", "password", "session", "info", "active")

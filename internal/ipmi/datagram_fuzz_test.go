@@ -71,8 +71,9 @@ func (c *memConn) LocalAddr() net.Addr { return &net.UDPAddr{IP: net.IPv4(127, 0
 // code and the handlers. Nothing may crash the process, and no reply may be
 // much larger than what asked for it, or the BMC could amplify a spoofed
 // flood. The corpus holds real ipmitool and FreeIPMI traffic (go test -run
-// TestRecordDatagrams -record to refresh it) and the datagrams that crashed
-// go-ipmi's own server.
+// TestRecordDatagrams -record to refresh it), the datagrams that crashed
+// go-ipmi's own server, and SOL payload packets (their authenticated
+// contents are FuzzSOLPayload's).
 func FuzzDatagram(f *testing.F) {
 	m := &machinetest.Fake{ID: machine.Identity{Name: "fuzz", UUID: testUUID}, State: machine.PowerOn}
 	id, _ := m.Identity(context.Background())
@@ -82,7 +83,7 @@ func FuzzDatagram(f *testing.F) {
 		f.Fatal(err)
 	}
 	cfg := Config{Username: "admin", Password: "password", Guard: guard.New(guard.Config{Failures: 5, Window: time.Minute, Lockout: time.Second})}
-	b, err := newBMC(guid, st, cfg)
+	b, err := newBMC(guid, st, m, cfg)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -95,6 +96,9 @@ func FuzzDatagram(f *testing.F) {
 	f.Add([]byte{0x06, 0x00, 0xff, 0x06, 0x00, 0x00, 0x11, 0xbe, 0x80, 0x01, 0x00, 0x00})
 	f.Add(openSessionRequest(1))
 	f.Add(rakp1Overflow)
+	f.Add(sealed(func(p []byte) { p[5] = 0xC0 | payloadSOL }))
+	f.Add(sealed(func(p []byte) { p[5] = 0xC0 | payloadSOL; p[6] = 0 }))
+	f.Add(rmcpPlus(0xC0|payloadSOL, 0x1234, 7, make([]byte, 16+16*17)))
 	f.Fuzz(func(t *testing.T, p []byte) {
 		for _, d := range [][]byte{p, nil} {
 			select {
@@ -145,7 +149,8 @@ func (c *recordConn) ReadFromUDPAddrPort(p []byte) (int, netip.AddrPort, error) 
 }
 
 // TestRecordDatagrams refreshes FuzzDatagram's corpus with the datagrams
-// ipmitool (lanplus and lan) and FreeIPMI send for everyday commands.
+// ipmitool (lanplus and lan) and FreeIPMI send for everyday commands, SOL
+// activation included.
 func TestRecordDatagrams(t *testing.T) {
 	if !*recordCorpus {
 		t.Skip("run with -record to refresh the corpus")
@@ -154,21 +159,17 @@ func TestRecordDatagrams(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	m := &machinetest.Fake{ID: machine.Identity{Name: "rec", UUID: testUUID}}
-	e, err := Listen(ctx, m, Config{Address: "127.0.0.1:0", Username: "admin", Password: "password"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := listenTest(t, consoleFake("rec", newMemConsole()), Config{})
 	rc := &recordConn{PacketConn: e.conn, dir: dir}
 	e.srv.conn = rc
-	go func() { _ = e.Serve(ctx) }()
-	port := strconv.Itoa(e.Addr().(*net.UDPAddr).Port)
+	go func() { _ = e.Serve(context.Background()) }()
+	port := e.port()
 	for _, args := range [][]string{
 		{"ipmitool", "-I", "lanplus", "-H", "127.0.0.1", "-p", port, "-U", "admin", "-P", "password", "power", "status"},
 		{"ipmitool", "-I", "lanplus", "-C", "3", "-H", "127.0.0.1", "-p", port, "-U", "admin", "-P", "password", "chassis", "bootdev", "pxe"},
 		{"ipmitool", "-I", "lan", "-H", "127.0.0.1", "-p", port, "-U", "admin", "-P", "password", "sdr"},
+		{"ipmitool", "-I", "lanplus", "-H", "127.0.0.1", "-p", port, "-U", "admin", "-P", "password", "sol", "info"},
+		{"ipmitool", "-I", "lanplus", "-H", "127.0.0.1", "-p", port, "-U", "admin", "-P", "password", "sol", "looptest", "2", "10"},
 		{"ipmipower", "-D", "LAN_2_0", "-h", "127.0.0.1:" + port, "-u", "admin", "-p", "password", "--stat"},
 		{"ipmipower", "-D", "LAN", "-h", "127.0.0.1:" + port, "-u", "admin", "-p", "password", "--on"},
 		{"bmc-info", "-D", "LAN_2_0", "-h", "127.0.0.1:" + port, "-u", "admin", "-p", "password"},

@@ -8,6 +8,7 @@ import (
 )
 
 func TestDCMICapabilities(t *testing.T) {
+	t.Parallel()
 	hdr := []byte{0xdc, 0x01, 0x05, 0x02}
 	tests := []struct {
 		name string

@@ -3,7 +3,8 @@
 // datagram loop and what that loop accepts (wire.go, server.go), session
 // setup with per-source lockout and flood limits (guard.go,
 // handshakes.go), the handlers that answer Chassis, identity, sensor, SEL,
-// FRU and DCMI commands from a machine.Machine, and the middleware that
+// FRU and DCMI commands from a machine.Machine, Serial-over-LAN to the
+// machine's serial console (sol.go), and the middleware that
 // logs every request, enforces privileges and fences panics. go-ipmi
 // provides the message types, the RAKP handshake and key derivation, the
 // RMCP+ session store and the handler registry; its own server loop is not
@@ -51,7 +52,14 @@ type Config struct {
 	// SessionTimeout ends sessions idle that long; 0 means go-ipmi's 60 s
 	// (IPMI v2.0 §6.12.15 suggests 60 s; the seed used 5 minutes).
 	SessionTimeout time.Duration
-	// Observer receives requests and session events, for metrics.
+	// SOLPort is the UDP port consoles are told to reach the SOL payload
+	// on (Activate Payload, SOL parameter #8); 0 means the port Address
+	// binds. Behind port translation (NAT, a container's published port)
+	// it is the port consoles send to: ipmitool, FreeIPMI and pyghmi
+	// refuse SOL on a port other than the one they logged in to.
+	SOLPort int
+	// Observer receives requests and session events, for metrics; one
+	// that is also a SOLObserver, SOL payloads and their bytes.
 	Observer Observer
 	// Guard locks out password guessers and throttles session setup; it is
 	// shared by all endpoints. Nil guards nothing.
@@ -83,6 +91,9 @@ func Listen(ctx context.Context, m machine.Machine, cfg Config) (*Endpoint, erro
 	if len(cfg.Password) > MaxPassword {
 		return nil, fmt.Errorf("ipmi password: longer than %d bytes", bmc.MaxPasswordLen)
 	}
+	if cfg.SOLPort < 0 || cfg.SOLPort > 65535 {
+		return nil, fmt.Errorf("ipmi SOL port %d: must be 1 to 65535, or 0 for the bound port", cfg.SOLPort)
+	}
 	id, err := m.Identity(ctx)
 	if err != nil {
 		return nil, err
@@ -100,7 +111,7 @@ func Listen(ctx context.Context, m machine.Machine, cfg Config) (*Endpoint, erro
 	if err != nil {
 		return nil, fmt.Errorf("vm %s: %w", id.Name, err)
 	}
-	b, err := newBMC(guid, st, cfg)
+	b, err := newBMC(guid, st, m, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -124,11 +135,12 @@ func newServer(conn rawsock.PacketConn, b *bmc.BMC, m machine.Machine, cfg Confi
 	}
 	s := &server{
 		conn: conn, bmc: b, guard: cfg.Guard, obs: cfg.Observer, log: log, endpoint: endpoint,
-		limit: sessionLimit(cfg), timeout: timeout, hs: newHandshakes(), tracker: t,
+		limit: sessionLimit(cfg), timeout: timeout, hs: newHandshakes(), tracker: t, now: time.Now,
 		sessions: map[uint32]*session{}, v15: map[uint32]*v15session{}, v15Temp: map[uint32]v15Activation{}, recent: map[uint32]recentRAKP{}, actions: make(chan struct{}, maxActions),
 	}
 	s.reg = newRegistry(m, log, t)
 	s.reg.RegisterFunc(types.CommandGetSessionInfo, s.sessionInfo)
+	s.wireSOL(cfg)
 	return s
 }
 
@@ -151,8 +163,9 @@ func (e *Endpoint) Sessions() []SessionInfo { return e.srv.tracker.list() }
 func (e *Endpoint) Requests() uint64 { return e.srv.tracker.count() }
 
 // newBMC builds the BMC state: identity, the SDR repository and FRU data in
-// st, one administrator user on the LAN channel, and the session store.
-func newBMC(guid [16]byte, st hal.StorageHAL, cfg Config) (*bmc.BMC, error) {
+// st, m's serial console for SOL if it offers one, one administrator user
+// on the LAN channel, and the session store.
+func newBMC(guid [16]byte, st hal.StorageHAL, m machine.Machine, cfg Config) (*bmc.BMC, error) {
 	info := bmc.DeviceInfo{
 		DeviceID:                0x20,
 		DeviceRevision:          0x01,
@@ -163,7 +176,11 @@ func newBMC(guid [16]byte, st hal.StorageHAL, cfg Config) (*bmc.BMC, error) {
 		ProductID:               0x0001,
 		AdditionalDeviceSupport: 0x80 | 0x04, // chassis and SEL device (Table 20-2); go-ipmi adds SDR and FRU
 	}
-	b := bmc.New(info, guid, nullHAL{storage: st}, bmc.WithClock(clock.Real))
+	h := nullHAL{storage: st}
+	if c := newSOLConsole(m); c != nil {
+		h.console = c // never a nil *solConsole: go-ipmi tests the interface for nil
+	}
+	b := bmc.New(info, guid, h, bmc.WithClock(clock.Real))
 	user, err := b.Users.Add(2, cfg.Username)
 	if err != nil {
 		return nil, err
@@ -186,9 +203,12 @@ func (e *Endpoint) Serve(ctx context.Context) error {
 	return err
 }
 
-// Close stops the endpoint and releases its socket.
+// Close stops the endpoint and releases its socket, and its SOL payload's
+// console.
 func (e *Endpoint) Close() error {
-	if err := e.conn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+	err := e.conn.Close()
+	e.srv.bmc.SOL.CloseAll()
+	if err != nil && !errors.Is(err, net.ErrClosed) {
 		return err
 	}
 	return nil
@@ -219,16 +239,22 @@ func newRegistry(m machine.Machine, log *slog.Logger, t *tracker) *handlers.Regi
 
 // nullHAL has no hardware: every subsystem the bridge serves is answered by
 // its own handlers from the machine, so go-ipmi's HAL-backed handlers that
-// remain answer "not supported". Storage is the one exception.
-type nullHAL struct{ storage hal.StorageHAL }
+// remain answer "not supported". Storage and the console (SOL) are the
+// exceptions.
+type nullHAL struct {
+	storage hal.StorageHAL
+	console hal.ConsoleHAL
+}
 
 func (nullHAL) Chassis() hal.ChassisHAL { return nil }
 func (nullHAL) Sensors() hal.SensorHAL  { return nil }
 func (nullHAL) Network() hal.NetworkHAL { return nil }
 func (nullHAL) GPIO() hal.GPIOHAL       { return nil }
 func (nullHAL) I2C() hal.I2CHAL         { return nil }
-func (nullHAL) Console() hal.ConsoleHAL { return nil }
 func (nullHAL) Close() error            { return nil }
+
+// Console is the machine's serial console (sol.go), nil without one.
+func (h nullHAL) Console() hal.ConsoleHAL { return h.console }
 
 // Storage holds the endpoint's SDR repository and FRU data (storage.go),
 // which go-ipmi's Get SDR and FRU handlers read.

@@ -13,6 +13,7 @@ import (
 )
 
 func TestFRUAreas(t *testing.T) {
+	t.Parallel()
 	long := strings.Repeat("x", 62) + "é-tail" // é straddles byte 63
 	tests := []struct {
 		name     string
@@ -64,6 +65,7 @@ func TestFRUAreas(t *testing.T) {
 
 // ipmitool and FreeIPMI read FRU device 0 through go-ipmi's handlers.
 func TestFRURead(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	want, err := packFRU(h.m.ID)
 	if err != nil {

@@ -41,7 +41,7 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := newBMC(guid, st, Config{Username: "admin", Password: "password"})
+	b, err := newBMC(guid, st, m, Config{Username: "admin", Password: "password"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,6 +59,7 @@ func (h *harness) do(c types.Command, req ...byte) ([]byte, types.CompletionCode
 }
 
 func TestChassisStatus(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		state machine.PowerState
@@ -85,6 +86,7 @@ func TestChassisStatus(t *testing.T) {
 }
 
 func TestChassisControl(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		state  machine.PowerState
@@ -122,6 +124,7 @@ func TestChassisControl(t *testing.T) {
 }
 
 func TestBootOptions(t *testing.T) {
+	t.Parallel()
 	type step struct {
 		set  []byte // Set System Boot Options request
 		cc   types.CompletionCode
@@ -193,6 +196,7 @@ func TestBootOptions(t *testing.T) {
 // A change made elsewhere (Redfish, a consumed one-time boot) shows in the
 // parameter 5 bytes instead of the last IPMI write.
 func TestBootFlagsFollowMachine(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	h.do(types.CommandSetSystemBootOptions, 0x05, 0xa0, 0x04, 0, 0, 0)
 	if err := h.m.SetBootOverride(context.Background(), machine.BootOverride{Enabled: true, Persistent: true, Device: machine.BootCD}); err != nil {
@@ -205,6 +209,7 @@ func TestBootFlagsFollowMachine(t *testing.T) {
 }
 
 func TestIdentity(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	want := []byte{0xb6, 0xa5, 0x30, 0x42, 0x1d, 0x0c, 0x3f, 0x2e, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff}
 	for _, c := range []types.Command{types.CommandGetSystemGUID, types.CommandGetDeviceGUID} {
@@ -224,6 +229,7 @@ func TestIdentity(t *testing.T) {
 }
 
 func TestAnswers(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		c    types.Command
@@ -251,6 +257,7 @@ func TestAnswers(t *testing.T) {
 }
 
 func TestCompletionCode(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		err  error
 		want types.CompletionCode
@@ -278,6 +285,7 @@ func TestCompletionCode(t *testing.T) {
 }
 
 func TestSMBIOSGUIDRejects(t *testing.T) {
+	t.Parallel()
 	for _, s := range []string{"", "not-a-uuid", "4230a5b6-0c1d-2e3f-8899-aabbccddeefg", "4230a5b60c1d2e3f8899aabbccddeeff"} {
 		if _, err := SMBIOSGUID(s); err == nil {
 			t.Errorf("%q accepted", s)

@@ -2,23 +2,22 @@ package ipmi
 
 import (
 	"context"
-	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
-	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/guard"
 	"io"
 	"log/slog"
 	"maps"
 	"net"
 	"net/netip"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
-	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine/machinetest"
+	"github.com/bougou/go-ipmi/pkg/client"
+
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/guard"
 )
 
 // A source at its limit loses its own oldest handshake; a full table loses
@@ -26,6 +25,7 @@ import (
 // one while a flooder has more; a handshake that got RAKP 2 is never
 // evicted.
 func TestHandshakesFairEviction(t *testing.T) {
+	t.Parallel()
 	hs := newHandshakes()
 	at := time.Unix(1_000_000, 0)
 	add := func(ip netip.Addr, id uint32) bool {
@@ -77,6 +77,7 @@ func TestHandshakesFairEviction(t *testing.T) {
 }
 
 func TestWindow(t *testing.T) {
+	t.Parallel()
 	var w window
 	steps := []struct {
 		seq  uint32
@@ -98,20 +99,6 @@ func TestWindow(t *testing.T) {
 	}
 }
 
-// guardedEndpoint starts an endpoint over a Fake with a guard.
-func guardedEndpoint(t *testing.T, g *guard.Guard, obs Observer) int {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	m := &machinetest.Fake{ID: machine.Identity{Name: "guarded", UUID: testUUID}}
-	e, err := Listen(ctx, m, Config{Address: "127.0.0.1:0", Username: "admin", Password: "password", Guard: g, Observer: obs, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = e.Serve(ctx) }()
-	t.Cleanup(func() { cancel(); _ = e.Close() })
-	return e.Addr().(*net.UDPAddr).Port
-}
-
 type countingObserver struct{ auth, refused, replays, lockouts atomic.Int64 }
 
 func (o *countingObserver) Request(string, string, time.Duration) {}
@@ -126,18 +113,21 @@ func (o *countingObserver) Dropped(string)     {}
 func (o *countingObserver) Replay()            { o.replays.Add(1) }
 func (o *countingObserver) Lockout(string)     { o.lockouts.Add(1) }
 
-// A guesser is locked out after repeated wrong passwords, even with the
-// right one, until the lockout ends; every failure is counted.
+// A guesser is locked out after repeated wrong passwords, until the
+// lockout ends: its session setups get silence, so not even the right
+// password gets in; every failure is counted. The
+// endpoint and the guard share a clock the test moves, so that neither the
+// handshake timeout nor the lockout is waited out.
 func TestLockoutWithIpmitool(t *testing.T) {
+	t.Parallel()
 	ipmitool := clienttest.Tool(t, "ipmitool")
 	obs := &countingObserver{}
-	// The lockout outlasts ipmitool's own retries (it restarts the whole
-	// session setup up to four times), or the "locked" attempt would win.
-	const lockout = 8 * time.Second
-	g := guard.New(guard.Config{Failures: 3, Window: time.Minute, Lockout: lockout, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	port := strconv.Itoa(guardedEndpoint(t, g, obs))
+	clk := clienttest.NewClock()
+	const lockout = 5 * time.Minute
+	g := guard.New(guard.Config{Failures: 3, Window: time.Minute, Lockout: lockout, Now: clk.Now, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	e := serveAt(t, clk, newFake("guarded"), Config{Guard: g, Observer: obs})
 	try := func(password string) error {
-		out, err := exec.Command(ipmitool, "-I", "lanplus", "-H", "127.0.0.1", "-p", port, "-U", "admin", "-P", password, "-N", "1", "-R", "1", "power", "status").CombinedOutput()
+		out, err := exec.Command(ipmitool, append(lanplus(e.port(), password), "-N", "1", "-R", "1", "power", "status")...).CombinedOutput()
 		if err == nil && !strings.Contains(string(out), "Chassis Power is") {
 			t.Fatalf("unexpected output %q", out)
 		}
@@ -148,20 +138,19 @@ func TestLockoutWithIpmitool(t *testing.T) {
 			t.Fatal("a wrong password logged in")
 		}
 	}
-	// ipmitool gives up after RAKP 2 without a word: the handshakes count
-	// as failed once abandoned, when the source next asks for a session.
-	time.Sleep(handshakeTimeout + housekeepingEvery)
-	locked := time.Now()
-	if err := try("password"); err == nil {
-		t.Fatal("a locked-out source logged in")
-	}
-	if obs.auth.Load() < 3 {
-		t.Fatalf("%d authentication failures counted", obs.auth.Load())
+	// ipmitool gives up after RAKP 2 without a word: its handshakes count
+	// as failed logins when they time out, at the next housekeeping.
+	clk.Advance(handshakeTimeout)
+	eventually(t, "three failures counted", func() bool { return obs.auth.Load() >= 3 })
+	// Locked out: the source's Open Session gets silence, so the right
+	// password cannot even be tried (ipmitool would take 5 s to give up).
+	if r := exchange(from(t, "127.0.0.1"), e.Addr().(*net.UDPAddr), openSessionRequest(1), 200*time.Millisecond); r != nil {
+		t.Fatal("a locked-out source got an answer")
 	}
 	if obs.refused.Load() == 0 {
 		t.Fatal("dropped setup packets not counted")
 	}
-	time.Sleep(time.Until(locked.Add(lockout)))
+	clk.Advance(lockout)
 	if err := try("password"); err != nil {
 		t.Fatalf("still locked out after the lockout: %v", err)
 	}
@@ -170,15 +159,15 @@ func TestLockoutWithIpmitool(t *testing.T) {
 // A flood of half-open sessions (Open Session and RAKP 1, never RAKP 3)
 // from one source does not keep a console elsewhere from logging in.
 func TestHalfOpenFlood(t *testing.T) {
+	t.Parallel()
 	ipmitool := clienttest.Tool(t, "ipmitool")
-	g := guard.New(guard.Default)
-	port := guardedEndpoint(t, g, nil)
+	e := serveTest(t, newFake("guarded"), Config{Guard: guard.New(guard.Default)})
 	flood, err := net.ListenPacket("udp", "127.0.0.9:0")
 	if err != nil {
 		t.Skipf("no 127.0.0.9 here: %v", err)
 	}
 	defer flood.Close()
-	bmc := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}
+	bmc := e.Addr()
 	stop := make(chan struct{})
 	done := make(chan int)
 	go func() {
@@ -205,7 +194,7 @@ func TestHalfOpenFlood(t *testing.T) {
 	}()
 	time.Sleep(200 * time.Millisecond)
 	for i := range 3 {
-		out, err := exec.Command(ipmitool, "-I", "lanplus", "-H", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "admin", "-P", "password", "-N", "1", "-R", "2", "power", "status").CombinedOutput()
+		out, err := exec.Command(ipmitool, append(lanplus(e.port(), "password"), "-N", "1", "-R", "2", "power", "status")...).CombinedOutput()
 		if err != nil {
 			close(stop)
 			t.Fatalf("login %d during the flood: %v %s", i, err, out)
@@ -238,20 +227,12 @@ func rakp1(sidc []byte) []byte {
 // Sessions are listed while open and reported closed, not expired, when
 // the console closes them.
 func TestSessionTracking(t *testing.T) {
+	t.Parallel()
 	ipmitool := clienttest.Tool(t, "ipmitool")
 	obs := &eventObserver{}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	m := &machinetest.Fake{ID: machine.Identity{Name: "tracked", UUID: testUUID}}
-	e, err := Listen(ctx, m, Config{Address: "127.0.0.1:0", Username: "admin", Password: "password", Observer: obs, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = e.Serve(ctx) }()
-	defer e.Close()
-	port := strconv.Itoa(e.Addr().(*net.UDPAddr).Port)
+	e := serveTest(t, newFake("tracked"), Config{Observer: obs})
 	for range 2 {
-		if out, err := exec.Command(ipmitool, "-I", "lanplus", "-H", "127.0.0.1", "-p", port, "-U", "admin", "-P", "password", "power", "status").CombinedOutput(); err != nil {
+		if out, err := exec.Command(ipmitool, append(lanplus(e.port(), "password"), "power", "status")...).CombinedOutput(); err != nil {
 			t.Fatalf("%v %s", err, out)
 		}
 	}
@@ -263,6 +244,41 @@ func TestSessionTracking(t *testing.T) {
 	}
 	if got := obs.events(); got["opened"] != 2 || got["closed"] != 2 || got["expired"] != 0 {
 		t.Fatalf("session events %v", got)
+	}
+}
+
+// Sessions of both protocols idle past the timeout end, counted as
+// expired rather than closed, and their requests go unanswered; a session
+// in use meanwhile stays. The endpoint's clock moves instead of the test
+// waiting the timeout out.
+func TestIdleSessionsExpire(t *testing.T) {
+	t.Parallel()
+	for _, intf := range []client.Interface{client.InterfaceLanplus, client.InterfaceLan} {
+		t.Run(string(intf), func(t *testing.T) {
+			t.Parallel()
+			clk := clienttest.NewClock()
+			obs := &eventObserver{}
+			e := serveAt(t, clk, newFake("idle"), Config{SessionTimeout: time.Minute, Observer: obs})
+			port := e.Addr().(*net.UDPAddr).Port
+			idle, busy := dialClient(t, port, intf), dialClient(t, port, intf)
+			ctx := context.Background()
+			clk.Advance(40 * time.Second)
+			if _, err := busy.GetChassisStatus(ctx); err != nil {
+				t.Fatal(err)
+			}
+			clk.Advance(40 * time.Second)
+			eventually(t, "the idle session expired", func() bool { return obs.events()["expired"] == 1 })
+			if n := len(e.Sessions()); n != 1 {
+				t.Fatalf("%d sessions listed, want the busy one", n)
+			}
+			if _, err := busy.GetChassisStatus(ctx); err != nil {
+				t.Fatalf("the busy session: %v", err)
+			}
+			idle.WithTimeout(100 * time.Millisecond).WithRetry(0)
+			if _, err := idle.GetChassisStatus(ctx); err == nil {
+				t.Fatal("the expired session still answers")
+			}
+		})
 	}
 }
 
@@ -289,8 +305,9 @@ func (o *eventObserver) events() map[string]int {
 
 // The null user (no name, no password) and cipher suite 0 never log in.
 func TestNullUserAndSuiteZeroRefused(t *testing.T) {
+	t.Parallel()
 	ipmitool := clienttest.Tool(t, "ipmitool")
-	port := strconv.Itoa(guardedEndpoint(t, nil, nil))
+	port := serveTest(t, newFake("null"), Config{}).port()
 	for _, args := range [][]string{
 		{"-U", "", "-P", ""},
 		{"-U", "admin", "-P", "password", "-C", "0"},

@@ -34,14 +34,20 @@ func (st *session) flight() *inflight                 { return &st.inflight }
 func (st *session) context() *handlers.HandlerContext { return &st.hctx }
 func (st *session) end(s *server)                     { s.end(st.s.BMCID) }
 
-// send seals an IPMI response in the session (§13.28.4, §13.29) and sends
-// it to the console's address, which moves only with an authentic and
-// fresh packet.
-func (st *session) send(s *server, msg []byte) {
+// send seals an IPMI response in the session and sends it.
+func (st *session) send(s *server, msg []byte) { st.sendPayload(s, payloadIPMI, msg) }
+
+// sendPayload seals a payload of type typ in the session (§13.28.4,
+// §13.29) and sends it to the console's address, which moves only with an
+// authentic and fresh packet. The sequence number is taken under the
+// sealer's lock, so that replies and the SOL packets a payload pushes
+// from its own goroutine leave in sequence order: FreeIPMI drops a packet
+// whose number its window has passed.
+func (st *session) sendPayload(s *server, typ byte, msg []byte) {
 	to := s.peerAddr(&st.peer)
 	st.seal.mu.Lock()
 	defer st.seal.mu.Unlock()
-	s.send(st.seal.seal(payloadIPMI, st.s.ConsoleID, st.s.NextOutboundSeq(), msg), to)
+	s.send(st.seal.seal(typ, st.s.ConsoleID, st.s.NextOutboundSeq(), msg), to)
 }
 
 // rakp is an RMCP+ handshake's state, from Open Session to RAKP 3.
@@ -124,7 +130,7 @@ func (s *server) openSession(d datagram, from netip.AddrPort, ip netip.Addr) {
 	}
 	h := &rakp{console: answer.RemoteConsoleSessionID, auth: types.AuthAlg(algs[0]), integ: types.IntegrityAlg(algs[1]), crypt: types.CryptAlg(algs[2]), maxPriv: maxPriv}
 	id := s.newSessionID()
-	s.hs.add(&handshake{key: hsKey{id: id}, ip: ip, at: time.Now(), rmcp: h})
+	s.hs.add(&handshake{key: hsKey{id: id}, ip: ip, at: s.now(), rmcp: h})
 	answer.MaximumPrivilegeLevel = uint8(maxPriv)
 	answer.ManagedSystemSessionID = id
 	answer.AuthenticationPayload, answer.IntegrityPayload, answer.ConfidentialityPayload = rmcpplus.NewAlgorithmPayloads(h.auth, h.integ, h.crypt)
@@ -271,7 +277,7 @@ func (s *server) activate(id uint32, h *rakp) *session {
 	if err != nil {
 		return nil
 	}
-	now := time.Now()
+	now := s.now()
 	sess := &bmc.Session{
 		BMCID: id, ConsoleID: h.console, State: bmc.SessionStateActive,
 		AuthAlg: h.auth, IntegrityAlg: h.integ, CryptAlg: h.crypt,
@@ -315,14 +321,14 @@ func freeHandle[S any](sessions map[uint32]S, handle func(S) uint8) uint8 {
 func (s *server) rememberRAKP4(id uint32, ip netip.Addr, h *rakp) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.recent[id] = recentRAKP{ip: ip, h: h, at: time.Now()}
+	s.recent[id] = recentRAKP{ip: ip, h: h, at: s.now()}
 }
 
 func (s *server) repeatRAKP4(id uint32, ip netip.Addr, p []byte) []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, ok := s.recent[id]
-	if !ok || r.ip != ip || time.Since(r.at) > handshakeTimeout || !bytes.Equal(r.h.rakp3, p) {
+	if !ok || r.ip != ip || s.now().Sub(r.at) > handshakeTimeout || !bytes.Equal(r.h.rakp3, p) {
 		return nil
 	}
 	return r.h.rakp4
@@ -359,29 +365,40 @@ func (s *server) session(id uint32) *session {
 	return s.sessions[id]
 }
 
-// inSession serves an IPMI request inside an RMCP+ session. Order matters
-// (§6.12.13): the packet must authenticate before it may move the replay
-// window, and it must be new before it may move the session's reply
-// address or its inactivity timer; so a replayed or forged packet, from any
-// source, changes nothing.
-func (s *server) inSession(d datagram, from netip.AddrPort) {
+// admit applies to a packet in an RMCP+ session, IPMI request or SOL, the
+// checks of §6.12.13 in their order: the packet must authenticate before
+// it may move the replay window, and it must be new before it may move
+// the session's reply address or its inactivity timer; so a replayed or
+// forged packet, from any source, changes nothing. It returns the
+// session, or nil when the packet is dropped.
+func (s *server) admit(d datagram, from netip.AddrPort) *session {
 	st := s.session(d.sid)
 	if st == nil {
 		s.dropped(dropUnknownSess)
-		return
+		return nil
 	}
 	st.seal.mu.Lock()
 	ok := st.seal.authentic(d.full, d.authLen)
 	st.seal.mu.Unlock()
 	ok, moved := s.fresh(ok, &st.win, &st.peer, d.seq, from)
 	if !ok {
-		return
+		return nil
 	}
 	if moved {
 		// go-ipmi's session carries the address its readers (the request
-		// log, the session list) name the console by; set only when it
-		// moves, as making a net.Addr allocates.
+		// log, the session list) name the console by, and SOL activation
+		// wants one; set only when it moves, as making a net.Addr
+		// allocates.
 		st.s.SetAddr(net.UDPAddrFromAddrPort(from))
+	}
+	return st
+}
+
+// inSession serves an IPMI request inside an RMCP+ session.
+func (s *server) inSession(d datagram, from netip.AddrPort) {
+	st := s.admit(d, from)
+	if st == nil {
+		return
 	}
 	// The plaintext buffer is the read loop's alone (only it opens), so it
 	// stays valid while the request is served inline; an async request

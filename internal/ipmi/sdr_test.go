@@ -11,6 +11,7 @@ import (
 // The records are packed by hand; go-ipmi's parser, written independently
 // from the same tables, must read back what we meant.
 func TestSDRRecordsParse(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		id         uint16
 		recordType types.SDRRecordType
@@ -88,6 +89,7 @@ func TestSDRRecordsParse(t *testing.T) {
 // the 5-byte header of each record, then the rest in partial reads, chained
 // by next record ID until FFFFh.
 func TestSDRRepositoryWalk(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	info, cc := h.do(types.CommandGetSDRRepoInfo)
 	if cc != types.CodeOK || len(info) != 14 || info[0] != 0x51 || binary.LittleEndian.Uint16(info[1:]) != 3 {
@@ -125,6 +127,7 @@ func TestSDRRepositoryWalk(t *testing.T) {
 }
 
 func TestSDRRepositoryInfo(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	first, _ := h.do(types.CommandGetSDRRepoInfo)
 	again, _ := h.do(types.CommandGetSDRRepoInfo)
@@ -141,6 +144,7 @@ func TestSDRRepositoryInfo(t *testing.T) {
 }
 
 func TestSDRErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		reserved bool // the request carries a valid reservation
@@ -170,6 +174,7 @@ func TestSDRErrors(t *testing.T) {
 // Get Device ID must announce the SDR repository and the FRU device and
 // must not claim device SDRs, or ipmitool would read those instead.
 func TestDeviceIDAdvertisesStorage(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	got, cc := h.do(types.CommandGetDeviceID)
 	if cc != types.CodeOK {

@@ -13,34 +13,39 @@ import (
 	"github.com/bougou/go-ipmi/pkg/types"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine/machinetest"
 )
 
 var selTime = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC) // 6B06CDC0h
 
-// selHarness is a harness whose machine logged, at selTime: power on, a
-// boot override (persistent: a one-time one would add its use by the
-// reset), a reset and power off (sequence numbers 1 to 4).
+// selHarness is a harness whose machine logged logSELEvents's events.
 func selHarness(t *testing.T) *harness {
 	t.Helper()
 	h := newHarness(t)
-	h.m.Log = machine.NewEventLog(64, func() time.Time { return selTime })
-	ctx := context.Background()
-	for _, step := range []func() error{
-		func() error { return h.m.Power(ctx, machine.On) },
-		func() error {
-			return h.m.SetBootOverride(ctx, machine.BootOverride{Enabled: true, Persistent: true, Device: machine.BootPXE, Mode: machine.BootModeUEFI})
-		},
-		func() error { return h.m.Power(ctx, machine.Reset) },
-		func() error { return h.m.Power(ctx, machine.Off) },
-	} {
-		if err := step(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	logSELEvents(t, h.m)
 	return h
 }
 
-// The four records selHarness's events read as (§32.1).
+// logSELEvents has m log, at selTime: power on, a boot override
+// (persistent: a one-time one would add its use by the reset), a reset
+// and power off (sequence numbers 1 to 4).
+func logSELEvents(t testing.TB, m *machinetest.Fake) {
+	t.Helper()
+	m.Log = machine.NewEventLog(64, func() time.Time { return selTime })
+	ctx := context.Background()
+	for _, err := range []error{
+		m.Power(ctx, machine.On),
+		m.SetBootOverride(ctx, machine.BootOverride{Enabled: true, Persistent: true, Device: machine.BootPXE, Mode: machine.BootModeUEFI}),
+		m.Power(ctx, machine.Reset),
+		m.Power(ctx, machine.Off),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// The four records logSELEvents's events read as (§32.1).
 var (
 	selPowerOn  = []byte{0x01, 0x00, 0x02, 0xc0, 0xcd, 0x06, 0x6b, 0x20, 0x00, 0x04, 0x09, sensorPower, 0xef, 0x00, 0xff, 0xff}
 	selBoot     = []byte{0x02, 0x00, 0x02, 0xc0, 0xcd, 0x06, 0x6b, 0x20, 0x00, 0x04, 0x12, sensorBootConfig, 0x6f, 0x00, 0xff, 0xff}
@@ -68,6 +73,7 @@ func (h *harness) reserveSEL() uint16 {
 // Walk the SEL the way `ipmitool sel list` does: whole records from ID 0,
 // without a reservation, following next record IDs to FFFFh.
 func TestSELWalk(t *testing.T) {
+	t.Parallel()
 	h := selHarness(t)
 	want := [][]byte{selPowerOn, selBoot, selRestart, selPowerOff}
 	var got [][]byte
@@ -93,6 +99,7 @@ func TestSELWalk(t *testing.T) {
 }
 
 func TestSELGetEntry(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name      string
 		reserve   bool // use a valid reservation
@@ -144,6 +151,7 @@ func TestSELGetEntry(t *testing.T) {
 }
 
 func TestSELInfo(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		h     func(*testing.T) *harness
@@ -173,6 +181,7 @@ func TestSELInfo(t *testing.T) {
 // Events that fell off the machine's full log before anyone cleared them
 // are a SEL overflow; a Clear SEL starts afresh.
 func TestSELOverflow(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	h.m.Log = machine.NewEventLog(2, func() time.Time { return selTime })
 	for _, k := range []machine.EventKind{machine.EventPowerOn, machine.EventReset, machine.EventPowerOff} {
@@ -192,6 +201,7 @@ func TestSELOverflow(t *testing.T) {
 
 // Events of a kind the SEL has no record type for are left out.
 func TestSELSkipsUnknownKinds(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	h.m.Log = machine.NewEventLog(8, func() time.Time { return selTime })
 	h.m.Log.Add(machine.EventKind(99), "")
@@ -203,6 +213,7 @@ func TestSELSkipsUnknownKinds(t *testing.T) {
 }
 
 func TestSELClear(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		priv  bmc.PrivilegeLevel
@@ -247,6 +258,7 @@ func TestSELClear(t *testing.T) {
 // After a clear, new events show with IDs from their sequence numbers, and
 // the erase time is set.
 func TestSELAfterClear(t *testing.T) {
+	t.Parallel()
 	h := selHarness(t)
 	res := h.reserveSEL()
 	before := time.Now()
@@ -267,6 +279,7 @@ func TestSELAfterClear(t *testing.T) {
 }
 
 func TestSELRecordID(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		seq  uint64
 		want uint16
@@ -278,6 +291,7 @@ func TestSELRecordID(t *testing.T) {
 }
 
 func TestSELTime(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		priv bmc.PrivilegeLevel
@@ -308,6 +322,7 @@ func TestSELTime(t *testing.T) {
 // A SEL clear leaves an info line, as power and boot changes do; a status
 // poll does not.
 func TestSELClearIsLogged(t *testing.T) {
+	t.Parallel()
 	h := selHarness(t)
 	var buf bytes.Buffer
 	h.reg = newRegistry(h.m, slog.New(slog.NewTextHandler(&buf, nil)), newTracker("test", nil))

@@ -11,6 +11,7 @@ import (
 )
 
 func TestSensorReading(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		usage machine.Stats
@@ -48,6 +49,7 @@ func TestSensorReading(t *testing.T) {
 }
 
 func TestSensorThresholds(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		req  []byte

@@ -42,6 +42,11 @@ type server struct {
 	timeout  time.Duration
 	hs       *handshakes
 	tracker  *tracker
+	sol      *solConsole // nil: the machine offers no serial console
+	// now is the clock that handshakes, sessions and their expiry read:
+	// time.Now, but for tests of timeouts, which set it before serving
+	// instead of waiting the timeouts out.
+	now func() time.Time
 
 	mu       sync.Mutex
 	sessions map[uint32]*session      // active RMCP+ sessions by managed system session ID
@@ -66,6 +71,9 @@ const housekeepingEvery = 500 * time.Millisecond
 func (s *server) serve(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// A payload activated by the last datagram served would otherwise
+	// keep its pump and console reader once the loop is gone.
+	defer s.bmc.SOL.CloseAll()
 	go func() {
 		<-ctx.Done()
 		_ = s.conn.Close()
@@ -123,8 +131,7 @@ func (s *server) handle(p []byte, from netip.AddrPort) {
 	case kindSession:
 		s.inSession(d, from)
 	case kindSOL:
-		// No SOL payload is ever activated (there is no console yet).
-		s.dropped(dropUnknownSess)
+		s.solPacket(d, from)
 	case kindV15:
 		s.v15Datagram(d, from, ip)
 	}
@@ -233,7 +240,8 @@ func (s *server) housekeeping(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-t.C:
+		case <-t.C:
+			now := s.now()
 			for _, h := range s.hs.expired(now) {
 				if h.rakp2 {
 					s.authFailed(h.ip)
@@ -399,7 +407,7 @@ func (s *server) fresh(authentic bool, w *window, p *peer, seq uint32, from neti
 	}
 	s.mu.Lock()
 	moved = p.addr != from
-	p.last, p.addr = time.Now(), from
+	p.last, p.addr = s.now(), from
 	s.mu.Unlock()
 	return true, moved
 }

@@ -18,6 +18,7 @@ import (
 // IPv4 console of a dual-stack socket gets its answer v4-mapped, as the
 // kernel expects, and every change is logged with the console's address.
 func TestSocketFamilies(t *testing.T) {
+	t.Parallel()
 	ipmitool := clienttest.Tool(t, "ipmitool")
 	for _, tc := range []struct{ listen, host string }{
 		{"127.0.0.1:0", "127.0.0.1"},

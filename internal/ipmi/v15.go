@@ -119,7 +119,7 @@ func (s *server) challenge(r request, from netip.AddrPort, ip netip.Addr) {
 		answer(ccNoSlot, nil) // no code for this in §22.16; what a full BMC says
 		return
 	}
-	v := &bmc.V15Session{State: bmc.V15SessionStatePending, AuthType: bmc.V15AuthTypeMD5, User: user, Channel: lanChannel, CreatedAt: time.Now()}
+	v := &bmc.V15Session{State: bmc.V15SessionStatePending, AuthType: bmc.V15AuthTypeMD5, User: user, Channel: lanChannel, CreatedAt: s.now()}
 	v.TempSessionID = newID(func(id uint32) bool { _, taken := s.hs.get(hsKey{id: id, v15: true}); return taken })
 	_, _ = rand.Read(v.Challenge[:])
 	s.hs.add(&handshake{key: hsKey{id: v.TempSessionID, v15: true}, ip: ip, at: v.CreatedAt, v15: v})
@@ -187,7 +187,7 @@ func (s *server) reactivate(d datagram, r request, from netip.AddrPort, ip netip
 	s.mu.Lock()
 	a, ok := s.v15Temp[d.sid]
 	s.mu.Unlock()
-	if !ok || a.st.ip != ip || time.Since(a.at) > v15Reactivate {
+	if !ok || a.st.ip != ip || s.now().Sub(a.at) > v15Reactivate {
 		s.dropped(dropForeign)
 		return
 	}
@@ -221,7 +221,7 @@ func (s *server) startV15(v *bmc.V15Session, max bmc.PrivilegeLevel, outbound ui
 	ch, _ := s.bmc.Channels.Get(v.Channel)
 	// go-ipmi's 1.5 window marks the wrong bit when the sequence jumps,
 	// so a skipped packet could be replayed; ours does not.
-	st := &v15session{s: v, ip: ip, peer: peer{last: time.Now()}, win: window{high: v.InboundSeq, used: true},
+	st := &v15session{s: v, ip: ip, peer: peer{last: s.now()}, win: window{high: v.InboundSeq, used: true},
 		hctx: handlers.HandlerContext{BMC: s.bmc, V15Session: v, Channel: ch, User: v.User}}
 	s.v15[v.SessionID] = st
 	s.v15Temp[v.TempSessionID] = v15Activation{st: st, at: st.last}

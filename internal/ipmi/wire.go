@@ -42,7 +42,8 @@ const (
 	dropMessage      = "message"         // IPMI message length or checksums
 	dropPreSession   = "presession_command"
 	dropUnknownSess  = "unknown_session"
-	dropAuth         = "auth" // integrity or auth code wrong
+	dropSOLInactive  = "sol_inactive" // SOL packet of a session with no payload active
+	dropAuth         = "auth"         // integrity or auth code wrong
 	dropReplay       = "replay"
 	dropForeign      = "foreign_handshake" // handshake step from another source
 	dropRefused      = "refused"           // locked out or over the setup rate

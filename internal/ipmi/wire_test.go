@@ -53,6 +53,7 @@ func sealed(mutate func([]byte)) []byte {
 }
 
 func TestParse(t *testing.T) {
+	t.Parallel()
 	ping := []byte{0x06, 0x00, 0xff, 0x06, 0x00, 0x00, 0x11, 0xbe, 0x80, 0x01, 0x00, 0x00}
 	authCaps := msg(netFnApp, cmdGetChannelAuthCaps, 0x8e, 0x04)
 	rakp1 := func(ulen byte, name string) []byte {

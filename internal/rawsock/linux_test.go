@@ -15,6 +15,7 @@ func isLinux() bool { return true }
 // IPv4 address on an IPv6 socket goes v4-mapped, a link-local zone
 // becomes the scope ID, and IPv6 cannot go out of an IPv4 socket.
 func TestSockaddr(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		in, out string
 		inet6   bool

@@ -14,6 +14,7 @@ import (
 // Datagrams cross sockets of both families, an IPv4 peer of a dual-stack
 // socket included, and come back to the address they came from.
 func TestUDPEcho(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ listen, peer string }{
 		{"127.0.0.1:0", "127.0.0.1:0"},
 		{"[::]:0", "127.0.0.1:0"},
@@ -62,6 +63,7 @@ func TestUDPEcho(t *testing.T) {
 
 // Closing the socket ends a read in progress with net.ErrClosed.
 func TestUDPCloseEndsRead(t *testing.T) {
+	t.Parallel()
 	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -87,24 +89,8 @@ func TestUDPCloseEndsRead(t *testing.T) {
 // ends a read with a timeout, the peer's close is io.EOF, and a closed
 // connection says net.ErrClosed.
 func TestTCPConn(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = l.Close() }()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := l.Accept()
-		if err == nil {
-			accepted <- TCP(c)
-		}
-	}()
-	peer, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = peer.Close() }()
-	c := <-accepted
+	t.Parallel()
+	c, peer := tcpPair(t)
 	if _, ok := c.(*net.TCPConn); ok && isLinux() {
 		t.Fatal("TCP did not wrap the connection")
 	}
@@ -150,6 +136,31 @@ func TestTCPConn(t *testing.T) {
 	}
 }
 
+// tcpPair connects over loopback and returns the accepted end, wrapped by
+// TCP, and the dialling end; both are closed when the test ends.
+func tcpPair(t *testing.T) (c, peer net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			accepted <- TCP(c)
+		}
+	}()
+	peer, err = net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = <-accepted
+	t.Cleanup(func() { _ = c.Close(); _ = peer.Close() })
+	return c, peer
+}
+
 // slowReader reads in small pieces, so that the writer fills the socket
 // buffers and has to wait for room.
 type slowReader struct{ r io.Reader }
@@ -166,25 +177,8 @@ func (s slowReader) Read(p []byte) (int, error) {
 // through the net package (a slow Redfish client meets the server's write
 // timeout this way).
 func TestTCPWriteDeadlineWithAPeerThatNeverReads(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = l.Close() }()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := l.Accept()
-		if err == nil {
-			accepted <- TCP(c)
-		}
-	}()
-	peer, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = peer.Close() }()
-	c := <-accepted
-	defer func() { _ = c.Close() }()
+	t.Parallel()
+	c, _ := tcpPair(t)
 	_ = c.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
 	done := make(chan error, 1)
 	go func() {

@@ -8,6 +8,7 @@ import (
 )
 
 func TestEnsure(t *testing.T) {
+	t.Parallel()
 	base := t.TempDir()
 	if err := os.Chmod(base, 0o755); err != nil {
 		t.Fatal(err)
@@ -52,6 +53,7 @@ func TestEnsure(t *testing.T) {
 
 // A directory another user made first is refused. Needs root to make one.
 func TestEnsureOtherOwner(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create a directory owned by another user")
 	}

@@ -13,6 +13,7 @@ type rec struct {
 }
 
 func TestPutGetReopen(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "sub", "state.json")
 	s, err := Open(path)
 	if err != nil {
@@ -48,6 +49,7 @@ func TestPutGetReopen(t *testing.T) {
 
 // A write that fails leaves the previous state, in memory and on disk.
 func TestFailedWriteKeepsPrevious(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "state.json")
 	s, _ := Open(path)
@@ -84,6 +86,7 @@ func TestFailedWriteKeepsPrevious(t *testing.T) {
 // A damaged file is moved aside, said so, and the store starts empty and
 // writable; temporaries left by a crash (they hold passwords) are gone.
 func TestDamagedFile(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "state.json")
 	if err := os.WriteFile(path, []byte("{\"k\": [1,"), 0o600); err != nil {
