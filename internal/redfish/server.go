@@ -193,51 +193,19 @@ type request struct {
 	sys System
 }
 
+// get is the operations of a URL served by GET alone.
+func get(sc scope, fn func(*request) error) map[string]op {
+	return map[string]op{http.MethodGet: {sc, fn}}
+}
+
 // routes is the service's URL space, in one place.
 func (s *Server) routes() {
-	get := func(sc scope, fn func(*request) error) map[string]op {
-		return map[string]op{http.MethodGet: {sc, fn}}
-	}
 	s.route("/redfish", get(public, s.getVersions))
 	s.route("/redfish/v1", get(public, s.getRoot))
 	s.route("/redfish/v1/odata", get(public, s.getOData))
 	s.route("/redfish/v1/$metadata", get(public, s.getMetadata))
-
-	s.route("/redfish/v1/SessionService", get(anySystem, s.getSessionService))
-	s.route("/redfish/v1/SessionService/Sessions", map[string]op{
-		http.MethodGet:  {anySystem, s.getSessions},
-		http.MethodPost: {public, s.createSession},
-	})
-	s.route("/redfish/v1/SessionService/Sessions/Members", map[string]op{http.MethodPost: {public, s.createSession}})
-	s.route("/redfish/v1/SessionService/Sessions/{sid}", map[string]op{
-		http.MethodGet:    {anySystem, s.getSession},
-		http.MethodDelete: {anySystem, s.deleteSession},
-	})
-
-	s.route("/redfish/v1/AccountService", get(anySystem, s.getAccountService))
-	s.route("/redfish/v1/AccountService/Accounts", get(anySystem, s.getAccounts))
-	s.route("/redfish/v1/AccountService/Accounts/{aid}", get(anySystem, s.getAccount))
-	s.route("/redfish/v1/AccountService/Roles", get(anySystem, s.getRoles))
-	s.route("/redfish/v1/AccountService/Roles/{rid}", get(anySystem, s.getRole))
-
-	s.route("/redfish/v1/Systems", get(anySystem, s.getSystems))
-	s.route("/redfish/v1/Systems/{id}", map[string]op{
-		http.MethodGet:   {oneSystem, s.getSystem},
-		http.MethodPatch: {oneSystem, s.patchSystem},
-	})
-	s.route("/redfish/v1/Systems/{id}/Actions/ComputerSystem.Reset", map[string]op{http.MethodPost: {oneSystem, s.reset}})
-	s.route("/redfish/v1/Systems/{id}/Processors", get(oneSystem, s.getProcessors))
-	s.routeInventory(get)
-	s.routeSecureBoot()
-	s.routeBios()
-	s.route("/redfish/v1/Systems/{id}/Processors/{pid}", get(oneSystem, s.getProcessor))
-	s.route("/redfish/v1/Systems/{id}/EthernetInterfaces", get(oneSystem, s.getNICs))
-	s.route("/redfish/v1/Systems/{id}/EthernetInterfaces/{nid}", get(oneSystem, s.getNIC))
-	s.route("/redfish/v1/Systems/{id}/LogServices", get(oneSystem, s.getLogServices))
-	s.route("/redfish/v1/Systems/{id}/LogServices/SEL", get(oneSystem, s.getSEL))
-	s.route("/redfish/v1/Systems/{id}/LogServices/SEL/Entries", get(oneSystem, s.getSELEntries))
-	s.route("/redfish/v1/Systems/{id}/LogServices/SEL/Entries/{eid}", get(oneSystem, s.getSELEntry))
-
+	s.routeServices()
+	s.routeSystems()
 	s.route("/redfish/v1/Managers", get(anySystem, s.getManagers))
 	s.route("/redfish/v1/Managers/{id}", get(oneSystem, s.getManager))
 
@@ -258,6 +226,47 @@ func (s *Server) routes() {
 		defer s.observe("other", w)
 		finish(&request{w: w, r: r}, newError(http.StatusNotFound, "InvalidURI", nil, quote(r.URL.EscapedPath())))
 	})
+}
+
+// routeServices registers the session and account services.
+func (s *Server) routeServices() {
+	s.route("/redfish/v1/SessionService", get(anySystem, s.getSessionService))
+	s.route("/redfish/v1/SessionService/Sessions", map[string]op{
+		http.MethodGet:  {anySystem, s.getSessions},
+		http.MethodPost: {public, s.createSession},
+	})
+	s.route("/redfish/v1/SessionService/Sessions/Members", map[string]op{http.MethodPost: {public, s.createSession}})
+	s.route("/redfish/v1/SessionService/Sessions/{sid}", map[string]op{
+		http.MethodGet:    {anySystem, s.getSession},
+		http.MethodDelete: {anySystem, s.deleteSession},
+	})
+
+	s.route("/redfish/v1/AccountService", get(anySystem, s.getAccountService))
+	s.route("/redfish/v1/AccountService/Accounts", get(anySystem, s.getAccounts))
+	s.route("/redfish/v1/AccountService/Accounts/{aid}", get(anySystem, s.getAccount))
+	s.route("/redfish/v1/AccountService/Roles", get(anySystem, s.getRoles))
+	s.route("/redfish/v1/AccountService/Roles/{rid}", get(anySystem, s.getRole))
+}
+
+// routeSystems registers the systems and what hangs off them.
+func (s *Server) routeSystems() {
+	s.route("/redfish/v1/Systems", get(anySystem, s.getSystems))
+	s.route("/redfish/v1/Systems/{id}", map[string]op{
+		http.MethodGet:   {oneSystem, s.getSystem},
+		http.MethodPatch: {oneSystem, s.patchSystem},
+	})
+	s.route("/redfish/v1/Systems/{id}/Actions/ComputerSystem.Reset", map[string]op{http.MethodPost: {oneSystem, s.reset}})
+	s.route("/redfish/v1/Systems/{id}/Processors", get(oneSystem, s.getProcessors))
+	s.routeInventory()
+	s.routeSecureBoot()
+	s.routeBios()
+	s.route("/redfish/v1/Systems/{id}/Processors/{pid}", get(oneSystem, s.getProcessor))
+	s.route("/redfish/v1/Systems/{id}/EthernetInterfaces", get(oneSystem, s.getNICs))
+	s.route("/redfish/v1/Systems/{id}/EthernetInterfaces/{nid}", get(oneSystem, s.getNIC))
+	s.route("/redfish/v1/Systems/{id}/LogServices", get(oneSystem, s.getLogServices))
+	s.route("/redfish/v1/Systems/{id}/LogServices/SEL", get(oneSystem, s.getSEL))
+	s.route("/redfish/v1/Systems/{id}/LogServices/SEL/Entries", get(oneSystem, s.getSELEntries))
+	s.route("/redfish/v1/Systems/{id}/LogServices/SEL/Entries/{eid}", get(oneSystem, s.getSELEntry))
 }
 
 // route registers the operations of one URL. HEAD is served wherever GET

@@ -71,9 +71,12 @@ func (st *sessionStore) create(user string, who principal, now time.Time) (token
 		return "", session{}, false
 	}
 	token = rand.Text()
-	s = session{id: rand.Text(), user: user, who: who, created: now, lastUsed: now}
-	st.byToken[sha256.Sum256([]byte(token))] = &s
-	return token, s, true
+	// The stored session is a separate value: storing &s would let the
+	// caller copy the named result after the unlock while use() writes
+	// its lastUsed under the lock (a data race the race detector found).
+	p := &session{id: rand.Text(), user: user, who: who, created: now, lastUsed: now}
+	st.byToken[sha256.Sum256([]byte(token))] = p
+	return token, *p, true
 }
 
 // use returns the live session of token and restarts its idle timer.

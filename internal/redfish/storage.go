@@ -15,7 +15,7 @@ import (
 // Enabled; without them it reports local_gb 0 and the installer's disk
 // checks fail.
 
-func (s *Server) routeInventory(get func(scope, func(*request) error) map[string]op) {
+func (s *Server) routeInventory() {
 	sys := "/redfish/v1/Systems/{id}"
 	s.route(sys+"/Storage", get(oneSystem, s.getStorageCollection))
 	s.route(sys+"/Storage/{cid}", get(oneSystem, s.getStorage))

@@ -1,14 +1,15 @@
 package redfish
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
-	"time"
 )
 
 // The virtual CD drive, the one VirtualMedia device of a system. Ironic's
@@ -166,61 +167,14 @@ func (s *Server) insertMedia(q *request) error {
 	if err != nil {
 		return err
 	}
-	str := map[string]string{}
-	for _, k := range sortedKeys(body) {
-		switch {
-		case isAnnotation(k):
-		case !insertParams[k]:
-			return errActionParameterUnknown(insertActionName, k)
-		case k == "Inserted" || k == "WriteProtected":
-			// The drive is read-only and connected once inserted: only
-			// true (the default) is possible.
-			b, ok := jsonBool(body[k])
-			if !ok {
-				return errActionParameterType(insertActionName, k, rawValue(body[k]))
-			}
-			if !b {
-				e := newError(http.StatusBadRequest, "ActionParameterValueConflict", []string{"#/" + k}, k, "false")
-				e.detail = "The virtual CD is write-protected and connected when inserted."
-				return e
-			}
-		default:
-			v, ok := jsonString(body[k])
-			if !ok {
-				shown := rawValue(body[k])
-				if k == "Password" {
-					shown = hidden
-				}
-				return errActionParameterType(insertActionName, k, shown)
-			}
-			str[k] = v
-		}
+	str, err := insertStrings(body)
+	if err != nil {
+		return err
 	}
-	image, ok := str["Image"]
-	if !ok {
-		return errActionParameterMissing(insertActionName, "Image")
-	}
-	u, err := url.Parse(image)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		e := newError(http.StatusBadRequest, "ActionParameterValueFormatError", []string{"#/Image"}, quote(redactURL(image)), "Image", insertActionName)
-		e.detail = "The image must be an http or https URL."
-		return e
-	}
-	if tp, ok := str["TransferProtocolType"]; ok {
-		switch {
-		case tp != "HTTP" && tp != "HTTPS":
-			return errActionParameterNotInList(insertActionName, "TransferProtocolType", tp)
-		case tp != strings.ToUpper(u.Scheme):
-			e := newError(http.StatusBadRequest, "ActionParameterValueConflict", []string{"#/TransferProtocolType"}, "TransferProtocolType", tp)
-			e.detail = "It must match the scheme of Image."
-			return e
-		}
-	}
-	if tm, ok := str["TransferMethod"]; ok && tm != "Stream" && tm != "Upload" {
-		return errActionParameterNotInList(insertActionName, "TransferMethod", tm)
-	}
-	if str["UserName"] != "" || str["Password"] != "" {
-		u.User = url.UserPassword(str["UserName"], str["Password"])
+	image := str["Image"]
+	u, err := insertURL(str)
+	if err != nil {
+		return err
 	}
 	target := u.String()
 	if err := q.sys.Machine.InsertMedia(q.r.Context(), target); err != nil {
@@ -230,6 +184,81 @@ func (s *Server) insertMedia(q *request) error {
 	s.change(q, "media insert", "image", redactURL(target))
 	q.w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// insertStrings checks InsertMedia's parameters and returns its string
+// ones by name; Image is required.
+func insertStrings(body map[string]json.RawMessage) (map[string]string, error) {
+	str := map[string]string{}
+	for _, k := range sortedKeys(body) {
+		switch {
+		case isAnnotation(k):
+		case !insertParams[k]:
+			return nil, errActionParameterUnknown(insertActionName, k)
+		case k == "Inserted" || k == "WriteProtected":
+			if err := insertTrue(k, body[k]); err != nil {
+				return nil, err
+			}
+		default:
+			v, ok := jsonString(body[k])
+			if !ok {
+				shown := rawValue(body[k])
+				if k == "Password" {
+					shown = hidden
+				}
+				return nil, errActionParameterType(insertActionName, k, shown)
+			}
+			str[k] = v
+		}
+	}
+	if _, ok := str["Image"]; !ok {
+		return nil, errActionParameterMissing(insertActionName, "Image")
+	}
+	return str, nil
+}
+
+// insertTrue checks Inserted or WriteProtected: the drive is read-only and
+// connected once inserted, so only true (the default) is possible.
+func insertTrue(k string, v json.RawMessage) error {
+	b, ok := jsonBool(v)
+	if !ok {
+		return errActionParameterType(insertActionName, k, rawValue(v))
+	}
+	if !b {
+		e := newError(http.StatusBadRequest, "ActionParameterValueConflict", []string{"#/" + k}, k, "false")
+		e.detail = "The virtual CD is write-protected and connected when inserted."
+		return e
+	}
+	return nil
+}
+
+// insertURL is the URL the machine fetches: Image, checked against the
+// transfer parameters, with UserName and Password in it.
+func insertURL(str map[string]string) (*url.URL, error) {
+	image := str["Image"]
+	u, err := url.Parse(image)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		e := newError(http.StatusBadRequest, "ActionParameterValueFormatError", []string{"#/Image"}, quote(redactURL(image)), "Image", insertActionName)
+		e.detail = "The image must be an http or https URL."
+		return nil, e
+	}
+	if tp, ok := str["TransferProtocolType"]; ok {
+		switch {
+		case tp != "HTTP" && tp != "HTTPS":
+			return nil, errActionParameterNotInList(insertActionName, "TransferProtocolType", tp)
+		case tp != strings.ToUpper(u.Scheme):
+			e := newError(http.StatusBadRequest, "ActionParameterValueConflict", []string{"#/TransferProtocolType"}, "TransferProtocolType", tp)
+			e.detail = "It must match the scheme of Image."
+			return nil, e
+		}
+	}
+	if tm, ok := str["TransferMethod"]; ok && tm != "Stream" && tm != "Upload" {
+		return nil, errActionParameterNotInList(insertActionName, "TransferMethod", tm)
+	}
+	if str["UserName"] != "" || str["Password"] != "" {
+		u.User = url.UserPassword(str["UserName"], str["Password"])
+	}
+	return u, nil
 }
 
 // ejectMedia disconnects the image. sushy 4.3.3 posts it with no body and
