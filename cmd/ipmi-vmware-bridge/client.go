@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,14 +58,15 @@ func printJSON(w io.Writer, v any) error {
 }
 
 // clientCommands are the commands that manage a running daemon.
-func clientCommands(stdout io.Writer) []*cobra.Command {
-	o := &clientOpts{stdout: stdout}
+func (c cli) clientCommands() []*cobra.Command {
+	o := &clientOpts{stdout: c.stdout}
 	return []*cobra.Command{
 		o.add(bmcCommand(o)),
 		o.add(vmsCommand(o)),
 		o.add(bmhCommand(o)),
 		o.add(checkCommand(o)),
 		o.add(reloadCommand(o)),
+		c.consoleCommand(o), // console.go
 	}
 }
 
@@ -78,10 +80,23 @@ func bmcCommand(o *clientOpts) *cobra.Command {
 		},
 	}
 	cmd.AddCommand(bmcListCommand(o), bmcShowCommand(o), bmcAddCommand(o))
-	for _, verb := range []string{"start", "stop", "remove"} {
-		cmd.AddCommand(bmcActionCommand(o, verb))
+	for _, a := range bmcActions {
+		cmd.AddCommand(bmcActionCommand(o, a))
 	}
 	return cmd
+}
+
+// bmcAction is a bmc subcommand that changes one BMC and prints what it
+// did: adding one is adding an entry to bmcActions.
+type bmcAction struct {
+	verb, done string
+	do         func(c *api.Client, ctx context.Context, id string) error
+}
+
+var bmcActions = []bmcAction{
+	{"start", "started", (*api.Client).Start},
+	{"stop", "stopped", (*api.Client).Stop},
+	{"remove", "removed", (*api.Client).Remove},
 }
 
 // oneID accepts exactly one BMC ID, saying what an ID is when it is missing.
@@ -133,24 +148,18 @@ type actionResult struct {
 	Result string `json:"result"`
 }
 
-func bmcActionCommand(o *clientOpts, verb string) *cobra.Command {
-	done := map[string]string{"start": "started", "stop": "stopped", "remove": "removed"}[verb]
+func bmcActionCommand(o *clientOpts, a bmcAction) *cobra.Command {
 	return &cobra.Command{
-		Use:   verb + " ID",
-		Short: strings.ToUpper(verb[:1]) + verb[1:] + " a BMC (ID: its address:port or VM name)",
-		Args:  oneID(verb),
+		Use:   a.verb + " ID",
+		Short: strings.ToUpper(a.verb[:1]) + a.verb[1:] + " a BMC (ID: its address:port or VM name)",
+		Args:  oneID(a.verb),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, id := o.client(), args[0]
-			act := map[string]func() error{
-				"start":  func() error { return c.Start(cmd.Context(), id) },
-				"stop":   func() error { return c.Stop(cmd.Context(), id) },
-				"remove": func() error { return c.Remove(cmd.Context(), id) },
-			}[verb]
-			if err := act(); err != nil {
+			id := args[0]
+			if err := a.do(o.client(), cmd.Context(), id); err != nil {
 				return err
 			}
-			r := actionResult{BMC: id, Result: done}
-			return o.print(r, func(tw *tabwriter.Writer) { fmt.Fprintf(tw, "%s: %s\n", id, done) })
+			r := actionResult{BMC: id, Result: a.done}
+			return o.print(r, func(tw *tabwriter.Writer) { fmt.Fprintf(tw, "%s: %s\n", id, a.done) })
 		},
 	}
 }
@@ -181,7 +190,7 @@ func bmcAddCommand(o *clientOpts) *cobra.Command {
 			var bmcs []api.BMC
 			if f.all {
 				bmcs, err = o.client().AddAll(cmd.Context(), api.AddAll{Filter: f.filter, Folder: f.folder,
-					Address: f.add.Address, BasePort: f.basePort, Username: f.add.Username, Password: password})
+					Address: f.add.Address, BasePort: f.basePort, Username: f.add.Username, Password: password, Console: f.add.Console})
 			} else {
 				a := f.add
 				a.VM, a.Password = args[0], password
@@ -202,6 +211,7 @@ func bmcAddCommand(o *clientOpts) *cobra.Command {
 	fs.StringVar(&f.add.Username, "username", "admin", "IPMI user")
 	fs.StringVar(&f.passwordFile, "password-file", "", "file holding the BMC password (else $"+passwordEnv+")")
 	fs.BoolVar(&f.add.AllowDuplicate, "allow-duplicate", false, "give the VM a second BMC although it has one")
+	fs.BoolVar(&f.add.Console, "console", false, "offer the VM's serial console (IPMI SOL, ipmi-vmware-bridge console): its serial port is pointed at the daemon's concentrator")
 	fs.BoolVar(&f.all, "all", false, "add a BMC for every VM matching --filter/--folder that has none")
 	fs.IntVar(&f.basePort, "base-port", 0, "with --all: the first port; each VM takes the next free one")
 	fs.StringVar(&f.filter, "filter", "", "with --all: VM name glob, e.g. 'skinner-*'")
@@ -258,7 +268,15 @@ func bmhCommand(o *clientOpts) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bmh",
 		Short: "OpenShift BareMetalHost and Secret manifests for the bridged VMs",
-		Args:  cobra.NoArgs,
+		// A BMC's serial console shows only what the guest writes to its
+		// serial port, which CoreOS does not by default: the one thing
+		// the manifests cannot say for the operator.
+		Long: "OpenShift BareMetalHost and Secret manifests for the bridged VMs.\n\n" +
+			"For the serial console of BMCs with console: true (IPMI SOL, Ironic's ipmitool-socat console), " +
+			"the hosts' kernel must write its console to the serial port: install with " +
+			"coreos-installer --append-karg console=ttyS0,115200n8, or give the cluster a MachineConfig " +
+			"with kernelArguments: [console=ttyS0,115200n8].",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// Checked here too, although the daemon checks again, so that
 			// a mistyped glob is a usage error (exit 2) like any other.
@@ -422,6 +440,13 @@ func bmcDetail(tw *tabwriter.Writer, b api.BMC) {
 	fmt.Fprintf(tw, "Address:\t%s\nStatus:\t%s\nPower:\t%s\nSource:\t%s\nRequests:\t%d\n", b.Address, b.Status, dash(b.Power), b.Source, b.Requests)
 	if b.Error != "" {
 		fmt.Fprintf(tw, "Error:\t%s\n", b.Error)
+	}
+	if c := b.Console; c != nil {
+		state := "serial port not connected (VM off, or its host not connected to the bridge)"
+		if c.Connected {
+			state = "serial port connected from " + c.Remote
+		}
+		fmt.Fprintf(tw, "Console:\t%s\n", state)
 	}
 	fmt.Fprintf(tw, "Sessions:\t%d\n", len(b.Sessions))
 	for _, s := range b.Sessions {

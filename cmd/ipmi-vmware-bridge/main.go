@@ -14,10 +14,12 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/api"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/config"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/daemon"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
@@ -32,7 +34,11 @@ func main() {
 	if os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(1)
 	}
-	code, err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)
+	exit(cli{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}.run(context.Background(), os.Args[1:]))
+}
+
+// exit prints err, prefixed, and ends the process with code.
+func exit(code int, err error) {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ipmi-vmware-bridge:", err)
 	}
@@ -47,11 +53,27 @@ func (e usageError) Unwrap() error { return e.error }
 
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
 
-// run executes one command line and returns the process exit code: 0, 1
-// when the command failed, 2 when the command line is wrong.
+// cli is what a command line runs with: where its input (console's
+// keystrokes) comes from and its output goes and, for serve, whom to tell
+// once the daemon serves (daemon.Options.Ready), so that tests wait on
+// that rather than read the banner.
+type cli struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	ready          func(daemon.Endpoints)
+}
+
+// run executes one command line, with nothing to read on its input, and
+// returns the process exit code: 0, 1 when the command failed, 2 when the
+// command line is wrong.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	return cli{stdin: strings.NewReader(""), stdout: stdout, stderr: stderr}.run(ctx, args)
+}
+
+// run is the package's run with c's writers and hook.
+func (c cli) run(ctx context.Context, args []string) (int, error) {
 	started := false
-	root := rootCommand(stdout, stderr, &started)
+	root := c.rootCommand(&started)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	var u usageError
@@ -66,7 +88,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 
 // rootCommand builds the command tree. started is set once a command's
 // own code runs: errors before that are the command line's.
-func rootCommand(stdout, stderr io.Writer, started *bool) *cobra.Command {
+func (c cli) rootCommand(started *bool) *cobra.Command {
+	stdout, stderr := c.stdout, c.stderr
 	root := &cobra.Command{
 		Use:   "ipmi-vmware-bridge",
 		Short: "A virtual IPMI and Redfish BMC for every vSphere VM",
@@ -89,13 +112,13 @@ func rootCommand(stdout, stderr io.Writer, started *bool) *cobra.Command {
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentPreRun = func(*cobra.Command, []string) { *started = true }
-	root.AddCommand(serveCommand(stdout, stderr), versionCommand(stdout))
-	root.AddCommand(clientCommands(stdout)...)
+	root.AddCommand(c.serveCommand(), versionCommand(stdout))
+	root.AddCommand(c.clientCommands()...)
 	return root
 }
 
-func serveCommand(stdout, stderr io.Writer) *cobra.Command {
-	o := daemon.Options{Stdout: stdout}
+func (c cli) serveCommand() *cobra.Command {
+	o := daemon.Options{Stdout: c.stdout, Ready: c.ready}
 	var debug bool
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -109,7 +132,7 @@ func serveCommand(stdout, stderr io.Writer) *cobra.Command {
 			if debug {
 				level = slog.LevelDebug
 			}
-			o.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+			o.Log = slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: level}))
 			return daemon.Run(cmd.Context(), o)
 		},
 	}
@@ -125,6 +148,7 @@ func serveCommand(stdout, stderr io.Writer) *cobra.Command {
 	fs.StringVar(&o.Socket, "socket", "", "management API socket (default "+api.DefaultSocket()+")")
 	fs.StringVar(&o.MetricsAddress, "metrics-address", "", "serve /metrics, /healthz and /readyz here (default 127.0.0.1:9623 or metricsAddress in the file; - turns it off)")
 	fs.StringVar(&o.RedfishAddress, "redfish-address", "", "serve Redfish over HTTPS here (default "+daemon.DefaultSimRedfishAddress+" in simulator mode, else redfish.address in the file; - turns it off)")
+	fs.StringVar(&o.ConsoleAddress, "console-address", "", "serve the serial console concentrator (vSPC) the VMs' serial ports connect to here (default "+config.SimConsoleAddress+" in simulator mode, else console.address in the file; - turns it off)")
 	return cmd
 }
 

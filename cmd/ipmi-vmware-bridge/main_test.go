@@ -1,9 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
-	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 	"io"
 	"os"
 	"os/exec"
@@ -16,37 +16,66 @@ import (
 	"time"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/api"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/daemon"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/state"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
 
+// serving is a `serve` command line running in this process.
+type serving struct {
+	ep             daemon.Endpoints
+	stdout, stderr clienttest.Buffer
+	cancel         context.CancelFunc
+	done           chan error
+}
+
+// startServe runs the command line args (serve and its flags) and returns
+// once the daemon serves, as daemon.Options.Ready says: its banner is
+// printed by then.
+func startServe(t *testing.T, args ...string) *serving {
+	t.Helper()
+	s := &serving{done: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	ready := make(chan daemon.Endpoints, 1)
+	c := cli{stdout: &s.stdout, stderr: &s.stderr, ready: func(ep daemon.Endpoints) { ready <- ep }}
+	go func() { _, err := c.run(ctx, args); s.done <- err }()
+	select {
+	case s.ep = <-ready:
+		return s
+	case err := <-s.done:
+		t.Fatalf("serve exited: %v\nstdout:\n%s\nstderr:\n%s", err, s.stdout.String(), s.stderr.String())
+	case <-time.After(2 * time.Minute): // a guard against a hang, not a measurement
+		cancel()
+		t.Fatalf("serve not ready; stdout:\n%s\nstderr:\n%s", s.stdout.String(), s.stderr.String())
+	}
+	return nil
+}
+
+func (s *serving) stop(t *testing.T) {
+	t.Helper()
+	s.cancel()
+	if err := <-s.done; err != nil {
+		t.Fatalf("serve: %v\n%s", err, s.stderr.String())
+	}
+}
+
 // TestServeSimulator runs the README's first command (on free ports) and
 // pastes the ipmitool line its banner prints.
 func TestServeSimulator(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr clienttest.Buffer
-	done := make(chan error, 1)
-	go func() {
-		_, err := run(ctx, []string{"serve", "--base-port", "0", "--sim-addr", "127.0.0.1:0", "--vms", "6",
-			"--socket", filepath.Join(t.TempDir(), "api.sock"), "--metrics-address", "127.0.0.1:0", "--redfish-address", "127.0.0.1:0"}, &stdout, &stderr)
-		done <- err
-	}()
-	line := regexp.MustCompile(`ipmitool -I lanplus .* power status`)
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(stdout.String(), "To bridge a real vCenter") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no banner; stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	banner := stdout.String()
-	for _, name := range []string{"skinner-master-0", "skinner-master-1", "skinner-master-2", "skinner-worker-1", "skinner-worker-2", "skinner-vm-5", "vcsim"} {
+	t.Parallel()
+	s := startServe(t, "serve", "--base-port", "0", "--sim-addr", "127.0.0.1:0", "--vms", "6",
+		"--socket", filepath.Join(t.TempDir(), "api.sock"), "--metrics-address", "127.0.0.1:0", "--redfish-address", "127.0.0.1:0", "--console-address", "127.0.0.1:0")
+	banner := s.stdout.String()
+	for _, name := range []string{"skinner-master-0", "skinner-master-1", "skinner-master-2", "skinner-worker-1", "skinner-worker-2", "skinner-vm-5", "vcsim",
+		s.ep.Socket, s.ep.Metrics, s.ep.Redfish, "console:    " + s.ep.Console, "To bridge a real vCenter"} {
 		if !strings.Contains(banner, name) {
 			t.Errorf("banner lacks %s:\n%s", name, banner)
 		}
 	}
 	if p, err := exec.LookPath("ipmitool"); err == nil {
-		cmd := line.FindString(banner)
+		cmd := regexp.MustCompile(`ipmitool -I lanplus .* power status`).FindString(banner)
 		out, err := exec.Command(p, strings.Fields(cmd)[1:]...).CombinedOutput()
 		if err != nil || string(out) != "Chassis Power is off\n" {
 			t.Errorf("%s: %v %q", cmd, err, out)
@@ -54,13 +83,11 @@ func TestServeSimulator(t *testing.T) {
 	} else if os.Getenv("CI") != "" {
 		t.Error("ipmitool is not installed")
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	s.stop(t)
 }
 
 func TestServeErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.yaml")
 	if err := os.WriteFile(bad, []byte("vcenter:\n  url: https://v/sdk\n  usernme: x\n"), 0o600); err != nil {
@@ -92,6 +119,7 @@ func TestServeErrors(t *testing.T) {
 // verified by its CA file); a BMC whose VM does not exist is reported and
 // the others serve.
 func TestServeConfig(t *testing.T) {
+	t.Parallel()
 	sim, err := vsphere.StartSimulator(context.Background(), "127.0.0.1:0", 2)
 	if err != nil {
 		t.Fatal(err)
@@ -118,21 +146,9 @@ bmcs:
 `, sim.URL, vsphere.SimulatorUser, writeFile(t, "vcpw", vsphere.SimulatorPassword), sim.CAFile, stateDir, port, clienttest.FreeUDPPort(t))
 	path := writeFile(t, "bridge.yaml", cfg)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr clienttest.Buffer
-	done := make(chan error, 1)
-	go func() {
-		_, err := run(ctx, []string{"serve", "--config", path, "--socket", filepath.Join(t.TempDir(), "api.sock"),
-			"--metrics-address", "-", "--redfish-address", "-"}, &stdout, &stderr)
-		done <- err
-	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(stdout.String(), "no-such-vm") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no banner; stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	s := startServe(t, "serve", "--config", path, "--socket", filepath.Join(t.TempDir(), "api.sock"),
+		"--metrics-address", "-", "--redfish-address", "-")
+	stdout, stderr := &s.stdout, &s.stderr
 	if !strings.Contains(stdout.String(), "waiting") || !strings.Contains(stdout.String(), "bridge.yaml:13") {
 		t.Errorf("missing VM not reported with its config line:\n%s\n%s", stdout.String(), stderr.String())
 	}
@@ -150,10 +166,7 @@ bmcs:
 			t.Errorf("boot override not saved:\n%s", saved)
 		}
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	s.stop(t)
 	for _, secret := range []string{"s3cret-bmc", vsphere.SimulatorPassword} {
 		if strings.Contains(stdout.String()+stderr.String(), secret) {
 			t.Errorf("output shows a password (%s)", secret)
@@ -171,19 +184,54 @@ func writeFile(t *testing.T, name, data string) string {
 }
 
 // TestMain lets the test binary stand in for the daemon process: with
-// BRIDGE_TEST_MAIN set it runs main, so the tests can kill a real process.
+// BRIDGE_TEST_MAIN set it runs the command line as main does, and writes
+// a line to file descriptor 3 (the test's pipe) once the daemon serves.
 func TestMain(m *testing.M) {
 	if os.Getenv("BRIDGE_TEST_MAIN") != "" {
-		main()
-		return
+		ready := os.NewFile(3, "ready")
+		c := cli{stdout: os.Stdout, stderr: os.Stderr, ready: func(daemon.Endpoints) {
+			fmt.Fprintln(ready, "ready")
+			ready.Close()
+		}}
+		exit(c.run(context.Background(), os.Args[1:]))
 	}
 	os.Exit(m.Run())
+}
+
+// startProcess runs `serve --config cfg --socket socket` as a process of
+// its own, which the test can kill, and returns once it serves.
+func startProcess(t *testing.T, cfg, socket string) *exec.Cmd {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	cmd := exec.Command(os.Args[0], "serve", "--config", cfg, "--socket", socket)
+	// Built with -race, a process sleeps a second at its exit for late
+	// reports (atexit_sleep_ms): every SIGTERM would cost that.
+	cmd.Env = append(os.Environ(), "BRIDGE_TEST_MAIN=1", "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	cmd.Stderr = &clienttest.Buffer{}
+	cmd.ExtraFiles = []*os.File{w}
+	err = cmd.Start()
+	w.Close() // the child's copy is the one left: EOF when it exits
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = r.SetReadDeadline(time.Now().Add(2 * time.Minute)) // a guard against a hang, not a measurement
+	if line, err := bufio.NewReader(r).ReadString('\n'); line != "ready\n" {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("daemon did not come up: %v\n%s", err, cmd.Stderr)
+	}
+	return cmd
 }
 
 // TestKillDuringChange kills the daemon (SIGKILL) while BMCs are being added
 // and removed: the state file is intact afterwards, and a restarted daemon
 // serves exactly the BMCs it records.
 func TestKillDuringChange(t *testing.T) {
+	t.Parallel()
 	sim, err := vsphere.StartSimulator(context.Background(), "127.0.0.1:0", 5)
 	if err != nil {
 		t.Fatal(err)
@@ -203,87 +251,82 @@ redfish:
   address: ""
 bmcs: []
 `, sim.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword, sim.CAFile, stateDir))
-	start := func() *exec.Cmd {
-		cmd := exec.Command(os.Args[0], "serve", "--config", cfg, "--socket", socket)
-		cmd.Env = append(os.Environ(), "BRIDGE_TEST_MAIN=1")
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		c := api.NewClient(socket)
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			if _, err := c.BMCs(context.Background()); err == nil {
-				return cmd
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("daemon did not come up")
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	c := api.NewClient(socket)
-	ctx := context.Background()
 	for round := range 3 {
-		cmd := start()
-		stop := make(chan struct{})
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				vm := vsphere.SeedVMNames[i%5]
-				port := 20000 + round*1000 + i%40
-				if i%3 == 2 {
-					_ = c.Remove(ctx, fmt.Sprintf("127.0.0.5:%d", 20000+round*1000+(i-1)%40))
-					continue
-				}
-				// Several BMCs per VM: the changes, not the rule, are under test.
-				_, _ = c.Add(ctx, api.Add{VM: vm, Address: "127.0.0.5", Port: port, Password: "pw", AllowDuplicate: true})
+		cmd := startProcess(t, cfg, socket)
+		churn(api.NewClient(socket), round, func() {
+			time.Sleep(time.Duration(150+round*100) * time.Millisecond)
+			if err := cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
 			}
-		}()
-		time.Sleep(time.Duration(150+round*100) * time.Millisecond)
-		if err := cmd.Process.Kill(); err != nil {
-			t.Fatal(err)
-		}
-		_ = cmd.Wait()
-		close(stop)
-		<-done
+			_ = cmd.Wait()
+		})
 		st, err := state.Open(filepath.Join(stateDir, "state.json"))
 		if err != nil {
 			t.Fatalf("round %d: state file damaged by the kill: %v", round, err)
 		}
-		want := map[string]bool{}
-		for _, k := range st.Keys("bmc/") {
-			want[strings.TrimPrefix(k, "bmc/")] = true
-		}
-		cmd = start()
-		bmcs, err := c.BMCs(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := map[string]bool{}
-		for _, b := range bmcs {
-			got[b.Address] = true
-			if b.Status != "running" {
-				t.Errorf("round %d: restored %s is %s: %s", round, b.Address, b.Status, b.Error)
-			}
-		}
-		if len(got) != len(want) {
-			t.Fatalf("round %d: state file records %v, restarted daemon serves %v", round, want, got)
-		}
-		for a := range want {
-			if !got[a] {
-				t.Fatalf("round %d: %s recorded but not restored", round, a)
-			}
-		}
-		t.Logf("round %d: %d BMCs recorded and restored", round, len(want))
+		cmd = startProcess(t, cfg, socket)
+		checkRestored(t, round, api.NewClient(socket), st)
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		if err := cmd.Wait(); err != nil {
 			t.Fatalf("SIGTERM: %v", err)
 		}
 	}
+}
+
+// churn adds and removes BMCs through c until kill, run beside it, returns.
+func churn(c *api.Client, round int, kill func()) {
+	ctx := context.Background()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			vm := vsphere.SeedVMNames[i%5]
+			port := 20000 + round*1000 + i%40
+			if i%3 == 2 {
+				_ = c.Remove(ctx, fmt.Sprintf("127.0.0.5:%d", 20000+round*1000+(i-1)%40))
+				continue
+			}
+			// Several BMCs per VM: the changes, not the rule, are under test.
+			_, _ = c.Add(ctx, api.Add{VM: vm, Address: "127.0.0.5", Port: port, Password: "pw", AllowDuplicate: true})
+		}
+	}()
+	kill()
+	close(stop)
+	<-done
+}
+
+// checkRestored checks that the daemon behind c serves exactly the BMCs
+// the state file st records, each running.
+func checkRestored(t *testing.T, round int, c *api.Client, st *state.Store) {
+	t.Helper()
+	want := map[string]bool{}
+	for _, k := range st.Keys("bmc/") {
+		want[strings.TrimPrefix(k, "bmc/")] = true
+	}
+	bmcs, err := c.BMCs(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, b := range bmcs {
+		got[b.Address] = true
+		if b.Status != "running" {
+			t.Errorf("round %d: restored %s is %s: %s", round, b.Address, b.Status, b.Error)
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("round %d: state file records %v, restarted daemon serves %v", round, want, got)
+	}
+	for a := range want {
+		if !got[a] {
+			t.Fatalf("round %d: %s recorded but not restored", round, a)
+		}
+	}
+	t.Logf("round %d: %d BMCs recorded and restored", round, len(want))
 }

@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/vmware/govmomi"
 	"github.com/vmware/govmomi/find"
@@ -185,27 +184,11 @@ type readmeEnv struct {
 	sim    *vsphere.Simulator
 	pwFile string
 	yaml   string // the README's bridge.yaml example
-	daemon *testDaemon
-}
-
-// testDaemon is a `serve` running in this process.
-type testDaemon struct {
-	socket         string
-	stdout, stderr clienttest.Buffer
-	cancel         context.CancelFunc
-	done           chan error
-}
-
-func (d *testDaemon) stop(t *testing.T) {
-	t.Helper()
-	d.cancel()
-	if err := <-d.done; err != nil {
-		t.Fatalf("serve: %v\n%s", err, d.stderr.String())
-	}
+	daemon *serving
 }
 
 // clientCommands take --socket and --json.
-var clientCommandNames = map[string]bool{"bmc": true, "vms": true, "bmh": true, "check": true, "reload": true}
+var clientCommandNames = map[string]bool{"bmc": true, "vms": true, "bmh": true, "check": true, "reload": true, "console": true}
 
 // adapt rewrites a README command line for this machine: BMC addresses
 // on 127.0.0.1, free ports, the test's password file and socket.
@@ -224,20 +207,25 @@ func (e *readmeEnv) adapt(args []string) []string {
 		}
 	}
 	if clientCommandNames[out[0]] {
-		out = append(out, "--socket", e.daemon.socket) // flags after arguments
+		out = append(out, "--socket", e.daemon.ep.Socket) // flags after arguments
 	}
 	return out
 }
 
 // serve starts the daemon a README `serve` line describes, on this
-// machine's terms, in place of the one running.
+// machine's terms, in place of the one running, and checks that every
+// BMC it has serves. A fake ESXi host connects the serial port of each VM
+// whose BMC offers a console, so that the README's console lines show
+// something.
 func (e *readmeEnv) serve(args []string) {
 	t := e.t
 	if e.daemon != nil {
 		e.daemon.stop(t)
 	}
-	d := &testDaemon{socket: filepath.Join(t.TempDir(), "api.sock"), done: make(chan error, 1)}
-	args = append(append([]string{}, args...), "--socket", d.socket, "--metrics-address", "127.0.0.1:0", "--redfish-address", "127.0.0.1:0")
+	args = append(append([]string{}, args...), "--socket", filepath.Join(t.TempDir(), "api.sock"), "--metrics-address", "127.0.0.1:0", "--redfish-address", "127.0.0.1:0")
+	if indexOf(args, "--console-address") < 0 {
+		args = append(args, "--console-address", "127.0.0.1:0")
+	}
 	simMode := true
 	for i := range args {
 		if args[i] == "--config" && i+1 < len(args) {
@@ -247,31 +235,13 @@ func (e *readmeEnv) serve(args []string) {
 	if simMode {
 		args = append(args, "--base-port", "0", "--sim-addr", "127.0.0.1:0", "--state-dir", t.TempDir())
 	}
-	var ctx context.Context
-	ctx, d.cancel = context.WithCancel(context.Background())
-	go func() { _, err := run(ctx, args, &d.stdout, &d.stderr); d.done <- err }()
-	e.daemon = d
-	e.waitReady(d)
-}
-
-// waitReady waits until every BMC of d has started or is waiting.
-func (e *readmeEnv) waitReady(d *testDaemon) {
-	t := e.t
-	c := api.NewClient(d.socket)
-	hang := time.Now().Add(2 * time.Minute) // a guard against a hang, not a measurement
-	for {
-		select {
-		case err := <-d.done:
-			t.Fatalf("serve exited: %v\n%s", err, d.stderr.String())
-		default:
-		}
-		if bmcs, err := c.BMCs(context.Background()); err == nil && len(bmcs) > 0 && allRunning(bmcs) {
-			return
-		}
-		if time.Now().After(hang) {
-			t.Fatalf("daemon not ready:\n%s", d.stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	e.daemon = startServe(t, args...)
+	bmcs, err := api.NewClient(e.daemon.ep.Socket).BMCs(context.Background())
+	if err != nil || len(bmcs) == 0 || !allRunning(bmcs) {
+		t.Fatalf("daemon serves, but not every BMC: %v %+v\n%s", err, bmcs, e.daemon.stderr.String())
+	}
+	if e.daemon.ep.Console != "" {
+		connectHosts(t, e.daemon.ep)
 	}
 }
 
@@ -300,6 +270,9 @@ func (e *readmeEnv) config() string {
 		bmc["address"], bmc["port"] = "127.0.0.1", clienttest.FreeUDPPort(t)
 	}
 	cfg["stateDir"] = t.TempDir()
+	if c, ok := cfg["console"].(map[string]any); ok {
+		c["address"] = "127.0.0.1:0"
+	}
 	data, err := yaml.Marshal(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -373,6 +346,7 @@ func prepareSimulator(t *testing.T, sim *vsphere.Simulator) {
 // that the README cannot drift from the tool: a line added to the README
 // is run here without a change to this test.
 func TestREADMECommands(t *testing.T) {
+	t.Parallel()
 	sim, err := vsphere.StartSimulator(context.Background(), "127.0.0.1:0", 6)
 	if err != nil {
 		t.Fatal(err)
@@ -519,10 +493,10 @@ func (e *readmeEnv) build(l readmeLine, args []string) {
 func (e *readmeEnv) duplicates(t *testing.T) {
 	bmc := func(args ...string) (int, string, error) {
 		var stdout clienttest.Buffer
-		code, err := run(context.Background(), append(append([]string{"bmc"}, args...), "--socket", e.daemon.socket), &stdout, &clienttest.Buffer{})
+		code, err := run(context.Background(), append(append([]string{"bmc"}, args...), "--socket", e.daemon.ep.Socket), &stdout, &clienttest.Buffer{})
 		return code, stdout.String(), err
 	}
-	first, err := api.NewClient(e.daemon.socket).BMC(context.Background(), "skinner-worker-2")
+	first, err := api.NewClient(e.daemon.ep.Socket).BMC(context.Background(), "skinner-worker-2")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -575,6 +549,13 @@ func TestCLI(t *testing.T) {
 		{[]string{"bmc", "-h"}, 0, "show", ""},
 		{[]string{"bmc", "add", "--help"}, 0, "--allow-duplicate", ""},
 		{[]string{"serve", "-h"}, 0, "--base-port", ""},
+		{[]string{"serve", "-h"}, 0, "--console-address", ""},
+		{[]string{"bmc", "add", "--help"}, 0, "--console", ""},
+		{[]string{"console", "--help"}, 0, "~. at the start of a line leaves", ""},
+		{[]string{"console"}, 2, "", "one VM"},
+		{[]string{"console", "a", "b"}, 2, "", "one VM"},
+		{[]string{"console", "vm", "--socket", sock}, 1, "", "no daemon at " + sock},
+		{[]string{"console", "vm", "--log", "--socket", sock}, 1, "", "no daemon at " + sock},
 		{[]string{"--version"}, 0, "ipmi-vmware-bridge " + version().Version + " (go", ""},
 		{[]string{"version"}, 0, version().String(), ""},
 		{[]string{"version", "--json"}, 0, `"go": "go`, ""},

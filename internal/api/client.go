@@ -22,13 +22,31 @@ type Client struct {
 
 // NewClient returns a client for the socket at path.
 func NewClient(path string) *Client {
-	return &Client{socket: path, http: &http.Client{
+	c := &Client{socket: path}
+	c.http = &http.Client{
 		// check opens a session to every BMC; a thousand take a while.
 		Timeout: 10 * time.Minute,
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", path)
+			return c.dial(ctx)
 		}},
-	}}
+	}
+	return c
+}
+
+// dial connects to the daemon's socket, saying so when no daemon listens.
+func (c *Client) dial(ctx context.Context) (net.Conn, error) {
+	conn, err := (&net.Dialer{}).DialContext(ctx, "unix", c.socket)
+	if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+		return nil, noDaemon{c.socket}
+	}
+	return conn, err
+}
+
+// noDaemon is dial's error when nothing listens on the socket.
+type noDaemon struct{ socket string }
+
+func (e noDaemon) Error() string {
+	return "no daemon at " + e.socket + " (is `ipmi-vmware-bridge serve` running? --socket names another)"
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
@@ -46,18 +64,14 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
-			return fmt.Errorf("no daemon at %s (is `ipmi-vmware-bridge serve` running? --socket names another)", c.socket)
+		if nd := (noDaemon{}); errors.As(err, &nd) {
+			return nd // without the URL the HTTP client adds
 		}
 		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
-		var e Error
-		if json.NewDecoder(resp.Body).Decode(&e) == nil && e.Error != "" {
-			return errors.New(e.Error)
-		}
-		return fmt.Errorf("daemon answered %s", resp.Status)
+		return responseError(resp)
 	}
 	if w, ok := out.(io.Writer); ok {
 		_, err = io.Copy(w, resp.Body)
@@ -129,4 +143,14 @@ func (c *Client) BMH(ctx context.Context, req BMH, w io.Writer) error {
 // Reload makes the daemon re-read its configuration.
 func (c *Client) Reload(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/v1/reload", nil, nil)
+}
+
+// responseError is the error a failed request's response carries: the
+// daemon's message when it sent one.
+func responseError(resp *http.Response) error {
+	var e Error
+	if json.NewDecoder(io.LimitReader(resp.Body, maxBody)).Decode(&e) == nil && e.Error != "" {
+		return errors.New(e.Error)
+	}
+	return fmt.Errorf("daemon answered %s", resp.Status)
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/safedir"
 )
 
@@ -29,6 +30,11 @@ type Backend interface {
 	Check(context.Context) []Check
 	BMH(context.Context, BMH) ([]byte, error)
 	Reload() error
+	// ConsoleLog is the output kept of the serial console of the BMC id
+	// names, and Console that console to attach to: ErrNotFound for an
+	// unknown BMC, ErrConflict for one that offers no console.
+	ConsoleLog(ctx context.Context, id string) ([]byte, error)
+	Console(ctx context.Context, id string) (machine.SerialConsole, error)
 }
 
 // Errors a Backend returns, mapped to HTTP statuses here.
@@ -64,72 +70,85 @@ func Listen(path string) (net.Listener, error) {
 
 // Handler routes the API.
 func Handler(b Backend, log *slog.Logger) http.Handler {
+	s := &server{b: b, log: log}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/bmcs", func(w http.ResponseWriter, _ *http.Request) { reply(w, b.BMCs(), nil) })
 	mux.HandleFunc("GET /v1/bmcs/{id}", func(w http.ResponseWriter, r *http.Request) {
 		bmc, err := b.BMC(r.PathValue("id"))
 		reply(w, bmc, err)
 	})
-	mux.HandleFunc("POST /v1/bmcs", func(w http.ResponseWriter, r *http.Request) {
-		var req Add
-		if err := decode(r, &req); err != nil {
-			reply(w, nil, err)
-			return
-		}
-		bmc, err := b.Add(r.Context(), req)
-		if err == nil {
-			log.Info("bmc added", "vm", req.VM, "address", bmc.Address)
-		}
-		replyStatus(w, http.StatusCreated, bmc, err)
-	})
-	mux.HandleFunc("POST /v1/bmcs:all", func(w http.ResponseWriter, r *http.Request) {
-		var req AddAll
-		if err := decode(r, &req); err != nil {
-			reply(w, nil, err)
-			return
-		}
-		bmcs, err := b.AddAll(r.Context(), req)
-		replyStatus(w, http.StatusCreated, bmcs, err)
-	})
-	mux.HandleFunc("DELETE /v1/bmcs/{id}", func(w http.ResponseWriter, r *http.Request) {
-		err := b.Remove(r.PathValue("id"))
-		if err == nil {
-			log.Info("bmc removed", "bmc", r.PathValue("id"))
-		}
-		replyStatus(w, http.StatusNoContent, nil, err)
-	})
-	for verb, fn := range map[string]func(string) error{"stop": b.Stop, "start": b.Start} {
-		mux.HandleFunc("POST /v1/bmcs/{id}/"+verb, func(w http.ResponseWriter, r *http.Request) {
-			err := fn(r.PathValue("id"))
-			if err == nil {
-				log.Info("bmc "+verb, "bmc", r.PathValue("id"))
-			}
-			replyStatus(w, http.StatusNoContent, nil, err)
-		})
-	}
+	mux.HandleFunc("POST /v1/bmcs", s.add)
+	mux.HandleFunc("POST /v1/bmcs:all", s.addAll)
+	mux.HandleFunc("DELETE /v1/bmcs/{id}", s.change("removed", b.Remove))
+	mux.HandleFunc("POST /v1/bmcs/{id}/stop", s.change("stop", b.Stop))
+	mux.HandleFunc("POST /v1/bmcs/{id}/start", s.change("start", b.Start))
+	mux.HandleFunc("GET /v1/bmcs/{id}/console", s.console)        // console.go
+	mux.HandleFunc("GET /v1/bmcs/{id}/console/log", s.consoleLog) // console.go
 	mux.HandleFunc("GET /v1/vms", func(w http.ResponseWriter, r *http.Request) {
 		vms, err := b.VMs(r.Context(), r.URL.Query().Get("filter"), r.URL.Query().Get("folder"))
 		reply(w, vms, err)
 	})
 	mux.HandleFunc("POST /v1/check", func(w http.ResponseWriter, r *http.Request) { reply(w, b.Check(r.Context()), nil) })
-	mux.HandleFunc("POST /v1/bmh", func(w http.ResponseWriter, r *http.Request) {
-		var req BMH
-		if err := decode(r, &req); err != nil {
-			reply(w, nil, err)
-			return
-		}
-		out, err := b.BMH(r.Context(), req)
-		if err != nil {
-			reply(w, nil, err)
-			return
-		}
-		w.Header().Set("Content-Type", "application/yaml")
-		_, _ = w.Write(out)
-	})
+	mux.HandleFunc("POST /v1/bmh", s.bmh)
 	mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, _ *http.Request) {
 		replyStatus(w, http.StatusNoContent, nil, b.Reload())
 	})
 	return mux
+}
+
+// server answers the requests that decode a body or log a change.
+type server struct {
+	b   Backend
+	log *slog.Logger
+}
+
+func (s *server) add(w http.ResponseWriter, r *http.Request) {
+	var req Add
+	if err := decode(r, &req); err != nil {
+		reply(w, nil, err)
+		return
+	}
+	bmc, err := s.b.Add(r.Context(), req)
+	if err == nil {
+		s.log.Info("bmc added", "vm", req.VM, "address", bmc.Address)
+	}
+	replyStatus(w, http.StatusCreated, bmc, err)
+}
+
+func (s *server) addAll(w http.ResponseWriter, r *http.Request) {
+	var req AddAll
+	if err := decode(r, &req); err != nil {
+		reply(w, nil, err)
+		return
+	}
+	bmcs, err := s.b.AddAll(r.Context(), req)
+	replyStatus(w, http.StatusCreated, bmcs, err)
+}
+
+// change applies fn to the BMC the path names and logs "bmc " + done.
+func (s *server) change(done string, fn func(id string) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		err := fn(r.PathValue("id"))
+		if err == nil {
+			s.log.Info("bmc "+done, "bmc", r.PathValue("id"))
+		}
+		replyStatus(w, http.StatusNoContent, nil, err)
+	}
+}
+
+func (s *server) bmh(w http.ResponseWriter, r *http.Request) {
+	var req BMH
+	if err := decode(r, &req); err != nil {
+		reply(w, nil, err)
+		return
+	}
+	out, err := s.b.BMH(r.Context(), req)
+	if err != nil {
+		reply(w, nil, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/yaml")
+	_, _ = w.Write(out)
 }
 
 // maxBody bounds request bodies: the API takes small JSON documents.

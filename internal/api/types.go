@@ -1,7 +1,8 @@
 // Package api owns the daemon's local management API: JSON over HTTP on a
 // unix socket whose file permissions (0600 in a 0700 directory) are the
-// authentication, so only the daemon's user and root can manage BMCs. The
-// CLI subcommands (bmc, vms, bmh, check, reload) are its client.
+// authentication, so only the daemon's user and root can manage BMCs and
+// reach their VMs' serial consoles. The CLI subcommands (bmc, vms, bmh,
+// check, reload, console) are its client.
 package api
 
 import (
@@ -41,6 +42,8 @@ type BMC struct {
 	Power    string    `json:"power,omitempty"`
 	Requests uint64    `json:"requests"`
 	Sessions []Session `json:"sessions"`
+	// Console is the BMC's serial console, when it offers one.
+	Console *ConsoleState `json:"console,omitempty"`
 }
 
 // Session is an open IPMI session.
@@ -64,6 +67,8 @@ type Add struct {
 	// AllowDuplicate asks for a second BMC for a VM that has one; without
 	// it such a request is refused (409), so that a VM name names one BMC.
 	AllowDuplicate bool `json:"allowDuplicate,omitempty"`
+	// Console asks for the VM's serial console (bmcs[].console).
+	Console bool `json:"console,omitempty"`
 }
 
 // AddAll asks for a BMC for each VM matching Filter (and Folder), on
@@ -75,6 +80,8 @@ type AddAll struct {
 	BasePort int    `json:"basePort"`
 	Username string `json:"username"`
 	Password string `json:"password"`
+	// Console asks for each VM's serial console (bmcs[].console).
+	Console bool `json:"console,omitempty"`
 }
 
 // Check is the outcome of one RMCP+ session opened to a BMC.

@@ -57,6 +57,8 @@ type Config struct {
 	Redfish        Redfish
 	Media          Media
 	Boot           Boot
+	// Console is the serial console concentrator.
+	Console Console
 }
 
 // IPMI tunes every IPMI endpoint.
@@ -133,6 +135,10 @@ type BMC struct {
 	// an earlier entry a second BMC; without it that is an error, so that
 	// a VM name names one BMC.
 	AllowDuplicate bool
+	// Console: the BMC offers its VM's serial console (IPMI SOL, the
+	// management API's console), the VM's serial port pointed at the
+	// concentrator (Config.Console).
+	Console bool
 }
 
 // Endpoint is the BMC's host:port.
@@ -172,7 +178,6 @@ type Env struct {
 
 // Parse validates data read from file.
 func Parse(file string, data []byte, env Env) (*Config, error) {
-	envPassword, envStateDir := env.Password, env.StateDirectory
 	p := &parser{file: file}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
@@ -183,15 +188,39 @@ func Parse(file string, data []byte, env Env) (*Config, error) {
 	}
 	cfg := &Config{}
 	root := doc.Content[0]
-	fields, err := p.mapping(root, "", "vcenter", "bmcs", "stateDir", "softOffTimeout", "oneTimeBootHold", "ipmi", "metricsAddress", "redfish", "media", "boot")
+	fields, err := p.mapping(root, "", "vcenter", "bmcs", "stateDir", "softOffTimeout", "oneTimeBootHold", "ipmi", "metricsAddress", "redfish", "media", "boot", "console")
 	if err != nil {
 		return nil, err
 	}
 	if err := p.sections(fields, cfg); err != nil {
 		return nil, err
 	}
-	if cfg.StateDir, err = p.str(fields, "", "stateDir"); err != nil {
+	if err := p.stateAndTimings(fields, env.StateDirectory, cfg); err != nil {
 		return nil, err
+	}
+	vc, ok := fields["vcenter"]
+	if !ok {
+		return nil, p.err(root, "vcenter", "missing")
+	}
+	if cfg.VCenter, err = p.vcenter(vc, env.Password); err != nil {
+		return nil, err
+	}
+	if cfg.BMCs, err = p.bmcs(root, fields); err != nil {
+		return nil, err
+	}
+	if err := p.consoleBMCs(fields["bmcs"], cfg); err != nil { // console.go
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// stateAndTimings reads stateDir (default: systemd's first
+// StateDirectory, else DefaultStateDir), softOffTimeout and
+// oneTimeBootHold.
+func (p *parser) stateAndTimings(fields map[string]*yaml.Node, envStateDir string, cfg *Config) error {
+	var err error
+	if cfg.StateDir, err = p.str(fields, "", "stateDir"); err != nil {
+		return err
 	}
 	if cfg.StateDir == "" {
 		cfg.StateDir = DefaultStateDir
@@ -200,21 +229,20 @@ func Parse(file string, data []byte, env Env) (*Config, error) {
 		}
 	}
 	if cfg.SoftOffTimeout, err = p.duration(fields, "", "softOffTimeout"); err != nil {
-		return nil, err
+		return err
 	}
 	cfg.OneTimeBootHold = DefaultOneTimeBootHold
 	if _, ok := fields["oneTimeBootHold"]; ok {
 		if cfg.OneTimeBootHold, err = p.duration(fields, "", "oneTimeBootHold"); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	vc, ok := fields["vcenter"]
-	if !ok {
-		return nil, p.err(root, "vcenter", "missing")
-	}
-	if cfg.VCenter, err = p.vcenter(vc, envPassword); err != nil {
-		return nil, err
-	}
+	return nil
+}
+
+// bmcs reads the list of BMCs: one per address, and one per VM unless an
+// entry allows a duplicate.
+func (p *parser) bmcs(root *yaml.Node, fields map[string]*yaml.Node) ([]BMC, error) {
 	list, ok := fields["bmcs"]
 	if !ok {
 		return nil, p.err(root, "bmcs", "missing")
@@ -222,6 +250,7 @@ func Parse(file string, data []byte, env Env) (*Config, error) {
 	if list.Kind != yaml.SequenceNode {
 		return nil, p.err(list, "bmcs", "must be a list")
 	}
+	var out []BMC
 	seen := map[string]string{}
 	vms := map[string]string{}
 	for i, n := range list.Content {
@@ -238,9 +267,9 @@ func Parse(file string, data []byte, env Env) (*Config, error) {
 		} else if !dup {
 			vms[b.VM] = b.Where
 		}
-		cfg.BMCs = append(cfg.BMCs, b)
+		out = append(out, b)
 	}
-	return cfg, nil
+	return out, nil
 }
 
 type parser struct{ file string }
@@ -341,116 +370,165 @@ func (p *parser) caFile(n *yaml.Node, key, file string) error {
 	return nil
 }
 
-// sections reads the optional ipmi, metricsAddress, redfish, media and boot
-// settings, with their defaults.
+// sections reads the optional ipmi, metricsAddress, redfish, media, boot
+// and console settings, with their defaults.
 func (p *parser) sections(fields map[string]*yaml.Node, cfg *Config) error {
 	var err error
-	cfg.MetricsAddress = DefaultMetricsAddress
-	if n, ok := fields["metricsAddress"]; ok {
-		if cfg.MetricsAddress, err = p.str(fields, "", "metricsAddress"); err != nil {
-			return err
-		}
-		if _, _, err := net.SplitHostPort(cfg.MetricsAddress); cfg.MetricsAddress != "" && err != nil {
-			return p.err(n, "metricsAddress", "must be host:port, or empty to turn metrics off")
-		}
+	if cfg.MetricsAddress, err = p.listenAddress(fields, "", "metricsAddress", DefaultMetricsAddress, "metrics"); err != nil {
+		return err
 	}
-	// The lockout and setup-rate defaults are the guard's, which owns them.
-	g := guard.Default
-	cfg.IPMI = IPMI{LockoutFailures: g.Failures, LockoutWindow: g.Window, LockoutDuration: g.Lockout, SessionSetupRate: g.SetupRate}
-	if n, ok := fields["ipmi"]; ok {
-		f, err := p.mapping(n, "ipmi.", "sessionTimeout", "sessionLimit", "lockoutFailures", "lockoutWindow", "lockoutDuration", "sessionSetupRate")
-		if err != nil {
-			return err
-		}
-		if l, ok := f["lockoutFailures"]; ok {
-			if err := l.Decode(&cfg.IPMI.LockoutFailures); err != nil || l.Tag != "!!int" || cfg.IPMI.LockoutFailures < 0 {
-				return p.err(l, "ipmi.lockoutFailures", "must be a whole number, 0 to turn the lockout off")
-			}
-		}
-		for key, dst := range map[string]*time.Duration{"lockoutWindow": &cfg.IPMI.LockoutWindow, "lockoutDuration": &cfg.IPMI.LockoutDuration} {
-			if _, ok := f[key]; ok {
-				if *dst, err = p.duration(f, "ipmi.", key); err != nil {
-					return err
-				}
-			}
-		}
-		// With failures counted, a zero window would count nothing (each
-		// failure is out of the window at once) and a zero duration would
-		// lock out for no time: the lockout silently off.
-		if cfg.IPMI.LockoutFailures > 0 {
-			for _, c := range []struct {
-				key string
-				d   time.Duration
-			}{{"lockoutWindow", cfg.IPMI.LockoutWindow}, {"lockoutDuration", cfg.IPMI.LockoutDuration}} {
-				if n, ok := f[c.key]; ok && c.d == 0 {
-					return p.err(n, "ipmi."+c.key, "must be more than 0 while lockoutFailures is above 0 (set lockoutFailures: 0 to turn the lockout off)")
-				}
-			}
-		}
-		if r, ok := f["sessionSetupRate"]; ok {
-			if err := r.Decode(&cfg.IPMI.SessionSetupRate); err != nil || (r.Tag != "!!int" && r.Tag != "!!float") || cfg.IPMI.SessionSetupRate < 0 {
-				return p.err(r, "ipmi.sessionSetupRate", "must be a number of packets per second, 0 for no limit")
-			}
-		}
-		if cfg.IPMI.SessionTimeout, err = p.duration(f, "ipmi.", "sessionTimeout"); err != nil {
-			return err
-		}
-		if l, ok := f["sessionLimit"]; ok {
-			if err := l.Decode(&cfg.IPMI.SessionLimit); err != nil || l.Tag != "!!int" || cfg.IPMI.SessionLimit < 1 || cfg.IPMI.SessionLimit > 63 {
-				return p.err(l, "ipmi.sessionLimit", "must be a whole number from 1 to 63")
-			}
-		}
+	if cfg.IPMI, err = p.ipmi(fields); err != nil {
+		return err
 	}
-	cfg.Redfish.Address = DefaultRedfishAddress
-	if n, ok := fields["redfish"]; ok {
-		f, err := p.mapping(n, "redfish.", "address", "certFile", "keyFile")
-		if err != nil {
-			return err
-		}
-		if a, ok := f["address"]; ok {
-			if cfg.Redfish.Address, err = p.str(f, "redfish.", "address"); err != nil {
-				return err
-			}
-			if _, _, err := net.SplitHostPort(cfg.Redfish.Address); cfg.Redfish.Address != "" && err != nil {
-				return p.err(a, "redfish.address", "must be host:port, or empty to turn Redfish off")
-			}
-		}
-		for key, dst := range map[string]*string{"certFile": &cfg.Redfish.CertFile, "keyFile": &cfg.Redfish.KeyFile} {
-			if *dst, err = p.str(f, "redfish.", key); err != nil {
-				return err
-			}
-		}
-		if (cfg.Redfish.CertFile == "") != (cfg.Redfish.KeyFile == "") {
-			return p.err(n, "redfish", "give both certFile and keyFile, or neither for a self-signed certificate")
-		}
-		if cfg.Redfish.CertFile != "" {
-			// Checked here, not when Redfish starts: a daemon that exits
-			// after logging in to vCenter costs a failed login at each
-			// restart when the password is wrong.
-			if _, err := tls.LoadX509KeyPair(cfg.Redfish.CertFile, cfg.Redfish.KeyFile); err != nil {
-				return p.err(f["certFile"], "redfish.certFile", fmt.Sprintf("%s with keyFile %s: not a usable PEM certificate and key pair: %v", cfg.Redfish.CertFile, cfg.Redfish.KeyFile, err))
-			}
-		}
+	if cfg.Redfish, err = p.redfish(fields); err != nil {
+		return err
 	}
 	if err := p.media(fields, &cfg.Media); err != nil { // media.go
 		return err
 	}
-	cfg.Boot.FollowEFIBit = FollowEFIBits[0]
-	if n, ok := fields["boot"]; ok {
-		f, err := p.mapping(n, "boot.", "followEfiBit")
-		if err != nil {
-			return err
+	if cfg.Boot, err = p.boot(fields); err != nil {
+		return err
+	}
+	return p.console(fields, &cfg.Console) // console.go
+}
+
+// listenAddress reads the host:port at key, def when absent; "" turns
+// what listens there off.
+func (p *parser) listenAddress(fields map[string]*yaml.Node, prefix, key, def, what string) (string, error) {
+	n, ok := fields[key]
+	if !ok {
+		return def, nil
+	}
+	a, err := p.str(fields, prefix, key)
+	if err != nil {
+		return "", err
+	}
+	if _, _, err := net.SplitHostPort(a); a != "" && err != nil {
+		return "", p.err(n, prefix+key, "must be host:port, or empty to turn "+what+" off")
+	}
+	return a, nil
+}
+
+// ipmi reads the ipmi section.
+func (p *parser) ipmi(fields map[string]*yaml.Node) (IPMI, error) {
+	// The lockout and setup-rate defaults are the guard's, which owns them.
+	g := guard.Default
+	c := IPMI{LockoutFailures: g.Failures, LockoutWindow: g.Window, LockoutDuration: g.Lockout, SessionSetupRate: g.SetupRate}
+	n, ok := fields["ipmi"]
+	if !ok {
+		return c, nil
+	}
+	f, err := p.mapping(n, "ipmi.", "sessionTimeout", "sessionLimit", "lockoutFailures", "lockoutWindow", "lockoutDuration", "sessionSetupRate")
+	if err != nil {
+		return c, err
+	}
+	if err := p.lockout(f, &c); err != nil {
+		return c, err
+	}
+	if r, ok := f["sessionSetupRate"]; ok {
+		if err := r.Decode(&c.SessionSetupRate); err != nil || (r.Tag != "!!int" && r.Tag != "!!float") || c.SessionSetupRate < 0 {
+			return c, p.err(r, "ipmi.sessionSetupRate", "must be a number of packets per second, 0 for no limit")
 		}
-		if v, ok := f["followEfiBit"]; ok {
-			if v.Kind != yaml.ScalarNode || !slices.Contains(FollowEFIBits, v.Value) {
-				return p.err(v, "boot.followEfiBit", "must be one of "+strings.Join(FollowEFIBits, ", ")+" (default "+FollowEFIBits[0]+": only persistent boot overrides change the firmware)")
+	}
+	if c.SessionTimeout, err = p.duration(f, "ipmi.", "sessionTimeout"); err != nil {
+		return c, err
+	}
+	if l, ok := f["sessionLimit"]; ok {
+		if err := l.Decode(&c.SessionLimit); err != nil || l.Tag != "!!int" || c.SessionLimit < 1 || c.SessionLimit > 63 {
+			return c, p.err(l, "ipmi.sessionLimit", "must be a whole number from 1 to 63")
+		}
+	}
+	return c, nil
+}
+
+// lockout reads the ipmi section's lockout settings into c.
+func (p *parser) lockout(f map[string]*yaml.Node, c *IPMI) error {
+	if l, ok := f["lockoutFailures"]; ok {
+		if err := l.Decode(&c.LockoutFailures); err != nil || l.Tag != "!!int" || c.LockoutFailures < 0 {
+			return p.err(l, "ipmi.lockoutFailures", "must be a whole number, 0 to turn the lockout off")
+		}
+	}
+	durations := []struct {
+		key string
+		dst *time.Duration
+	}{{"lockoutWindow", &c.LockoutWindow}, {"lockoutDuration", &c.LockoutDuration}}
+	for _, d := range durations {
+		if _, ok := f[d.key]; ok {
+			var err error
+			if *d.dst, err = p.duration(f, "ipmi.", d.key); err != nil {
+				return err
 			}
-			cfg.Boot.FollowEFIBit = v.Value
+		}
+	}
+	// With failures counted, a zero window would count nothing (each
+	// failure is out of the window at once) and a zero duration would
+	// lock out for no time: the lockout silently off.
+	if c.LockoutFailures > 0 {
+		for _, d := range durations {
+			if n, ok := f[d.key]; ok && *d.dst == 0 {
+				return p.err(n, "ipmi."+d.key, "must be more than 0 while lockoutFailures is above 0 (set lockoutFailures: 0 to turn the lockout off)")
+			}
 		}
 	}
 	return nil
 }
 
+// redfish reads the redfish section.
+func (p *parser) redfish(fields map[string]*yaml.Node) (Redfish, error) {
+	r := Redfish{Address: DefaultRedfishAddress}
+	n, ok := fields["redfish"]
+	if !ok {
+		return r, nil
+	}
+	f, err := p.mapping(n, "redfish.", "address", "certFile", "keyFile")
+	if err != nil {
+		return r, err
+	}
+	if r.Address, err = p.listenAddress(f, "redfish.", "address", DefaultRedfishAddress, "Redfish"); err != nil {
+		return r, err
+	}
+	if r.CertFile, err = p.str(f, "redfish.", "certFile"); err != nil {
+		return r, err
+	}
+	if r.KeyFile, err = p.str(f, "redfish.", "keyFile"); err != nil {
+		return r, err
+	}
+	if (r.CertFile == "") != (r.KeyFile == "") {
+		return r, p.err(n, "redfish", "give both certFile and keyFile, or neither for a self-signed certificate")
+	}
+	if r.CertFile != "" {
+		// Checked here, not when Redfish starts: a daemon that exits
+		// after logging in to vCenter costs a failed login at each
+		// restart when the password is wrong.
+		if _, err := tls.LoadX509KeyPair(r.CertFile, r.KeyFile); err != nil {
+			return r, p.err(f["certFile"], "redfish.certFile", fmt.Sprintf("%s with keyFile %s: not a usable PEM certificate and key pair: %v", r.CertFile, r.KeyFile, err))
+		}
+	}
+	return r, nil
+}
+
+// boot reads the boot section.
+func (p *parser) boot(fields map[string]*yaml.Node) (Boot, error) {
+	b := Boot{FollowEFIBit: FollowEFIBits[0]}
+	n, ok := fields["boot"]
+	if !ok {
+		return b, nil
+	}
+	f, err := p.mapping(n, "boot.", "followEfiBit")
+	if err != nil {
+		return b, err
+	}
+	if v, ok := f["followEfiBit"]; ok {
+		if v.Kind != yaml.ScalarNode || !slices.Contains(FollowEFIBits, v.Value) {
+			return b, p.err(v, "boot.followEfiBit", "must be one of "+strings.Join(FollowEFIBits, ", ")+" (default "+FollowEFIBits[0]+": only persistent boot overrides change the firmware)")
+		}
+		b.FollowEFIBit = v.Value
+	}
+	return b, nil
+}
+
+// vcenter reads the vcenter section; envPassword is the password when
+// the file gives none.
 func (p *parser) vcenter(n *yaml.Node, envPassword string) (VCenter, error) {
 	var vc VCenter
 	const pre = "vcenter."
@@ -458,24 +536,8 @@ func (p *parser) vcenter(n *yaml.Node, envPassword string) (VCenter, error) {
 	if err != nil {
 		return vc, err
 	}
-	if vc.URL, err = p.str(f, pre, "url"); err != nil {
+	if vc.URL, err = p.vcenterURL(n, f); err != nil {
 		return vc, err
-	}
-	u, perr := url.Parse(vc.URL)
-	switch {
-	case vc.URL == "":
-		return vc, p.err(n, pre+"url", "missing")
-	case perr != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
-		return vc, p.err(f["url"], pre+"url", "must be an https URL such as https://vcenter.example.com/sdk")
-	case u.User != nil:
-		return vc, p.err(f["url"], pre+"url", "must not contain credentials; use username and password")
-	case u.Path == "" || u.Path == "/":
-		// The SDK endpoint is /sdk on every vCenter and ESXi; a bare host
-		// is what people paste, so it is completed rather than refused.
-		u.Path = "/sdk"
-		vc.URL = u.String()
-	case u.Path != "/sdk" && u.Path != "/sdk/":
-		return vc, p.err(f["url"], pre+"url", fmt.Sprintf("path %q is not the SDK endpoint: use https://%s/sdk", u.Path, u.Host))
 	}
 	if vc.Username, err = p.str(f, pre, "username"); err != nil {
 		return vc, err
@@ -505,27 +567,62 @@ func (p *parser) vcenter(n *yaml.Node, envPassword string) (VCenter, error) {
 			return vc, err
 		}
 	}
-	vc.LoginFailures, vc.LoginWindow = DefaultLoginFailures, DefaultLoginWindow
+	vc.LoginFailures, vc.LoginWindow, err = p.loginCap(f)
+	return vc, err
+}
+
+// vcenterURL reads vcenter.url, the SDK endpoint of the vcenter section n.
+func (p *parser) vcenterURL(n *yaml.Node, f map[string]*yaml.Node) (string, error) {
+	const key = "vcenter.url"
+	raw, err := p.str(f, "vcenter.", "url")
+	if err != nil {
+		return "", err
+	}
+	u, perr := url.Parse(raw)
+	switch {
+	case raw == "":
+		return "", p.err(n, key, "missing")
+	case perr != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		return "", p.err(f["url"], key, "must be an https URL such as https://vcenter.example.com/sdk")
+	case u.User != nil:
+		return "", p.err(f["url"], key, "must not contain credentials; use username and password")
+	case u.Path == "" || u.Path == "/":
+		// The SDK endpoint is /sdk on every vCenter and ESXi; a bare host
+		// is what people paste, so it is completed rather than refused.
+		u.Path = "/sdk"
+		return u.String(), nil
+	case u.Path != "/sdk" && u.Path != "/sdk/":
+		return "", p.err(f["url"], key, fmt.Sprintf("path %q is not the SDK endpoint: use https://%s/sdk", u.Path, u.Host))
+	}
+	return raw, nil
+}
+
+// loginCap reads vcenter.loginFailures and vcenter.loginWindow, with
+// their defaults.
+func (p *parser) loginCap(f map[string]*yaml.Node) (int, time.Duration, error) {
+	const pre = "vcenter."
+	failures, window := DefaultLoginFailures, DefaultLoginWindow
 	if l, ok := f["loginFailures"]; ok {
-		if err := l.Decode(&vc.LoginFailures); err != nil || l.Tag != "!!int" || vc.LoginFailures < 1 || vc.LoginFailures > 4 {
-			return vc, p.err(l, pre+"loginFailures", "must be a whole number from 1 to 4 (vCenter locks an account after 5 failures by default)")
+		if err := l.Decode(&failures); err != nil || l.Tag != "!!int" || failures < 1 || failures > 4 {
+			return 0, 0, p.err(l, pre+"loginFailures", "must be a whole number from 1 to 4 (vCenter locks an account after 5 failures by default)")
 		}
 	}
 	if _, ok := f["loginWindow"]; ok {
-		if vc.LoginWindow, err = p.duration(f, pre, "loginWindow"); err != nil {
-			return vc, err
+		var err error
+		if window, err = p.duration(f, pre, "loginWindow"); err != nil {
+			return 0, 0, err
 		}
-		if vc.LoginWindow < 5*time.Minute {
-			return vc, p.err(f["loginWindow"], pre+"loginWindow", "must be at least 5m (vCenter counts failures over 3 minutes and locks for 5 by default)")
+		if window < 5*time.Minute {
+			return 0, 0, p.err(f["loginWindow"], pre+"loginWindow", "must be at least 5m (vCenter counts failures over 3 minutes and locks for 5 by default)")
 		}
 	}
-	return vc, nil
+	return failures, window, nil
 }
 
 func (p *parser) bmc(n *yaml.Node, name string) (BMC, error) {
 	b := BMC{Where: fmt.Sprintf("%s:%d", p.file, n.Line)}
 	pre := name + "."
-	f, err := p.mapping(n, pre, "vm", "address", "port", "username", "password", "passwordFile", "allowDuplicate")
+	f, err := p.mapping(n, pre, "vm", "address", "port", "username", "password", "passwordFile", "allowDuplicate", "console")
 	if err != nil {
 		return b, err
 	}
@@ -568,9 +665,14 @@ func (p *parser) bmc(n *yaml.Node, name string) (BMC, error) {
 	case len(b.Password) > ipmi.MaxPassword:
 		return b, p.err(n, pre+"password", fmt.Sprintf("longer than %d bytes (IPMI's limit)", ipmi.MaxPassword))
 	}
-	if in, ok := f["allowDuplicate"]; ok {
-		if err := in.Decode(&b.AllowDuplicate); err != nil || in.Tag != "!!bool" {
-			return b, p.err(in, pre+"allowDuplicate", "must be true or false")
+	for _, flag := range []struct {
+		key string
+		dst *bool
+	}{{"allowDuplicate", &b.AllowDuplicate}, {"console", &b.Console}} {
+		if in, ok := f[flag.key]; ok {
+			if err := in.Decode(flag.dst); err != nil || in.Tag != "!!bool" {
+				return b, p.err(in, pre+flag.key, "must be true or false")
+			}
 		}
 	}
 	return b, nil

@@ -98,6 +98,8 @@ func TestLockoutZeroRefused(t *testing.T) {
 		{"ipmi:\n  lockoutWindow: 0s\n", "f.yaml:16: ipmi.lockoutWindow: must be more than 0"},
 		{"ipmi:\n  lockoutDuration: 0s\n", "f.yaml:16: ipmi.lockoutDuration: must be more than 0"},
 		{"ipmi:\n  lockoutFailures: 3\n  lockoutDuration: 0s\n", "f.yaml:17: ipmi.lockoutDuration: must be more than 0"},
+		// Both zero: the window is named, whatever the order in the file.
+		{"ipmi:\n  lockoutDuration: 0s\n  lockoutWindow: 0s\n", "f.yaml:17: ipmi.lockoutWindow: must be more than 0"},
 	} {
 		_, err := Parse("f.yaml", []byte(good+tt.yaml), Env{})
 		if err == nil || !strings.Contains(err.Error(), tt.want) {

@@ -23,8 +23,9 @@ import (
 // The Daemon is the management API's backend.
 var _ api.Backend = (*Daemon)(nil)
 
-func apiBMC(i bridge.Info) api.BMC {
-	b := api.BMC{VM: i.Spec.VM, Name: i.Name, Address: i.Spec.Address, Source: "config", Status: string(i.Status), Requests: i.Requests, Sessions: []api.Session{}}
+func (d *Daemon) apiBMC(i bridge.Info) api.BMC {
+	b := api.BMC{VM: i.Spec.VM, Name: i.Name, Address: i.Spec.Address, Source: "config", Status: string(i.Status), Requests: i.Requests, Sessions: []api.Session{},
+		Console: d.consoleState(i)} // console.go
 	if i.Runtime {
 		b.Source = "runtime"
 	}
@@ -61,7 +62,7 @@ func apiError(err error) error {
 func (d *Daemon) BMCs() []api.BMC {
 	out := []api.BMC{}
 	for _, bm := range d.bridge.BMCs() {
-		out = append(out, apiBMC(bm.Info()))
+		out = append(out, d.apiBMC(bm.Info()))
 	}
 	return out
 }
@@ -72,12 +73,12 @@ func (d *Daemon) BMC(id string) (api.BMC, error) {
 	if err != nil {
 		return api.BMC{}, apiError(err)
 	}
-	return apiBMC(bm.Info()), nil
+	return d.apiBMC(bm.Info()), nil
 }
 
 // Add implements api.Backend.
 func (d *Daemon) Add(ctx context.Context, a api.Add) (api.BMC, error) {
-	s, err := d.spec(a.VM, a.Address, a.Port, a.Username, a.Password)
+	s, err := d.spec(a.VM, a.Address, a.Port, a.Username, a.Password, a.Console)
 	if err != nil {
 		return api.BMC{}, err
 	}
@@ -89,11 +90,11 @@ func (d *Daemon) Add(ctx context.Context, a api.Add) (api.BMC, error) {
 	if err != nil {
 		return api.BMC{}, apiError(err)
 	}
-	return apiBMC(bm.Info()), nil
+	return d.apiBMC(bm.Info()), nil
 }
 
 // spec validates what an operator asked for as the config file would.
-func (d *Daemon) spec(vm, address string, port int, user, password string) (bridge.Spec, error) {
+func (d *Daemon) spec(vm, address string, port int, user, password string, console bool) (bridge.Spec, error) {
 	if address == "" {
 		address = d.defaultAddress
 	}
@@ -111,8 +112,10 @@ func (d *Daemon) spec(vm, address string, port int, user, password string) (brid
 		return bridge.Spec{}, fmt.Errorf("%w: the BMC password must be 1 to 20 bytes", api.ErrInvalid)
 	case len(user) > 16:
 		return bridge.Spec{}, fmt.Errorf("%w: the username must be at most 16 bytes", api.ErrInvalid)
+	case console && d.conc == nil:
+		return bridge.Spec{}, fmt.Errorf("%w: --console: the console concentrator is off (set console.address in the configuration, or serve --console-address)", api.ErrInvalid)
 	}
-	return bridge.Spec{VM: vm, Address: net.JoinHostPort(address, strconv.Itoa(port)), Username: user, Password: password}, nil
+	return bridge.Spec{VM: vm, Address: net.JoinHostPort(address, strconv.Itoa(port)), Username: user, Password: password, Console: console}, nil
 }
 
 // AddAll implements api.Backend: one BMC per matching VM not yet bridged,
@@ -130,7 +133,7 @@ func (d *Daemon) AddAll(ctx context.Context, a api.AddAll) ([]api.BMC, error) {
 			continue
 		}
 		for ; port <= 65535; port++ {
-			s, err := d.spec(vm.Name, a.Address, port, a.Username, a.Password)
+			s, err := d.spec(vm.Name, a.Address, port, a.Username, a.Password, a.Console)
 			if err != nil {
 				return out, err
 			}
@@ -141,7 +144,7 @@ func (d *Daemon) AddAll(ctx context.Context, a api.AddAll) ([]api.BMC, error) {
 			if err != nil {
 				return out, apiError(err)
 			}
-			out = append(out, apiBMC(bm.Info()))
+			out = append(out, d.apiBMC(bm.Info()))
 			port++
 			break
 		}
@@ -274,18 +277,9 @@ func (d *Daemon) running() []served {
 // client, so that every client, one that predates the field included, gets
 // the same manifests for the same request.
 func (d *Daemon) BMH(ctx context.Context, req api.BMH) ([]byte, error) {
-	var cp openshift.ControlPlane
-	if !req.InstallConfig {
-		patterns := req.ControlPlane
-		if patterns == nil {
-			// Absent: a client that does not know the field is protected
-			// too. An empty list is the one way to ask for none.
-			patterns = []string{openshift.DefaultControlPlane}
-		}
-		var err error
-		if cp, err = openshift.ParseControlPlane(patterns); err != nil {
-			return nil, fmt.Errorf("%w: control plane: %v", api.ErrInvalid, err)
-		}
+	cp, err := controlPlane(req)
+	if err != nil {
+		return nil, err
 	}
 	if _, err := path.Match(req.Filter, ""); err != nil {
 		// A malformed glob would match nothing: say so rather than print
@@ -294,40 +288,12 @@ func (d *Daemon) BMH(ctx context.Context, req api.BMH) ([]byte, error) {
 	}
 	var hosts []openshift.Host
 	for _, i := range d.running() {
-		m := i.m
 		if ok, _ := path.Match(req.Filter, i.Name); req.Filter != "" && !ok {
 			continue
 		}
-		id, err := m.Identity(ctx)
+		h, err := bmhHost(ctx, i, req, cp)
 		if err != nil {
-			return nil, apiError(err)
-		}
-		if len(id.MACs) == 0 {
-			return nil, fmt.Errorf("%w: VM %s has no NIC to provision through", api.ErrInvalid, id.Name)
-		}
-		o, err := m.BootOverride(ctx)
-		if err != nil {
-			return nil, apiError(err)
-		}
-		host, port, _ := net.SplitHostPort(i.Addr.String())
-		if req.Host != "" {
-			host = req.Host
-		} else if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
-			return nil, fmt.Errorf("%w: BMC %s listens on every address; say which one the cluster reaches with --host", api.ErrInvalid, i.Addr)
-		}
-		h := openshift.Host{
-			Name: id.Name, BMCAddress: net.JoinHostPort(host, port),
-			Username: i.Spec.Username, Password: i.Spec.Password,
-			BootMAC: id.MACs[0], UEFI: o.Mode == machine.BootModeUEFI, Online: !req.Offline,
-			// What the next boot gets, not what runs: Metal3 reboots a host
-			// before it deploys anything to it, so a change that waits for
-			// a power cycle is in force by then.
-			SecureBoot: id.SecureBootNext,
-			// By vCenter's name: Match also tries the BareMetalHost's.
-			ControlPlane: cp.Match(id.Name),
-		}
-		if req.Redfish {
-			h.RedfishSystem = id.Name
+			return nil, err
 		}
 		hosts = append(hosts, h)
 	}
@@ -345,4 +311,59 @@ func (d *Daemon) BMH(ctx context.Context, req api.BMH) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %v", api.ErrInvalid, err)
 	}
 	return buf.Bytes(), nil
+}
+
+// controlPlane is the control plane req asks for; install-config.yaml
+// has none (see openshift.Host.ControlPlane).
+func controlPlane(req api.BMH) (openshift.ControlPlane, error) {
+	if req.InstallConfig {
+		return openshift.ControlPlane{}, nil
+	}
+	patterns := req.ControlPlane
+	if patterns == nil {
+		// Absent: a client that does not know the field is protected
+		// too. An empty list is the one way to ask for none.
+		patterns = []string{openshift.DefaultControlPlane}
+	}
+	cp, err := openshift.ParseControlPlane(patterns)
+	if err != nil {
+		return cp, fmt.Errorf("%w: control plane: %v", api.ErrInvalid, err)
+	}
+	return cp, nil
+}
+
+// bmhHost is the running BMC i as the cluster sees it.
+func bmhHost(ctx context.Context, i served, req api.BMH, cp openshift.ControlPlane) (openshift.Host, error) {
+	id, err := i.m.Identity(ctx)
+	if err != nil {
+		return openshift.Host{}, apiError(err)
+	}
+	if len(id.MACs) == 0 {
+		return openshift.Host{}, fmt.Errorf("%w: VM %s has no NIC to provision through", api.ErrInvalid, id.Name)
+	}
+	o, err := i.m.BootOverride(ctx)
+	if err != nil {
+		return openshift.Host{}, apiError(err)
+	}
+	host, port, _ := net.SplitHostPort(i.Addr.String())
+	if req.Host != "" {
+		host = req.Host
+	} else if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		return openshift.Host{}, fmt.Errorf("%w: BMC %s listens on every address; say which one the cluster reaches with --host", api.ErrInvalid, i.Addr)
+	}
+	h := openshift.Host{
+		Name: id.Name, BMCAddress: net.JoinHostPort(host, port),
+		Username: i.Spec.Username, Password: i.Spec.Password,
+		BootMAC: id.MACs[0], UEFI: o.Mode == machine.BootModeUEFI, Online: !req.Offline,
+		// What the next boot gets, not what runs: Metal3 reboots a host
+		// before it deploys anything to it, so a change that waits for
+		// a power cycle is in force by then.
+		SecureBoot: id.SecureBootNext,
+		// By vCenter's name: Match also tries the BareMetalHost's.
+		ControlPlane: cp.Match(id.Name),
+	}
+	if req.Redfish {
+		h.RedfishSystem = id.Name
+	}
+	return h, nil
 }

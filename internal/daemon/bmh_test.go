@@ -135,13 +135,40 @@ func testBMHControlPlane(t *testing.T, socket string) {
 // too, and that over IPMI, which Metal3 cannot drive secure boot through,
 // the daemon refuses rather than write a manifest Metal3 would reject.
 func testBMHSecureBoot(t *testing.T, sim *vsphere.Simulator, client *api.Client) {
+	secureBootOn(t, sim, "skinner-master-0")
+	// The daemon learns of the change from vCenter's updates, a moment later.
+	redfish := api.BMH{Host: "192.168.86.168", Redfish: true}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		mode, err := bootMode(t, client, redfish)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mode == "UEFISecureBoot" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bootMode %q with secure boot on, want UEFISecureBoot", mode)
+		}
+	}
+	redfish.InstallConfig = true
+	if mode, err := bootMode(t, client, redfish); err != nil || mode != "UEFISecureBoot" {
+		t.Errorf("install-config bootMode %q (%v), want UEFISecureBoot", mode, err)
+	}
+	if _, err := bootMode(t, client, api.BMH{Host: "192.168.86.168"}); err == nil || !strings.Contains(err.Error(), `"skinner-master-0": secure boot is on`) {
+		t.Errorf("over IPMI: error %v, want skinner-master-0's secure boot refused", err)
+	}
+}
+
+// secureBootOn turns secure boot on in the VM, straight in the simulator.
+func secureBootOn(t *testing.T, sim *vsphere.Simulator, name string) {
+	t.Helper()
 	ctx := context.Background()
 	c, err := vsphere.Connect(ctx, vsphere.Options{URL: sim.URL.String(), Username: vsphere.SimulatorUser, Password: vsphere.SimulatorPassword, CAFile: sim.CAFile})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = c.Close(ctx) }()
-	vm, err := find.NewFinder(c.Vim()).VirtualMachine(ctx, "skinner-master-0")
+	vm, err := find.NewFinder(c.Vim()).VirtualMachine(ctx, name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,55 +189,36 @@ func testBMHSecureBoot(t *testing.T, sim *vsphere.Simulator, client *api.Client)
 	if err != nil {
 		t.Fatal(err)
 	}
+}
 
-	// The daemon learns of the change from vCenter's updates, a moment later.
-	bootMode := func(req api.BMH) (string, error) {
-		var out bytes.Buffer
-		if err := client.BMH(ctx, req, &out); err != nil {
-			return "", err
-		}
-		if req.InstallConfig {
-			var ic struct {
-				Platform struct {
-					Baremetal struct {
-						Hosts []struct {
-							Name     string
-							BootMode string `yaml:"bootMode"`
-						}
-					}
-				}
-			}
-			if err := yaml.Unmarshal(out.Bytes(), &ic); err != nil {
-				t.Fatal(err)
-			}
-			for _, h := range ic.Platform.Baremetal.Hosts {
-				if h.Name == "skinner-master-0" {
-					return h.BootMode, nil
-				}
-			}
-			return "", nil
-		}
+// bootMode is skinner-master-0's boot mode in the manifests req asks for.
+func bootMode(t *testing.T, client *api.Client, req api.BMH) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	if err := client.BMH(context.Background(), req, &out); err != nil {
+		return "", err
+	}
+	if !req.InstallConfig {
 		mode, _ := bareMetalHosts(t, out.String())["skinner-master-0"]["bootMode"].(string)
 		return mode, nil
 	}
-	redfish := api.BMH{Host: "192.168.86.168", Redfish: true}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		mode, err := bootMode(redfish)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if mode == "UEFISecureBoot" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("bootMode %q with secure boot on, want UEFISecureBoot", mode)
+	var ic struct {
+		Platform struct {
+			Baremetal struct {
+				Hosts []struct {
+					Name     string
+					BootMode string `yaml:"bootMode"`
+				}
+			}
 		}
 	}
-	redfish.InstallConfig = true
-	if mode, err := bootMode(redfish); err != nil || mode != "UEFISecureBoot" {
-		t.Errorf("install-config bootMode %q (%v), want UEFISecureBoot", mode, err)
+	if err := yaml.Unmarshal(out.Bytes(), &ic); err != nil {
+		t.Fatal(err)
 	}
-	if _, err := bootMode(api.BMH{Host: "192.168.86.168"}); err == nil || !strings.Contains(err.Error(), `"skinner-master-0": secure boot is on`) {
-		t.Errorf("over IPMI: error %v, want skinner-master-0's secure boot refused", err)
+	for _, h := range ic.Platform.Baremetal.Hosts {
+		if h.Name == "skinner-master-0" {
+			return h.BootMode, nil
+		}
 	}
+	return "", nil
 }

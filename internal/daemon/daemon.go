@@ -1,11 +1,13 @@
 // Package daemon owns `ipmi-vmware-bridge serve`: it puts the parts
 // together (the vCenter or the embedded simulator, the inventory, the
-// BMCs, the state file, metrics, the management API and Redfish), prints
+// BMCs, the state file, metrics, the management API, Redfish and the
+// serial console concentrator), prints
 // the banner, reloads the configuration on SIGHUP and stops cleanly.
 package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -22,9 +24,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/api"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/bridge"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/config"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/console"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/guard"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/ipmi"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/metrics"
@@ -56,9 +61,28 @@ type Options struct {
 	MetricsAddress string
 	// RedfishAddress overrides the configuration's ("-" turns it off).
 	RedfishAddress string
+	// ConsoleAddress overrides the configuration's console.address, or
+	// simulator mode's config.SimConsoleAddress ("-" turns it off).
+	ConsoleAddress string
 	Log            *slog.Logger
 	// Stdout gets the banner.
 	Stdout io.Writer
+	// Ready, when set, is called once the daemon serves, right after the
+	// banner, with where it serves: programs and tests wait on it rather
+	// than read the banner, which is for people. It must not block.
+	Ready func(Endpoints)
+}
+
+// Endpoints are where a serving daemon answers, as its banner shows them.
+type Endpoints struct {
+	// Socket is the management API's unix socket.
+	Socket string
+	// Metrics is the URL of /metrics, Redfish that of the Redfish service
+	// root (https://HOST:PORT/redfish/v1); "" when turned off.
+	Metrics, Redfish string
+	// Console is the serial console concentrator's address (host:port),
+	// "" when turned off.
+	Console string
 }
 
 // Daemon is a running bridge.
@@ -77,42 +101,97 @@ type Daemon struct {
 	defaultAddress string
 	// redfishAddr is where Redfish listens, once it does.
 	redfishAddr string
+	// conc is the serial console concentrator, nil when turned off.
+	conc *console.Concentrator
 
 	mu sync.Mutex // serialises reloads
 }
 
 // Run serves until ctx ends (or SIGINT/SIGTERM); SIGHUP reloads the
-// configuration file.
+// configuration file. It prepares what can fail, connects to vCenter,
+// then serves; each step undoes itself at the exit, in reverse order.
 func Run(ctx context.Context, opts Options) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	d, s, err := prepare(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer d.release(s.ls)
+	disconnect, err := d.connect(ctx, s)
+	if err != nil {
+		return err
+	}
+	defer disconnect()
+	return d.serve(ctx, s)
+}
+
+// setup is what prepare makes for the rest of Run.
+type setup struct {
+	specs   []bridge.Spec
+	vopts   vsphere.Options
+	bopts   bridge.Options
+	ls      *listeners
+	metrics *metrics.Metrics
+	rtls    *tls.Config // nil when Redfish is off
+}
+
+// prepare does everything that can still make the daemon exit, before
+// the first vCenter login: a daemon that logs in and then exits is
+// restarted by systemd every few seconds, and with a wrong password each
+// restart would be a failed login (vCenter locks the account after 5).
+// The failed-login cap is kept in the state file for the same reason.
+func prepare(ctx context.Context, opts Options) (_ *Daemon, _ *setup, err error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
 	if opts.Stdout == nil {
 		opts.Stdout = io.Discard
 	}
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	d := &Daemon{opts: opts, log: opts.Log}
-	specs, vopts, err := d.load(ctx)
-	if err != nil {
-		return err
+	d, s := &Daemon{opts: opts, log: opts.Log}, &setup{}
+	defer func() {
+		if err != nil {
+			d.release(s.ls)
+		}
+	}()
+	if s.specs, s.vopts, err = d.load(ctx); err != nil {
+		return nil, nil, err
+	}
+	if s.ls, err = d.bind(); err != nil {
+		return nil, nil, err
+	}
+	s.metrics = metrics.New(d.vcenterRequests, func() bool { return d.inv != nil && d.inv.Available() == nil }, d.sessionCounts)
+	if s.bopts, err = d.bridgeOptions(s.metrics); err != nil {
+		return nil, nil, err
+	}
+	if err = d.startConcentrator(s.ls.console, &s.bopts, s.metrics); err != nil { // console.go
+		return nil, nil, err
+	}
+	if s.rtls, err = d.redfishTLS(ctx, s.ls.redfish); err != nil { // redfish.go
+		return nil, nil, err
+	}
+	return d, s, nil
+}
+
+// release closes what prepare opened: the listeners (ls may be nil), then
+// the simulator.
+func (d *Daemon) release(ls *listeners) {
+	if ls != nil {
+		ls.close()
 	}
 	if d.sim != nil {
-		defer d.sim.Close()
+		d.sim.Close()
 	}
-	ls, err := d.bind()
-	if err != nil {
-		return err
-	}
-	defer ls.close()
+}
 
-	// Everything that can still make the daemon exit happens before the
-	// first vCenter login: a daemon that logs in and then exits is
-	// restarted by systemd every few seconds, and with a wrong password
-	// each restart would be a failed login (vCenter locks the account
-	// after 5). The failed-login cap is kept in the state file for the
-	// same reason.
-	m := metrics.New(d.vcenterRequests, func() bool { return d.inv != nil && d.inv.Available() == nil }, d.sessionCounts)
+// The endpoint finds SOL's hooks on its Observer by type assertion: this
+// keeps the metrics from losing them silently.
+var _ ipmi.SOLObserver = (*metrics.Metrics)(nil)
+
+// bridgeOptions are the BMCs' settings from the configuration (the
+// defaults in simulator mode), counting into m. It makes the guard that
+// IPMI and Redfish share.
+func (d *Daemon) bridgeOptions(m *metrics.Metrics) (bridge.Options, error) {
 	gc := guard.Default
 	gc.Log = d.log
 	bopts := bridge.Options{
@@ -128,37 +207,45 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	d.guard = guard.New(gc)
 	bopts.Endpoint.Guard = d.guard
-	if bopts.Media, err = d.mediaService(m); err != nil { // media.go
-		return err
-	}
-	rtls, err := d.redfishTLS(ctx, ls.redfish) // redfish.go
-	if err != nil {
-		return err
-	}
+	var err error
+	bopts.Media, err = d.mediaService(m) // media.go
+	return bopts, err
+}
 
-	// vCenter is connected in the background: a wrong password, a
-	// vCenter that is down or a TLS failure keeps the daemon up, its BMCs
-	// answering node-busy and /readyz failing, with the reason in the log
-	// and in `bmc list`; logins are retried within the failed-login cap.
-	vopts.Log = d.log
+// connect starts the vCenter client, the inventory and the media
+// collector. vCenter is connected in the background: a wrong password, a
+// vCenter that is down or a TLS failure keeps the daemon up, its BMCs
+// answering node-busy and /readyz failing, with the reason in the log
+// and in `bmc list`; logins are retried within the failed-login cap.
+// disconnect stops them and logs out.
+func (d *Daemon) connect(ctx context.Context, s *setup) (disconnect func(), err error) {
+	s.vopts.Log = d.log
 	if d.state != nil {
-		vopts.LoginStore = d.state
+		s.vopts.LoginStore = d.state
 	}
-	if d.client, err = vsphere.Start(ctx, vopts); err != nil {
-		return err
+	if d.client, err = vsphere.Start(ctx, s.vopts); err != nil {
+		return nil, err
 	}
-	defer func() {
+	d.inv = vsphere.NewInventory(d.client, d.log)
+	// The inventory outlives the BMCs, which read from it while closing:
+	// its context ends with disconnect, which Run calls after serve.
+	wctx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	var g errgroup.Group
+	g.Go(func() error { d.inv.Run(wctx); return nil })
+	g.Go(func() error { s.bopts.Media.Run(wctx, d.inv, time.Minute); return nil })
+	return func() {
+		stopWatch()
+		_ = g.Wait()
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		_ = d.client.Close(cctx) // a vCenter that stopped answering must not hold up the exit
-	}()
+	}, nil
+}
 
-	// The inventory outlives the BMCs, which read from it while closing.
-	wctx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
-	d.inv = vsphere.NewInventory(d.client, d.log)
-	watching := make(chan struct{})
-	go func() { d.inv.Run(wctx); close(watching) }()
-	defer func() { stopWatch(); <-watching }()
+// awaitInventory waits for the inventory's first synchronisation, so that
+// the banner shows BMCs serving, and says whether to go on (not when ctx
+// ended).
+func (d *Daemon) awaitInventory(ctx context.Context) bool {
 	// The embedded simulator is local and cannot hang: its first
 	// synchronisation is waited for however long it takes (10,000 VMs
 	// take longer than startWait), or `serve --vms 10000` would start
@@ -170,62 +257,56 @@ func Run(ctx context.Context, opts Options) error {
 	select {
 	case <-d.inv.Ready():
 	case <-d.client.Tried():
-		// Give the first synchronisation a moment once connected, so
-		// that the banner shows BMCs serving; a failed login or an
-		// unreachable vCenter does not wait.
+		// Give the first synchronisation a moment once connected; a
+		// failed login or an unreachable vCenter does not wait.
 		if d.client.Status() == nil {
 			select {
 			case <-d.inv.Ready():
 			case <-wait:
 			case <-ctx.Done():
-				return nil
+				return false
 			}
 		}
 	case <-wait:
 	case <-ctx.Done():
-		return nil
+		return false
 	}
 	if err := d.inv.Available(); err != nil {
 		d.log.Error("serving without vCenter for now: BMCs answer node-busy (C0h) and /readyz fails until it is back", "err", err)
 	}
+	return true
+}
 
-	go bopts.Media.Run(wctx, d.inv, time.Minute)
-	d.bridge = bridge.Start(ctx, d.inv, specs, bopts)
+// serve starts the BMCs and the servers, prints the banner, tells
+// Options.Ready, and reloads on SIGHUP until ctx ends. At the exit the
+// servers stop first, then the BMCs.
+func (d *Daemon) serve(ctx context.Context, s *setup) error {
+	if !d.awaitInventory(ctx) {
+		return nil
+	}
+	d.bridge = bridge.Start(ctx, d.inv, s.specs, s.bopts)
 	defer func() { _ = d.bridge.Close() }()
 
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	sctx, cancelServers := context.WithCancel(ctx)
-	defer cancelServers()
-	serve := func(name string, fn func() error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := fn(); err != nil {
-				d.log.Error(name+" stopped", "err", err)
-			}
-		}()
-	}
-
-	serve("management API", func() error { return serveHTTP(sctx, ls.api, api.Handler(d, d.log)) })
-	var metricsURL string
-	if ls.metrics != nil {
-		metricsURL = "http://" + ls.metrics.Addr().String() + "/metrics"
-		serve("metrics", func() error { return serveHTTP(sctx, ls.metrics, m.Handler(d.ready, d.log)) })
-	}
-	redfishURL, err := d.startRedfish(sctx, serve, ls.redfish, rtls, m.Redfish())
+	var servers errgroup.Group
+	defer func() { cancelServers(); _ = servers.Wait() }()
+	ep, err := d.startServers(sctx, &servers, s)
 	if err != nil {
 		return err
 	}
-
-	d.banner(ls.socket, metricsURL, redfishURL)
-	if d.bridge.Running() == 0 && len(specs) > 0 && d.sim != nil {
-		return errors.New("no BMC could be started")
-	}
-
+	// Caught from before the banner: a SIGHUP sent as soon as the daemon
+	// says it serves reloads rather than kills it.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+
+	d.banner(ep)
+	if d.bridge.Running() == 0 && len(s.specs) > 0 && d.sim != nil {
+		return errors.New("no BMC could be started")
+	}
+	if d.opts.Ready != nil {
+		d.opts.Ready(ep)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -237,6 +318,33 @@ func Run(ctx context.Context, opts Options) error {
 			}
 		}
 	}
+}
+
+// startServers serves the management API, metrics and Redfish in g until
+// ctx ends, and says where. A server that fails is logged and the others
+// serve on: the BMCs do not depend on any of them.
+func (d *Daemon) startServers(ctx context.Context, g *errgroup.Group, s *setup) (Endpoints, error) {
+	serve := func(name string, fn func() error) {
+		g.Go(func() error {
+			if err := fn(); err != nil {
+				d.log.Error(name+" stopped", "err", err)
+			}
+			return nil
+		})
+	}
+	ep := Endpoints{Socket: s.ls.socket}
+	serve("management API", func() error { return serveHTTP(ctx, s.ls.api, api.Handler(d, d.log)) })
+	if s.ls.metrics != nil {
+		ep.Metrics = "http://" + s.ls.metrics.Addr().String() + "/metrics"
+		serve("metrics", func() error { return serveHTTP(ctx, s.ls.metrics, s.metrics.Handler(d.ready, d.log)) })
+	}
+	if d.conc != nil {
+		ep.Console = s.ls.console.Addr().String()
+		serve("console concentrator", func() error { return d.conc.Serve(ctx, s.ls.console) })
+	}
+	var err error
+	ep.Redfish, err = d.startRedfish(ctx, serve, s.ls.redfish, s.rtls, s.metrics.Redfish()) // redfish.go
+	return ep, err
 }
 
 // vcenterRequests counts the vSphere calls sent, for metrics (none before
@@ -253,9 +361,12 @@ func (d *Daemon) vcenterRequests() map[string]uint64 {
 const startWait = 10 * time.Second
 
 // serveHTTP serves h on l until ctx ends, then shuts down (the management
-// API and metrics: plain HTTP, small requests).
+// API and metrics: plain HTTP, small requests). The requests' context ends
+// with ctx: Shutdown does not wait for a hijacked connection (the
+// management API's console stream), which ends with its request's.
 func serveHTTP(ctx context.Context, l net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
@@ -296,21 +407,21 @@ func (d *Daemon) load(ctx context.Context) ([]bridge.Spec, vsphere.Options, erro
 		}
 		d.sim = sim
 		vopts = vsphere.Options{URL: sim.URL.String(), Username: vsphere.SimulatorUser, Password: vsphere.SimulatorPassword, CAFile: sim.CAFile, NoNMI: true}
+		// Every simulated VM's BMC offers its console while the
+		// concentrator is on: there is no file to say otherwise.
+		consoles := d.consoleConfig().Address != ""
 		for i, name := range sim.VMs {
 			port := 0
 			if o.BasePort != 0 {
 				port = o.BasePort + i
 			}
-			specs = append(specs, bridge.Spec{VM: name, Address: net.JoinHostPort(o.Listen, strconv.Itoa(port)), Username: SimUser, Password: SimPassword})
+			specs = append(specs, bridge.Spec{VM: name, Address: net.JoinHostPort(o.Listen, strconv.Itoa(port)), Username: SimUser, Password: SimPassword, Console: consoles})
 		}
 		d.defaultAddress = o.Listen
 	}
 	if stateDir != "" {
 		st, err := state.Open(filepath.Join(stateDir, "state.json"))
 		if err != nil {
-			if d.sim != nil {
-				d.sim.Close()
-			}
 			return nil, vopts, err
 		}
 		if st.Damaged != nil {
@@ -324,7 +435,7 @@ func (d *Daemon) load(ctx context.Context) ([]bridge.Spec, vsphere.Options, erro
 func configSpecs(cfg *config.Config) []bridge.Spec {
 	var specs []bridge.Spec
 	for _, b := range cfg.BMCs {
-		specs = append(specs, bridge.Spec{VM: b.VM, Address: b.Endpoint(), Username: b.Username, Password: b.Password, Where: b.Where})
+		specs = append(specs, bridge.Spec{VM: b.VM, Address: b.Endpoint(), Username: b.Username, Password: b.Password, Where: b.Where, Console: b.Console})
 	}
 	return specs
 }
@@ -396,7 +507,7 @@ func (d *Daemon) sessionCounts() (active, pending map[string]int) {
 	return active, pending
 }
 
-func (d *Daemon) banner(socket, metricsURL, redfishURL string) {
+func (d *Daemon) banner(ep Endpoints) {
 	w := d.opts.Stdout
 	if d.sim != nil {
 		fmt.Fprintf(w, "ipmi-vmware-bridge: bridging %d VMs of an embedded vCenter simulator\n", len(d.sim.VMs))
@@ -405,12 +516,15 @@ func (d *Daemon) banner(socket, metricsURL, redfishURL string) {
 	} else {
 		fmt.Fprintf(w, "ipmi-vmware-bridge: bridging %s\n", d.cfg.VCenter.URL)
 	}
-	fmt.Fprintf(w, "  management: ipmi-vmware-bridge bmc list --socket %s\n", socket)
-	if metricsURL != "" {
-		fmt.Fprintf(w, "  metrics:    %s\n", metricsURL)
+	fmt.Fprintf(w, "  management: ipmi-vmware-bridge bmc list --socket %s\n", ep.Socket)
+	if ep.Metrics != "" {
+		fmt.Fprintf(w, "  metrics:    %s\n", ep.Metrics)
 	}
-	if redfishURL != "" {
-		fmt.Fprintf(w, "  redfish:    %s  (Metal3: redfish-virtualmedia://HOST:PORT/redfish/v1/Systems/VM-NAME)\n", redfishURL)
+	if ep.Redfish != "" {
+		fmt.Fprintf(w, "  redfish:    %s  (Metal3: redfish-virtualmedia://HOST:PORT/redfish/v1/Systems/VM-NAME)\n", ep.Redfish)
+	}
+	if ep.Console != "" {
+		fmt.Fprintf(w, "  console:    %s  (vSPC for the VMs' serial ports; attach: ipmi-vmware-bridge console VM-NAME --socket %s)\n", ep.Console, ep.Socket)
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)

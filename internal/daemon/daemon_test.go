@@ -6,13 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -31,6 +29,7 @@ var update = flag.Bool("update", false, "rewrite golden files")
 type running struct {
 	out    *clienttest.Buffer
 	api    *api.Client
+	ep     Endpoints
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -43,28 +42,38 @@ func (r *running) stop(t *testing.T) {
 	}
 }
 
+// startDaemon runs a daemon and returns once it serves, as Options.Ready
+// says; its banner, printed by then, names where.
 func startDaemon(t *testing.T, config, socket string) *running {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{out: &clienttest.Buffer{}, api: api.NewClient(socket), cancel: cancel, done: make(chan error, 1)}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.DiscardHandler)
 	if os.Getenv("DAEMON_DEBUG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	go func() { r.done <- Run(ctx, Options{Config: config, Socket: socket, Log: log, Stdout: r.out}) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(r.out.String(), "TRY") || !strings.Contains(r.out.String(), "\n\n") {
-		select {
-		case err := <-r.done:
-			t.Fatalf("daemon stopped: %v\n%s", err, r.out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no banner:\n%s", r.out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	return startDaemonWith(t, Options{Config: config, Socket: socket, Log: log})
+}
+
+// startDaemonWith is startDaemon with o's configuration, socket and log.
+func startDaemonWith(t *testing.T, o Options) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{out: &clienttest.Buffer{}, api: api.NewClient(o.Socket), cancel: cancel, done: make(chan error, 1)}
+	ready := make(chan Endpoints, 1)
+	o.Stdout, o.Ready = r.out, func(ep Endpoints) { ready <- ep }
+	go func() { r.done <- Run(ctx, o) }()
+	select {
+	case r.ep = <-ready:
+	case err := <-r.done:
+		t.Fatalf("daemon stopped: %v\n%s", err, r.out.String())
+	case <-time.After(time.Minute): // a guard against a hang, not a measurement
+		cancel()
+		t.Fatalf("not ready:\n%s", r.out.String())
 	}
-	time.Sleep(50 * time.Millisecond) // the table follows the header
+	for _, url := range []string{r.ep.Socket, r.ep.Metrics, r.ep.Redfish} {
+		if !strings.Contains(r.out.String(), url) {
+			t.Fatalf("the banner does not show %s:\n%s", url, r.out.String())
+		}
+	}
 	return r
 }
 
@@ -96,72 +105,110 @@ bmcs:
     password: pw-12345
 %s`
 
+// management is TestManagement's daemon and what its phases share.
+type management struct {
+	sim                    *vsphere.Simulator
+	d                      *running
+	dir, socket, cfgPath   string
+	p0, pGhost, p3, p4, p5 int
+	vms                    []api.VM // as the first phase listed them
+}
+
+// writeConfig writes the configuration: skinner-master-0's BMC, the
+// ghost's (a VM that does not exist) and extra BMCs.
+func (m *management) writeConfig(t *testing.T, extra string) {
+	t.Helper()
+	cfg := fmt.Sprintf(configTemplate, m.sim.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword, m.sim.CAFile, filepath.Join(m.dir, "state"), m.p0, m.pGhost, extra)
+	if err := os.WriteFile(m.cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestManagement drives a running daemon through its management API: add,
 // list, stop, start and remove BMCs and talk to them with ipmitool; check
 // good and bad endpoints; scrape metrics after traffic; render manifests
 // with the simulator's real MACs; restart and find every BMC back; reload
-// the configuration.
+// the configuration. Each phase builds on the one before.
 func TestManagement(t *testing.T) {
+	t.Parallel()
 	sim, err := vsphere.StartSimulator(context.Background(), "127.0.0.1:0", 5)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sim.Close()
 	dir := t.TempDir()
-	socket := filepath.Join(dir, "run", "api.sock")
-	p0, pGhost, p3, p4, p5 := clienttest.FreeUDPPort(t), clienttest.FreeUDPPort(t), clienttest.FreeUDPPort(t), clienttest.FreeUDPPort(t), clienttest.FreeUDPPort(t)
-	cfgPath := filepath.Join(dir, "bridge.yaml")
-	writeConfig := func(extra string) {
-		cfg := fmt.Sprintf(configTemplate, sim.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword, sim.CAFile, filepath.Join(dir, "state"), p0, pGhost, extra)
-		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-			t.Fatal(err)
+	m := &management{sim: sim, dir: dir, socket: filepath.Join(dir, "run", "api.sock"), cfgPath: filepath.Join(dir, "bridge.yaml"),
+		p0: clienttest.FreeUDPPort(t), pGhost: clienttest.FreeUDPPort(t), p3: clienttest.FreeUDPPort(t), p4: clienttest.FreeUDPPort(t), p5: clienttest.FreeUDPPort(t)}
+	m.writeConfig(t, "")
+	m.d = startDaemon(t, m.cfgPath, m.socket)
+	defer func() {
+		if m.d != nil {
+			m.d.stop(t)
+		}
+	}()
+	for _, phase := range []struct {
+		name string
+		run  func(*testing.T, *management)
+	}{
+		{"add and stop", testAddAndStop},
+		{"check, show and metrics", testCheckAndShow},
+		{"manifests", testManifests},
+		{"restart", testRestart},
+		{"reload", testReload},
+	} {
+		if !t.Run(phase.name, func(t *testing.T) { phase.run(t, m) }) {
+			return
 		}
 	}
-	writeConfig("")
-	d := startDaemon(t, cfgPath, socket)
-	ctx := context.Background()
+}
 
-	bmcs, err := d.api.BMCs(ctx)
+// testAddAndStop adds runtime BMCs, one address per VM on their own
+// loopback addresses, refuses wrong ones, and stops one.
+func testAddAndStop(t *testing.T, m *management) {
+	ctx, c := context.Background(), m.d.api
+	bmcs, err := c.BMCs(ctx)
 	if err != nil || len(bmcs) != 2 || bmcs[0].Status != "running" || bmcs[1].Status != "waiting" {
 		t.Fatalf("list: %v %+v", err, bmcs)
 	}
-	if fi, err := os.Stat(socket); err != nil || fi.Mode().Perm() != 0o600 {
+	if fi, err := os.Stat(m.socket); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("socket permissions: %v %v", err, fi.Mode())
 	}
-
-	// One address per VM: runtime BMCs on their own loopback addresses.
-	b, err := d.api.Add(ctx, api.Add{VM: "skinner-worker-1", Address: "127.0.0.3", Port: p3, Password: "pw-12345"})
+	b, err := c.Add(ctx, api.Add{VM: "skinner-worker-1", Address: "127.0.0.3", Port: m.p3, Password: "pw-12345"})
 	if err != nil || b.Status != "running" || b.Source != "runtime" {
 		t.Fatalf("add: %v %+v", err, b)
 	}
-	if out, err := ipmitool(t, "127.0.0.3", p3, "power", "status"); err != nil || out != "Chassis Power is off\n" {
+	if out, err := ipmitool(t, "127.0.0.3", m.p3, "power", "status"); err != nil || out != "Chassis Power is off\n" {
 		t.Fatalf("added BMC: %v %q", err, out)
 	}
-	if _, err := d.api.Add(ctx, api.Add{VM: "skinner-worker-1", Address: "127.0.0.3", Port: p3, Password: "x"}); err == nil {
+	if _, err := c.Add(ctx, api.Add{VM: "skinner-worker-1", Address: "127.0.0.3", Port: m.p3, Password: "x"}); err == nil {
 		t.Fatal("a second BMC on a used address was accepted")
 	}
-	if _, err := d.api.Add(ctx, api.Add{VM: "nope", Address: "127.0.0.3", Port: p4, Password: "x"}); err == nil {
+	if _, err := c.Add(ctx, api.Add{VM: "nope", Address: "127.0.0.3", Port: m.p4, Password: "x"}); err == nil {
 		t.Fatal("a BMC for a missing VM was accepted")
 	}
-	added, err := d.api.AddAll(ctx, api.AddAll{Filter: "skinner-worker-*", Address: "127.0.0.4", BasePort: p4, Password: "pw-12345"})
+	added, err := c.AddAll(ctx, api.AddAll{Filter: "skinner-worker-*", Address: "127.0.0.4", BasePort: m.p4, Password: "pw-12345"})
 	if err != nil || len(added) != 1 || added[0].Name != "skinner-worker-2" {
 		t.Fatalf("add --all: %v %+v", err, added)
 	}
-	if out, err := ipmitool(t, "127.0.0.4", p4, "chassis", "bootdev", "pxe", "options=persistent"); err != nil {
+	if out, err := ipmitool(t, "127.0.0.4", m.p4, "chassis", "bootdev", "pxe", "options=persistent"); err != nil {
 		t.Fatalf("bootdev on the --all BMC: %v %s", err, out)
 	}
-	vms, err := d.api.VMs(ctx, "skinner-*", "")
-	if err != nil || len(vms) != 5 || vms[3].BMC == "" || vms[1].BMC != "" {
-		t.Fatalf("vms: %v %+v", err, vms)
+	if m.vms, err = c.VMs(ctx, "skinner-*", ""); err != nil || len(m.vms) != 5 || m.vms[3].BMC == "" || m.vms[1].BMC != "" {
+		t.Fatalf("vms: %v %+v", err, m.vms)
 	}
-	if err := d.api.Stop(ctx, "skinner-worker-1"); err != nil {
+	if err := c.Stop(ctx, "skinner-worker-1"); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := ipmitool(t, "127.0.0.3", p3, "power", "status"); err == nil {
+	if out, err := ipmitool(t, "127.0.0.3", m.p3, "power", "status"); err == nil {
 		t.Fatalf("stopped BMC answered: %q", out)
 	}
+}
 
-	checks, err := d.api.Check(ctx)
+// testCheckAndShow checks every BMC, the stopped one and the ghost
+// failing, and reads one BMC and the metrics after the traffic.
+func testCheckAndShow(t *testing.T, m *management) {
+	ctx := context.Background()
+	checks, err := m.d.api.Check(ctx)
 	if err != nil || len(checks) != 4 {
 		t.Fatalf("check: %v %+v", err, checks)
 	}
@@ -172,32 +219,45 @@ func TestManagement(t *testing.T) {
 	if failed["skinner-master-0"] || failed["skinner-worker-2"] || !failed["skinner-worker-1"] || !failed["ghost"] {
 		t.Fatalf("check results %+v", checks)
 	}
-
-	show, err := d.api.BMC(ctx, "skinner-master-0")
+	show, err := m.d.api.BMC(ctx, "skinner-master-0")
 	if err != nil || show.Requests == 0 {
 		t.Fatalf("show: %v %+v", err, show)
 	}
+	scrape(t, m.d.ep.Metrics)
+}
 
-	scrape(t, d.out.String())
-
-	var manifests bytes.Buffer
-	if err := d.api.BMH(ctx, api.BMH{Host: "192.168.86.168"}, &manifests); err != nil {
-		t.Fatal(err)
+// testManifests renders BareMetalHosts and install-config hosts for the
+// running BMCs, then the control plane and secure boot variants (secure
+// boot last: it changes a VM).
+func testManifests(t *testing.T, m *management) {
+	ctx := context.Background()
+	ports := strings.NewReplacer(fmt.Sprintf(":%d\"", m.p0), ":{{port 0}}\"", fmt.Sprintf(":%d\"", m.p4), ":{{port 4}}\"")
+	for _, g := range []struct {
+		file string
+		req  api.BMH
+	}{
+		{"bmh.golden", api.BMH{Host: "192.168.86.168"}},
+		{"install-config.golden", api.BMH{Host: "192.168.86.168", InstallConfig: true}},
+	} {
+		var manifests bytes.Buffer
+		if err := m.d.api.BMH(ctx, g.req, &manifests); err != nil {
+			t.Fatal(err)
+		}
+		golden(t, g.file, ports.Replace(manifests.String()), m.vms)
 	}
-	ports := strings.NewReplacer(fmt.Sprintf(":%d\"", p0), ":{{port 0}}\"", fmt.Sprintf(":%d\"", p4), ":{{port 4}}\"")
-	golden(t, "bmh.golden", ports.Replace(manifests.String()), vms)
-	manifests.Reset()
-	if err := d.api.BMH(ctx, api.BMH{Host: "192.168.86.168", InstallConfig: true}, &manifests); err != nil {
-		t.Fatal(err)
-	}
-	golden(t, "install-config.golden", ports.Replace(manifests.String()), vms)
-	t.Run("bmh control plane", func(t *testing.T) { testBMHControlPlane(t, socket) })
-	t.Run("bmh secure boot", func(t *testing.T) { testBMHSecureBoot(t, sim, d.api) })
+	t.Run("bmh control plane", func(t *testing.T) { testBMHControlPlane(t, m.socket) })
+	t.Run("bmh secure boot", func(t *testing.T) { testBMHSecureBoot(t, m.sim, m.d.api) })
+}
 
-	// A restart brings every BMC back, the stopped one stopped.
-	d.stop(t)
-	d = startDaemon(t, cfgPath, socket)
-	bmcs, err = d.api.BMCs(ctx)
+// testRestart restarts the daemon: every BMC comes back, the stopped one
+// stopped, with the boot override it had; then a runtime BMC is started
+// and one removed, while a configured one cannot be.
+func testRestart(t *testing.T, m *management) {
+	ctx := context.Background()
+	m.d.stop(t)
+	m.d = nil
+	m.d = startDaemon(t, m.cfgPath, m.socket)
+	bmcs, err := m.d.api.BMCs(ctx)
 	if err != nil || len(bmcs) != 4 {
 		t.Fatalf("after restart: %v %+v", err, bmcs)
 	}
@@ -208,51 +268,50 @@ func TestManagement(t *testing.T) {
 	if status["skinner-worker-1"] != "stopped" || status["skinner-worker-2"] != "running" {
 		t.Fatalf("after restart: %+v", status)
 	}
-	if out, err := ipmitool(t, "127.0.0.4", p4, "chassis", "bootparam", "get", "5"); err != nil || !strings.Contains(out, "Force PXE") {
+	if out, err := ipmitool(t, "127.0.0.4", m.p4, "chassis", "bootparam", "get", "5"); err != nil || !strings.Contains(out, "Force PXE") {
 		t.Fatalf("boot override lost in the restart: %v %s", err, out)
 	}
-	if err := d.api.Start(ctx, "skinner-worker-1"); err != nil {
+	if err := m.d.api.Start(ctx, "skinner-worker-1"); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := ipmitool(t, "127.0.0.3", p3, "power", "status"); err != nil {
+	if out, err := ipmitool(t, "127.0.0.3", m.p3, "power", "status"); err != nil {
 		t.Fatalf("restarted BMC: %v %q", err, out)
 	}
-	if err := d.api.Remove(ctx, "skinner-worker-2"); err != nil {
+	if err := m.d.api.Remove(ctx, "skinner-worker-2"); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.api.Remove(ctx, "skinner-master-0"); err == nil {
+	if err := m.d.api.Remove(ctx, "skinner-master-0"); err == nil {
 		t.Fatal("a configured BMC was removed through the API")
 	}
+}
 
-	// Reload: a BMC added to the file starts, the ghost removed stops.
-	writeConfig(fmt.Sprintf("  - vm: skinner-master-1\n    address: 127.0.0.1\n    port: %d\n    password: pw-12345\n", p5))
-	if err := d.api.Reload(ctx); err != nil {
+// testReload adds a BMC to the file and reloads: it starts. A broken file
+// is refused by name and stops nothing.
+func testReload(t *testing.T, m *management) {
+	ctx := context.Background()
+	m.writeConfig(t, fmt.Sprintf("  - vm: skinner-master-1\n    address: 127.0.0.1\n    port: %d\n    password: pw-12345\n", m.p5))
+	if err := m.d.api.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := ipmitool(t, "127.0.0.1", p5, "power", "status"); err != nil {
+	if out, err := ipmitool(t, "127.0.0.1", m.p5, "power", "status"); err != nil {
 		t.Fatalf("BMC added by reload: %v %q", err, out)
 	}
-	if err := os.WriteFile(cfgPath, []byte("vcenter: {\n"), 0o600); err != nil {
+	if err := os.WriteFile(m.cfgPath, []byte("vcenter: {\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.api.Reload(ctx); err == nil || !strings.Contains(err.Error(), "bridge.yaml") {
+	if err := m.d.api.Reload(ctx); err == nil || !strings.Contains(err.Error(), "bridge.yaml") {
 		t.Fatalf("broken config reloaded: %v", err)
 	}
-	if _, err := ipmitool(t, "127.0.0.1", p5, "power", "status"); err != nil {
+	if _, err := ipmitool(t, "127.0.0.1", m.p5, "power", "status"); err != nil {
 		t.Fatal("a failed reload stopped a BMC")
 	}
-	d.stop(t)
 }
 
 // scrape reads /metrics after the traffic above and checks the families an
 // operator graphs.
-func scrape(t *testing.T, banner string) {
+func scrape(t *testing.T, metricsURL string) {
 	t.Helper()
-	m := regexp.MustCompile(`metrics:\s+(\S+)`).FindStringSubmatch(banner)
-	if m == nil {
-		t.Fatalf("no metrics URL in the banner:\n%s", banner)
-	}
-	resp, err := http.Get(m[1])
+	resp, err := http.Get(metricsURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +354,7 @@ func scrape(t *testing.T, banner string) {
 			t.Errorf("%s = %v after traffic", c.name, v)
 		}
 	}
-	base := strings.TrimSuffix(m[1], "/metrics")
+	base := strings.TrimSuffix(metricsURL, "/metrics")
 	for _, p := range []string{"/healthz", "/readyz"} {
 		r, err := http.Get(base + p)
 		if err != nil || r.StatusCode != http.StatusOK {

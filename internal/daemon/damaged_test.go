@@ -18,6 +18,7 @@ import (
 // A damaged state file does not keep the daemon from serving its
 // configuration: the file is moved aside and the BMCs answer.
 func TestDamagedStateFile(t *testing.T) {
+	t.Parallel()
 	sim, err := vsphere.StartSimulator(context.Background(), "127.0.0.1:0", 5)
 	if err != nil {
 		t.Fatal(err)
@@ -50,6 +51,7 @@ func TestDamagedStateFile(t *testing.T) {
 // A management socket directory others can write to is refused, with the
 // reason: a local user could otherwise replace the socket.
 func TestUnsafeSocketDirectory(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "run")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
@@ -67,6 +69,7 @@ func TestUnsafeSocketDirectory(t *testing.T) {
 // A taken Redfish or metrics port stops the start before any BMC serves,
 // naming the setting and the flag to change.
 func TestPortTaken(t *testing.T) {
+	t.Parallel()
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

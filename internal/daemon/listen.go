@@ -8,14 +8,14 @@ import (
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/api"
 )
 
-// listeners are the daemon's stream sockets: the management API, metrics
-// and Redfish. They are all bound before the daemon talks to vCenter or
+// listeners are the daemon's stream sockets: the management API, metrics,
+// Redfish and the console concentrator. They are all bound before the daemon talks to vCenter or
 // starts a BMC, so that a port that is taken (8000 is a common one) stops
 // the start at once with a message naming the setting and the flag to
 // change, rather than after the BMCs began to serve.
 type listeners struct {
-	socket                string
-	api, metrics, redfish net.Listener // metrics, redfish nil when turned off
+	socket                         string
+	api, metrics, redfish, console net.Listener // all but api nil when turned off
 }
 
 // bind binds every listener, or none.
@@ -33,6 +33,10 @@ func (d *Daemon) bind() (*listeners, error) {
 		return nil, err
 	}
 	if ls.redfish, err = listen(d.redfishAddress(), "Redfish", "redfish.address", "--redfish-address"); err != nil {
+		ls.close()
+		return nil, err
+	}
+	if ls.console, err = listen(d.consoleConfig().Address, "console", "console.address", "--console-address"); err != nil {
 		ls.close()
 		return nil, err
 	}
@@ -54,7 +58,7 @@ func listen(addr, what, key, flag string) (net.Listener, error) {
 
 // close releases every listener and the socket file.
 func (ls *listeners) close() {
-	for _, l := range []net.Listener{ls.api, ls.metrics, ls.redfish} {
+	for _, l := range []net.Listener{ls.api, ls.metrics, ls.redfish, ls.console} {
 		if l != nil {
 			_ = l.Close()
 		}

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -64,7 +63,6 @@ type simDaemon struct {
 	sim        *vsphere.Simulator
 	d          *running
 	redfishURL string // https://HOST:PORT, without /redfish/v1
-	banner     string
 }
 
 func startSimDaemon(t *testing.T, extra string) *simDaemon {
@@ -95,21 +93,77 @@ bmcs:
 	}
 	d := startDaemon(t, cfgPath, filepath.Join(dir, "api.sock"))
 	t.Cleanup(func() { d.stop(t) })
-	m := regexp.MustCompile(`redfish:\s+(https://\S+)/redfish/v1`).FindStringSubmatch(d.out.String())
-	if m == nil {
-		t.Fatalf("no Redfish URL in the banner:\n%s", d.out.String())
+	return &simDaemon{sim: sim, d: d, redfishURL: strings.TrimSuffix(d.ep.Redfish, "/redfish/v1")}
+}
+
+// vmLook is what TestRedfishVirtualMediaDeploy reads of a VM straight
+// from the simulator: its power, the type of its first boot device and
+// the ISO its CD-ROM holds at power-on.
+type vmLook struct {
+	power        types.VirtualMachinePowerState
+	first, cdrom string
+}
+
+func look(t *testing.T, c *vsphere.Client, name string) vmLook {
+	t.Helper()
+	ctx := context.Background()
+	v, err := view.NewManager(c.Vim()).CreateContainerView(ctx, c.Vim().ServiceContent.RootFolder, []string{"VirtualMachine"}, true)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return &simDaemon{sim: sim, d: d, redfishURL: m[1], banner: d.out.String()}
+	defer func() { _ = v.Destroy(ctx) }()
+	var vms []mo.VirtualMachine
+	if err := v.Retrieve(ctx, []string{"VirtualMachine"}, []string{"name", "runtime.powerState", "config"}, &vms); err != nil {
+		t.Fatal(err)
+	}
+	for _, vm := range vms {
+		if vm.Name != name {
+			continue
+		}
+		l := vmLook{power: vm.Runtime.PowerState}
+		if bo := vm.Config.BootOptions; bo != nil && len(bo.BootOrder) > 0 {
+			l.first = fmt.Sprintf("%T", bo.BootOrder[0])
+		}
+		if cd, err := object.VirtualDeviceList(vm.Config.Hardware.Device).FindCdrom(""); err == nil {
+			if b, ok := cd.Backing.(*types.VirtualCdromIsoBackingInfo); ok && cd.Connectable.StartConnected {
+				l.cdrom = b.FileName
+			}
+		}
+		return l
+	}
+	t.Fatalf("VM %s not found", name)
+	return vmLook{}
+}
+
+// datastoreFile reads a file of LocalDS_0 by its datastore path.
+func datastoreFile(t *testing.T, c *vsphere.Client, path string) []byte {
+	t.Helper()
+	ds, err := object.NewSearchIndex(c.Vim()).FindByInventoryPath(context.Background(), "/DC0/datastore/LocalDS_0")
+	if err != nil || ds == nil {
+		t.Fatalf("datastore: %v", err)
+	}
+	store := object.NewDatastore(c.Vim(), ds.Reference())
+	store.DatacenterPath = "/DC0"
+	store.InventoryPath = "/DC0/datastore/LocalDS_0"
+	rc, _, err := store.Download(context.Background(), strings.TrimPrefix(path, "[LocalDS_0] "), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	got, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
 }
 
 // TestRedfishVirtualMediaDeploy runs Ironic's redfish-virtual-media deploy
 // with sushy against the daemon and the simulator, and checks the VM: its
 // power, its boot order and the ISO its CD-ROM holds, fetched from a URL.
 func TestRedfishVirtualMediaDeploy(t *testing.T) {
+	t.Parallel()
 	sd := startSimDaemon(t, "metricsAddress: \"\"\noneTimeBootHold: 200ms\n")
-	sim := sd.sim
 	url, system := sd.redfishURL, "/redfish/v1/Systems/skinner-worker-2"
-
 	iso := make([]byte, 256<<10)
 	copy(iso[32769:], "CD001")
 	images := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -117,40 +171,9 @@ func TestRedfishVirtualMediaDeploy(t *testing.T) {
 	}))
 	defer images.Close()
 	image := images.URL + "/ironic/boot-worker-2.iso"
-
-	c, err := vsphere.Connect(context.Background(), vsphere.Options{URL: sim.URL.String(), Username: vsphere.SimulatorUser, Password: vsphere.SimulatorPassword, CAFile: sim.CAFile})
+	c, err := vsphere.Connect(context.Background(), vsphere.Options{URL: sd.sim.URL.String(), Username: vsphere.SimulatorUser, Password: vsphere.SimulatorPassword, CAFile: sd.sim.CAFile})
 	if err != nil {
 		t.Fatal(err)
-	}
-	look := func() (power types.VirtualMachinePowerState, first, cdrom string) {
-		t.Helper()
-		ctx := context.Background()
-		v, err := view.NewManager(c.Vim()).CreateContainerView(ctx, c.Vim().ServiceContent.RootFolder, []string{"VirtualMachine"}, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer func() { _ = v.Destroy(ctx) }()
-		var vms []mo.VirtualMachine
-		if err := v.Retrieve(ctx, []string{"VirtualMachine"}, []string{"name", "runtime.powerState", "config"}, &vms); err != nil {
-			t.Fatal(err)
-		}
-		for _, vm := range vms {
-			if vm.Name != "skinner-worker-2" {
-				continue
-			}
-			devices := object.VirtualDeviceList(vm.Config.Hardware.Device)
-			if bo := vm.Config.BootOptions; bo != nil && len(bo.BootOrder) > 0 {
-				first = fmt.Sprintf("%T", bo.BootOrder[0])
-			}
-			if cd, err := devices.FindCdrom(""); err == nil {
-				if b, ok := cd.Backing.(*types.VirtualCdromIsoBackingInfo); ok && cd.Connectable.StartConnected {
-					cdrom = b.FileName
-				}
-			}
-			return vm.Runtime.PowerState, first, cdrom
-		}
-		t.Fatal("VM not found")
-		return
 	}
 
 	sys := sushy(t, url, system, "system")[0]
@@ -159,63 +182,76 @@ func TestRedfishVirtualMediaDeploy(t *testing.T) {
 	}
 	// Ironic's prepare_ramdisk: power off, eject, insert, boot Cd once, on.
 	sushy(t, url, system, "reset=ForceOff", "eject=system", "insert=system:"+image, "boot=Cd:Once:UEFI")
-	power, first, cd := look()
-	if power != types.VirtualMachinePowerStatePoweredOff || !strings.Contains(first, "Cdrom") || cd == "" {
-		t.Fatalf("before power-on: %s, first %s, cd %q", power, first, cd)
+	if l := look(t, c, "skinner-worker-2"); l.power != types.VirtualMachinePowerStatePoweredOff || !strings.Contains(l.first, "Cdrom") || l.cdrom == "" {
+		t.Fatalf("before power-on: %+v", l)
 	}
-	media := sushy(t, url, system, "media=system")[0]
-	if media["inserted"] != true || media["image"] != image {
+	if media := sushy(t, url, system, "media=system")[0]; media["inserted"] != true || media["image"] != image {
 		t.Fatalf("media: %v", media)
 	}
 	sushy(t, url, system, "reset=On")
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		power, first, cd = look()
-		o := sushy(t, url, system, "system")[0]
-		// The boot used the one-time override: it reads Disabled again and
-		// the boot order that was there before comes back.
-		if power == types.VirtualMachinePowerStatePoweredOn && o["enabled"] == "Disabled" && !strings.Contains(first, "Cdrom") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after power-on: %s, first %s, override %v", power, first, o)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if cd == "" {
+	l := awaitBoot(t, c, url, system)
+	if l.cdrom == "" {
 		t.Fatal("the CD-ROM lost the ISO at power-on")
 	}
 	// The ISO on the datastore is the one served.
-	ds, err := object.NewSearchIndex(c.Vim()).FindByInventoryPath(context.Background(), "/DC0/datastore/LocalDS_0")
-	if err != nil || ds == nil {
-		t.Fatalf("datastore: %v", err)
-	}
-	store := object.NewDatastore(c.Vim(), ds.Reference())
-	store.DatacenterPath = "/DC0"
-	store.InventoryPath = "/DC0/datastore/LocalDS_0"
-	rc, n, err := store.Download(context.Background(), strings.TrimPrefix(cd, "[LocalDS_0] "), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, _ := io.ReadAll(rc)
-	rc.Close()
-	if n != int64(len(iso)) || !bytes.Equal(got, iso) {
-		t.Fatalf("datastore holds %d bytes, not the %d served", n, len(iso))
+	if got := datastoreFile(t, c, l.cdrom); !bytes.Equal(got, iso) {
+		t.Fatalf("datastore holds %d bytes, not the %d served", len(got), len(iso))
 	}
 	// After the deploy: eject, boot from disk for good.
 	sushy(t, url, system, "eject=system", "boot=Hdd:Continuous:")
-	_, first, cd = look()
-	if !strings.Contains(first, "Disk") || cd != "" {
-		t.Fatalf("after deploy: first %s, cd %q", first, cd)
+	if l := look(t, c, "skinner-worker-2"); !strings.Contains(l.first, "Disk") || l.cdrom != "" {
+		t.Fatalf("after deploy: %+v", l)
 	}
 	if o := sushy(t, url, system, "system")[0]; o["target"] != "Hdd" || o["enabled"] != "Continuous" {
 		t.Fatalf("override after deploy: %v", o)
 	}
 }
 
+// awaitBoot waits for skinner-worker-2 to be on, booted with its one-time
+// override: the override reads Disabled again and the boot order that was
+// there before comes back. It polls with Go's client, not sushy: a Python
+// process per poll would cost more than the wait.
+func awaitBoot(t *testing.T, c *vsphere.Client, url, system string) vmLook {
+	t.Helper()
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 5 * time.Second} //nolint:gosec // the test's own daemon
+	defer client.CloseIdleConnections()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		l := look(t, c, "skinner-worker-2")
+		enabled := bootOverride(t, client, url+system)
+		if l.power == types.VirtualMachinePowerStatePoweredOn && enabled == "Disabled" && !strings.Contains(l.first, "Cdrom") {
+			return l
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after power-on: %+v, override %s", l, enabled)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// bootOverride is a system's Boot.BootSourceOverrideEnabled.
+func bootOverride(t *testing.T, client *http.Client, url string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.SetBasicAuth("admin", "pw-12345")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var sys struct {
+		Boot struct{ BootSourceOverrideEnabled string }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&sys); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
+	}
+	return sys.Boot.BootSourceOverrideEnabled
+}
+
 // A VM renamed in vCenter is served under its new name at once: the
 // Redfish index is rebuilt when a VM is renamed, not on a timer.
 func TestRedfishFollowsRename(t *testing.T) {
+	t.Parallel()
 	sd := startSimDaemon(t, "metricsAddress: \"\"\n")
 	sim := sd.sim
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 5 * time.Second}

@@ -18,6 +18,7 @@ import (
 	"testing"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/config"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
 
@@ -62,6 +63,7 @@ func countLogins(t *testing.T, sim *vsphere.Simulator) *loginCounter {
 // file. The cap used to be in memory only, so each restart sent one more
 // and five restarts locked the account.
 func TestRestartsKeepLoginCap(t *testing.T) {
+	t.Parallel()
 	sim, err := vsphere.StartSimulator(context.Background(), "127.0.0.1:0", 1)
 	if err != nil {
 		t.Fatal(err)
@@ -77,14 +79,14 @@ func TestRestartsKeepLoginCap(t *testing.T) {
 	}
 	const restarts = 5
 	for i := range restarts {
-		// The banner comes once the first login attempt has ended (or
+		// The daemon is ready once the first login attempt has ended (or
 		// was postponed by the cap).
 		d := startDaemon(t, cfgPath, filepath.Join(dir, "run", "api.sock"))
 		d.stop(t)
 		t.Logf("start %d: %d logins reached vCenter so far", i+1, lc.n.Load())
 	}
-	if n := lc.n.Load(); n == 0 || n > vsphere.DefaultLoginFailures {
-		t.Fatalf("%d starts with a wrong password sent %d logins; want 1 to %d (vcenter.loginFailures per loginWindow)", restarts, n, vsphere.DefaultLoginFailures)
+	if n := lc.n.Load(); n == 0 || n > config.DefaultLoginFailures {
+		t.Fatalf("%d starts with a wrong password sent %d logins; want 1 to %d (vcenter.loginFailures per loginWindow)", restarts, n, config.DefaultLoginFailures)
 	}
 	st, err := os.Stat(filepath.Join(dir, "state", "state.json"))
 	if err != nil || st.Mode().Perm() != 0o600 {
@@ -96,6 +98,7 @@ func TestRestartsKeepLoginCap(t *testing.T) {
 // before logging in to vCenter: it used to log in first and exit after,
 // one failed login per restart with a wrong password.
 func TestNoLoginBeforeFatalSetupError(t *testing.T) {
+	t.Parallel()
 	sim, err := vsphere.StartSimulator(context.Background(), "127.0.0.1:0", 1)
 	if err != nil {
 		t.Fatal(err)

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -41,6 +40,7 @@ func logins(t *testing.T, metricsURL string) int {
 // node-busy, /readyz fails, `bmc list` says whose login failed and why,
 // and at most 3 logins are sent (the default cap per 15 minutes).
 func TestStartWithWrongVCenterPassword(t *testing.T) {
+	t.Parallel()
 	sim, err := vsphere.StartSimulator(context.Background(), "127.0.0.1:0", 2)
 	if err != nil {
 		t.Fatal(err)
@@ -56,11 +56,7 @@ func TestStartWithWrongVCenterPassword(t *testing.T) {
 	start := time.Now()
 	d := startDaemon(t, cfgPath, filepath.Join(dir, "run", "api.sock"))
 	defer d.stop(t)
-	t.Logf("banner after %v:\n%s", time.Since(start).Round(time.Millisecond), d.out.String())
-	m := regexp.MustCompile(`metrics:\s+(\S+)`).FindStringSubmatch(d.out.String())
-	if m == nil {
-		t.Fatalf("no metrics URL:\n%s", d.out.String())
-	}
+	t.Logf("ready after %v:\n%s", time.Since(start).Round(time.Millisecond), d.out.String())
 	ctx := context.Background()
 
 	bmcs, err := d.api.BMCs(ctx)
@@ -72,31 +68,20 @@ func TestStartWithWrongVCenterPassword(t *testing.T) {
 			t.Fatalf("bmc list does not say why (%q): %+v", want, bmcs[0])
 		}
 	}
-
 	out, err := ipmitool(t, "127.0.0.1", p0, "power", "status")
 	if err == nil || !strings.Contains(strings.ToLower(out), "busy") {
 		t.Fatalf("power status without vCenter: %v %q", err, out)
 	}
 	t.Logf("ipmitool power status: %q", strings.TrimSpace(out))
-
-	ready := strings.Replace(m[1], "/metrics", "/readyz", 1)
-	resp, err := http.Get(ready)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode == http.StatusOK || !strings.Contains(string(body), "InvalidLogin") {
-		t.Fatalf("/readyz: %d %s", resp.StatusCode, body)
-	}
+	notReady(t, d.ep.Metrics, "InvalidLogin")
 
 	// Backoff (1 s, 2 s, ...) would have sent a fourth login by now.
 	deadline := time.Now().Add(60 * time.Second)
-	for logins(t, m[1]) < 3 && time.Now().Before(deadline) {
+	for logins(t, d.ep.Metrics) < 3 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(5 * time.Second)
-	n := logins(t, m[1])
+	n := logins(t, d.ep.Metrics)
 	t.Logf("logins sent with a wrong password %v after start: %d", time.Since(start).Round(time.Second), n)
 	if n != 3 {
 		t.Fatalf("%d logins, want 3", n)
@@ -108,9 +93,24 @@ func TestStartWithWrongVCenterPassword(t *testing.T) {
 	}
 }
 
+// notReady checks that the daemon's /readyz fails, saying why.
+func notReady(t *testing.T, metricsURL, why string) {
+	t.Helper()
+	resp, err := http.Get(strings.Replace(metricsURL, "/metrics", "/readyz", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK || !strings.Contains(string(body), why) {
+		t.Fatalf("/readyz: %d %s", resp.StatusCode, body)
+	}
+}
+
 // vCenter unreachable at start: the daemon serves, and binds its BMCs
 // once vCenter is there.
 func TestStartWithoutVCenter(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	p0 := clienttest.FreeUDPPort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))

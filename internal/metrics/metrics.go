@@ -1,8 +1,10 @@
 // Package metrics owns the bridge's Prometheus metrics and the handler of
 // its HTTP endpoint (/metrics, /healthz, /readyz): IPMI requests by command and
 // completion code with their latency, sessions, authentication failures,
-// power, boot and media actions, vCenter requests by method and the state
-// of the vCenter connection. Nothing here carries a secret.
+// power, boot and media actions, vCenter requests by method, the state
+// of the vCenter connection, and the serial consoles (per VM, from the
+// console concentrator) with IPMI's Serial-over-LAN sessions. Nothing here
+// carries a secret, and no console content.
 package metrics
 
 import (
@@ -42,6 +44,9 @@ type Metrics struct {
 	redfishRequests, redfishAuthFailures *prometheus.CounterVec
 
 	media mediaMetrics
+	sol   *prometheus.GaugeVec // see SOLActive
+	// solBytes: see SOLBytes
+	solBytes *prometheus.CounterVec
 }
 
 // mediaMetrics are virtual media's (vsphere.MediaObserver).
@@ -58,74 +63,58 @@ func New(vcenter func() map[string]uint64, connected func() bool, sessions func(
 	m := &Metrics{
 		Registry: prometheus.NewRegistry(),
 		handles:  map[requestLabels]requestHandles{},
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Name: "ipmi_requests_total",
-			Help: "IPMI requests answered, by command and completion code (all BMCs: a label per BMC would multiply the series by a thousand).",
-		}, []string{"command", "cc"}),
+		requests: counterVec("ipmi_requests_total",
+			"IPMI requests answered, by command and completion code (all BMCs: a label per BMC would multiply the series by a thousand).", "command", "cc"),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: ns, Name: "ipmi_request_duration_seconds",
 			Help:    "Time to answer an IPMI request, by command (handler time; the wire adds little).",
 			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"command"}),
-		sessions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Name: "ipmi_sessions_total",
-			Help: "IPMI session events by BMC: opened, closed (by the console), expired (idle), refused (no slot or lockout).",
-		}, []string{"bmc", "event"}),
-		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Name: "ipmi_auth_failures_total",
-			Help: "Failed IPMI authentications (unknown user or wrong password), by BMC.",
-		}, []string{"bmc"}),
-		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Name: "machine_actions_total",
-			Help: "Power, boot and media actions on VMs, by kind and result (ok or the error class).",
-		}, []string{"action", "result"}),
-		panics: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: ns, Name: "handler_panics_total",
-			Help: "Request handlers or datagrams whose handling panicked; each cost that request only and the daemon lived on.",
-		}),
-		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Name: "ipmi_datagrams_dropped_total",
-			Help: "IPMI datagrams answered with silence, by reason (malformed, unknown session, failed authentication, replay, refused setup, ...).",
-		}, []string{"reason"}),
-		replays: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: ns, Name: "ipmi_replays_refused_total",
-			Help: "Authenticated in-session IPMI packets refused because their sequence number had been received already.",
-		}),
-		lockouts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Name: "lockouts_total",
-			Help: "Source addresses locked out of a BMC after failed IPMI or Redfish logins (one guard: the same password), by BMC (\"redfish\" for logins that named none).",
-		}, []string{"bmc"}),
-		redfishRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Name: "redfish_requests_total",
-			Help: "Redfish requests answered, by route pattern and HTTP status.",
-		}, []string{"route", "status"}),
-		redfishAuthFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Name: "redfish_auth_failures_total",
-			Help: "Redfish requests with wrong credentials, by BMC (\"redfish\" when the path named none).",
-		}, []string{"bmc"}),
-	}
-	m.media = mediaMetrics{
-		bytes: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: ns, Name: "media_uploaded_bytes_total",
-			Help: "Bytes of virtual-media images streamed from their sources to the datastore.",
-		}),
-		uploads: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: ns, Name: "media_uploads_in_flight",
-			Help: "Virtual-media images being uploaded to the datastore now.",
-		}),
-		reused: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: ns, Name: "media_copies_reused_total",
-			Help: "Inserts served by a datastore copy: the source proved the image unchanged (304), or the fetched bytes matched a copy's SHA-256.",
-		}),
-		collected: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: ns, Name: "media_copies_collected_total",
-			Help: "Datastore copies the bridge uploaded and deleted once no VM referenced them (grace period or folder budget).",
-		}),
+		sessions: counterVec("ipmi_sessions_total",
+			"IPMI session events by BMC: opened, closed (by the console), expired (idle), refused (no slot or lockout).", "bmc", "event"),
+		authFailures: counterVec("ipmi_auth_failures_total", "Failed IPMI authentications (unknown user or wrong password), by BMC.", "bmc"),
+		actions:      counterVec("machine_actions_total", "Power, boot and media actions on VMs, by kind and result (ok or the error class).", "action", "result"),
+		panics:       counter("handler_panics_total", "Request handlers or datagrams whose handling panicked; each cost that request only and the daemon lived on."),
+		dropped: counterVec("ipmi_datagrams_dropped_total",
+			"IPMI datagrams answered with silence, by reason (malformed, unknown session, failed authentication, replay, refused setup, ...).", "reason"),
+		replays: counter("ipmi_replays_refused_total", "Authenticated in-session IPMI packets refused because their sequence number had been received already."),
+		lockouts: counterVec("lockouts_total",
+			"Source addresses locked out of a BMC after failed IPMI or Redfish logins (one guard: the same password), by BMC (\"redfish\" for logins that named none).", "bmc"),
+		redfishRequests:     counterVec("redfish_requests_total", "Redfish requests answered, by route pattern and HTTP status.", "route", "status"),
+		redfishAuthFailures: counterVec("redfish_auth_failures_total", "Redfish requests with wrong credentials, by BMC (\"redfish\" when the path named none).", "bmc"),
+		sol:                 newSOLGauge(), // console.go
+		solBytes:            newSOLBytes(),
+		media: mediaMetrics{
+			bytes: counter("media_uploaded_bytes_total", "Bytes of virtual-media images streamed from their sources to the datastore."),
+			uploads: prometheus.NewGauge(prometheus.GaugeOpts{
+				Namespace: ns, Name: "media_uploads_in_flight",
+				Help: "Virtual-media images being uploaded to the datastore now.",
+			}),
+			reused: counter("media_copies_reused_total",
+				"Inserts served by a datastore copy: the source proved the image unchanged (304), or the fetched bytes matched a copy's SHA-256."),
+			collected: counter("media_copies_collected_total",
+				"Datastore copies the bridge uploaded and deleted once no VM referenced them (grace period or folder budget)."),
+		},
 	}
 	m.Registry.MustRegister(m.media.bytes, m.media.uploads, m.media.reused, m.media.collected)
 	m.Registry.MustRegister(m.requests, m.latency, m.sessions, m.authFailures, m.actions, m.panics, m.dropped, m.replays, m.lockouts,
-		m.redfishRequests, m.redfishAuthFailures,
+		m.redfishRequests, m.redfishAuthFailures, m.sol, m.solBytes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.registerReaders(vcenter, connected, sessions)
+	return m
+}
+
+func counter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: name, Help: help})
+}
+
+func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: name, Help: help}, labels)
+}
+
+// registerReaders registers the series read at scrape time from the
+// functions New was given (those not nil).
+func (m *Metrics) registerReaders(vcenter func() map[string]uint64, connected func() bool, sessions func() (active, pending map[string]int)) {
 	if vcenter != nil {
 		m.Registry.MustRegister(&mapCollector[uint64]{
 			desc: prometheus.NewDesc(ns+"_vcenter_requests_total", "vCenter API calls sent, by method.", []string{"method"}, nil),
@@ -154,7 +143,6 @@ func New(vcenter func() map[string]uint64, connected func() bool, sessions func(
 			kind: prometheus.GaugeValue, read: pending,
 		})
 	}
-	return m
 }
 
 type requestLabels struct{ command, cc string }

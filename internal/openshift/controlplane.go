@@ -26,10 +26,11 @@ type ControlPlane struct {
 
 // ParseControlPlane reads the values of a repeatable --control-plane flag,
 // on the command line and again in the daemon, which takes the same list in
-// its API so that the rule has one home whoever asks. Each value is one glob or several separated by commas, so the flag takes
-// a list either way; blanks around a glob are dropped and empty globs
-// ignored, so that an empty value (--control-plane "") chooses none. The
-// globs are path.Match's, as --filter's are.
+// its API so that the rule has one home whoever asks. Each value is one
+// glob or several separated by commas, so the flag takes a list either
+// way; blanks around a glob are dropped and empty globs ignored, so that an
+// empty value (--control-plane "") chooses none. The globs are
+// path.Match's, as --filter's are.
 //
 // A malformed glob is an error rather than a glob that matches nothing:
 // the master it was meant for would be inspected, and so rebooted.

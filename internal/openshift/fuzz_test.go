@@ -32,48 +32,7 @@ func FuzzRender(f *testing.F) {
 				}
 				continue
 			}
-			out := buf.Bytes()
-			checkPlainScalars(t, out)
-			hw, err := net.ParseMAC(mac)
-			if err != nil {
-				t.Fatalf("%s accepted MAC %q", r.name, mac)
-			}
-			docs := decodeAll(t, out)
-			switch r.name {
-			case "BareMetalHosts":
-				if len(docs) != 4 {
-					t.Fatalf("%d documents, want 4", len(docs))
-				}
-				for i, in := range hosts {
-					secret, bmh := docs[2*i], docs[2*i+1]
-					name, _ := get(bmh, "metadata", "name").(string)
-					checkName(t, in.Name, name)
-					if got := get(secret, "metadata", "name"); got != name+secretSuffix || !validSubdomain(name+secretSuffix) {
-						t.Errorf("Secret name %q for host %q", got, name)
-					}
-					if got := get(bmh, "spec", "bootMACAddress"); got != hw.String() {
-						t.Errorf("bootMACAddress %v, want %s", got, hw)
-					}
-					if got := b64(t, get(secret, "data", "password")); got != password {
-						t.Errorf("password %q, want %q", got, password)
-					}
-				}
-			case "InstallConfigHosts":
-				list, _ := get(docs[0], "platform", "baremetal", "hosts").([]any)
-				if len(docs) != 1 || len(list) != 2 {
-					t.Fatalf("want one document with 2 hosts, got %q", out)
-				}
-				for i, in := range hosts {
-					name, _ := get(list[i], "name").(string)
-					checkName(t, in.Name, name)
-					if got := get(list[i], "bootMACAddress"); got != hw.String() {
-						t.Errorf("bootMACAddress %v, want %s", got, hw)
-					}
-					if got := get(list[i], "bmc", "password"); got != password {
-						t.Errorf("password %q, want %q", got, password)
-					}
-				}
-			}
+			checkRendered(t, r.name, hosts, buf.Bytes())
 		}
 	})
 }
@@ -86,5 +45,54 @@ func checkName(t *testing.T, vm, name string) {
 	}
 	if kubeName(name) != name {
 		t.Errorf("name %q (from %q) changes when sanitised again", name, vm)
+	}
+}
+
+// checkRendered checks what the renderer wrote for hosts, which
+// share a MAC and a password: every scalar plain, names valid, the MAC
+// normalised and the password intact.
+func checkRendered(t *testing.T, renderer string, hosts []Host, out []byte) {
+	t.Helper()
+	checkPlainScalars(t, out)
+	mac, password := hosts[0].BootMAC, hosts[0].Password
+	hw, err := net.ParseMAC(mac)
+	if err != nil {
+		t.Fatalf("%s accepted MAC %q", renderer, mac)
+	}
+	docs := decodeAll(t, out)
+	switch renderer {
+	case "BareMetalHosts":
+		if len(docs) != 4 {
+			t.Fatalf("%d documents, want 4", len(docs))
+		}
+		for i, in := range hosts {
+			secret, bmh := docs[2*i], docs[2*i+1]
+			name, _ := get(bmh, "metadata", "name").(string)
+			checkName(t, in.Name, name)
+			if got := get(secret, "metadata", "name"); got != name+secretSuffix || !validSubdomain(name+secretSuffix) {
+				t.Errorf("Secret name %q for host %q", got, name)
+			}
+			if got := get(bmh, "spec", "bootMACAddress"); got != hw.String() {
+				t.Errorf("bootMACAddress %v, want %s", got, hw)
+			}
+			if got := b64(t, get(secret, "data", "password")); got != password {
+				t.Errorf("password %q, want %q", got, password)
+			}
+		}
+	case "InstallConfigHosts":
+		list, _ := get(docs[0], "platform", "baremetal", "hosts").([]any)
+		if len(docs) != 1 || len(list) != 2 {
+			t.Fatalf("want one document with 2 hosts, got %q", out)
+		}
+		for i, in := range hosts {
+			name, _ := get(list[i], "name").(string)
+			checkName(t, in.Name, name)
+			if got := get(list[i], "bootMACAddress"); got != hw.String() {
+				t.Errorf("bootMACAddress %v, want %s", got, hw)
+			}
+			if got := get(list[i], "bmc", "password"); got != password {
+				t.Errorf("password %q, want %q", got, password)
+			}
+		}
 	}
 }

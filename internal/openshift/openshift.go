@@ -236,44 +236,14 @@ func resolveHost(in Host, opts Options) (host, []error) {
 	if h.name == "" {
 		errs = append(errs, errors.New("name has no letter or digit to make a Kubernetes name from"))
 	}
-
-	switch in.Role {
-	case RoleMaster, RoleWorker:
-		h.role = in.Role
-	case "":
-		h.role = RoleWorker
-		if strings.Contains(h.name, RoleMaster) {
-			h.role = RoleMaster
-		}
-	default:
-		errs = append(errs, fmt.Errorf("role %q is unknown (known: %s, %s)", in.Role, RoleMaster, RoleWorker))
+	var err error
+	if h.role, err = role(in.Role, h.name); err != nil {
+		errs = append(errs, err)
 	}
-
-	// The password is never quoted in an error: errors end up in logs.
-	switch {
-	case in.Username == "":
-		errs = append(errs, errors.New("username is empty"))
-	case !utf8.ValidString(in.Username):
-		errs = append(errs, errors.New("username is not valid UTF-8"))
+	errs = append(errs, credentialErrors(in)...)
+	if h.mac, err = bootMAC(in.BootMAC); err != nil {
+		errs = append(errs, err)
 	}
-	switch {
-	case in.Password == "":
-		errs = append(errs, errors.New("password is empty"))
-	case !utf8.ValidString(in.Password):
-		// install-config.yaml carries it as text, and YAML text is UTF-8.
-		errs = append(errs, errors.New("password is not valid UTF-8"))
-	}
-
-	if mac, err := net.ParseMAC(in.BootMAC); err != nil {
-		errs = append(errs, fmt.Errorf("boot MAC %q is not a MAC address", in.BootMAC))
-	} else if len(mac) != 6 {
-		// ParseMAC also takes EUI-64 and InfiniBand addresses; a vSphere NIC
-		// has neither, and Metal3 matches the MAC against an Ethernet NIC.
-		errs = append(errs, fmt.Errorf("boot MAC %q is not a 6-byte Ethernet MAC address", in.BootMAC))
-	} else {
-		h.mac = mac.String()
-	}
-
 	addr, redfish, err := bmcAddress(in, opts)
 	if err != nil {
 		errs = append(errs, err)
@@ -287,8 +257,56 @@ func resolveHost(in Host, opts Options) (host, []error) {
 		errs = append(errs, fmt.Errorf("secure boot is on, and Metal3 takes bootMode %s only with a Redfish BMC address, not %s:// (use protocol %s, or turn secure boot off)",
 			bootModeUEFISecureBoot, ProtocolIPMI, ProtocolRedfishVirtualMedia))
 	}
-
 	return h, errs
+}
+
+// role is the install-config role asked for, or by default the one the
+// sanitised name suggests.
+func role(asked, name string) (string, error) {
+	switch asked {
+	case RoleMaster, RoleWorker:
+		return asked, nil
+	case "":
+		if strings.Contains(name, RoleMaster) {
+			return RoleMaster, nil
+		}
+		return RoleWorker, nil
+	}
+	return "", fmt.Errorf("role %q is unknown (known: %s, %s)", asked, RoleMaster, RoleWorker)
+}
+
+// credentialErrors are the problems of a host's BMC credentials. The
+// password is never quoted in an error: errors end up in logs.
+func credentialErrors(in Host) []error {
+	var errs []error
+	switch {
+	case in.Username == "":
+		errs = append(errs, errors.New("username is empty"))
+	case !utf8.ValidString(in.Username):
+		errs = append(errs, errors.New("username is not valid UTF-8"))
+	}
+	switch {
+	case in.Password == "":
+		errs = append(errs, errors.New("password is empty"))
+	case !utf8.ValidString(in.Password):
+		// install-config.yaml carries it as text, and YAML text is UTF-8.
+		errs = append(errs, errors.New("password is not valid UTF-8"))
+	}
+	return errs
+}
+
+// bootMAC is mac lower-case and colon-separated, if it is an Ethernet MAC.
+func bootMAC(mac string) (string, error) {
+	hw, err := net.ParseMAC(mac)
+	if err != nil {
+		return "", fmt.Errorf("boot MAC %q is not a MAC address", mac)
+	}
+	if len(hw) != 6 {
+		// ParseMAC also takes EUI-64 and InfiniBand addresses; a vSphere NIC
+		// has neither, and Metal3 matches the MAC against an Ethernet NIC.
+		return "", fmt.Errorf("boot MAC %q is not a 6-byte Ethernet MAC address", mac)
+	}
+	return hw.String(), nil
 }
 
 // bmcAddress is the spec.bmc.address URL for a host, and whether it is a

@@ -212,10 +212,7 @@ func TestBareMetalHostsParse(t *testing.T) {
 	if len(docs) != 2*len(hosts) {
 		t.Fatalf("%d documents, want %d", len(docs), 2*len(hosts))
 	}
-	want := []struct {
-		name, address, mac, bootMode   string
-		online, insecure, controlPlane bool
-	}{
+	want := []bmhWant{
 		{"skinner-master-0", "ipmi://192.168.86.168:623", "00:50:56:8a:00:00", "UEFI", true, false, true},
 		{"skinner-master-1", "ipmi://192.168.86.168:624", "00:50:56:8a:00:01", "UEFI", true, false, true},
 		{"skinner-master-2", "ipmi://192.168.86.168:625", "00:50:56:8a:00:02", "UEFI", true, false, true},
@@ -225,50 +222,60 @@ func TestBareMetalHostsParse(t *testing.T) {
 		{"v6", "ipmi://[fd00::1]:6230", "11:22:33:44:55:66", "legacy", false, false, false},
 	}
 	for i, w := range want {
-		secret, bmh := docs[2*i], docs[2*i+1]
-		t.Run(w.name, func(t *testing.T) {
-			for _, c := range []struct {
-				doc       map[string]any
-				path      []string
-				want      any
-				wantIsSet bool
-			}{
-				{secret, []string{"apiVersion"}, "v1", true},
-				{secret, []string{"kind"}, "Secret", true},
-				{secret, []string{"type"}, "Opaque", true},
-				{secret, []string{"metadata", "name"}, w.name + "-bmc-secret", true},
-				{secret, []string{"metadata", "namespace"}, "bridged", true},
-				{bmh, []string{"apiVersion"}, "metal3.io/v1alpha1", true},
-				{bmh, []string{"kind"}, "BareMetalHost", true},
-				{bmh, []string{"metadata", "name"}, w.name, true},
-				{bmh, []string{"metadata", "namespace"}, "bridged", true},
-				{bmh, []string{"spec", "online"}, w.online, true},
-				{bmh, []string{"spec", "bootMACAddress"}, w.mac, true},
-				{bmh, []string{"spec", "bootMode"}, w.bootMode, true},
-				{bmh, []string{"spec", "bmc", "address"}, w.address, true},
-				{bmh, []string{"spec", "bmc", "credentialsName"}, w.name + "-bmc-secret", true},
-				{bmh, []string{"spec", "bmc", "disableCertificateVerification"}, true, w.insecure},
-				{bmh, []string{"spec", "externallyProvisioned"}, true, w.controlPlane},
-				{bmh, []string{"spec", "automatedCleaningMode"}, "disabled", w.controlPlane},
-			} {
-				got := get(c.doc, c.path...)
-				if !c.wantIsSet {
-					if got != nil {
-						t.Errorf("%s = %v, want it absent", strings.Join(c.path, "."), got)
-					}
-					continue
-				}
-				if got != c.want {
-					t.Errorf("%s = %#v, want %#v", strings.Join(c.path, "."), got, c.want)
-				}
+		t.Run(w.name, func(t *testing.T) { checkBMH(t, docs[2*i], docs[2*i+1], w, hosts[i]) })
+	}
+}
+
+// bmhWant is what a host's Secret and BareMetalHost should say.
+type bmhWant struct {
+	name, address, mac, bootMode   string
+	online, insecure, controlPlane bool
+}
+
+// checkBMH checks the Secret and BareMetalHost rendered for in (in the
+// namespace "bridged").
+func checkBMH(t *testing.T, secret, bmh map[string]any, w bmhWant, in Host) {
+	t.Helper()
+	for _, c := range []struct {
+		doc       map[string]any
+		path      []string
+		want      any
+		wantIsSet bool
+	}{
+		{secret, []string{"apiVersion"}, "v1", true},
+		{secret, []string{"kind"}, "Secret", true},
+		{secret, []string{"type"}, "Opaque", true},
+		{secret, []string{"metadata", "name"}, w.name + "-bmc-secret", true},
+		{secret, []string{"metadata", "namespace"}, "bridged", true},
+		{bmh, []string{"apiVersion"}, "metal3.io/v1alpha1", true},
+		{bmh, []string{"kind"}, "BareMetalHost", true},
+		{bmh, []string{"metadata", "name"}, w.name, true},
+		{bmh, []string{"metadata", "namespace"}, "bridged", true},
+		{bmh, []string{"spec", "online"}, w.online, true},
+		{bmh, []string{"spec", "bootMACAddress"}, w.mac, true},
+		{bmh, []string{"spec", "bootMode"}, w.bootMode, true},
+		{bmh, []string{"spec", "bmc", "address"}, w.address, true},
+		{bmh, []string{"spec", "bmc", "credentialsName"}, w.name + "-bmc-secret", true},
+		{bmh, []string{"spec", "bmc", "disableCertificateVerification"}, true, w.insecure},
+		{bmh, []string{"spec", "externallyProvisioned"}, true, w.controlPlane},
+		{bmh, []string{"spec", "automatedCleaningMode"}, "disabled", w.controlPlane},
+	} {
+		got := get(c.doc, c.path...)
+		if !c.wantIsSet {
+			if got != nil {
+				t.Errorf("%s = %v, want it absent", strings.Join(c.path, "."), got)
 			}
-			if u := b64(t, get(secret, "data", "username")); u != hosts[i].Username {
-				t.Errorf("secret username %q, want %q", u, hosts[i].Username)
-			}
-			if p := b64(t, get(secret, "data", "password")); p != hosts[i].Password {
-				t.Errorf("secret password %q, want %q", p, hosts[i].Password)
-			}
-		})
+			continue
+		}
+		if got != c.want {
+			t.Errorf("%s = %#v, want %#v", strings.Join(c.path, "."), got, c.want)
+		}
+	}
+	if u := b64(t, get(secret, "data", "username")); u != in.Username {
+		t.Errorf("secret username %q, want %q", u, in.Username)
+	}
+	if p := b64(t, get(secret, "data", "password")); p != in.Password {
+		t.Errorf("secret password %q, want %q", p, in.Password)
 	}
 }
 
@@ -346,8 +353,16 @@ func TestKubeName(t *testing.T) {
 	}
 }
 
-func TestErrors(t *testing.T) {
-	const secret = "s3cr3t-Pa55" // must never appear in an error
+// errorCase is input the renderers refuse, and what their error says.
+type errorCase struct {
+	name  string
+	hosts []Host
+	opts  Options
+	want  []string // substrings of the error
+}
+
+// errorCases are TestErrors' inputs; every host's password is secret.
+func errorCases(secret string) []errorCase {
 	good := func(name string, port int) Host {
 		return Host{Name: name, BMCAddress: fmt.Sprintf("192.168.86.168:%d", port), Username: "admin", Password: secret, BootMAC: "00:50:56:8a:00:00"}
 	}
@@ -356,12 +371,7 @@ func TestErrors(t *testing.T) {
 		f(&h)
 		return []Host{h}
 	}
-	for _, tc := range []struct {
-		name  string
-		hosts []Host
-		opts  Options
-		want  []string // substrings of the error
-	}{
+	return []errorCase{
 		{"no hosts", nil, Options{}, []string{"no hosts"}},
 		{"unknown protocol", with(func(*Host) {}), Options{Protocol: "redfish"}, []string{`protocol "redfish" is unknown`}},
 		{"redfish port", with(func(*Host) {}), Options{RedfishPort: 70000}, []string{"Redfish port 70000"}},
@@ -371,6 +381,7 @@ func TestErrors(t *testing.T) {
 			[]string{`hosts[1] "Skinner_Master_0": name "skinner-master-0" is already used by hosts[0] "skinner-master-0"`}},
 		{"unknown role", with(func(h *Host) { h.Role = "infra" }), Options{}, []string{`role "infra" is unknown`}},
 		{"no username", with(func(h *Host) { h.Username = "" }), Options{}, []string{"username is empty"}},
+		{"username not UTF-8", with(func(h *Host) { h.Username = "adm\xffin" }), Options{}, []string{"username is not valid UTF-8"}},
 		{"no password", with(func(h *Host) { h.Password = "" }), Options{}, []string{"password is empty"}},
 		{"password not UTF-8", with(func(h *Host) { h.Password = secret + "\xff" }), Options{}, []string{"password is not valid UTF-8"}},
 		{"no MAC", with(func(h *Host) { h.BootMAC = "" }), Options{}, []string{`boot MAC "" is not a MAC address`}},
@@ -394,7 +405,12 @@ func TestErrors(t *testing.T) {
 			`hosts[0] "a": boot MAC "bad"`, `hosts[2] "c": BMC address "h"`, `hosts[2] "c": username is empty`,
 			`hosts[3] "A": name "a" is already used by hosts[0] "a"`,
 		}},
-	} {
+	}
+}
+
+func TestErrors(t *testing.T) {
+	const secret = "s3cr3t-Pa55" // must never appear in an error
+	for _, tc := range errorCases(secret) {
 		for _, r := range renderers {
 			t.Run(tc.name+"/"+r.name, func(t *testing.T) {
 				var buf bytes.Buffer

@@ -1,0 +1,320 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmware/govmomi/property"
+	"github.com/vmware/govmomi/view"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/console/consoletest"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
+)
+
+// consoleDaemon is a config-mode daemon with the console concentrator on
+// a free port, logging consoles in rotation (64 KiB, one older file):
+// skinner-worker-2's BMC offers its console, skinner-master-0's none.
+type consoleDaemon struct {
+	sim      *vsphere.Simulator
+	d        *running
+	log      *clienttest.Buffer
+	stateDir string
+	host     *consoletest.Host
+	vm       consoletest.VM
+}
+
+// consoleInstance is the instance UUID the fake host reports.
+const consoleInstance = "50000000-0000-4000-8000-0000000000aa"
+
+func startConsoleDaemon(t *testing.T) *consoleDaemon {
+	t.Helper()
+	sim, err := vsphere.StartSimulator(context.Background(), "127.0.0.1:0", 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Close)
+	dir := t.TempDir()
+	c := &consoleDaemon{sim: sim, log: &clienttest.Buffer{}, stateDir: filepath.Join(dir, "state")}
+	cfg := fmt.Sprintf(`vcenter: {url: %s, username: %s, password: %s, caFile: %s}
+stateDir: %s
+metricsAddress: 127.0.0.1:0
+redfish: {address: ""}
+console: {address: "127.0.0.1:0", log: true, logMaxBytes: 64KiB, logKeep: 1}
+bmcs:
+  - {vm: skinner-worker-2, address: 127.0.0.1, port: %d, password: pw-12345, console: true}
+  - {vm: skinner-master-0, address: 127.0.0.1, port: %d, password: pw-12345}
+`, sim.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword, sim.CAFile, c.stateDir, clienttest.FreeUDPPort(t), clienttest.FreeUDPPort(t))
+	path := filepath.Join(dir, "bridge.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(c.log, nil))
+	c.d = startDaemonWith(t, Options{Config: path, Socket: filepath.Join(dir, "api.sock"), Log: log})
+	t.Cleanup(func() { c.d.stop(t) })
+	if c.d.ep.Console == "" || !strings.Contains(c.d.out.String(), "console:    "+c.d.ep.Console) {
+		t.Fatalf("the banner does not show the concentrator %q:\n%s", c.d.ep.Console, c.d.out.String())
+	}
+	vms, err := c.d.api.VMs(context.Background(), "skinner-worker-2", "")
+	if err != nil || len(vms) != 1 {
+		t.Fatalf("VMs: %v %v", vms, err)
+	}
+	c.vm = consoletest.VM{InstanceUUID: consoleInstance, BIOSUUID: vms[0].UUID, Name: "skinner-worker-2"}
+	return c
+}
+
+// apiGet answers GET path on the daemon's socket with its status and body.
+func apiGet(t *testing.T, socket, path string) (int, string) {
+	t.Helper()
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", socket)
+	}}}
+	resp, err := c.Get("http://daemon" + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// eventually fails the test unless cond holds within 10 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("never true: %s", what)
+		}
+	}
+}
+
+// The daemon's serial consoles end to end: a BMC's console is there before
+// the VM's host connects; the host's output reaches the log route, an
+// attached stream, the log file and the metrics; keystrokes reach the
+// host; the connection and its end are logged, never what was shown or
+// typed; the refusals are 404 and 409; the VM's serial port is pointed
+// at the concentrator.
+func TestConsole(t *testing.T) {
+	t.Parallel()
+	c := startConsoleDaemon(t)
+	sock := c.d.ep.Socket
+	for _, tc := range []struct {
+		path   string
+		status int
+		want   string
+	}{
+		{"/v1/bmcs/skinner-worker-2/console/log", http.StatusOK, ""},
+		{"/v1/bmcs/nope/console/log", http.StatusNotFound, "no such BMC"},
+		{"/v1/bmcs/skinner-master-0/console/log", http.StatusConflict, "offers no serial console: set console: true"},
+		{"/v1/bmcs/skinner-master-0/console", http.StatusConflict, "offers no serial console"},
+		{"/v1/bmcs/skinner-worker-2/console", http.StatusUpgradeRequired, ""},
+	} {
+		if status, body := apiGet(t, sock, tc.path); status != tc.status || !strings.Contains(body, tc.want) {
+			t.Errorf("GET %s: %d %q, want %d with %q", tc.path, status, body, tc.status, tc.want)
+		}
+	}
+	if b, err := c.d.api.BMC(context.Background(), "skinner-worker-2"); err != nil || b.Console == nil || b.Console.Connected {
+		t.Fatalf("before the host connects: %+v %v", b.Console, err)
+	}
+	stream, err := c.d.api.Console(context.Background(), "skinner-worker-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	c.host = consoletest.Dial(t, c.d.ep.Console, c.vm)
+	c.host.Print("boot line\r\nlogin: ")
+	if got := readStream(t, stream, "login: "); got != "boot line\r\nlogin: " {
+		t.Errorf("the stream attached before the host connected read %q", got)
+	}
+	if _, err := stream.Write([]byte("root\r")); err != nil {
+		t.Fatal(err)
+	}
+	c.host.WaitKeys("root\r")
+	if status, body := apiGet(t, sock, "/v1/bmcs/skinner-worker-2/console/log"); status != http.StatusOK || body != "boot line\r\nlogin: " {
+		t.Errorf("console/log: %d %q", status, body)
+	}
+	c.checkConnected(t)
+	c.checkLogFiles(t)
+	c.checkSerialPorts(t)
+	c.host.Close()
+	eventually(t, "disconnection logged", func() bool {
+		return strings.Contains(c.log.String(), `msg="serial console disconnected" vm=skinner-worker-2`)
+	})
+	eventually(t, "connected gauge 0", func() bool { return consoleSeries(t, c.d.ep.Metrics, "console_connected{") == "0" })
+	for _, secret := range []string{"boot line", "login:", "root"} {
+		if strings.Contains(c.log.String(), secret) {
+			t.Fatalf("the log shows console content %q:\n%s", secret, c.log.String())
+		}
+	}
+}
+
+// readStream reads the console stream until it holds want.
+func readStream(t *testing.T, r io.Reader, want string) string {
+	t.Helper()
+	var got []byte
+	buf := make([]byte, 1024)
+	for !bytes.Contains(got, []byte(want)) {
+		n, err := r.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			t.Fatalf("stream: %q, %v", got, err)
+		}
+	}
+	return string(got)
+}
+
+// checkConnected: `bmc show`, the log and the metrics say the serial port
+// is connected, from where.
+func (c *consoleDaemon) checkConnected(t *testing.T) {
+	t.Helper()
+	b, err := c.d.api.BMC(context.Background(), "skinner-worker-2")
+	if err != nil || b.Console == nil || !b.Console.Connected || !strings.HasPrefix(b.Console.Remote, "127.0.0.1:") {
+		t.Fatalf("bmc show's console: %+v %v", b.Console, err)
+	}
+	want := `msg="serial console connected" vm=skinner-worker-2 uuid=` + consoleInstance + " remote=" + b.Console.Remote
+	if !strings.Contains(c.log.String(), want) {
+		t.Errorf("log lacks %q:\n%s", want, c.log.String())
+	}
+	for series, want := range map[string]string{
+		"console_connected{":              "1",
+		"console_bytes_from_vm_total{":    "18",
+		"console_bytes_to_vm_total{":      "5",
+		"console_connections_total{":      "1",
+		"console_host_connections_active": "1",
+	} {
+		if got := consoleSeries(t, c.d.ep.Metrics, series); got != want {
+			t.Errorf("%s = %q, want %s", series, got, want)
+		}
+	}
+}
+
+// consoleSeries reads the value of the first series of /metrics whose
+// line holds name (and skinner-worker-2's labels, for a per-VM one).
+func consoleSeries(t *testing.T, metricsURL, name string) string {
+	t.Helper()
+	resp, err := http.Get(metricsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for l := range strings.SplitSeq(string(body), "\n") {
+		perVM := !strings.HasSuffix(name, "{") || strings.Contains(l, `uuid="`+consoleInstance+`",vm="skinner-worker-2"`)
+		if strings.HasPrefix(l, "ipmi_vmware_bridge_"+name) && perVM {
+			return l[strings.LastIndexByte(l, ' ')+1:]
+		}
+	}
+	return ""
+}
+
+// checkLogFiles: the console's log is STATEDIR/console/INSTANCE.log, 0600
+// in a 0700 directory, and rotates at logMaxBytes keeping logKeep files.
+func (c *consoleDaemon) checkLogFiles(t *testing.T) {
+	t.Helper()
+	dir := filepath.Join(c.stateDir, "console")
+	path := filepath.Join(dir, consoleInstance+".log")
+	eventually(t, "the log file holds the output", func() bool {
+		data, _ := os.ReadFile(path)
+		return string(data) == "boot line\r\nlogin: "
+	})
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("log directory: %v %v", fi.Mode(), err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("log file: %v %v", fi.Mode(), err)
+	}
+	line := strings.Repeat("x", 1023) + "\n"
+	for range 100 { // 100 KiB: past one 64 KiB file
+		c.host.Print(line)
+	}
+	c.host.Print("END")
+	eventually(t, "the log rotated", func() bool {
+		data, _ := os.ReadFile(path)
+		return bytes.HasSuffix(data, []byte("END"))
+	})
+	older, err := os.ReadFile(path + ".1")
+	if err != nil || !bytes.HasPrefix(older, []byte("boot line")) || len(older) > 64<<10 {
+		t.Fatalf("rotated file: %d bytes, %v", len(older), err)
+	}
+	if _, err := os.Stat(path + ".2"); !os.IsNotExist(err) {
+		t.Fatalf("logKeep 1 kept a second old file: %v", err)
+	}
+}
+
+// A console concentrator's taken port stops the start, naming the
+// setting and the flag.
+func TestConsolePortTaken(t *testing.T) {
+	t.Parallel()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	err = Run(context.Background(), Options{Socket: filepath.Join(t.TempDir(), "api.sock"), StateDir: t.TempDir(), Listen: "127.0.0.1",
+		MetricsAddress: "-", RedfishAddress: "-", ConsoleAddress: taken.Addr().String(), Log: slog.New(slog.DiscardHandler), Stdout: io.Discard})
+	for _, want := range []string{"console: ", "address already in use", "console.address", "--console-address"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("Run: %v, want %q", err, want)
+		}
+	}
+}
+
+// The API refuses to add a BMC with a console when the concentrator is
+// off.
+func TestConsoleAddWithoutConcentrator(t *testing.T) {
+	t.Parallel()
+	d := &Daemon{defaultAddress: "127.0.0.1"}
+	if _, err := d.spec("vm", "", 623, "", "pw", true); err == nil || !strings.Contains(err.Error(), "console concentrator is off") {
+		t.Fatalf("spec: %v", err)
+	}
+}
+
+// checkSerialPorts: the VM of the BMC with a console got a serial port
+// whose vSPC is the concentrator; the other VM none.
+func (c *consoleDaemon) checkSerialPorts(t *testing.T) {
+	t.Helper()
+	vc, err := vsphere.Connect(context.Background(), vsphere.Options{URL: c.sim.URL.String(), Username: vsphere.SimulatorUser, Password: vsphere.SimulatorPassword, CAFile: c.sim.CAFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = vc.Close(context.Background()) }()
+	want := map[string]string{"skinner-worker-2": "telnet://" + c.d.ep.Console, "skinner-master-0": ""}
+	for name, uri := range want {
+		eventually(t, name+"'s serial port", func() bool { return proxyURI(t, vc, name) == uri })
+	}
+}
+
+// proxyURI is the vSPC URI of the VM's first serial port that has one.
+func proxyURI(t *testing.T, vc *vsphere.Client, name string) string {
+	t.Helper()
+	ctx := context.Background()
+	v, err := view.NewManager(vc.Vim()).CreateContainerView(ctx, vc.Vim().ServiceContent.RootFolder, []string{"VirtualMachine"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = v.Destroy(ctx) }()
+	var vms []mo.VirtualMachine
+	if err := v.RetrieveWithFilter(ctx, []string{"VirtualMachine"}, []string{"config.hardware.device"}, &vms, property.Match{"name": name}); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range vms[0].Config.Hardware.Device {
+		if sp, ok := d.(*types.VirtualSerialPort); ok {
+			if b, ok := sp.Backing.(*types.VirtualSerialPortURIBackingInfo); ok && b.ProxyURI != "" {
+				return b.ProxyURI
+			}
+		}
+	}
+	return ""
+}
