@@ -4,13 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +19,7 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/bridge"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/ipmi/ipmitest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
@@ -37,20 +38,38 @@ type env struct {
 
 var shared *env
 
+// sharedTurn serialises the tests of the shared environment: they change
+// and count the same VMs and vCenter calls. They are parallel tests all the
+// same, so that TestVCenterOutage (60 s on an environment of its own) runs
+// alongside them instead of after them: Go resumes parallel top-level tests
+// only once every serial one has returned.
+var sharedTurn sync.Mutex
+
+// useShared makes t a test of the shared environment; see sharedTurn.
+func useShared(t *testing.T) {
+	t.Parallel()
+	sharedTurn.Lock()
+	t.Cleanup(sharedTurn.Unlock)
+}
+
 func TestMain(m *testing.M) {
-	ctx := context.Background()
-	e, err := start(ctx)
+	e, err := start(context.Background())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: ", err)
 		os.Exit(1)
 	}
 	shared = e
 	code := m.Run()
+	e.close()
+	os.Exit(code)
+}
+
+func (e *env) close() {
 	_ = e.bridge.Close()
 	e.stop()
-	_ = e.client.Close(ctx)
+	_ = e.client.Close(context.Background())
+	_ = e.out.Close(context.Background())
 	e.sim.Close()
-	os.Exit(code)
 }
 
 func start(ctx context.Context) (*env, error) {
@@ -181,6 +200,7 @@ func ipmitoolArgs(iface, port string, extra ...string) []string {
 }
 
 func TestIpmitoolPower(t *testing.T) {
+	useShared(t)
 	const name = "skinner-master-0"
 	port := shared.ports[name]
 	variants := []struct {
@@ -215,6 +235,7 @@ func TestIpmitoolPower(t *testing.T) {
 }
 
 func TestIpmitoolSuiteZeroRefused(t *testing.T) {
+	useShared(t)
 	out, err := run(t, "ipmitool", ipmitoolArgs("lanplus", shared.ports["skinner-master-0"], "-C", "0", "power", "status")...)
 	if err == nil {
 		t.Fatalf("cipher suite 0 accepted: %s", out)
@@ -222,6 +243,7 @@ func TestIpmitoolSuiteZeroRefused(t *testing.T) {
 }
 
 func TestIpmitoolIdentity(t *testing.T) {
+	useShared(t)
 	const name = "skinner-master-1"
 	args := ipmitoolArgs("lanplus", shared.ports[name])
 	if out := mustRun(t, "ipmitool", append(args, "mc", "info")...); !strings.Contains(out, "Manufacturer Name         : VMware") {
@@ -235,6 +257,7 @@ func TestIpmitoolIdentity(t *testing.T) {
 }
 
 func TestIpmitoolBootdev(t *testing.T) {
+	useShared(t)
 	const name = "skinner-master-2"
 	args := ipmitoolArgs("lanplus", shared.ports[name])
 	tests := []struct {
@@ -274,6 +297,7 @@ func TestIpmitoolBootdev(t *testing.T) {
 // builds (ironic/drivers/modules/ipmitool.py, _exec_ipmitool), with its
 // timing (-R 1 -N 5) and password file.
 func TestIronicCommandLines(t *testing.T) {
+	useShared(t)
 	const name = "skinner-worker-1"
 	pw := filepath.Join(t.TempDir(), "pw")
 	if err := os.WriteFile(pw, []byte("password"), 0o600); err != nil {
@@ -329,6 +353,7 @@ func TestIronicCommandLines(t *testing.T) {
 // Commands that cannot apply to the VM's state get a completion code, not
 // silence and not a hidden hard power-off.
 func TestIpmitoolRefusals(t *testing.T) {
+	useShared(t)
 	const name = "skinner-worker-2"
 	args := ipmitoolArgs("lanplus", shared.ports[name])
 	mustRun(t, "ipmitool", append(args, "power", "off")...)
@@ -356,6 +381,7 @@ func TestIpmitoolRefusals(t *testing.T) {
 }
 
 func TestFreeIPMI(t *testing.T) {
+	useShared(t)
 	const name = "skinner-worker-2"
 	for _, driver := range []string{"LAN_2_0", "LAN"} {
 		t.Run(driver, func(t *testing.T) {
@@ -389,6 +415,7 @@ func TestFreeIPMI(t *testing.T) {
 }
 
 func TestPyghmi(t *testing.T) {
+	useShared(t)
 	const name = "skinner-master-1"
 	python := clienttest.PythonModule(t, "pyghmi.ipmi.command")
 	pyghmi := func(steps ...string) []map[string]any {
