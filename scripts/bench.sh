@@ -579,7 +579,7 @@ launch_bridge() { # key dir vms base-port redfish-address timeout
 		ready='^VM +BMC'
 	else
 		"$BRIDGE" serve --vms "$vms" --listen "$HOST" --base-port "$base" --sim-addr "$HOST:0" \
-			--socket "$dir/api.sock" --metrics-address - --redfish-address "$rf" \
+			--socket "$dir/api.sock" --metrics-address - --redfish-address "$rf" --console-address - \
 			</dev/null >"$dir/out" 2>"$dir/err" &
 	fi
 	PID[$key]=$!

@@ -190,7 +190,7 @@ go build -o "$TMP/bridge" ./cmd/ipmi-vmware-bridge 2>"$TMP/build.log" &&
 	go build -o "$TMP/ipmifuzz" ./scripts/ipmifuzz 2>>"$TMP/build.log" ||
 	die "go build failed: $(tail -n 5 "$TMP/build.log")"
 "$TMP/bridge" serve --base-port "$BASE_PORT" --sim-addr "$HOST:0" --metrics-address "$HOST:0" \
-	--redfish-address - --socket "$TMP/sock" --state-dir "$TMP/state" \
+	--redfish-address - --console-address - --socket "$TMP/sock" --state-dir "$TMP/state" \
 	</dev/null >"$TMP/bridge.out" 2>"$TMP/bridge.err" &
 BRIDGE_PID=$!
 

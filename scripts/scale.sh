@@ -15,7 +15,7 @@ trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "
 go build -o "$work/bridge" ./cmd/ipmi-vmware-bridge
 start=$(date +%s%N)
 "$work/bridge" serve --vms "$VMS" --base-port "$BASE_PORT" --sim-addr 127.0.0.1:0 \
-  --socket "$work/api.sock" --metrics-address - --redfish-address - >"$work/out" 2>"$work/err" &
+  --socket "$work/api.sock" --metrics-address - --redfish-address - --console-address - >"$work/out" 2>"$work/err" &
 pid=$!
 until grep -q "To bridge a real vCenter" "$work/out" 2>/dev/null; do
   kill -0 "$pid" 2>/dev/null || { cat "$work/err"; exit 1; }

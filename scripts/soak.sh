@@ -200,7 +200,7 @@ fi
 
 log "bridge: serve --vms $VMS on $HOST"
 "$BRIDGE" serve --vms "$VMS" --listen "$HOST" --base-port 0 --sim-addr "$HOST:0" \
-	--socket "$WORK/api.sock" --metrics-address - --redfish-address - \
+	--socket "$WORK/api.sock" --metrics-address - --redfish-address - --console-address - \
 	</dev/null >"$WORK/bridge.out" 2>"$WORK/bridge.err" &
 BRIDGE_PID=$!
 

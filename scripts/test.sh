@@ -13,11 +13,12 @@ cc=$(go env CC)
 command -v "${cc:-gcc}" >/dev/null || missing+=("a C compiler (-race needs cgo): gcc")
 command -v ipmitool >/dev/null || missing+=(ipmitool)
 command -v ipmipower >/dev/null || missing+=(freeipmi-tools)
+command -v socat >/dev/null || missing+=(socat)
 /usr/bin/python3 -c 'import pyghmi.ipmi.command' 2>/dev/null || missing+=(python3-pyghmi)
 /usr/bin/python3 -c 'import sushy' 2>/dev/null || missing+=(python3-sushy)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "scripts/test.sh needs: ${missing[*]}" >&2
-  echo "on Debian or Ubuntu: apt-get install -y gcc ipmitool freeipmi-tools python3-pyghmi python3-sushy (or run .ci/run as root)" >&2
+  echo "on Debian or Ubuntu: apt-get install -y gcc ipmitool freeipmi-tools socat python3-pyghmi python3-sushy (or run .ci/run as root)" >&2
   exit 1
 fi
 if ! go mod tidy -diff >/dev/null; then
@@ -31,7 +32,10 @@ if [ -n "$unformatted" ]; then
   exit 1
 fi
 go vet ./...
-CI="${CI:-}" go test -race -count=1 ./...
+# The suite's events go through testreport, which prints what go test
+# would (a line a package, failed tests' output) and then the slowest
+# tests; pipefail keeps go test's exit status.
+CI="${CI:-}" go test -race -count=1 -json ./... | go run ./scripts/testreport
 
 fuzztime="${FUZZTIME:-10s}"
 for target in $(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do
