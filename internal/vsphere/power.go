@@ -423,6 +423,9 @@ func (v *VM) submitTask(ctx context.Context, a machine.PowerAction, what string,
 // task of the bridge's reached, if the watcher has not delivered it yet,
 // so that the next read after the answer is true.
 func (v *VM) reached(ctx context.Context, want machine.PowerState) {
+	if want == machine.PowerOn {
+		v.ownBoot.Store(time.Now().UnixNano())
+	}
 	if want == machine.PowerUnknown || v.awaitPower(ctx, want, inventoryLag) {
 		return
 	}

@@ -109,7 +109,12 @@ type VM struct {
 	rec        Record
 	lastAction machine.PowerAction
 	lastAt     time.Time
-	lastBoot   time.Time
+	// ownBoot is when the bridge last booted the VM itself (a power-on or
+	// a reset vCenter carried out), in Unix nanoseconds: the watcher's
+	// report of that boot comes later, and must not count as a boot after
+	// a one-time override set meanwhile (see booted).
+	ownBoot  atomic.Int64
+	lastBoot time.Time
 	// settle: a power action told failed that vCenter may still run.
 	settle settleState
 	// onceAt is when the pending one-time override was set: a boot the
@@ -373,7 +378,9 @@ func (v *VM) power(ctx context.Context, a machine.PowerAction, state machine.Pow
 	case machine.Reset:
 		booted := func() {
 			v.events.Add(machine.EventReset, "")
-			v.booted(time.Now(), false)
+			now := time.Now()
+			v.ownBoot.Store(now.UnixNano())
+			v.booted(now, false)
 		}
 		vd, err := v.runTask(ctx, "reset", v.obj.Reset, func(err error) {
 			if err == nil {
@@ -866,6 +873,11 @@ func (v *VM) save(rec Record) {
 // bit. at is when the boot became known; seenOnly marks a boot learnt from
 // runtime.bootTime alone, which the bridge's own reset already handled.
 func (v *VM) booted(at time.Time, seenOnly bool) {
+	if own := time.Unix(0, v.ownBoot.Load()); !seenOnly && !at.Before(own) && at.Sub(own) < duplicateWindow {
+		// The watcher reporting the bridge's own boot, perhaps after a
+		// one-time override was set: the boot happened before it.
+		at = own
+	}
 	v.background(func() {
 		if v.opts.BootHold > 0 {
 			select {
