@@ -1,8 +1,9 @@
 // Package clienttest holds what tests that drive real client programs
 // (ipmitool, FreeIPMI, pyghmi, sushy) and running daemons share: finding a
 // client, which in CI must exist, a free loopback port, a buffer that
-// concurrent writers may share, and a clock that moves only when the test
-// says.
+// concurrent writers may share, a clock that moves only when the test
+// says, and (on Linux) a pseudo-terminal for the console clients that need
+// one (ipmitool's sol activate, ipmiconsole).
 package clienttest
 
 import (

@@ -44,29 +44,29 @@ func TestSOLIpmitoolActivate(t *testing.T) {
 	tg.c.emit([]byte("Debian GNU/Linux 12 vm ttyS0\r\n\r\nvm login: "))
 	base := lanplus(tg.e.port(), "password")
 
-	sol := startPTY(t, "ipmitool", append(base, "sol", "activate")...)
-	sol.expect("[SOL Session operational.  Use ~? for help]")
-	sol.expect("vm login: ")
-	sol.typeKeys("root\r")
+	sol := clienttest.StartPTY(t, "ipmitool", append(base, "sol", "activate")...)
+	sol.Expect("[SOL Session operational.  Use ~? for help]")
+	sol.Expect("vm login: ")
+	sol.Type("root\r")
 	eventually(t, "keystrokes typed", func() bool { return tg.c.typedString() == "root\r" })
-	sol.expect("vm login: root")
+	sol.Expect("vm login: root")
 	tg.c.emit([]byte("\nPassword: "))
-	sol.expect("Password: ")
+	sol.Expect("Password: ")
 
 	out, status := runStatus(t, "ipmitool", append(base, "sol", "activate")...)
 	if status != 1 || !strings.Contains(out, "Info: SOL payload already active on another session") {
 		t.Fatalf("second sol activate: status %d\n%s", status, out)
 	}
 
-	sol.typeKeys("\r~.")
-	if status := sol.exit(); status != 0 {
-		t.Fatalf("ipmitool after ~.: status %d\n%s", status, sol.out.String())
+	sol.Type("\r~.")
+	if status := sol.Exit(); status != 0 {
+		t.Fatalf("ipmitool after ~.: status %d\n%s", status, sol.Output())
 	}
 	eventually(t, "payload deactivated", func() bool { active, _, _, _ := tg.obs.read(); return active == 0 })
 	eventually(t, "session closed", func() bool { return len(tg.e.Sessions()) == 0 })
 
-	sol = startPTY(t, "ipmitool", append(base, "sol", "activate")...)
-	sol.expect("[SOL Session operational.  Use ~? for help]")
+	sol = clienttest.StartPTY(t, "ipmitool", append(base, "sol", "activate")...)
+	sol.Expect("[SOL Session operational.  Use ~? for help]")
 	for _, want := range []struct {
 		status int
 		out    string
@@ -124,26 +124,26 @@ func TestSOLIpmiconsole(t *testing.T) {
 	tg.c.emit([]byte("vm login: "))
 	conn := []string{"-h", "127.0.0.1:" + tg.e.port(), "-u", "admin", "-p", "password"}
 
-	first := startPTY(t, "ipmiconsole", conn...)
-	first.expect("[SOL established]")
-	first.expect("vm login: ")
-	first.typeKeys("admin\r")
+	first := clienttest.StartPTY(t, "ipmiconsole", conn...)
+	first.Expect("[SOL established]")
+	first.Expect("vm login: ")
+	first.Type("admin\r")
 	eventually(t, "keystrokes typed", func() bool { return tg.c.typedString() == "admin\r" })
-	first.expect("vm login: admin")
+	first.Expect("vm login: admin")
 
 	if out, _ := runStatus(t, "ipmiconsole", append(conn, "--dont-steal")...); !strings.Contains(out, "[error received]: SOL in use") {
 		t.Fatalf("ipmiconsole --dont-steal:\n%s", out)
 	}
 
-	second := startPTY(t, "ipmiconsole", conn...)
-	second.expect("[SOL established]")
-	first.expect("[SOL session stolen]")
-	first.exit()
+	second := clienttest.StartPTY(t, "ipmiconsole", conn...)
+	second.Expect("[SOL established]")
+	first.Expect("[SOL session stolen]")
+	first.Exit()
 	tg.c.emit([]byte("\r\nafter the steal"))
-	second.expect("after the steal")
-	second.typeKeys("&.")
-	if status := second.exit(); status != 0 {
-		t.Fatalf("ipmiconsole after &.: status %d\n%s", status, second.out.String())
+	second.Expect("after the steal")
+	second.Type("&.")
+	if status := second.Exit(); status != 0 {
+		t.Fatalf("ipmiconsole after &.: status %d\n%s", status, second.Output())
 	}
 	eventually(t, "payload deactivated", func() bool { active, _, _, _ := tg.obs.read(); return active == 0 })
 }
@@ -352,15 +352,15 @@ func TestSOLThroughLossyNAT(t *testing.T) {
 	})
 	relayPort := r.front.LocalAddr().(*net.UDPAddr).Port
 	tg := serveSOL(t, Config{Address: addr, SOLPort: relayPort})
-	sol := startPTY(t, "ipmitool", append(lanplus(strconv.Itoa(relayPort), "password"), "sol", "activate")...)
-	sol.expect("[SOL Session operational.  Use ~? for help]")
+	sol := clienttest.StartPTY(t, "ipmitool", append(lanplus(strconv.Itoa(relayPort), "password"), "sol", "activate")...)
+	sol.Expect("[SOL Session operational.  Use ~? for help]")
 	var want strings.Builder
 	for i := range 100 {
 		line := fmt.Sprintf("line %03d of the boot log, and some more text to fill it\r\n", i)
 		want.WriteString(line)
 		tg.c.emit([]byte(line))
 	}
-	sol.expect(want.String())
-	sol.typeKeys("\r~.")
-	sol.exit()
+	sol.Expect(want.String())
+	sol.Type("\r~.")
+	sol.Exit()
 }

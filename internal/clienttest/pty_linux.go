@@ -1,4 +1,6 @@
-package ipmi
+//go:build linux
+
+package clienttest
 
 import (
 	"context"
@@ -12,36 +14,34 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 )
 
-// ptyClient is a client program on a pseudo-terminal, as an operator runs
+// PTY is a client program on a pseudo-terminal, as an operator runs
 // `ipmitool sol activate` or ipmiconsole: both put their terminal in raw
 // mode and read keystrokes from it.
-type ptyClient struct {
+type PTY struct {
 	t    *testing.T
 	name string
 	tty  *os.File // the terminal's master side
-	out  clienttest.Buffer
+	out  Buffer
 	done chan struct{}
 	err  error // the program's exit, once done is closed
 }
 
-// startPTY runs name with args on a new pseudo-terminal until it exits or
+// StartPTY runs name with args on a new pseudo-terminal until it exits or
 // the test ends.
-func startPTY(t *testing.T, name string, args ...string) *ptyClient {
+func StartPTY(t *testing.T, name string, args ...string) *PTY {
 	t.Helper()
 	master, slave := openPTY(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, clienttest.Tool(t, name), args...)
+	cmd := exec.CommandContext(ctx, Tool(t, name), args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	_ = slave.Close()
-	p := &ptyClient{t: t, name: name, tty: master, done: make(chan struct{})}
+	p := &PTY{t: t, name: name, tty: master, done: make(chan struct{})}
 	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)
@@ -95,16 +95,16 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 	return master, slave
 }
 
-// typeKeys sends keystrokes to the program.
-func (p *ptyClient) typeKeys(s string) {
+// Type sends keystrokes to the program.
+func (p *PTY) Type(s string) {
 	p.t.Helper()
 	if _, err := p.tty.Write([]byte(s)); err != nil {
 		p.t.Fatalf("typing at %s: %v", p.name, err)
 	}
 }
 
-// expect waits up to 10 s for the program's terminal to show s.
-func (p *ptyClient) expect(s string) {
+// Expect waits up to 10 s for the program's terminal to show s.
+func (p *PTY) Expect(s string) {
 	p.t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(p.out.String(), s); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -113,8 +113,8 @@ func (p *ptyClient) expect(s string) {
 	}
 }
 
-// exit waits up to 10 s for the program to exit and returns its status.
-func (p *ptyClient) exit() int {
+// Exit waits up to 10 s for the program to exit and returns its status.
+func (p *PTY) Exit() int {
 	p.t.Helper()
 	select {
 	case <-p.done:
@@ -130,3 +130,6 @@ func (p *ptyClient) exit() int {
 	}
 	return 0
 }
+
+// Output is what the program has shown so far.
+func (p *PTY) Output() string { return p.out.String() }
