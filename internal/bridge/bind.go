@@ -247,7 +247,7 @@ func (b *Bridge) vmOptions(spec Spec, id machine.Identity, log *slog.Logger) vsp
 // and credentials.
 func (b *Bridge) endpointConfig(spec Spec, vm string) ipmi.Config {
 	cfg := b.opts.Endpoint
-	cfg.Address, cfg.Username, cfg.Password = spec.Address, spec.Username, spec.Password
+	cfg.Address, cfg.Username, cfg.Password, cfg.SOLPort = spec.Address, spec.Username, spec.Password, spec.SOLPort
 	cfg.Log = b.opts.Log.With("vm", vm)
 	return cfg
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -368,4 +370,14 @@ func TestARebindServesBeforeTheOldMachineCloses(t *testing.T) {
 	running(t, bm)
 	unblock()
 	<-done
+}
+
+// TestEndpointConfig: what a spec says of its endpoint reaches it, the
+// SOL port a NAT'd BMC advertises included.
+func TestEndpointConfig(t *testing.T) {
+	b := &Bridge{opts: Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
+	cfg := b.endpointConfig(Spec{Address: "127.0.0.1:6230", Username: "u", Password: "p", SOLPort: 16230}, "vm")
+	if cfg.Address != "127.0.0.1:6230" || cfg.Username != "u" || cfg.Password != "p" || cfg.SOLPort != 16230 {
+		t.Fatalf("endpoint config %+v", cfg)
+	}
 }

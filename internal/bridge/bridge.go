@@ -37,6 +37,9 @@ type Spec struct {
 	// Console: the BMC offers its VM's serial console (Options.Console),
 	// and the VM's serial port is pointed at Options.ConsoleURI.
 	Console bool `json:"console,omitempty"`
+	// SOLPort is the port Serial-over-LAN clients reach the BMC at, when
+	// not its own (NAT, a container's port mapping); 0: its own.
+	SOLPort int `json:"solPort,omitempty"`
 }
 
 // Options tune every BMC of a bridge.

@@ -139,6 +139,12 @@ type BMC struct {
 	// management API's console), the VM's serial port pointed at the
 	// concentrator (Config.Console).
 	Console bool
+	// SOLPort (solPort), when set, is the UDP port Serial-over-LAN
+	// clients reach the BMC at, advertised instead of Port: ipmitool,
+	// FreeIPMI and pyghmi refuse SOL on a port other than the one they
+	// logged in to, so a BMC behind NAT or a container's port mapping
+	// must name the port they see. 0: Port.
+	SOLPort int
 }
 
 // Endpoint is the BMC's host:port.
@@ -622,7 +628,7 @@ func (p *parser) loginCap(f map[string]*yaml.Node) (int, time.Duration, error) {
 func (p *parser) bmc(n *yaml.Node, name string) (BMC, error) {
 	b := BMC{Where: fmt.Sprintf("%s:%d", p.file, n.Line)}
 	pre := name + "."
-	f, err := p.mapping(n, pre, "vm", "address", "port", "username", "password", "passwordFile", "allowDuplicate", "console")
+	f, err := p.mapping(n, pre, "vm", "address", "port", "username", "password", "passwordFile", "allowDuplicate", "console", "solPort")
 	if err != nil {
 		return b, err
 	}
@@ -664,6 +670,11 @@ func (p *parser) bmc(n *yaml.Node, name string) (BMC, error) {
 		return b, p.err(n, pre+"password", "missing: give password or passwordFile")
 	case len(b.Password) > ipmi.MaxPassword:
 		return b, p.err(n, pre+"password", fmt.Sprintf("longer than %d bytes (IPMI's limit)", ipmi.MaxPassword))
+	}
+	if sn, ok := f["solPort"]; ok {
+		if err := sn.Decode(&b.SOLPort); err != nil || sn.Tag != "!!int" || b.SOLPort < 1 || b.SOLPort > 65535 {
+			return b, p.err(sn, pre+"solPort", "must be a whole number from 1 to 65535: the port SOL clients reach this BMC at")
+		}
 	}
 	for _, flag := range []struct {
 		key string

@@ -228,3 +228,28 @@ func TestLoginCap(t *testing.T) {
 		t.Fatalf("set: %v %+v", err, cfg.VCenter)
 	}
 }
+
+// TestSOLPort: bmcs[].solPort is a port, and an error names its line.
+func TestSOLPort(t *testing.T) {
+	extra := good + "  - vm: skinner-worker-3\n    port: 628\n    password: other\n"
+	for _, tc := range []struct {
+		line, want string
+		port       int
+	}{
+		{"", "", 0},
+		{"    solPort: 16230\n", "", 16230},
+		{"    solPort: 0\n", "f.yaml:18: bmcs[2].solPort: must be a whole number from 1 to 65535", 0},
+		{"    solPort: 70000\n", "f.yaml:18: bmcs[2].solPort: must be a whole number from 1 to 65535", 0},
+		{"    solPort: \"623\"\n", "f.yaml:18: bmcs[2].solPort: must be a whole number from 1 to 65535", 0},
+	} {
+		cfg, err := Parse("f.yaml", []byte(extra+tc.line), Env{})
+		switch {
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%q: err = %v, want %q", tc.line, err, tc.want)
+		case tc.want == "" && err != nil:
+			t.Errorf("%q: %v", tc.line, err)
+		case tc.want == "" && cfg.BMCs[2].SOLPort != tc.port:
+			t.Errorf("%q: SOLPort %d, want %d", tc.line, cfg.BMCs[2].SOLPort, tc.port)
+		}
+	}
+}

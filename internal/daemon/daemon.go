@@ -435,7 +435,7 @@ func (d *Daemon) load(ctx context.Context) ([]bridge.Spec, vsphere.Options, erro
 func configSpecs(cfg *config.Config) []bridge.Spec {
 	var specs []bridge.Spec
 	for _, b := range cfg.BMCs {
-		specs = append(specs, bridge.Spec{VM: b.VM, Address: b.Endpoint(), Username: b.Username, Password: b.Password, Where: b.Where, Console: b.Console})
+		specs = append(specs, bridge.Spec{VM: b.VM, Address: b.Endpoint(), Username: b.Username, Password: b.Password, Where: b.Where, Console: b.Console, SOLPort: b.SOLPort})
 	}
 	return specs
 }
