@@ -225,7 +225,7 @@ func (b *Bridge) stopLocked(bm *BMC, status Status) (release func()) {
 // with the state an earlier run saved for it.
 func (b *Bridge) vmOptions(spec Spec, id machine.Identity, log *slog.Logger) vsphere.VMOptions {
 	opts := vsphere.VMOptions{
-		Log: b.opts.Log, SoftOffTimeout: b.opts.SoftOffTimeout,
+		Log: log, SoftOffTimeout: b.opts.SoftOffTimeout,
 		MediaDatastore: b.opts.MediaDatastore, MediaFolder: b.opts.MediaFolder,
 		BootHold: b.opts.BootHold, FollowEFIBit: b.opts.FollowEFIBit,
 		Media: b.opts.Media,

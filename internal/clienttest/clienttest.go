@@ -89,7 +89,11 @@ type Clock struct {
 }
 
 // NewClock returns a Clock that reads the real time now, until advanced.
-func NewClock() *Clock { return &Clock{t: time.Now()} }
+func NewClock() *Clock { return ClockAt(time.Now()) }
+
+// ClockAt returns a Clock that reads t until advanced (a fixed date makes
+// rendered times comparable).
+func ClockAt(t time.Time) *Clock { return &Clock{t: t} }
 
 // Now is the clock's time, for a func() time.Time field.
 func (c *Clock) Now() time.Time {

@@ -96,7 +96,7 @@ type Boot struct {
 }
 
 // FollowEFIBits are boot.followEfiBit's values, the default first
-// (vsphere.FirmwarePolicies has the same).
+// (machine.FirmwarePolicies lists the same).
 var FollowEFIBits = []string{"persistent", "always", "never"}
 
 // VCenter says how to reach vCenter.

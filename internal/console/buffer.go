@@ -82,8 +82,10 @@ func (c *Console) Subscribe(replay bool) *Subscription {
 		close(ch)
 		return s
 	}
-	if buffered := c.ring.bytes(); replay && len(buffered) > 0 {
-		ch <- buffered
+	if replay {
+		if buffered := c.ring.bytes(); len(buffered) > 0 {
+			ch <- buffered
+		}
 	}
 	c.subs[s] = struct{}{}
 	return s

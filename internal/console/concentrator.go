@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/guard"
 )
 
 // Config tunes a Concentrator. Zero fields take the defaults in
@@ -240,11 +242,12 @@ func (cc *Concentrator) admit(conn net.Conn) (func(), bool) {
 	}, true
 }
 
-// sourceOf is the host part of a remote address: the limits count hosts,
-// not their ephemeral ports.
+// sourceOf is the source a remote address counts against: its host, not
+// its ephemeral port, grouped as guard.Source groups every per-source
+// quota of the bridge (an IPv6 host by its /64).
 func sourceOf(a net.Addr) string {
 	if t, ok := a.(*net.TCPAddr); ok {
-		return t.AddrPort().Addr().Unmap().String()
+		return guard.Source(t.AddrPort().Addr()).String()
 	}
 	return a.String()
 }

@@ -87,15 +87,18 @@ func (d *Daemon) consoleFor(id machine.Identity) *console.Console {
 	return d.conc.Register(console.Identity{BIOSUUID: id.UUID, Name: id.Name})
 }
 
+// consoleEventMessages are the log messages of the console events.
+var consoleEventMessages = map[console.EventKind]string{
+	console.EventConnected:        "serial console connected",
+	console.EventDisconnected:     "serial console disconnected",
+	console.EventMigrated:         "serial console followed a vMotion",
+	console.EventMigrationAborted: "serial console: vMotion aborted, the VM stays",
+}
+
 // consoleEvent logs a console's connection events: who connected, from
 // where; never what the console shows.
 func (d *Daemon) consoleEvent(ev console.Event) {
-	msg := map[console.EventKind]string{
-		console.EventConnected:        "serial console connected",
-		console.EventDisconnected:     "serial console disconnected",
-		console.EventMigrated:         "serial console followed a vMotion",
-		console.EventMigrationAborted: "serial console: vMotion aborted, the VM stays",
-	}[ev.Kind]
+	msg := consoleEventMessages[ev.Kind]
 	uuid := ev.Identity.InstanceUUID
 	if uuid == "" {
 		uuid = ev.Identity.BIOSUUID

@@ -14,9 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vmware/govmomi/property"
-	"github.com/vmware/govmomi/view"
-	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
@@ -299,17 +296,7 @@ func (c *consoleDaemon) checkSerialPorts(t *testing.T) {
 // proxyURI is the vSPC URI of the VM's first serial port that has one.
 func proxyURI(t *testing.T, vc *vsphere.Client, name string) string {
 	t.Helper()
-	ctx := context.Background()
-	v, err := view.NewManager(vc.Vim()).CreateContainerView(ctx, vc.Vim().ServiceContent.RootFolder, []string{"VirtualMachine"}, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = v.Destroy(ctx) }()
-	var vms []mo.VirtualMachine
-	if err := v.RetrieveWithFilter(ctx, []string{"VirtualMachine"}, []string{"config.hardware.device"}, &vms, property.Match{"name": name}); err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range vms[0].Config.Hardware.Device {
+	for _, d := range simVM(t, vc, name, "config.hardware.device").Config.Hardware.Device {
 		if sp, ok := d.(*types.VirtualSerialPort); ok {
 			if b, ok := sp.Backing.(*types.VirtualSerialPortURIBackingInfo); ok && b.ProxyURI != "" {
 				return b.ProxyURI

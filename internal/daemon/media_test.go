@@ -20,6 +20,7 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/config"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
 
@@ -115,7 +116,7 @@ func (v mediaView) folder(t *testing.T) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	task, err := b.SearchDatastore(ctx, v.ds.Path(vsphere.MediaFolder), &types.HostDatastoreBrowserSearchSpec{MatchPattern: []string{"*"}})
+	task, err := b.SearchDatastore(ctx, v.ds.Path(config.DefaultMediaFolder), &types.HostDatastoreBrowserSearchSpec{MatchPattern: []string{"*"}})
 	if err != nil {
 		t.Fatal(err)
 	}

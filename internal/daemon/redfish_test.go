@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/view"
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
@@ -106,6 +107,23 @@ type vmLook struct {
 
 func look(t *testing.T, c *vsphere.Client, name string) vmLook {
 	t.Helper()
+	vm := simVM(t, c, name, "runtime.powerState", "config")
+	l := vmLook{power: vm.Runtime.PowerState}
+	if bo := vm.Config.BootOptions; bo != nil && len(bo.BootOrder) > 0 {
+		l.first = fmt.Sprintf("%T", bo.BootOrder[0])
+	}
+	if cd, err := object.VirtualDeviceList(vm.Config.Hardware.Device).FindCdrom(""); err == nil {
+		if b, ok := cd.Backing.(*types.VirtualCdromIsoBackingInfo); ok && cd.Connectable.StartConnected {
+			l.cdrom = b.FileName
+		}
+	}
+	return l
+}
+
+// simVM reads the properties props of the VM named name from the
+// simulator, as an operator's client would.
+func simVM(t *testing.T, c *vsphere.Client, name string, props ...string) mo.VirtualMachine {
+	t.Helper()
 	ctx := context.Background()
 	v, err := view.NewManager(c.Vim()).CreateContainerView(ctx, c.Vim().ServiceContent.RootFolder, []string{"VirtualMachine"}, true)
 	if err != nil {
@@ -113,26 +131,10 @@ func look(t *testing.T, c *vsphere.Client, name string) vmLook {
 	}
 	defer func() { _ = v.Destroy(ctx) }()
 	var vms []mo.VirtualMachine
-	if err := v.Retrieve(ctx, []string{"VirtualMachine"}, []string{"name", "runtime.powerState", "config"}, &vms); err != nil {
-		t.Fatal(err)
+	if err := v.RetrieveWithFilter(ctx, []string{"VirtualMachine"}, props, &vms, property.Match{"name": name}); err != nil || len(vms) == 0 {
+		t.Fatalf("VM %s: %v", name, err)
 	}
-	for _, vm := range vms {
-		if vm.Name != name {
-			continue
-		}
-		l := vmLook{power: vm.Runtime.PowerState}
-		if bo := vm.Config.BootOptions; bo != nil && len(bo.BootOrder) > 0 {
-			l.first = fmt.Sprintf("%T", bo.BootOrder[0])
-		}
-		if cd, err := object.VirtualDeviceList(vm.Config.Hardware.Device).FindCdrom(""); err == nil {
-			if b, ok := cd.Backing.(*types.VirtualCdromIsoBackingInfo); ok && cd.Connectable.StartConnected {
-				l.cdrom = b.FileName
-			}
-		}
-		return l
-	}
-	t.Fatalf("VM %s not found", name)
-	return vmLook{}
+	return vms[0]
 }
 
 // datastoreFile reads a file of LocalDS_0 by its datastore path.

@@ -338,7 +338,14 @@ func recent(r machine.ConsoleReader, n int) (tail []byte, ended bool) {
 			if !ok {
 				return nil, true
 			}
-			b = append(b, p...)
+			if b == nil {
+				// The first chunk (the whole replay, up to the buffer's
+				// size) is kept without a copy; capped, so that an append
+				// copies instead of writing into a chunk readers share.
+				b = p[:len(p):len(p)]
+			} else {
+				b = append(b, p...)
+			}
 			continue
 		default:
 		}

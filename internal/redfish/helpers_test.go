@@ -28,7 +28,7 @@ type env struct {
 
 	mu      sync.Mutex
 	systems []System
-	now     time.Time
+	*clienttest.Clock
 }
 
 func newFake(name string) *machinetest.Fake {
@@ -46,7 +46,7 @@ func newFake(name string) *machinetest.Fake {
 
 func newEnv(t *testing.T, opts ...func(*Config)) *env {
 	t.Helper()
-	e := &env{t: t, fakes: map[string]*machinetest.Fake{}, log: &clienttest.Buffer{}, now: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
+	e := &env{t: t, fakes: map[string]*machinetest.Fake{}, log: &clienttest.Buffer{}, Clock: clienttest.ClockAt(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC))}
 	for _, s := range []struct{ id, user, pass string }{
 		{"vm-0", "admin", "password"},
 		{"vm-1", "other", "secret-1"},
@@ -60,7 +60,7 @@ func newEnv(t *testing.T, opts ...func(*Config)) *env {
 		Systems:     e.currentSystems,
 		ServiceUUID: testUUID,
 		Log:         slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Now:         e.clock,
+		Now:         e.Now,
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -83,18 +83,6 @@ func (e *env) setSystems(s []System) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.systems = s
-}
-
-func (e *env) clock() time.Time {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.now
-}
-
-func (e *env) advance(d time.Duration) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.now = e.now.Add(d)
 }
 
 // basic is an Authorization header value.

@@ -402,7 +402,7 @@ func TestODataVersion(t *testing.T) {
 			if a := e.fakes["vm-0"].PowerActions(); len(a) != 0 {
 				t.Errorf("a refused request acted: %v", a)
 			}
-			if n := len(e.srv.sessions.list(e.srv.principalOf("admin", "password"), e.clock())); n != 0 {
+			if n := len(e.srv.sessions.list(e.srv.principalOf("admin", "password"), e.Now())); n != 0 {
 				t.Errorf("a refused login opened %d sessions", n)
 			}
 		})

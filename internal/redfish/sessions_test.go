@@ -69,12 +69,12 @@ func TestSessionIdleTimeout(t *testing.T) {
 	token, _ := e.login("admin", "password")
 	auth := []string{"X-Auth-Token", token}
 	for range 3 { // each use restarts the idle timer
-		e.advance(29 * time.Minute)
+		e.Advance(29 * time.Minute)
 		if w := e.do("GET", "/redfish/v1/Systems", "", auth...); w.Code != http.StatusOK {
 			t.Fatalf("after 29 min idle: %d", w.Code)
 		}
 	}
-	e.advance(30 * time.Minute)
+	e.Advance(30 * time.Minute)
 	w := e.do("GET", "/redfish/v1/Systems", "", auth...)
 	if w.Code != http.StatusUnauthorized {
 		t.Fatalf("after 30 min idle: %d", w.Code)
@@ -88,7 +88,7 @@ func TestSessionTimeoutConfigurable(t *testing.T) {
 		t.Errorf("SessionTimeout %v", got)
 	}
 	token, _ := e.login("admin", "password")
-	e.advance(90 * time.Second)
+	e.Advance(90 * time.Second)
 	if w := e.do("GET", "/redfish/v1/Systems", "", "X-Auth-Token", token); w.Code != http.StatusUnauthorized {
 		t.Errorf("after the timeout: %d", w.Code)
 	}
@@ -150,6 +150,6 @@ func TestSessionLimit(t *testing.T) {
 	}
 	checkRedfishError(t, w, "SessionLimitExceeded")
 	e.login("other", "secret-1")
-	e.advance(DefaultSessionTimeout)
+	e.Advance(DefaultSessionTimeout)
 	e.login("admin", "password") // expired sessions make room
 }

@@ -186,7 +186,7 @@ func TestSushyAuth(t *testing.T) {
 			if n := len(out[1]["sessions"].([]any)); n != tc.sessions {
 				t.Errorf("%d sessions, want %d", n, tc.sessions)
 			}
-			if n := len(s.srv.sessions.list(s.srv.principalOf("admin", "password"), s.clock())); n != 0 {
+			if n := len(s.srv.sessions.list(s.srv.principalOf("admin", "password"), s.Now())); n != 0 {
 				t.Errorf("%d sessions left after close", n)
 			}
 		})
@@ -214,7 +214,7 @@ func TestSushySessionExpiry(t *testing.T) {
 	out := s.mustRun(t, sushyRun{
 		system: "/redfish/v1/Systems/vm-0", auth: "session",
 		steps:  []string{"system", "wait", "system"},
-		onWait: func() { s.advance(DefaultSessionTimeout + time.Minute) },
+		onWait: func() { s.Advance(DefaultSessionTimeout + time.Minute) },
 	})
 	if out[2]["id"] != "vm-0" {
 		t.Errorf("after expiry: %v", out[2])

@@ -193,6 +193,3 @@ const (
 	FollowAlways     = machine.FollowAlways
 	FollowNever      = machine.FollowNever
 )
-
-// FirmwarePolicies lists the valid policies, the default first.
-var FirmwarePolicies = machine.FirmwarePolicies

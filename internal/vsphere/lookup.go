@@ -130,12 +130,22 @@ func label(d *types.VirtualDevice) string {
 // serialNumber is the SMBIOS system serial number vSphere gives a VM: its
 // BIOS UUID's 16 bytes in hex, "VMware-" first and a dash after the eighth.
 func serialNumber(uuid string) string {
+	if v := VMXUUID(uuid); v != "" {
+		return "VMware-" + v
+	}
+	return ""
+}
+
+// VMXUUID writes an API-form UUID in VMware's .vmx form, "42 1a 2b 3c 4d
+// 5e 6f 70-81 92 a3 b4 c5 d6 e7 f8": the form of the SMBIOS serial number
+// (after "VMware-") and of the UUIDs an ESXi host names a VM by to a
+// serial port concentrator. A string that is not 32 hex digits gives "".
+func VMXUUID(uuid string) string {
 	hex := strings.ReplaceAll(uuid, "-", "")
 	if len(hex) != 32 {
 		return ""
 	}
 	var b strings.Builder
-	b.WriteString("VMware-")
 	for i := 0; i < 32; i += 2 {
 		switch {
 		case i == 16:

@@ -29,13 +29,8 @@ import (
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 
-	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/config"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 )
-
-// MediaFolder is the datastore folder inserted ISO images go to unless
-// the configuration says otherwise (config.DefaultMediaFolder).
-const MediaFolder = config.DefaultMediaFolder
 
 // ISO 9660 puts its first volume descriptor at byte 32768 (16 sectors of
 // 2048), "CD001" after a type byte: the check that a URL serves an ISO

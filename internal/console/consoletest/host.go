@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
 
 // Telnet bytes (RFC 854, 855) and the options a host negotiates.
@@ -174,8 +176,8 @@ func (h *Host) subnegotiate(payload []byte) {
 		code byte
 		val  string
 	}{
-		getVMVCUUID:   {vmVCUUID, vmxUUID(h.vm.InstanceUUID)},
-		getVMBIOSUUID: {vmBIOSUUID, vmxUUID(h.vm.BIOSUUID)},
+		getVMVCUUID:   {vmVCUUID, vsphere.VMXUUID(h.vm.InstanceUUID)},
+		getVMBIOSUUID: {vmBIOSUUID, vsphere.VMXUUID(h.vm.BIOSUUID)},
 		getVMName:     {vmName, h.vm.Name},
 	}
 	a, ok := answers[payload[1]]
@@ -192,26 +194,6 @@ func (h *Host) data(b byte) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.keys = append(h.keys, b)
-}
-
-// vmxUUID writes an API-form UUID as ESXi sends it, in the .vmx form:
-// "42 1a 2b 3c 4d 5e 6f 70-81 92 a3 b4 c5 d6 e7 f8".
-func vmxUUID(u string) string {
-	hex := strings.ReplaceAll(u, "-", "")
-	if len(hex) != 32 {
-		return ""
-	}
-	var b strings.Builder
-	for i := 0; i < 32; i += 2 {
-		switch {
-		case i == 16:
-			b.WriteByte('-')
-		case i > 0:
-			b.WriteByte(' ')
-		}
-		b.WriteString(hex[i : i+2])
-	}
-	return b.String()
 }
 
 // decoder is a telnet receive state machine (RFC 854, 855).
