@@ -35,7 +35,7 @@ go vet ./...
 # The suite's events go through testreport, which prints what go test
 # would (a line a package, failed tests' output) and then the slowest
 # tests; pipefail keeps go test's exit status.
-CI="${CI:-}" go test -race -count=1 -json ./... | go run ./scripts/testreport
+CI="${CI:-}" go test -race -count=1 -parallel 4 -json ./... | go run ./scripts/testreport
 
 fuzztime="${FUZZTIME:-10s}"
 for target in $(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do

@@ -20,6 +20,7 @@ var invalidLogin = soap.WrapVimFault(&types.InvalidLogin{})
 // Only a refusal of the credentials counts against the failed-login cap:
 // not a timeout, not a connection failure.
 func TestLoginGateCountsOnlyRefusals(t *testing.T) {
+	t.Parallel()
 	g := &loginGate{max: 3, window: time.Hour, now: time.Now}
 	for _, err := range []error{context.DeadlineExceeded, errors.New("connection reset"), soap.WrapVimFault(&types.NotAuthenticated{})} {
 		g.record(err)
@@ -36,6 +37,7 @@ func TestLoginGateCountsOnlyRefusals(t *testing.T) {
 // The failures are kept in the store, so that the cap spans restarts; a
 // record of another account or vCenter does not count against this one.
 func TestLoginGatePersisted(t *testing.T) {
+	t.Parallel()
 	store := newMemStore()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
@@ -93,6 +95,7 @@ func (s *slowLogin) RoundTrip(ctx context.Context, req, res soap.HasFault) error
 // Now one login runs in the background under its own timeout, callers get
 // "unavailable" meanwhile, and none of it counts as a failure.
 func TestSlowReloginDoesNotTripCap(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sim, err := StartSimulator(ctx, "127.0.0.1:0", 1)

@@ -14,6 +14,7 @@ import (
 // firmware, a disk, a NIC and a CD-ROM); a simulator serves five of them
 // in turn, since starting one costs more than most checks.
 func TestConformance(t *testing.T) {
+	t.Parallel()
 	var e *testEnv
 	next := len(SeedVMNames)
 	machinetest.Run(t, func(st *testing.T, p machine.FirmwarePolicy) machine.Machine {

@@ -37,6 +37,7 @@ func filePort(key int32, file string) *types.VirtualSerialPort {
 // bridge's own port pointing elsewhere, else a new port; the user's ports
 // are never the ones changed.
 func TestConsoleChange(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		devices []types.BaseVirtualDevice
@@ -189,6 +190,7 @@ func (e *testEnv) ref(t *testing.T, name string) types.ManagedObjectReference {
 // an old address is pointed at the new one; a port pointing there already
 // is enough. The simulator takes serial ports as vSphere does.
 func TestConsolePortReconciled(t *testing.T) {
+	t.Parallel()
 	file := filePort(0, "[LocalDS_0] serial.log")
 	tests := []struct {
 		name     string
@@ -246,6 +248,7 @@ func sameBacking(a, b *types.VirtualSerialPort) bool {
 // Two machines bound to one VM at once (a BMC and its duplicate), and a
 // restart of the bridge, leave the VM with one console port.
 func TestConsoleIdempotent(t *testing.T) {
+	t.Parallel()
 	e := startEnv(t)
 	name := e.sim.VMs[0]
 	ref := e.ref(t, name)
@@ -291,6 +294,7 @@ func TestConsoleIdempotent(t *testing.T) {
 // on. A refused change leaves the record as it was, is counted, and does
 // not keep the client's power-on from happening.
 func TestConsolePendingWhileOn(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		// outsideOff: the VM's user powers it off; else the bridge does,
@@ -372,6 +376,7 @@ func (e *testEnv) runningWithConsole(t *testing.T, ref types.ManagedObjectRefere
 // Turning the console off leaves the port alone (the guest may rely on
 // it) and drops a change still waiting.
 func TestConsoleOffLeavesThePort(t *testing.T) {
+	t.Parallel()
 	e := startEnv(t)
 	name := e.sim.VMs[0]
 	ref := e.ref(t, name)
@@ -394,6 +399,7 @@ func TestConsoleOffLeavesThePort(t *testing.T) {
 // A VM bound while vCenter does not answer gets its port once vCenter is
 // back: the reconciliation is retried.
 func TestConsoleRetriedThroughAnOutage(t *testing.T) {
+	t.Parallel()
 	e, p := proxiedEnv(t, quiet())
 	ref := e.ref(t, e.sim.VMs[0])
 	p.set(true, 0)

@@ -16,6 +16,7 @@ import (
 // mapError gives protocols the machine error kind and keeps vCenter's
 // fault in the chain, for logs and for fault.Is.
 func TestMapErrorKeepsBothChains(t *testing.T) {
+	t.Parallel()
 	taskErr := func(f types.BaseMethodFault) error {
 		return fmt.Errorf("task: %w", task.Error{LocalizedMethodFault: &types.LocalizedMethodFault{Fault: f, LocalizedMessage: "from vCenter"}})
 	}

@@ -91,6 +91,7 @@ func powerOffOn(t *testing.T, v *VM) {
 // The issue's reproducer: VM off, `chassis bootdev pxe` (EFI bit clear),
 // power on, the boot: the VM is EFI throughout and its boot order is back.
 func TestOneTimeLegacyOverrideKeepsEFI(t *testing.T) {
+	t.Parallel()
 	for _, policy := range []FirmwarePolicy{"", FollowPersistent, FollowNever} {
 		t.Run(string(cmp.Or(policy, "default")), func(t *testing.T) {
 			e := startEnv(t)
@@ -132,6 +133,7 @@ func TestOneTimeLegacyOverrideKeepsEFI(t *testing.T) {
 
 // Persistent overrides change the firmware, except under "never".
 func TestPersistentOverrideFirmware(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		policy FirmwarePolicy
 		want   string
@@ -179,6 +181,7 @@ func TestPersistentOverrideFirmware(t *testing.T) {
 // and the firmware it replaced comes back after it: the VM is running
 // then, so before the next power-on.
 func TestOneTimeFirmwareRestoredAfterBoot(t *testing.T) {
+	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	var saved savedRecords
@@ -217,6 +220,7 @@ func TestOneTimeFirmwareRestoredAfterBoot(t *testing.T) {
 // A VM found powered off when its one-time override is cleared after the
 // boot gets its firmware back at once.
 func TestOneTimeFirmwareRestoredWhenOff(t *testing.T) {
+	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	v := e.bind(t, "skinner-master-1", VMOptions{FollowEFIBit: FollowAlways})
@@ -245,6 +249,7 @@ func TestOneTimeFirmwareRestoredWhenOff(t *testing.T) {
 // Under "always", a one-time override replaced or cleared before its boot
 // takes its firmware change with it, as it does its boot order.
 func TestOneTimeFirmwareUndoneBeforeBoot(t *testing.T) {
+	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	v := e.bind(t, "skinner-master-2", VMOptions{FollowEFIBit: FollowAlways})
@@ -278,6 +283,7 @@ func TestOneTimeFirmwareUndoneBeforeBoot(t *testing.T) {
 // queues no firmware change; under "always" the queued change is dropped
 // when the boot uses the override, since the running VM kept its firmware.
 func TestOneTimeFirmwareWhileRunning(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		policy  FirmwarePolicy
 		pending string

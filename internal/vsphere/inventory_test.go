@@ -43,6 +43,7 @@ const (
 // shows the VM as that later task left it (the earlier state was never
 // delivered): reads then show the watcher's.
 func TestConfirmReplacesAnEarlierConfirmation(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name         string
 		shown        types.VirtualMachinePowerState
@@ -75,6 +76,7 @@ func TestConfirmReplacesAnEarlierConfirmation(t *testing.T) {
 // vSphere documents config.changeVersion as opaque: any other value is a
 // reconfiguration to read again, whatever order the two would sort in.
 func TestChangeVersionComparedForEqualityOnly(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name  string
 		kind  types.ObjectUpdateKind
@@ -105,6 +107,7 @@ func TestChangeVersionComparedForEqualityOnly(t *testing.T) {
 // two versions would sort in: the read came after the update that asked
 // for it, so it is the newer.
 func TestRereadConfigurationApplied(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ shown, read string }{
 		{"9", "10"},
 		{"10", "9"},
@@ -172,6 +175,7 @@ func syncedInventory(t *testing.T, e *testEnv) *Inventory {
 // only as a new config.changeVersion) are read again in one call, a VM
 // deleted meanwhile included: it fails none of the others' read.
 func TestStaleConfigurationsReadInOneCall(t *testing.T) {
+	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	for _, tc := range []struct {
@@ -248,6 +252,7 @@ func reconfigureOutside(t *testing.T, e *testEnv, ref types.ManagedObjectReferen
 // the change, asking vCenter nothing itself; without a change it gives up
 // at its deadline.
 func TestRefreshWaitsForTheWatcher(t *testing.T) {
+	t.Parallel()
 	e := startEnv(t)
 	for _, tc := range []struct {
 		name    string
@@ -294,6 +299,7 @@ func TestRefreshWaitsForTheWatcher(t *testing.T) {
 // awaitPower is woken by the watcher's update of the VM and asks vCenter
 // nothing; a state the VM never reaches ends it at its bound.
 func TestAwaitPower(t *testing.T) {
+	t.Parallel()
 	e := startEnv(t)
 	v := e.bind(t, "skinner-worker-1", VMOptions{})
 	outside := object.NewVirtualMachine(e.out.vim, v.Reference())

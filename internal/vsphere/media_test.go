@@ -292,6 +292,7 @@ func (e *mediaEnv) readBack(t *testing.T, dsPath string) []byte {
 // the CD-ROM gets the new bytes; with a strong ETag or Last-Modified an
 // unchanged image is reused after a 304, a changed one fetched.
 func TestMediaChangedImageFetchedAgain(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		etag func(i int) string
@@ -348,6 +349,7 @@ func TestMediaChangedImageFetchedAgain(t *testing.T) {
 // Refused images: each answered ErrInvalidArgument with its class, and
 // nothing left on the datastore or in the state.
 func TestMediaRefused(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	sources := refusedSources(t)
 	e := newMediaEnv(t, func(c *MediaConfig) {
@@ -439,6 +441,7 @@ func refusedSources(t *testing.T) []struct{ url, class string } {
 // refused with VerifyCertificate true, inserted again once media.caFile
 // holds the CA. The setting survives as the VM's record.
 func TestMediaTLS(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	img := &imageServer{}
 	img.set(isoImage(64<<10, 5), "", time.Time{})
@@ -485,6 +488,7 @@ func TestMediaTLS(t *testing.T) {
 // The service takes its policy as it is, so it refuses one it cannot
 // work with rather than fill in values of its own.
 func TestMediaServiceRefusesPolicy(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		edit func(*config.Media)
@@ -510,6 +514,7 @@ func TestMediaServiceRefusesPolicy(t *testing.T) {
 // Eject and power go on while an upload runs; eject and a second insert
 // cancel it, and nothing is left behind.
 func TestMediaCancel(t *testing.T) {
+	t.Parallel()
 	e := newMediaEnv(t, nil)
 	ctx := context.Background()
 	v := e.vm(t, "skinner-master-0", nil)
@@ -561,6 +566,7 @@ func TestMediaCancel(t *testing.T) {
 
 // A state that cannot be saved changes nothing and is no client error.
 func TestMediaStateFailure(t *testing.T) {
+	t.Parallel()
 	e := newMediaEnv(t, nil)
 	ctx := context.Background()
 	var fail atomic.Bool
@@ -623,6 +629,7 @@ func (c *testClock) advance(d time.Duration) {
 // period, and beyond the budget; referenced copies and files it did not
 // write stay.
 func TestMediaCollect(t *testing.T) {
+	t.Parallel()
 	clock := &testClock{now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
 	e := newMediaEnv(t, func(c *MediaConfig) { c.GCGrace, c.MaxFolderSize, c.Now = time.Hour, 3*64<<10, clock.Now })
 	ctx := context.Background()
@@ -688,6 +695,7 @@ func TestMediaCollect(t *testing.T) {
 // with the query that holds a signed URL's token. The log shows it
 // redacted, as everywhere else, while the error keeps its class.
 func TestMediaRefusedLogHidesToken(t *testing.T) {
+	t.Parallel()
 	e := newMediaEnv(t, func(c *MediaConfig) {
 		c.StallTimeout = time.Second
 		c.AllowedNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
@@ -721,6 +729,7 @@ func TestMediaRefusedLogHidesToken(t *testing.T) {
 // redactError cleans every URL in an error's text, quoted or not, and
 // keeps the error's chain for errors.Is/As.
 func TestRedactError(t *testing.T) {
+	t.Parallel()
 	inner := &url.Error{Op: "Get", URL: "https://u:pw@h/x.iso?token=T1", Err: context.DeadlineExceeded}
 	err := redactError(fmt.Errorf("fetch: %w", inner), nil)
 	if s := err.Error(); strings.Contains(s, "T1") || strings.Contains(s, "pw") || !strings.Contains(s, "https://u:xxxxx@h/x.iso?…") {
@@ -743,6 +752,7 @@ func TestRedactError(t *testing.T) {
 // land on the same file name, which takes the copy back from the
 // collector), and the collector checks each copy again before deleting.
 func TestMediaCollectSparesCopyReusedMeanwhile(t *testing.T) {
+	t.Parallel()
 	e := newMediaEnv(t, func(c *MediaConfig) { c.GCGrace = -1 })
 	ctx := context.Background()
 	v := e.vm(t, "skinner-worker-2", nil)

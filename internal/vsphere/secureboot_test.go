@@ -18,6 +18,7 @@ func (e *testEnv) secureBoot(t *testing.T, v *VM) bool {
 // waits for the next power-on, as a firmware change does, and the
 // identity says what the next boot gets meanwhile. A BIOS VM refuses it.
 func TestSetSecureBoot(t *testing.T) {
+	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	var saved savedRecords

@@ -59,6 +59,10 @@ func maintenance(t *testing.T, e *testEnv, v *VM) {
 
 // delayTasks makes the simulator's tasks of the given methods run that
 // long (ms); vcsim's power tasks, like vCenter's, cannot be cancelled.
+// TaskDelay is a package variable of govmomi's simulator that every
+// simulator in the process reads, so a test calling delayTasks must not
+// call t.Parallel: go test runs a package's sequential tests before its
+// parallel ones, so none of the others sees the delay.
 func delayTasks(t *testing.T, delays map[string]int) {
 	t.Helper()
 	simulator.TaskDelay.MethodDelay = delays
@@ -109,6 +113,7 @@ func TestRunningTaskAnsweredByItsVerdict(t *testing.T) {
 // life and resumes later carries it out, and the answer, given then, says
 // so. (It used to be C0h at 0.8 s, and the VM went off all the same.)
 func TestIrreversibleActionSentIntoAHangIsNotAnsweredFailed(t *testing.T) {
+	t.Parallel()
 	for _, a := range []machine.PowerAction{machine.Off, machine.Reset, machine.Cycle, machine.SoftOff} {
 		t.Run(a.String(), func(t *testing.T) {
 			e, p := proxiedEnv(t, quiet())
@@ -151,6 +156,7 @@ func TestIrreversibleActionSentIntoAHangIsNotAnsweredFailed(t *testing.T) {
 // and the bridge still follows it afterwards, undoing the power-on its
 // client was told failed.
 func TestCloseLeavesLateActionsToTheirFollowers(t *testing.T) {
+	t.Parallel()
 	e, p := proxiedEnv(t, quiet())
 	ctx := context.Background()
 	v, err := e.inv.Bind(ctx, "skinner-master-0", VMOptions{})
@@ -188,6 +194,7 @@ func TestCloseLeavesLateActionsToTheirFollowers(t *testing.T) {
 // for good; the power-on is now retried until vCenter answers, even when
 // the BMC is stopped meanwhile, and the event log says it was delayed.
 func TestCyclePowerOnRetriedThroughAnOutage(t *testing.T) {
+	t.Parallel()
 	logs := &logBuffer{}
 	e, p := proxiedEnv(t, quiet())
 	ctx := context.Background()
@@ -318,6 +325,7 @@ func (s *stallDestroy) RoundTrip(ctx context.Context, req, res soap.HasFault) er
 // and with it every later action and Close, for ever. Tasks are now waited
 // for by polling under a deadline, and requests take v.mu under theirs.
 func TestBootRestoreNeverHoldsTheLockForever(t *testing.T) {
+	t.Parallel()
 	sd := &stallDestroy{}
 	e := startEnvWith(t, func(next soap.RoundTripper) soap.RoundTripper { sd.next = next; return sd })
 	ctx := context.Background()
@@ -349,6 +357,7 @@ func TestBootRestoreNeverHoldsTheLockForever(t *testing.T) {
 // a restore holding it for as long as vCenter takes makes the request
 // busy (nothing sent), never a request that hangs.
 func TestRequestsTakeTheLockWithinTheirDeadline(t *testing.T) {
+	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	v := e.bind(t, "skinner-master-0", VMOptions{})
@@ -374,6 +383,7 @@ func TestRequestsTakeTheLockWithinTheirDeadline(t *testing.T) {
 // (answered, and still followed) is busy: the unsettled check is made
 // again once the lock is held, so nothing runs behind the earlier answer.
 func TestUnsettledCheckedAgainUnderTheLock(t *testing.T) {
+	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	v := e.bind(t, "skinner-master-0", VMOptions{})
@@ -401,6 +411,7 @@ func TestUnsettledCheckedAgainUnderTheLock(t *testing.T) {
 // Whatever is followed, the VM's power actions are busy until it is
 // settled, and the answer names it.
 func TestSettleBusy(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		what unsettled
 		want string

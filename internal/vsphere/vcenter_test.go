@@ -202,6 +202,7 @@ func (l *logBuffer) String() string {
 // from then on reads and actions answer unavailable at once, nothing is
 // sent, and after vCenter returns the VM is as it was.
 func TestHungVCenter(t *testing.T) {
+	t.Parallel()
 	e, p := proxiedEnv(t, quiet())
 	ctx := context.Background()
 	v := e.bind(t, "skinner-master-0", VMOptions{})
@@ -270,6 +271,7 @@ func settled(t *testing.T, v *VM) {
 // carries out when it resumes is undone, further actions are busy until
 // then, and the log and the event log say so.
 func TestActionInFlightWhenVCenterHangs(t *testing.T) {
+	t.Parallel()
 	logs := &logBuffer{}
 	e, p := proxiedEnv(t, slog.New(slog.NewTextHandler(logs, nil)))
 	ctx := context.Background()
@@ -320,6 +322,7 @@ func TestActionInFlightWhenVCenterHangs(t *testing.T) {
 // With vCenter latency injected, whatever the answer, the VM ends in the
 // state the answer implies: on after success, off after unavailable.
 func TestLatencyAnswersTruth(t *testing.T) {
+	t.Parallel()
 	e, p := proxiedEnv(t, quiet())
 	ctx := context.Background()
 	v := e.bind(t, "skinner-worker-1", VMOptions{})
@@ -360,6 +363,7 @@ func TestLatencyAnswersTruth(t *testing.T) {
 // sends at most LoginFailures logins, says whose login failed and why, and
 // never locks the account.
 func TestStartWrongPassword(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sim, err := StartSimulator(ctx, "127.0.0.1:0", 1)
@@ -418,6 +422,7 @@ func eventually60(t *testing.T, what string, cond func() bool) {
 // The cap over a simulated hour of a wrong password: at most 3 failed
 // logins in any 15 minutes, 12 in the hour.
 func TestLoginGateOverAnHour(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	g := &loginGate{max: config.DefaultLoginFailures, window: config.DefaultLoginWindow, now: func() time.Time { return now }}
 	end := now.Add(time.Hour)
@@ -453,6 +458,7 @@ func TestLoginGateOverAnHour(t *testing.T) {
 // An unreachable vCenter at start sends no login, says so, and is
 // connected to once it listens.
 func TestStartUnreachable(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -487,6 +493,7 @@ func TestStartUnreachable(t *testing.T) {
 // A certificate the client does not trust: the error names caFile and
 // insecure, and no login is sent (so none is counted).
 func TestStartTLSFailure(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sim, err := StartSimulator(ctx, "127.0.0.1:0", 1)

@@ -128,6 +128,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 func TestSimulatorSeed(t *testing.T) {
+	t.Parallel()
 	e := startEnv(t)
 	if len(e.sim.VMs) != 5 || e.sim.VMs[0] != "skinner-master-0" || e.sim.VMs[4] != "skinner-worker-2" {
 		t.Fatalf("VMs = %v", e.sim.VMs)
@@ -148,6 +149,7 @@ func TestSimulatorSeed(t *testing.T) {
 }
 
 func TestBind(t *testing.T) {
+	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	byName := e.bind(t, "skinner-worker-2", VMOptions{})
@@ -194,6 +196,7 @@ func upper(s string) string {
 }
 
 func TestIdentity(t *testing.T) {
+	t.Parallel()
 	e := startEnv(t)
 	v := e.bind(t, "skinner-master-0", VMOptions{})
 	id, _ := v.Identity(context.Background())
@@ -214,6 +217,7 @@ func TestIdentity(t *testing.T) {
 }
 
 func TestPower(t *testing.T) {
+	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	v := e.bind(t, "skinner-master-0", VMOptions{})
@@ -274,6 +278,7 @@ func TestPower(t *testing.T) {
 }
 
 func TestPowerCycle(t *testing.T) {
+	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	v := e.bind(t, "skinner-master-1", VMOptions{})
@@ -306,6 +311,7 @@ func faultRule(method string, f types.BaseMethodFault) *simulator.FaultInjection
 }
 
 func TestSoftOff(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		timeout  time.Duration
@@ -336,6 +342,7 @@ func TestSoftOff(t *testing.T) {
 }
 
 func TestFailedTask(t *testing.T) {
+	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	v := e.bind(t, "skinner-master-2", VMOptions{})
@@ -353,6 +360,7 @@ func TestFailedTask(t *testing.T) {
 }
 
 func TestBootOverride(t *testing.T) {
+	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	v := e.bind(t, "skinner-worker-1", VMOptions{})
@@ -397,6 +405,7 @@ func TestBootOverride(t *testing.T) {
 }
 
 func TestFirmwareWhileRunning(t *testing.T) {
+	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	v := e.bind(t, "skinner-worker-2", VMOptions{})
@@ -426,6 +435,7 @@ func TestFirmwareWhileRunning(t *testing.T) {
 // A one-time override is used by the next boot: the boot order it replaced
 // comes back and the override reads as cleared, as on a real BMC.
 func TestOneTimeBoot(t *testing.T) {
+	t.Parallel()
 	boots := []struct {
 		name string
 		boot func(ctx context.Context, v *VM) error
@@ -467,6 +477,7 @@ func TestOneTimeBoot(t *testing.T) {
 }
 
 func TestOneTimeClearedBeforeBoot(t *testing.T) {
+	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	v := e.bind(t, "skinner-master-0", VMOptions{})
@@ -487,6 +498,7 @@ func TestOneTimeClearedBeforeBoot(t *testing.T) {
 // Boot state is saved before it is applied, restored by a new machine (a
 // restarted bridge), and a failed save changes nothing.
 func TestBootPersistence(t *testing.T) {
+	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	var (
@@ -543,6 +555,7 @@ func TestBootPersistence(t *testing.T) {
 
 // Reads come from the inventory: a thousand of them cost vCenter nothing.
 func TestReadsCostNoRequests(t *testing.T) {
+	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	v := e.bind(t, "skinner-master-0", VMOptions{})
@@ -577,6 +590,7 @@ func requestsExceptWatch(m map[string]uint64) uint64 {
 }
 
 func TestOutsideChangesSeen(t *testing.T) {
+	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	v := e.bind(t, "skinner-worker-2", VMOptions{})
@@ -616,6 +630,7 @@ func TestOutsideChangesSeen(t *testing.T) {
 // when it is back the inventory resynchronises by itself, and changes made
 // meanwhile are seen.
 func TestOutage(t *testing.T) {
+	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	v := e.bind(t, "skinner-master-0", VMOptions{})
@@ -646,6 +661,7 @@ func TestOutage(t *testing.T) {
 // A session vCenter forgot (expired, or ended by an administrator) is
 // renewed by logging in again, without the caller noticing.
 func TestRelogin(t *testing.T) {
+	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	v := e.bind(t, "skinner-master-0", VMOptions{})
@@ -685,6 +701,7 @@ func isoServer(t *testing.T) *httptest.Server {
 }
 
 func TestVirtualMedia(t *testing.T) {
+	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	srv := isoServer(t)
@@ -746,6 +763,7 @@ func TestVirtualMedia(t *testing.T) {
 }
 
 func TestList(t *testing.T) {
+	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	tests := []struct {
@@ -777,6 +795,7 @@ func TestList(t *testing.T) {
 // A guest restart needs VMware Tools (the simulator's VMs have none): it is
 // refused, or with softOffTimeout becomes a hard reset.
 func TestSoftReset(t *testing.T) {
+	t.Parallel()
 	for _, fallback := range []bool{false, true} {
 		t.Run(fmt.Sprint("fallback=", fallback), func(t *testing.T) {
 			e := startEnv(t)
@@ -807,6 +826,7 @@ func TestSoftReset(t *testing.T) {
 // Reads and power actions go on while an image downloads: the download
 // holds only the media lock.
 func TestMediaDownloadBlocksNothing(t *testing.T) {
+	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	release := make(chan struct{})
@@ -849,6 +869,7 @@ func TestMediaDownloadBlocksNothing(t *testing.T) {
 // With a boot hold the one-time boot order outlives the power-on long
 // enough for the firmware to read it, then goes.
 func TestOneTimeBootHold(t *testing.T) {
+	t.Parallel()
 	e := startEnv(t)
 	ctx := context.Background()
 	v := e.bind(t, "skinner-worker-1", VMOptions{BootHold: 2 * time.Second})
