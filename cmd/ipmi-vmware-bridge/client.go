@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/api"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/config"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/openshift"
 )
 
@@ -208,7 +209,7 @@ func bmcAddCommand(o *clientOpts) *cobra.Command {
 	fs.SortFlags = false
 	fs.IntVar(&f.add.Port, "port", 0, "UDP port of the BMC")
 	fs.StringVar(&f.add.Address, "address", "", "IP address to listen on (default: the daemon's)")
-	fs.StringVar(&f.add.Username, "username", "admin", "IPMI user")
+	fs.StringVar(&f.add.Username, "username", config.DefaultUsername, "IPMI user")
 	fs.StringVar(&f.passwordFile, "password-file", "", "file holding the BMC password (else $"+passwordEnv+")")
 	fs.BoolVar(&f.add.AllowDuplicate, "allow-duplicate", false, "give the VM a second BMC although it has one")
 	fs.BoolVar(&f.add.Console, "console", false, "offer the VM's serial console (IPMI SOL, ipmi-vmware-bridge console): its serial port is pointed at the daemon's concentrator")

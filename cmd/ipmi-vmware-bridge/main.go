@@ -141,13 +141,13 @@ func (c cli) serveCommand() *cobra.Command {
 	fs.StringVar(&o.Config, "config", "", "YAML file naming a vCenter and the BMCs to serve; without it, an embedded simulator is bridged")
 	fs.BoolVar(&debug, "debug", false, "log every request (also IPMI_DEBUG=true)")
 	fs.IntVar(&o.VMs, "vms", len(vsphere.SeedVMNames), "simulator mode: how many VMs to simulate (past five they get generated names)")
-	fs.StringVar(&o.Listen, "listen", "127.0.0.1", "simulator mode: the address the BMCs listen on")
-	fs.IntVar(&o.BasePort, "base-port", 6230, "simulator mode: UDP port of the first BMC, the next VM's is one higher; 0 picks free ports")
-	fs.StringVar(&o.SimAddr, "sim-addr", "127.0.0.1:8989", "simulator mode: where the simulated vCenter's SDK listens")
+	fs.StringVar(&o.Listen, "listen", config.SimListen, "simulator mode: the address the BMCs listen on")
+	fs.IntVar(&o.BasePort, "base-port", config.SimBasePort, "simulator mode: UDP port of the first BMC, the next VM's is one higher; 0 picks free ports")
+	fs.StringVar(&o.SimAddr, "sim-addr", config.SimAddr, "simulator mode: where the simulated vCenter's SDK listens")
 	fs.StringVar(&o.StateDir, "state-dir", "", "simulator mode: keep boot overrides, media and runtime BMCs in DIR/state.json (default: in memory); with --config, stateDir in the file says where")
 	fs.StringVar(&o.Socket, "socket", "", "management API socket (default "+api.DefaultSocket()+")")
-	fs.StringVar(&o.MetricsAddress, "metrics-address", "", "serve /metrics, /healthz and /readyz here (default 127.0.0.1:9623 or metricsAddress in the file; - turns it off)")
-	fs.StringVar(&o.RedfishAddress, "redfish-address", "", "serve Redfish over HTTPS here (default "+daemon.DefaultSimRedfishAddress+" in simulator mode, else redfish.address in the file; - turns it off)")
+	fs.StringVar(&o.MetricsAddress, "metrics-address", "", "serve /metrics, /healthz and /readyz here (default "+config.DefaultMetricsAddress+" or metricsAddress in the file; - turns it off)")
+	fs.StringVar(&o.RedfishAddress, "redfish-address", "", "serve Redfish over HTTPS here (default "+config.SimRedfishAddress+" in simulator mode, else redfish.address in the file; - turns it off)")
 	fs.StringVar(&o.ConsoleAddress, "console-address", "", "serve the serial console concentrator (vSPC) the VMs' serial ports connect to here (default "+config.SimConsoleAddress+" in simulator mode, else console.address in the file; - turns it off)")
 	return cmd
 }

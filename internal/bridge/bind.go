@@ -226,7 +226,6 @@ func (b *Bridge) stopLocked(bm *BMC, status Status) (release func()) {
 func (b *Bridge) vmOptions(spec Spec, id machine.Identity, log *slog.Logger) vsphere.VMOptions {
 	opts := vsphere.VMOptions{
 		Log: log, SoftOffTimeout: b.opts.SoftOffTimeout,
-		MediaDatastore: b.opts.MediaDatastore, MediaFolder: b.opts.MediaFolder,
 		BootHold: b.opts.BootHold, FollowEFIBit: b.opts.FollowEFIBit,
 		Media: b.opts.Media,
 	}

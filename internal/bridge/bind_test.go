@@ -180,11 +180,11 @@ func TestBindPassesTheVMsSavedState(t *testing.T) {
 	if err := st.Put("vm/"+uuid, vsphere.Record{OneTime: true}); err != nil {
 		t.Fatal(err)
 	}
-	startFake(t, inv, []Spec{spec("vm0", 2)}, Options{State: st, BootHold: time.Minute, MediaFolder: "iso"})
+	startFake(t, inv, []Spec{spec("vm0", 2)}, Options{State: st, BootHold: time.Minute, SoftOffTimeout: time.Second})
 	inv.mu.Lock()
 	opts := inv.opts["vm0"]
 	inv.mu.Unlock()
-	if !opts.Saved.OneTime || opts.BootHold != time.Minute || opts.MediaFolder != "iso" {
+	if !opts.Saved.OneTime || opts.BootHold != time.Minute || opts.SoftOffTimeout != time.Second {
 		t.Fatalf("options %+v: want the saved record and the bridge's options", opts)
 	}
 	if err := opts.Persist(vsphere.Record{PendingFirmware: "efi"}); err != nil {

@@ -47,9 +47,8 @@ type Options struct {
 	Log *slog.Logger
 	// SoftOffTimeout: see vsphere.VMOptions.
 	SoftOffTimeout time.Duration
-	// MediaDatastore, MediaFolder and BootHold: see vsphere.VMOptions.
-	MediaDatastore, MediaFolder string
-	BootHold                    time.Duration
+	// BootHold: see vsphere.VMOptions.
+	BootHold time.Duration
 	// Media is the virtual-media policy: see vsphere.VMOptions.
 	Media *vsphere.MediaService
 	// FollowEFIBit: see vsphere.VMOptions.

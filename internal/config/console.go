@@ -16,9 +16,6 @@ import (
 // which also owns the buffer size default: the configuration takes it
 // from there rather than repeat it.
 const (
-	// SimConsoleAddress is where the concentrator listens in simulator
-	// mode; a configuration file turns it on by giving console.address.
-	SimConsoleAddress     = "127.0.0.1:13370"
 	DefaultConsoleLogSize = 16 << 20
 	DefaultConsoleLogKeep = 3
 	// Bounds of console.bufferSize: a screenful at least, and no more

@@ -37,12 +37,6 @@ import (
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
 
-// The simulator's BMC credentials, printed in the banner.
-const (
-	SimUser     = "admin"
-	SimPassword = "password"
-)
-
 // Options are what `serve` was asked to do.
 type Options struct {
 	// Config is the configuration file; empty runs the embedded simulator.
@@ -202,7 +196,6 @@ func (d *Daemon) bridgeOptions(m *metrics.Metrics) (bridge.Options, error) {
 		gc.Failures, gc.Window, gc.Lockout, gc.SetupRate = c.IPMI.LockoutFailures, c.IPMI.LockoutWindow, c.IPMI.LockoutDuration, c.IPMI.SessionSetupRate
 		bopts.SoftOffTimeout, bopts.BootHold = c.SoftOffTimeout, c.OneTimeBootHold
 		bopts.FollowEFIBit = vsphere.FirmwarePolicy(c.Boot.FollowEFIBit)
-		bopts.MediaDatastore, bopts.MediaFolder = c.Media.Datastore, c.Media.Folder
 		bopts.Endpoint.SessionTimeout, bopts.Endpoint.SessionLimit = c.IPMI.SessionTimeout, c.IPMI.SessionLimit
 	}
 	d.guard = guard.New(gc)
@@ -415,7 +408,7 @@ func (d *Daemon) load(ctx context.Context) ([]bridge.Spec, vsphere.Options, erro
 			if o.BasePort != 0 {
 				port = o.BasePort + i
 			}
-			specs = append(specs, bridge.Spec{VM: name, Address: net.JoinHostPort(o.Listen, strconv.Itoa(port)), Username: SimUser, Password: SimPassword, Console: consoles})
+			specs = append(specs, bridge.Spec{VM: name, Address: net.JoinHostPort(o.Listen, strconv.Itoa(port)), Username: config.SimUser, Password: config.SimPassword, Console: consoles})
 		}
 		d.defaultAddress = o.Listen
 	}
@@ -553,7 +546,7 @@ func (d *Daemon) banner(ep Endpoints) {
 // mode and hides every configured one, even one that happens to read
 // "password": a real BMC password must not reach a terminal or a log.
 func (d *Daemon) passwordHint(p string) string {
-	if d.sim != nil && p == SimPassword {
+	if d.sim != nil && p == config.SimPassword {
 		return p
 	}
 	return "'<password>'"

@@ -8,14 +8,12 @@ import (
 	"os"
 	"regexp"
 
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/config"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/redfish"
 )
 
-// DefaultSimRedfishAddress is where Redfish listens in simulator mode.
-const DefaultSimRedfishAddress = "127.0.0.1:8000"
-
 func (d *Daemon) redfishAddress() string {
-	file := DefaultSimRedfishAddress
+	file := config.SimRedfishAddress
 	if d.cfg != nil {
 		file = d.cfg.Redfish.Address
 	}

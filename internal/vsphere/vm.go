@@ -62,10 +62,6 @@ type VMOptions struct {
 	// FollowEFIBit says which boot overrides change the firmware
 	// (FollowPersistent if empty).
 	FollowEFIBit FirmwarePolicy
-	// MediaDatastore and MediaFolder say where inserted ISO images are
-	// stored; the default is the VM's first datastore, folder MediaFolder.
-	MediaDatastore string
-	MediaFolder    string
 	// Media is the virtual-media policy the VMs share (limits, TLS,
 	// networks, collection); nil: the defaults, nothing recorded.
 	Media *MediaService

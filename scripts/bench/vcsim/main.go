@@ -19,26 +19,26 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/daemon"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/config"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "where the simulated vCenter's SDK listens")
 	vms := flag.Int("vms", 5, "how many VMs")
-	config := flag.String("config", "bridge.yaml", "the bridge configuration to write (its directory also holds the bridge's state)")
-	listen := flag.String("listen", "127.0.0.1", "the address the BMCs listen on")
-	basePort := flag.Int("base-port", 6230, "UDP port of the first BMC; the next VM's is one higher")
+	file := flag.String("config", "bridge.yaml", "the bridge configuration to write (its directory also holds the bridge's state)")
+	listen := flag.String("listen", config.SimListen, "the address the BMCs listen on")
+	basePort := flag.Int("base-port", config.SimBasePort, "UDP port of the first BMC; the next VM's is one higher")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *addr, *vms, *config, *listen, *basePort); err != nil {
+	if err := run(ctx, *addr, *vms, *file, *listen, *basePort); err != nil {
 		fmt.Fprintln(os.Stderr, "vcsim:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, addr string, vms int, config, listen string, basePort int) error {
+func run(ctx context.Context, addr string, vms int, file, listen string, basePort int) error {
 	sim, err := vsphere.StartSimulator(ctx, addr, vms)
 	if err != nil {
 		return err
@@ -46,14 +46,14 @@ func run(ctx context.Context, addr string, vms int, config, listen string, baseP
 	defer sim.Close()
 	var b strings.Builder
 	fmt.Fprintf(&b, "vcenter:\n  url: %s\n  username: %s\n  password: %s\n  caFile: %s\n", sim.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword, sim.CAFile)
-	fmt.Fprintf(&b, "stateDir: %s\nbmcs:\n", filepath.Join(filepath.Dir(config), "state"))
+	fmt.Fprintf(&b, "stateDir: %s\nbmcs:\n", filepath.Join(filepath.Dir(file), "state"))
 	for i, vm := range sim.VMs {
-		fmt.Fprintf(&b, "  - vm: %s\n    address: %s\n    port: %d\n    username: admin\n    password: %s\n", vm, listen, basePort+i, daemon.SimPassword)
+		fmt.Fprintf(&b, "  - vm: %s\n    address: %s\n    port: %d\n    username: %s\n    password: %s\n", vm, listen, basePort+i, config.SimUser, config.SimPassword)
 	}
-	if err := os.WriteFile(config, []byte(b.String()), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
 		return err
 	}
-	fmt.Printf("vcsim: %d VMs at %s; configuration in %s\n", len(sim.VMs), sim.URL, config)
+	fmt.Printf("vcsim: %d VMs at %s; configuration in %s\n", len(sim.VMs), sim.URL, file)
 	<-ctx.Done()
 	return nil
 }
