@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,15 @@ type Config struct {
 	// per-source bound must exceed the VMs of the largest host.
 	MaxConnections          int
 	MaxConnectionsPerSource int
+	// AllowedSources, when not empty, are the networks host connections
+	// may come from (the ESXi hosts' management networks): a connection
+	// from elsewhere is closed at accept, before anything is read, and
+	// counted in Stats.Refused. A VM is named by UUIDs, which are no
+	// secret, so where a connection comes from is what keeps a stranger
+	// from claiming a VM whose host is not connected. An IPv4-mapped IPv6
+	// source (on a dual-stack listener) or prefix is matched as IPv4.
+	// Empty allows every source.
+	AllowedSources []netip.Prefix
 	// MaxConsoles bounds the consoles kept. A new VM past it replaces the
 	// console disconnected for longest, or is refused if all are
 	// connected.
@@ -86,7 +96,7 @@ var DefaultConfig = Config{
 // Stats are a concentrator's counters.
 type Stats struct {
 	Accepted       uint64 // connections accepted
-	Refused        uint64 // closed at accept: over a connection limit
+	Refused        uint64 // closed at accept: over a connection limit, or from a source not allowed
 	Unidentified   uint64 // closed for not naming a VM in time
 	ProtocolErrors uint64 // closed for a malformed or hostile stream
 	Rejected       uint64 // VMs refused by Accept or the console limit
@@ -161,7 +171,23 @@ func withDefaults(cfg Config) Config {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	cfg.AllowedSources = unmapPrefixes(cfg.AllowedSources)
 	return cfg
+}
+
+// unmapPrefixes returns a copy of ps, the caller's to change, with
+// IPv4-mapped IPv6 prefixes as the IPv4 prefixes they hold, since
+// sources are unmapped before matching. An invalid prefix is kept: it
+// matches nothing, so a mistake refuses rather than allows.
+func unmapPrefixes(ps []netip.Prefix) []netip.Prefix {
+	out := make([]netip.Prefix, len(ps))
+	for i, p := range ps {
+		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		}
+		out[i] = p
+	}
+	return out
 }
 
 func (cc *Concentrator) now() time.Time { return cc.cfg.Now() }
@@ -218,9 +244,15 @@ func (cc *Concentrator) acceptLoop(ctx context.Context, ln net.Listener, wg *syn
 	}
 }
 
-// admit applies the connection limits before anything is read: a source
-// opening connections in a loop costs an accept and a close each.
+// admit applies AllowedSources and the connection limits before anything
+// is read: a source opening connections in a loop costs an accept and a
+// close each.
 func (cc *Concentrator) admit(conn net.Conn) (func(), bool) {
+	if !cc.allowed(conn.RemoteAddr()) {
+		cc.refused.Add(1)
+		cc.log.Debug("console: connection refused: source not allowed", "remote", conn.RemoteAddr().String())
+		return nil, false
+	}
 	src := sourceOf(conn.RemoteAddr())
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
@@ -240,6 +272,29 @@ func (cc *Concentrator) admit(conn net.Conn) (func(), bool) {
 			delete(cc.perSource, src)
 		}
 	}, true
+}
+
+// allowed reports whether AllowedSources let in a connection from a. A
+// remote address that is no IP address (a pipe's) is let in only when
+// every source is.
+func (cc *Concentrator) allowed(a net.Addr) bool {
+	if len(cc.cfg.AllowedSources) == 0 {
+		return true
+	}
+	var ip netip.Addr
+	if t, ok := a.(*net.TCPAddr); ok {
+		ip = t.AddrPort().Addr()
+	} else if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		ip = ap.Addr()
+	}
+	// A zoned address matches no prefix (netip.Prefix.Contains).
+	ip = ip.Unmap().WithZone("")
+	for _, p := range cc.cfg.AllowedSources {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // sourceOf is the source a remote address counts against: its host, not

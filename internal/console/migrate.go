@@ -3,10 +3,19 @@ package console
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"slices"
 )
 
-var errIdentityConflict = errors.New("the host names another VM than the console's")
+var (
+	errIdentityConflict = errors.New("the host names another VM than the console's")
+	errWeakIdentity     = fmt.Errorf("%w: the connection names the VM by a weaker UUID than its console knows (no instance UUID, or another)", errProtocol)
+	errMigrationEnded   = fmt.Errorf("%w: VMOTION-PEER for a vMotion that has ended", errProtocol)
+	errPeerTaken        = fmt.Errorf("%w: VMOTION-PEER for a vMotion that already has its target", errProtocol)
+	// errDropped: the console dropped the connection (mergeLocked) while
+	// its session still had bytes to process.
+	errDropped = errors.New("the console dropped the connection")
+)
 
 // migration is a vMotion in progress for one console, from the
 // VMOTION-GOAHEAD we sent the source host to the VMOTION-COMPLETE of the
@@ -18,30 +27,33 @@ type migration struct {
 	key    string
 	source *hostConn
 	peer   *hostConn
+	// peered stays set once a target presented the secret, even after
+	// its connection closes (peer is then nil): a migration accepts one
+	// VMOTION-PEER, so a replayed or second one, from whoever saw the
+	// secret, cannot take the VM's keystrokes.
+	peered bool
 	// expires bounds a migration whose hosts never finish it (a host
 	// crashed): keystrokes are held meanwhile.
 	expires int64
 }
 
-// attach adds a host connection identified as this console's VM. Keystrokes
-// go to the newest connection, since an older one of the same VM is a
-// stale TCP connection its host gave up, except during a vMotion, where
-// they wait for VMOTION-COMPLETE.
-func (c *Console) attach(hc *hostConn, id Identity) error {
+// attach adds a host connection: one identified as this console's VM (m
+// nil), which Identity.mayJoin must let in, or the target host's of the
+// console's vMotion m, which proved itself with VMOTION-PEER's secret
+// instead. Keystrokes go to the newest connection, since an older one of
+// the same VM is a stale TCP connection its host gave up, except during a
+// vMotion, where they wait for VMOTION-COMPLETE.
+func (c *Console) attach(hc *hostConn, id Identity, m *migration) error {
 	c.evMu.Lock()
 	defer c.evMu.Unlock()
 	c.mu.Lock()
-	if c.closed {
+	if err := c.admitLocked(hc, id, m); err != nil {
 		c.mu.Unlock()
-		return ErrClosed
+		return err
 	}
-	if c.id.conflicts(id) {
-		c.mu.Unlock()
-		return errIdentityConflict
-	}
-	c.id.merge(id)
-	c.conns = append(c.conns, hc)
 	first := c.cur == nil
+	c.conns = append(c.conns, hc)
+	c.mergeLocked(hc, id)
 	if first || c.mig == nil {
 		c.cur = hc
 	}
@@ -53,26 +65,62 @@ func (c *Console) attach(hc *hostConn, id Identity) error {
 	return nil
 }
 
+// admitLocked decides whether hc may attach; for a vMotion target it
+// also makes hc the target of m.
+func (c *Console) admitLocked(hc *hostConn, id Identity, m *migration) error {
+	switch {
+	case c.closed:
+		return ErrClosed
+	case c.id.conflicts(id):
+		return errIdentityConflict
+	case m != nil:
+		return c.claimLocked(m, hc)
+	case !c.id.mayJoin(id):
+		return errWeakIdentity
+	}
+	return nil
+}
+
 // learn records what an attached connection's host told us later.
-func (c *Console) learn(id Identity) error {
+func (c *Console) learn(hc *hostConn, id Identity) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.id.conflicts(id) {
 		return errIdentityConflict
 	}
-	c.id.merge(id)
+	if hc.dropped.Load() {
+		return errDropped
+	}
+	c.mergeLocked(hc, id)
 	return nil
 }
 
-// detach removes a closed host connection.
-func (c *Console) detach(hc *hostConn) {
-	c.evMu.Lock()
-	defer c.evMu.Unlock()
-	c.mu.Lock()
+// mergeLocked records what hc's host said of the VM. When that gives the
+// console its first instance UUID, every other connection joined without
+// one (or the console would know it), so none names the VM as strongly as
+// the console now does (Identity.mayJoin): they are closed, since one may
+// be an impostor that joined by BIOS UUID before the VM's host connected.
+func (c *Console) mergeLocked(hc *hostConn, id Identity) {
+	had := c.id.InstanceUUID != ""
+	c.id.merge(id)
+	if had || c.id.InstanceUUID == "" {
+		return
+	}
+	for _, o := range slices.Clone(c.conns) {
+		if o != hc {
+			c.removeLocked(o)
+			o.dropped.Store(true)
+			o.close()
+		}
+	}
+}
+
+// removeLocked takes hc off the console's connections, reporting whether
+// it was on them; keystrokes go to the newest one left.
+func (c *Console) removeLocked(hc *hostConn) bool {
 	i := slices.Index(c.conns, hc)
 	if i < 0 {
-		c.mu.Unlock()
-		return
+		return false
 	}
 	c.conns = slices.Delete(c.conns, i, i+1)
 	if c.mig != nil && c.mig.peer == hc {
@@ -83,6 +131,18 @@ func (c *Console) detach(hc *hostConn) {
 		if n := len(c.conns); n > 0 {
 			c.cur = c.conns[n-1]
 		}
+	}
+	return true
+}
+
+// detach removes a closed host connection.
+func (c *Console) detach(hc *hostConn) {
+	c.evMu.Lock()
+	defer c.evMu.Unlock()
+	c.mu.Lock()
+	if !c.removeLocked(hc) {
+		c.mu.Unlock()
+		return
 	}
 	last := c.cur == nil
 	if last {
@@ -110,6 +170,10 @@ func (c *Console) beginMigration(hc *hostConn, seq []byte) error {
 		expires: c.conc.now().Add(c.conc.cfg.MigrationTimeout).UnixNano(),
 	}
 	c.mu.Lock()
+	if hc.dropped.Load() {
+		c.mu.Unlock()
+		return errDropped
+	}
 	old := c.mig
 	c.mig = m
 	c.mu.Unlock()
@@ -118,16 +182,29 @@ func (c *Console) beginMigration(hc *hostConn, seq []byte) error {
 	return hc.send(appendSubneg(nil, optVMware, []byte{vmotionGoahead}, seq, secret))
 }
 
-// joinMigration records hc as the target host's connection of m, if m is
-// still the console's migration.
-func (c *Console) joinMigration(m *migration, hc *hostConn) bool {
+// joinMigration makes hc, a connection already attached to the console,
+// the target host's connection of m.
+func (c *Console) joinMigration(m *migration, hc *hostConn) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.mig != m || c.conc.now().UnixNano() > m.expires {
-		return false
+	if hc.dropped.Load() {
+		return errDropped
 	}
-	m.peer = hc
-	return true
+	return c.claimLocked(m, hc)
+}
+
+// claimLocked makes hc the target of m if m is still the console's
+// migration and no connection presented its secret before: the first
+// VMOTION-PEER wins, and the target it names keeps the migration.
+func (c *Console) claimLocked(m *migration, hc *hostConn) error {
+	switch {
+	case c.mig != m || c.conc.now().UnixNano() > m.expires:
+		return errMigrationEnded
+	case m.peered:
+		return errPeerTaken
+	}
+	m.peer, m.peered = hc, true
+	return nil
 }
 
 // finishMigration ends the console's migration named by seq: complete
@@ -154,7 +231,8 @@ func (c *Console) switchTo(hc *hostConn, seq []byte, complete bool) (bool, error
 	defer c.wmu.Unlock()
 	c.mu.Lock()
 	m := c.mig
-	if m == nil || !bytes.Equal(m.seq, seq) || complete && m.peer != hc || !complete && m.source != hc {
+	ours := m != nil && bytes.Equal(m.seq, seq) && (complete && m.peer == hc || !complete && m.source == hc)
+	if !ours || hc.dropped.Load() {
 		c.mu.Unlock()
 		return false, nil
 	}

@@ -1,5 +1,7 @@
 package console
 
+import "errors"
+
 // negotiate answers IAC WILL/WONT/DO/DONT after RFC 1143: a reply only to
 // a request that changes an option's state, so two sides that ask at once
 // never loop.
@@ -177,8 +179,10 @@ func (s *session) onIdentity(code byte, arg []byte) error {
 	if s.console == nil {
 		return nil
 	}
-	if err := s.console.learn(id); err != nil {
+	if err := s.console.learn(s.hc, id); errors.Is(err, errIdentityConflict) {
 		return errorf(errProtocol, "%v", err)
+	} else if err != nil {
+		return err
 	}
 	s.cc.reindex(s.console)
 	return nil
@@ -197,25 +201,28 @@ func (s *session) onBegin(seq []byte) error {
 
 // onPeer ties a target host's connection to the VM whose source host got
 // this sequence and secret in our GOAHEAD. A sequence and secret we did
-// not issue (or no longer hold) closes the connection: the secret is what
-// keeps one VM's host from taking over another VM's console, and the
-// description defines no refusal message.
+// not issue (or no longer hold), or that a connection already presented,
+// closes the connection: the secret is what keeps one VM's host from
+// taking over another VM's console, a replay of it must not either, and
+// the description defines no refusal message. The claim and the attach
+// are one step, so a refused PEER never joins the console, not even for
+// the output it sent first.
 func (s *session) onPeer(arg []byte) error {
 	m := s.cc.findMigration(arg)
 	if m == nil {
 		return errorf(errProtocol, "VMOTION-PEER with a sequence and secret we did not issue")
 	}
-	c := m.console
-	if s.console != nil && s.console != c {
-		return errorf(errProtocol, "VMOTION-PEER for another VM than the connection's")
+	var err error
+	switch c := m.console; {
+	case s.console == nil:
+		err = s.attachTo(c, m)
+	case s.console != c:
+		err = errorf(errProtocol, "VMOTION-PEER for another VM than the connection's")
+	default:
+		err = c.joinMigration(m, s.hc)
 	}
-	if s.console == nil {
-		if err := s.attachTo(c); err != nil {
-			return err
-		}
-	}
-	if !c.joinMigration(m, s.hc) {
-		return errorf(errProtocol, "VMOTION-PEER for a vMotion that has ended")
+	if err != nil {
+		return err
 	}
 	return s.sendExt(vmotionPeerOK, arg[:len(arg)-secretLen])
 }

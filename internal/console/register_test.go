@@ -129,3 +129,42 @@ func stoppedConc(t *testing.T) *Concentrator {
 	wg.Wait()
 	return cc
 }
+
+// Find returns the console kept for an identity, matching as a host's
+// connection is matched, and never creates one.
+func TestFind(t *testing.T) {
+	tc := startConc(t, Config{})
+	if c := tc.Find(Identity{BIOSUUID: vmABIOS}); c != nil || tc.Stats().Consoles != 0 {
+		t.Fatalf("Find on an empty concentrator: %p, %d consoles; want nil and none made", c, tc.Stats().Consoles)
+	}
+	reg := tc.Register(Identity{BIOSUUID: vmABIOS})
+	dialHost(t, tc.addr, vmA)
+	c := waitConsole(t, tc, vmAInstance)
+	if c != reg {
+		t.Fatal("the host's connection did not attach to the registered console")
+	}
+	clone := Identity{InstanceUUID: "50ff0000-0000-0000-0000-00000000000c", BIOSUUID: vmABIOS}
+	for _, tt := range []struct {
+		name string
+		id   Identity
+		want *Console
+	}{
+		{"by BIOS UUID, another form", Identity{BIOSUUID: strings.ToUpper(strings.ReplaceAll(vmABIOS, "-", ""))}, c},
+		{"by instance UUID", Identity{InstanceUUID: vmAInstance}, c},
+		{"by both", Identity{InstanceUUID: vmAInstance, BIOSUUID: vmABIOS}, c},
+		{"a clone's", clone, nil},
+		{"another VM's", Identity{BIOSUUID: NormalizeUUID(vmB.bios)}, nil},
+		{"no UUID", Identity{Name: "vm-a"}, nil},
+		{"not a UUID", Identity{BIOSUUID: "vm-a"}, nil},
+	} {
+		if got := tc.Find(tt.id); got != tt.want {
+			t.Errorf("Find %s = %p, want %p", tt.name, got, tt.want)
+		}
+	}
+	if n := tc.Stats().Consoles; n != 1 {
+		t.Errorf("%d consoles after the finds, want 1", n)
+	}
+	if c := stoppedConc(t).Find(Identity{BIOSUUID: vmABIOS}); c != nil {
+		t.Errorf("Find on a stopped concentrator: %p", c)
+	}
+}

@@ -27,6 +27,20 @@ func (cc *Concentrator) Lookup(uuid string) *Console {
 	return cc.byBIOS[u]
 }
 
+// Find returns the console the concentrator keeps for the VM id names, or
+// nil. It never creates one, unlike Register, so read paths (a Redfish
+// GET, a console log download) neither make consoles for VMs whose hosts
+// never connect nor push real consoles out past MaxConsoles. It matches
+// as a host connection is matched: by instance UUID, then by BIOS UUID
+// unless both sides know instance UUIDs that differ (two clones). UUIDs
+// may be in any case, with or without separators.
+func (cc *Concentrator) Find(id Identity) *Console {
+	id.InstanceUUID, id.BIOSUUID = NormalizeUUID(id.InstanceUUID), NormalizeUUID(id.BIOSUUID)
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return cc.findLocked(id)
+}
+
 // Consoles returns every console kept.
 func (cc *Concentrator) Consoles() []*Console {
 	cc.mu.Lock()
@@ -60,7 +74,8 @@ func (cc *Concentrator) Remove(uuid string) bool {
 // UUIDs they share. Accept does not apply, and the console limit gives
 // way when every console is connected, since the bridge's VMs are bounded
 // by its BMCs, not by what connects. An identity without a UUID, or a
-// concentrator that has stopped, gets a closed console.
+// concentrator that has stopped, gets a closed console. A caller that
+// only reads a console uses Find, which creates none.
 func (cc *Concentrator) Register(id Identity) *Console {
 	id.InstanceUUID, id.BIOSUUID = NormalizeUUID(id.InstanceUUID), NormalizeUUID(id.BIOSUUID)
 	c, _ := cc.create(id, true)
@@ -74,7 +89,7 @@ func (cc *Concentrator) Register(id Identity) *Console {
 // consoleFor returns the console of the VM id names, creating it if the
 // VM is new and Accept and the console limit let it in.
 func (cc *Concentrator) consoleFor(id Identity) (*Console, error) {
-	if c := cc.find(id); c != nil {
+	if c := cc.Find(id); c != nil {
 		return c, nil
 	}
 	if cc.cfg.Accept != nil {
@@ -123,12 +138,6 @@ func (cc *Concentrator) create(id Identity, overLimit bool) (*Console, error) {
 		evicted.close()
 	}
 	return c, nil
-}
-
-func (cc *Concentrator) find(id Identity) *Console {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	return cc.findLocked(id)
 }
 
 // findLocked matches by instance UUID, then by BIOS UUID unless both sides

@@ -2,6 +2,7 @@ package console
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -135,5 +136,53 @@ func TestPersist(t *testing.T) {
 	}
 	if !h.closed() {
 		t.Error("the removed VM's host connection left open")
+	}
+}
+
+// A log that cannot be reopened after a rotation drops output, without
+// blocking, and is reopened once it can be, tried at most once a second.
+func TestRotatingWriterRecovers(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "logs")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "vm.log")
+	w, err := OpenRotating(path, 5, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	now := time.Unix(1000, 0)
+	w.now = func() time.Time { return now }
+	write := func(s string, ok bool) {
+		t.Helper()
+		n, err := w.Write([]byte(s))
+		if (err == nil) != ok || ok && n != len(s) {
+			t.Fatalf("Write(%q) = %d, %v; want success %v", s, n, err, ok)
+		}
+	}
+	write("abc", true)
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	write("def", false) // the rotation it needs cannot reopen the log
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(500 * time.Millisecond)
+	write("ghi", false) // dropped: too soon to try again
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("the log was reopened within a second of failing: %v", err)
+	}
+	now = now.Add(600 * time.Millisecond)
+	write("jkl", true)
+	write("mn", true)
+	if got, err := os.ReadFile(path); string(got) != "jklmn" {
+		t.Errorf("log %q (%v), want the output written once it could be", got, err)
+	}
+	w.Close()
+	now = now.Add(time.Hour)
+	if _, err := w.Write([]byte("x")); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("Write after Close: %v, want os.ErrClosed", err)
 	}
 }

@@ -27,6 +27,10 @@ type hostConn struct {
 	// meta is the ConnInfo, readable without mu, which a blocked write
 	// holds.
 	meta atomic.Pointer[ConnInfo]
+	// dropped is set, under its console's mu, when the console drops the
+	// connection (Console.mergeLocked): what its session still reads
+	// speaks for no VM.
+	dropped atomic.Bool
 }
 
 func (h *hostConn) info() ConnInfo {
@@ -191,6 +195,8 @@ func (s *session) process(in []byte) error {
 func (s *session) deliver(out []byte) error {
 	switch {
 	case len(out) == 0:
+	case s.console != nil && s.hc.dropped.Load():
+		return errDropped
 	case s.console != nil:
 		s.console.ingest(out)
 	case len(s.pre)+len(out) > s.cc.cfg.MaxUnidentifiedBytes:
@@ -215,11 +221,13 @@ func (s *session) attach() error {
 	if err != nil {
 		return err
 	}
-	return s.attachTo(c)
+	return s.attachTo(c, nil)
 }
 
-func (s *session) attachTo(c *Console) error {
-	if err := c.attach(s.hc, s.id); errors.Is(err, errIdentityConflict) {
+// attachTo attaches the connection to c, by identity, or as the target of
+// c's vMotion m.
+func (s *session) attachTo(c *Console, m *migration) error {
+	if err := c.attach(s.hc, s.id, m); errors.Is(err, errIdentityConflict) {
 		return errorf(errProtocol, "%v", err)
 	} else if err != nil {
 		return err

@@ -15,6 +15,8 @@ type migrating struct {
 	c        *Console
 	sub      *Subscription
 	src, dst *fakeHost
+	// goahead is the sequence and secret, as VMOTION-PEER carries them.
+	goahead []byte
 }
 
 func startVMotion(t *testing.T, seq []byte) migrating {
@@ -27,6 +29,7 @@ func startVMotion(t *testing.T, seq []byte) migrating {
 	readUntil(t, m.sub, "before")
 	m.src.send(vmotionBegin, seq)
 	goahead := m.src.waitExt(vmotionGoahead)
+	m.goahead = goahead
 	if !bytes.HasPrefix(goahead, seq) || len(goahead) != len(seq)+secretLen {
 		t.Fatalf("GOAHEAD %x, want the sequence %x and a %d-byte secret", goahead, seq, secretLen)
 	}

@@ -92,6 +92,26 @@ func (id Identity) conflicts(o Identity) bool {
 	return differ(id.InstanceUUID, o.InstanceUUID) || differ(id.BIOSUUID, o.BIOSUUID)
 }
 
+// mayJoin reports whether a host connection identified as o may join the
+// console of the VM id describes, and so be sent the keystrokes typed at
+// it: o must name the VM by the strongest UUID id knows, the instance UUID
+// when id has one (equal: absent is not enough), else the BIOS UUID.
+// VMware's vSPC description has the host answer GET-VM-VC-UUID for the VM
+// it runs, so the VM's own hosts always give the instance UUID, which
+// only vCenter and its hosts know; a connection that gives the BIOS UUID
+// alone is not one of them, and that UUID proves nothing: clones share
+// it, and the guest reads it from SMBIOS and sends it in PXE requests. A
+// vMotion target joins by VMOTION-PEER's secret instead (Console.attach).
+func (id Identity) mayJoin(o Identity) bool {
+	switch {
+	case id.conflicts(o):
+		return false
+	case id.InstanceUUID != "":
+		return o.InstanceUUID == id.InstanceUUID
+	}
+	return id.BIOSUUID != "" && o.BIOSUUID == id.BIOSUUID
+}
+
 // merge fills id's empty fields from o, and takes o's name.
 func (id *Identity) merge(o Identity) {
 	if id.InstanceUUID == "" {
