@@ -168,6 +168,7 @@ func bmcActionCommand(o *clientOpts, a bmcAction) *cobra.Command {
 // addFlags are `bmc add`'s own flags.
 type addFlags struct {
 	add            api.Add
+	ipmi, redfish  bool
 	all            bool
 	basePort       int
 	passwordFile   string
@@ -177,7 +178,7 @@ type addFlags struct {
 func bmcAddCommand(o *clientOpts) *cobra.Command {
 	var f addFlags
 	cmd := &cobra.Command{
-		Use:   "add (VM --port P | --all --base-port P) [--address A] [--username U] [--password-file F]",
+		Use:   "add (VM --port P | VM --ipmi=false | --all --base-port P) [--address A] [--username U] [--password-file F]",
 		Short: "Add a BMC for a VM, or one for every matching VM that has none",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -188,6 +189,7 @@ func bmcAddCommand(o *clientOpts) *cobra.Command {
 			if err != nil {
 				return usageError{err}
 			}
+			f.add.NoIPMI, f.add.NoRedfish = !f.ipmi, !f.redfish
 			var bmcs []api.BMC
 			if f.all {
 				bmcs, err = o.client().AddAll(cmd.Context(), api.AddAll{Filter: f.filter, Folder: f.folder,
@@ -213,6 +215,8 @@ func bmcAddCommand(o *clientOpts) *cobra.Command {
 	fs.StringVar(&f.passwordFile, "password-file", "", "file holding the BMC password (else $"+passwordEnv+")")
 	fs.BoolVar(&f.add.AllowDuplicate, "allow-duplicate", false, "give the VM a second BMC although it has one")
 	fs.BoolVar(&f.add.Console, "console", false, "offer the VM's serial console (IPMI SOL, ipmi-vmware-bridge console): its serial port is pointed at the daemon's concentrator")
+	fs.BoolVar(&f.ipmi, "ipmi", true, "serve IPMI; --ipmi=false makes a Redfish-only BMC, with no port")
+	fs.BoolVar(&f.redfish, "redfish", true, "serve the VM as a Redfish system; --redfish=false makes an IPMI-only BMC")
 	fs.BoolVar(&f.all, "all", false, "add a BMC for every VM matching --filter/--folder that has none")
 	fs.IntVar(&f.basePort, "base-port", 0, "with --all: the first port; each VM takes the next free one")
 	fs.StringVar(&f.filter, "filter", "", "with --all: VM name glob, e.g. 'skinner-*'")
@@ -233,8 +237,12 @@ func (f *addFlags) check(args []string) error {
 		return usagef("bmc add: which VM? give its name, inventory path or BIOS UUID, or --all")
 	case !f.all && (f.basePort != 0 || f.filter != "" || f.folder != ""):
 		return usagef("bmc add: --base-port, --filter and --folder go with --all")
-	case !f.all && f.add.Port == 0:
-		return usagef("bmc add %s: give --port", args[0])
+	case f.all && (!f.ipmi || !f.redfish):
+		return usagef("bmc add --all adds BMCs serving IPMI and Redfish; --ipmi=false and --redfish=false are for one VM")
+	case !f.all && !f.ipmi && f.add.Port != 0:
+		return usagef("bmc add %s --ipmi=false: a Redfish-only BMC has no port; leave out --port", args[0])
+	case !f.all && f.ipmi && f.add.Port == 0:
+		return usagef("bmc add %s: give --port (or --ipmi=false for a Redfish-only BMC)", args[0])
 	}
 	return nil
 }
@@ -432,13 +440,28 @@ func bmcTable(tw *tabwriter.Writer, bmcs []api.BMC) {
 		if b.Error != "" {
 			status += ": " + b.Error
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", name, b.Address, status, dash(b.Power), len(b.Sessions), b.Requests, b.Source)
+		addr := b.Address
+		if !b.IPMI {
+			addr = "redfish only"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", name, addr, status, dash(b.Power), len(b.Sessions), b.Requests, b.Source)
 	}
+}
+
+// serves names the protocols b serves.
+func serves(b api.BMC) string {
+	switch {
+	case !b.IPMI:
+		return "Redfish only"
+	case !b.Redfish:
+		return "IPMI only"
+	}
+	return "IPMI and Redfish"
 }
 
 func bmcDetail(tw *tabwriter.Writer, b api.BMC) {
 	fmt.Fprintf(tw, "VM:\t%s (configured as %s)\n", dash(b.Name), b.VM)
-	fmt.Fprintf(tw, "Address:\t%s\nStatus:\t%s\nPower:\t%s\nSource:\t%s\nRequests:\t%d\n", b.Address, b.Status, dash(b.Power), b.Source, b.Requests)
+	fmt.Fprintf(tw, "Address:\t%s\nServes:\t%s\nStatus:\t%s\nPower:\t%s\nSource:\t%s\nRequests:\t%d\n", dash(b.Address), serves(b), b.Status, dash(b.Power), b.Source, b.Requests)
 	if b.Error != "" {
 		fmt.Fprintf(tw, "Error:\t%s\n", b.Error)
 	}

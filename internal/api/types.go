@@ -44,6 +44,10 @@ type BMC struct {
 	Sessions []Session `json:"sessions"`
 	// Console is the BMC's serial console, when it offers one.
 	Console *ConsoleState `json:"console,omitempty"`
+	// IPMI and Redfish say which protocols the BMC serves; Address is
+	// empty for a Redfish-only BMC.
+	IPMI    bool `json:"ipmi"`
+	Redfish bool `json:"redfish"`
 }
 
 // Session is an open IPMI session.
@@ -69,6 +73,10 @@ type Add struct {
 	AllowDuplicate bool `json:"allowDuplicate,omitempty"`
 	// Console asks for the VM's serial console (bmcs[].console).
 	Console bool `json:"console,omitempty"`
+	// NoIPMI asks for a Redfish-only BMC (bmcs[].ipmi: false): no port;
+	// NoRedfish for an IPMI-only one (bmcs[].redfish: false).
+	NoIPMI    bool `json:"noIpmi,omitempty"`
+	NoRedfish bool `json:"noRedfish,omitempty"`
 }
 
 // AddAll asks for a BMC for each VM matching Filter (and Folder), on

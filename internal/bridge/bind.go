@@ -69,14 +69,14 @@ func (b *Bridge) bindOnce(bm *BMC) {
 	bm.mu.Lock()
 	spec := bm.spec
 	bm.mu.Unlock()
-	log := b.opts.Log.With("bmc", spec.Address)
+	log := b.opts.Log.With("bmc", spec.Key())
 	ref, err := b.inv.Resolve(b.ctx, spec.VM)
 	if err != nil {
 		b.unresolved(bm, spec, err, log)
 		return
 	}
 	bm.mu.Lock()
-	if !b.wantsLocked(bm, spec) || (bm.vm != nil && bm.vm.Reference() == ref && bm.ep != nil) {
+	if !b.wantsLocked(bm, spec) || (bm.vm != nil && bm.vm.Reference() == ref && bm.serving()) {
 		bm.mu.Unlock()
 		return
 	}
@@ -103,7 +103,7 @@ func (b *Bridge) unresolved(bm *BMC, spec Spec, err error, log *slog.Logger) {
 		bm.status = Waiting
 	}
 	status := bm.status
-	unbound := errors.Is(err, machine.ErrUnavailable) && bm.ep == nil
+	unbound := errors.Is(err, machine.ErrUnavailable) && bm.ep == nil && !spec.NoIPMI
 	level := slog.LevelDebug
 	if now := time.Now(); err.Error() != bm.warned || now.Sub(bm.warnedAt) >= warnAgain {
 		level, bm.warned, bm.warnedAt = slog.LevelWarn, err.Error(), now
@@ -125,24 +125,31 @@ func (b *Bridge) serve(bm *BMC, spec Spec, ref types.ManagedObjectReference, log
 	}
 	vm := b.inv.NewVM(ref, b.vmOptions(spec, id, log))
 	m := b.wrap(b.withConsole(vm, spec, id))
-	ep, err := ipmi.Listen(b.ctx, m, b.endpointConfig(spec, id.Name))
-	if err != nil {
-		vm.Close()
-		b.failed(bm, spec, err, id.Name)
-		log.Error("bmc not started", "vm", id.Name, "config", spec.Where, "err", err)
-		return
+	var ep *ipmi.Endpoint
+	if !spec.NoIPMI {
+		if ep, err = ipmi.Listen(b.ctx, m, b.endpointConfig(spec, id.Name)); err != nil {
+			vm.Close()
+			b.failed(bm, spec, err, id.Name)
+			log.Error("bmc not started", "vm", id.Name, "config", spec.Where, "err", err)
+			return
+		}
 	}
 	bm.mu.Lock()
 	if !b.wantsLocked(bm, spec) {
 		bm.mu.Unlock()
-		_ = ep.Close()
+		if ep != nil {
+			_ = ep.Close()
+		}
 		vm.Close()
 		return
 	}
 	bm.vm, bm.m, bm.name = vm, m, id.Name
 	bm.status, bm.err = Running, nil
-	b.installLocked(bm, ep, id.Name, log)
-	addr := bm.addr.String()
+	addr := "none (Redfish only)"
+	if ep != nil {
+		b.installLocked(bm, ep, id.Name, log)
+		addr = bm.addr.String()
+	}
 	bm.mu.Unlock()
 	log.Info("bmc serving", "vm", id.Name, "uuid", id.UUID, "address", addr)
 }

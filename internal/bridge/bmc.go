@@ -109,11 +109,15 @@ func (bm *BMC) Info() Info {
 func (bm *BMC) Machine() machine.Machine {
 	bm.mu.Lock()
 	defer bm.mu.Unlock()
-	if bm.vm == nil || bm.ep == nil {
+	if bm.vm == nil || !bm.serving() {
 		return nil
 	}
 	return bm.m
 }
+
+// serving reports whether the bound BMC serves: its endpoint runs, or it
+// has none (Redfish only). bm.mu must be held.
+func (bm *BMC) serving() bool { return bm.ep != nil || bm.spec.NoIPMI }
 
 // currentStatus is Info().Status without reading the machine.
 func (bm *BMC) currentStatus() Status {

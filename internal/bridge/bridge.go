@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +41,23 @@ type Spec struct {
 	// SOLPort is the port Serial-over-LAN clients reach the BMC at, when
 	// not its own (NAT, a container's port mapping); 0: its own.
 	SOLPort int `json:"solPort,omitempty"`
+	// NoIPMI makes a Redfish-only BMC: no endpoint, and Address is "".
+	NoIPMI bool `json:"noIpmi,omitempty"`
+	// NoRedfish makes an IPMI-only BMC: its VM is no Redfish system.
+	NoRedfish bool `json:"noRedfish,omitempty"`
+}
+
+// redfishOnlyKey prefixes a Redfish-only BMC's key.
+const redfishOnlyKey = "redfish:"
+
+// Key identifies the BMC in the set and in the state file: its address, or
+// for a Redfish-only BMC, which has none, "redfish:" and its VM (a VM has
+// at most one Redfish-only BMC: it would be one Redfish system twice).
+func (s Spec) Key() string {
+	if s.NoIPMI {
+		return redfishOnlyKey + s.VM
+	}
+	return s.Address
 }
 
 // Options tune every BMC of a bridge.
@@ -149,14 +167,14 @@ func (b *Bridge) initialBMCs(specs []Spec) []*BMC {
 	taken := map[string]bool{}
 	for _, s := range specs {
 		bm := &BMC{spec: s}
-		if st, ok := saved[s.Address]; ok && !st.Runtime && st.Stopped {
+		if st, ok := saved[s.Key()]; ok && !st.Runtime && st.Stopped {
 			bm.stopped, bm.status = true, Stopped
 		}
 		out = append(out, bm)
-		taken[s.Address] = true
+		taken[s.Key()] = true
 	}
-	for _, addr := range slices.Sorted(maps.Keys(saved)) {
-		if st := saved[addr]; st.Runtime && !taken[addr] {
+	for _, key := range slices.Sorted(maps.Keys(saved)) {
+		if st := saved[key]; st.Runtime && !taken[key] {
 			bm := &BMC{spec: st.Spec, runtime: true, stopped: st.Stopped}
 			if st.Stopped {
 				bm.status = Stopped
@@ -188,8 +206,11 @@ func (b *Bridge) savedBMCs() map[string]saved {
 			b.opts.Log.Error("saved BMC unreadable; ignored", "key", k, "err", err)
 			continue
 		}
-		s.Spec.Address = k[len(bmcPrefix):]
-		out[s.Spec.Address] = s
+		key := k[len(bmcPrefix):]
+		if !strings.HasPrefix(key, redfishOnlyKey) {
+			s.Spec.Address = key
+		}
+		out[key] = s
 	}
 	return out
 }
@@ -202,7 +223,7 @@ func (b *Bridge) persist(bm *BMC) error {
 	if st == nil {
 		return nil
 	}
-	key := bmcPrefix + bm.spec.Address
+	key := bmcPrefix + bm.spec.Key()
 	if !bm.runtime && !bm.stopped {
 		return st.Delete(key)
 	}

@@ -7,8 +7,8 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 )
 
-// Find returns the BMC with the address (host:port) or the VM name or
-// reference id, or nil when there is none or more than one.
+// Find returns the BMC with the address (host:port) or key (Spec.Key) or
+// the VM name or reference id, or nil when there is none or more than one.
 func (b *Bridge) Find(id string) *BMC {
 	bm, _ := b.Lookup(id)
 	return bm
@@ -41,7 +41,7 @@ func (b *Bridge) lookup(id string) (*BMC, error) {
 // address it bound. b.mu must be held.
 func (b *Bridge) byAddress(addr string) *BMC {
 	for _, bm := range b.bmcs {
-		if bm.spec.Address == addr {
+		if bm.spec.Key() == addr {
 			return bm
 		}
 	}
@@ -71,7 +71,7 @@ func addresses(bms []*BMC) string {
 	for _, bm := range bms {
 		id := bm.boundAddr()
 		if id == "" {
-			id = bm.spec.Address
+			id = bm.spec.Key()
 		}
 		ids = append(ids, id)
 	}

@@ -32,8 +32,8 @@ func (b *Bridge) Add(s Spec) (*BMC, error) {
 func (b *Bridge) admit(s Spec, ref types.ManagedObjectReference, rerr error) (*BMC, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.byAddress(s.Address) != nil {
-		return nil, fmt.Errorf("%s: %w", s.Address, ErrInUse)
+	if b.byAddress(s.Key()) != nil {
+		return nil, fmt.Errorf("%s: %w", s.Key(), ErrInUse)
 	}
 	if other := b.sameVM(s.VM, ref, rerr); other != nil && !s.AllowDuplicate {
 		return nil, fmt.Errorf("%s has a BMC at %s: %w", s.VM, addresses([]*BMC{other}), ErrDuplicate)
@@ -141,7 +141,7 @@ func (b *Bridge) Reload(specs []Spec) {
 	defer b.bg.Done()
 	want := map[string]Spec{}
 	for _, s := range specs {
-		want[s.Address] = s
+		want[s.Key()] = s
 	}
 	b.mu.Lock()
 	start, releases := b.reconfigureLocked(want)
@@ -161,10 +161,10 @@ func (b *Bridge) reconfigureLocked(want map[string]Spec) (restart []*BMC, releas
 		if bm.runtime {
 			continue
 		}
-		s, ok := want[bm.spec.Address]
-		delete(want, bm.spec.Address)
+		s, ok := want[bm.spec.Key()]
+		delete(want, bm.spec.Key())
 		if !ok {
-			b.opts.Log.Info("bmc removed from the configuration", "bmc", bm.spec.Address, "vm", bm.spec.VM)
+			b.opts.Log.Info("bmc removed from the configuration", "bmc", bm.spec.Key(), "vm", bm.spec.VM)
 			release, _ := b.drop(bm, false) // nothing to forget: cannot fail
 			releases = append(releases, release)
 			continue
@@ -179,7 +179,7 @@ func (b *Bridge) reconfigureLocked(want map[string]Spec) (restart []*BMC, releas
 		}
 		bm.mu.Unlock()
 		if changed {
-			b.opts.Log.Info("bmc changed in the configuration; restarting", "bmc", s.Address, "vm", s.VM)
+			b.opts.Log.Info("bmc changed in the configuration; restarting", "bmc", s.Key(), "vm", s.VM)
 			restart = append(restart, bm)
 		}
 	}
@@ -192,11 +192,11 @@ func (b *Bridge) reconfigureLocked(want map[string]Spec) (restart []*BMC, releas
 func (b *Bridge) addConfiguredLocked(specs []Spec, want map[string]Spec) []*BMC {
 	var added []*BMC
 	for _, s := range specs {
-		if _, isNew := want[s.Address]; !isNew {
+		if _, isNew := want[s.Key()]; !isNew {
 			continue
 		}
-		if b.byAddress(s.Address) != nil {
-			b.opts.Log.Error("configured bmc's address is taken by a runtime BMC; remove that first", "bmc", s.Address, "config", s.Where)
+		if b.byAddress(s.Key()) != nil {
+			b.opts.Log.Error("configured bmc's address is taken by a runtime BMC; remove that first", "bmc", s.Key(), "config", s.Where)
 			continue
 		}
 		bm := &BMC{spec: s}

@@ -145,10 +145,23 @@ type BMC struct {
 	// logged in to, so a BMC behind NAT or a container's port mapping
 	// must name the port they see. 0: Port.
 	SOLPort int
+	// NoIPMI (ipmi: false) makes a Redfish-only BMC: no UDP port is
+	// opened, and Address and Port are empty. Security teams switch IPMI
+	// off where Redfish serves because IPMI 2.0's RAKP hands out a salted
+	// hash of the password to anyone who asks (see the README).
+	NoIPMI bool
+	// NoRedfish (redfish: false) makes an IPMI-only BMC: its VM is not a
+	// Redfish system.
+	NoRedfish bool
 }
 
-// Endpoint is the BMC's host:port.
-func (b BMC) Endpoint() string { return net.JoinHostPort(b.Address, strconv.Itoa(b.Port)) }
+// Endpoint is the BMC's host:port, "" for a Redfish-only BMC.
+func (b BMC) Endpoint() string {
+	if b.NoIPMI {
+		return ""
+	}
+	return net.JoinHostPort(b.Address, strconv.Itoa(b.Port))
+}
 
 // Error is a configuration error at a place in a file.
 type Error struct {
@@ -217,7 +230,35 @@ func Parse(file string, data []byte, env Env) (*Config, error) {
 	if err := p.consoleBMCs(fields["bmcs"], cfg); err != nil { // console.go
 		return nil, err
 	}
+	if err := p.redfishOnlyBMCs(fields["bmcs"], cfg); err != nil {
+		return nil, err
+	}
 	return cfg, nil
+}
+
+// redfishOnlyBMCs refuses a Redfish-only BMC while Redfish is off: it
+// would serve nothing at all.
+func (p *parser) redfishOnlyBMCs(list *yaml.Node, cfg *Config) error {
+	if cfg.Redfish.Address != "" {
+		return nil
+	}
+	for i, b := range cfg.BMCs {
+		if b.NoIPMI {
+			return p.err(valueOf(list.Content[i], "ipmi"), fmt.Sprintf("bmcs[%d].ipmi", i), "a Redfish-only BMC needs redfish.address, which is empty: set it, or give this BMC a port and ipmi: true")
+		}
+	}
+	return nil
+}
+
+// valueOf is the value of key in the mapping n, or n when it has none,
+// for an error's line number.
+func valueOf(n *yaml.Node, key string) *yaml.Node {
+	for j := 0; j+1 < len(n.Content); j += 2 {
+		if n.Content[j].Value == key {
+			return n.Content[j+1]
+		}
+	}
+	return n
 }
 
 // stateAndTimings reads stateDir (default: systemd's first
@@ -264,10 +305,15 @@ func (p *parser) bmcs(root *yaml.Node, fields map[string]*yaml.Node) ([]BMC, err
 		if err != nil {
 			return nil, err
 		}
-		if where, dup := seen[b.Endpoint()]; dup {
-			return nil, p.err(n, fmt.Sprintf("bmcs[%d].port", i), fmt.Sprintf("%s is already used at %s", b.Endpoint(), where))
+		// A BMC is known by its UDP endpoint, a Redfish-only one by its VM.
+		key, what := b.Endpoint(), fmt.Sprintf("bmcs[%d].port", i)
+		if b.NoIPMI {
+			key, what = "redfish-only "+b.VM, fmt.Sprintf("bmcs[%d].ipmi", i)
 		}
-		seen[b.Endpoint()] = b.Where
+		if where, dup := seen[key]; dup {
+			return nil, p.err(n, what, fmt.Sprintf("%s is already used at %s", key, where))
+		}
+		seen[key] = b.Where
 		if where, dup := vms[b.VM]; dup && !b.AllowDuplicate {
 			return nil, p.err(n, fmt.Sprintf("bmcs[%d].vm", i), fmt.Sprintf("%s already has a BMC at %s; set allowDuplicate: true on this entry for a second one", b.VM, where))
 		} else if !dup {
@@ -628,7 +674,7 @@ func (p *parser) loginCap(f map[string]*yaml.Node) (int, time.Duration, error) {
 func (p *parser) bmc(n *yaml.Node, name string) (BMC, error) {
 	b := BMC{Where: fmt.Sprintf("%s:%d", p.file, n.Line)}
 	pre := name + "."
-	f, err := p.mapping(n, pre, "vm", "address", "port", "username", "password", "passwordFile", "allowDuplicate", "console", "solPort")
+	f, err := p.mapping(n, pre, "vm", "address", "port", "username", "password", "passwordFile", "allowDuplicate", "console", "solPort", "ipmi", "redfish")
 	if err != nil {
 		return b, err
 	}
@@ -638,20 +684,11 @@ func (p *parser) bmc(n *yaml.Node, name string) (BMC, error) {
 	if b.VM == "" {
 		return b, p.err(n, pre+"vm", "missing: a VM name, inventory path or BIOS UUID")
 	}
-	if b.Address, err = p.str(f, pre, "address"); err != nil {
+	if err := p.bmcFlags(f, pre, &b); err != nil {
 		return b, err
 	}
-	if b.Address == "" {
-		b.Address = DefaultAddress
-	} else if net.ParseIP(b.Address) == nil {
-		return b, p.err(f["address"], pre+"address", "must be an IP address")
-	}
-	pn, ok := f["port"]
-	if !ok {
-		return b, p.err(n, pre+"port", "missing")
-	}
-	if err := pn.Decode(&b.Port); err != nil || pn.Tag != "!!int" || b.Port < 1 || b.Port > 65535 {
-		return b, p.err(pn, pre+"port", "must be a whole number from 1 to 65535")
+	if err := p.bmcProtocols(n, f, pre, &b); err != nil {
+		return b, err
 	}
 	if b.Username, err = p.str(f, pre, "username"); err != nil {
 		return b, err
@@ -671,20 +708,63 @@ func (p *parser) bmc(n *yaml.Node, name string) (BMC, error) {
 	case len(b.Password) > ipmi.MaxPassword:
 		return b, p.err(n, pre+"password", fmt.Sprintf("longer than %d bytes (IPMI's limit)", ipmi.MaxPassword))
 	}
-	if sn, ok := f["solPort"]; ok {
-		if err := sn.Decode(&b.SOLPort); err != nil || sn.Tag != "!!int" || b.SOLPort < 1 || b.SOLPort > 65535 {
-			return b, p.err(sn, pre+"solPort", "must be a whole number from 1 to 65535: the port SOL clients reach this BMC at")
-		}
-	}
+	return b, nil
+}
+
+// bmcFlags reads a BMC's switches: allowDuplicate, console, and ipmi and
+// redfish (true unless set false, stored negated so that a zero BMC
+// serves both).
+func (p *parser) bmcFlags(f map[string]*yaml.Node, pre string, b *BMC) error {
+	ipmiOn, redfishOn := true, true
 	for _, flag := range []struct {
 		key string
 		dst *bool
-	}{{"allowDuplicate", &b.AllowDuplicate}, {"console", &b.Console}} {
+	}{{"allowDuplicate", &b.AllowDuplicate}, {"console", &b.Console}, {"ipmi", &ipmiOn}, {"redfish", &redfishOn}} {
 		if in, ok := f[flag.key]; ok {
 			if err := in.Decode(flag.dst); err != nil || in.Tag != "!!bool" {
-				return b, p.err(in, pre+flag.key, "must be true or false")
+				return p.err(in, pre+flag.key, "must be true or false")
 			}
 		}
 	}
-	return b, nil
+	b.NoIPMI, b.NoRedfish = !ipmiOn, !redfishOn
+	if b.NoIPMI && b.NoRedfish {
+		return p.err(f["ipmi"], pre+"ipmi", "ipmi and redfish are both false: a BMC serves IPMI, Redfish or both; remove the entry instead")
+	}
+	return nil
+}
+
+// bmcProtocols reads where a BMC serves IPMI: address, port and solPort,
+// which a Redfish-only BMC (ipmi: false) must not give, since it opens no
+// UDP port.
+func (p *parser) bmcProtocols(n *yaml.Node, f map[string]*yaml.Node, pre string, b *BMC) error {
+	if b.NoIPMI {
+		for _, key := range []string{"address", "port", "solPort"} {
+			if in, ok := f[key]; ok {
+				return p.err(in, pre+key, "a Redfish-only BMC (ipmi: false) opens no UDP port: remove "+key+", or set ipmi: true")
+			}
+		}
+		return nil
+	}
+	var err error
+	if b.Address, err = p.str(f, pre, "address"); err != nil {
+		return err
+	}
+	if b.Address == "" {
+		b.Address = DefaultAddress
+	} else if net.ParseIP(b.Address) == nil {
+		return p.err(f["address"], pre+"address", "must be an IP address")
+	}
+	pn, ok := f["port"]
+	if !ok {
+		return p.err(n, pre+"port", "missing (or ipmi: false for a Redfish-only BMC)")
+	}
+	if err := pn.Decode(&b.Port); err != nil || pn.Tag != "!!int" || b.Port < 1 || b.Port > 65535 {
+		return p.err(pn, pre+"port", "must be a whole number from 1 to 65535")
+	}
+	if sn, ok := f["solPort"]; ok {
+		if err := sn.Decode(&b.SOLPort); err != nil || sn.Tag != "!!int" || b.SOLPort < 1 || b.SOLPort > 65535 {
+			return p.err(sn, pre+"solPort", "must be a whole number from 1 to 65535: the port SOL clients reach this BMC at")
+		}
+	}
+	return nil
 }

@@ -253,3 +253,46 @@ func TestSOLPort(t *testing.T) {
 		}
 	}
 }
+
+// ipmi: false makes a Redfish-only BMC (no address or port), redfish:
+// false an IPMI-only one; every mistake names its line and key.
+func TestProtocols(t *testing.T) {
+	const vm = "  - vm: skinner-worker-3\n    password: other\n"
+	for _, tc := range []struct {
+		name, yaml, want  string
+		noIPMI, noRedfish bool
+	}{
+		{"redfish only", vm + "    ipmi: false\n", "", true, false},
+		{"ipmi only", vm + "    port: 628\n    redfish: false\n", "", false, true},
+		{"both on", vm + "    port: 628\n    ipmi: true\n    redfish: true\n", "", false, false},
+		{"neither", vm + "    ipmi: false\n    redfish: false\n", "f.yaml:17: bmcs[2].ipmi: ipmi and redfish are both false", false, false},
+		{"redfish only with a port", vm + "    ipmi: false\n    port: 628\n", "f.yaml:18: bmcs[2].port: a Redfish-only BMC (ipmi: false) opens no UDP port: remove port", false, false},
+		{"redfish only with an address", vm + "    ipmi: false\n    address: 127.0.0.1\n", "f.yaml:18: bmcs[2].address: a Redfish-only BMC", false, false},
+		{"redfish only with solPort", vm + "    ipmi: false\n    solPort: 16230\n", "f.yaml:18: bmcs[2].solPort: a Redfish-only BMC", false, false},
+		{"not a bool", vm + "    port: 628\n    redfish: no way\n", "f.yaml:18: bmcs[2].redfish: must be true or false", false, false},
+		{"two redfish-only BMCs of a VM", vm + "    ipmi: false\n" + vm + "    ipmi: false\n    allowDuplicate: true\n", "bmcs[3].ipmi: redfish-only skinner-worker-3 is already used at f.yaml:15", false, false},
+		{"redfish off", "redfish:\n  address: \"\"\n" + vm + "    ipmi: false\n", "bmcs[2].ipmi: a Redfish-only BMC needs redfish.address", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := good + tc.yaml
+			if strings.HasPrefix(tc.yaml, "redfish:") {
+				// the redfish section goes before bmcs
+				doc = strings.Replace(good, "bmcs:\n", tc.yaml[:strings.Index(tc.yaml, "  - vm")]+"bmcs:\n", 1) + vm + "    ipmi: false\n"
+			}
+			cfg, err := Parse("f.yaml", []byte(doc), Env{})
+			if tc.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("err = %v, want %q", err, tc.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := cfg.BMCs[2]
+			if b.NoIPMI != tc.noIPMI || b.NoRedfish != tc.noRedfish || (b.NoIPMI && (b.Address != "" || b.Port != 0 || b.Endpoint() != "")) {
+				t.Fatalf("BMC %+v", b)
+			}
+		})
+	}
+}

@@ -44,6 +44,11 @@ type Console struct {
 	Log         bool
 	LogMaxBytes int64
 	LogKeep     int
+	// AllowedSources, when set, are the only networks hosts may connect
+	// from (the ESXi hosts' management networks): a console shows what is
+	// typed at the VM, and a connection from elsewhere is closed before a
+	// byte is read.
+	AllowedSources []netip.Prefix
 }
 
 // DefaultConsole is the console section of a configuration without one
@@ -60,9 +65,14 @@ func (p *parser) console(fields map[string]*yaml.Node, c *Console) error {
 	if !ok {
 		return nil
 	}
-	f, err := p.mapping(n, pre, "address", "uri", "bufferSize", "log", "logMaxBytes", "logKeep")
+	f, err := p.mapping(n, pre, "address", "uri", "bufferSize", "log", "logMaxBytes", "logKeep", "allowedSources")
 	if err != nil {
 		return err
+	}
+	if l, ok := f["allowedSources"]; ok {
+		if c.AllowedSources, err = p.networks(l, pre+"allowedSources"); err != nil { // media.go
+			return err
+		}
 	}
 	if c.Address, err = p.listenAddress(f, pre, "address", "", "the console concentrator"); err != nil {
 		return err
@@ -143,13 +153,7 @@ func (p *parser) consoleBMCs(list *yaml.Node, cfg *Config) error {
 		if !b.Console {
 			continue
 		}
-		n := list.Content[i]
-		for j := 0; j+1 < len(n.Content); j += 2 {
-			if n.Content[j].Value == "console" {
-				n = n.Content[j+1]
-			}
-		}
-		return p.err(n, fmt.Sprintf("bmcs[%d].console", i), "needs console.address: the concentrator the VM's serial port connects to")
+		return p.err(valueOf(list.Content[i], "console"), fmt.Sprintf("bmcs[%d].console", i), "needs console.address: the concentrator the VM's serial port connects to")
 	}
 	return nil
 }

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -23,13 +25,16 @@ func TestConsoleSection(t *testing.T) {
 		{"telnets behind a TLS proxy", good + "console:\n  address: 127.0.0.1:2300\n  uri: telnets://vspc.example.com:8023\n",
 			Console{Address: "127.0.0.1:2300", URI: "telnets://vspc.example.com:8023", BufferSize: 256 << 10, LogMaxBytes: 16 << 20, LogKeep: 3}},
 		{"empty address: off", good + "console:\n  address: \"\"\n", Console{BufferSize: 256 << 10, LogMaxBytes: 16 << 20, LogKeep: 3}},
+		{"allowed sources", good + "console:\n  address: 127.0.0.1:2300\n  allowedSources: [10.1.0.0/16, 192.0.2.7]\n",
+			Console{Address: "127.0.0.1:2300", BufferSize: 256 << 10, LogMaxBytes: 16 << 20, LogKeep: 3,
+				AllowedSources: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("192.0.2.7/32")}}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg, err := Parse("f.yaml", []byte(tt.yaml), Env{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if cfg.Console != tt.want {
+			if !reflect.DeepEqual(cfg.Console, tt.want) {
 				t.Fatalf("console = %+v, want %+v", cfg.Console, tt.want)
 			}
 			if cfg.BMCs[0].Console || cfg.BMCs[1].Console != strings.HasPrefix(tt.yaml, consoleBMC) {
@@ -56,6 +61,8 @@ func TestConsoleErrors(t *testing.T) {
 		{"log not a bool", good + "console:\n  log: yes please\n", "f.yaml:16: console.log: must be true or false"},
 		{"log size too small", good + "console:\n  logMaxBytes: 1KiB\n", "f.yaml:16: console.logMaxBytes: must be at least 64KiB"},
 		{"log keep negative", good + "console:\n  logKeep: -1\n", "f.yaml:16: console.logKeep: must be a whole number from 0 to 100"},
+		{"source not a CIDR", good + "console:\n  allowedSources: [esxi-1]\n", "f.yaml:16: console.allowedSources[0]: \"esxi-1\" is not a CIDR"},
+		{"sources not a list", good + "console:\n  allowedSources: 10.0.0.0/8\n", "f.yaml:16: console.allowedSources: must be a list of CIDRs"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse("f.yaml", []byte(tt.yaml), Env{})

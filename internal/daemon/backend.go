@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"path"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/api"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/bridge"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/config"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/ipmi"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/openshift"
 )
@@ -25,7 +27,8 @@ var _ api.Backend = (*Daemon)(nil)
 
 func (d *Daemon) apiBMC(i bridge.Info) api.BMC {
 	b := api.BMC{VM: i.Spec.VM, Name: i.Name, Address: i.Spec.Address, Source: "config", Status: string(i.Status), Requests: i.Requests, Sessions: []api.Session{},
-		Console: d.consoleState(i)} // console.go
+		Console: d.consoleState(i), // console.go
+		IPMI:    !i.Spec.NoIPMI, Redfish: !i.Spec.NoRedfish}
 	if i.Runtime {
 		b.Source = "runtime"
 	}
@@ -34,7 +37,9 @@ func (d *Daemon) apiBMC(i bridge.Info) api.BMC {
 	}
 	if i.Status == bridge.Running {
 		b.Power = i.Power.String()
-		b.Address = i.Addr.String()
+		if i.Addr != nil {
+			b.Address = i.Addr.String()
+		}
 	}
 	for _, s := range i.Sessions {
 		b.Sessions = append(b.Sessions, api.Session(s))
@@ -78,7 +83,7 @@ func (d *Daemon) BMC(id string) (api.BMC, error) {
 
 // Add implements api.Backend.
 func (d *Daemon) Add(ctx context.Context, a api.Add) (api.BMC, error) {
-	s, err := d.spec(a.VM, a.Address, a.Port, a.Username, a.Password, a.Console)
+	s, err := d.spec(a)
 	if err != nil {
 		return api.BMC{}, err
 	}
@@ -94,28 +99,46 @@ func (d *Daemon) Add(ctx context.Context, a api.Add) (api.BMC, error) {
 }
 
 // spec validates what an operator asked for as the config file would.
-func (d *Daemon) spec(vm, address string, port int, user, password string, console bool) (bridge.Spec, error) {
-	if address == "" {
-		address = d.defaultAddress
+func (d *Daemon) spec(a api.Add) (bridge.Spec, error) {
+	if a.Address == "" {
+		a.Address = d.defaultAddress
 	}
-	if user == "" {
-		user = config.DefaultUsername
+	if a.Username == "" {
+		a.Username = config.DefaultUsername
 	}
+	if err := d.checkAdd(a); err != nil {
+		return bridge.Spec{}, fmt.Errorf("%w: %v", api.ErrInvalid, err)
+	}
+	s := bridge.Spec{VM: a.VM, Username: a.Username, Password: a.Password, Console: a.Console, NoIPMI: a.NoIPMI, NoRedfish: a.NoRedfish}
+	if !a.NoIPMI {
+		s.Address = net.JoinHostPort(a.Address, strconv.Itoa(a.Port))
+	}
+	return s, nil
+}
+
+// checkAdd refuses what the configuration file would refuse in a BMC.
+func (d *Daemon) checkAdd(a api.Add) error {
 	switch {
-	case vm == "":
-		return bridge.Spec{}, fmt.Errorf("%w: a VM name, inventory path or BIOS UUID is needed", api.ErrInvalid)
-	case port < 1 || port > 65535:
-		return bridge.Spec{}, fmt.Errorf("%w: port %d: must be 1 to 65535", api.ErrInvalid, port)
-	case net.ParseIP(address) == nil:
-		return bridge.Spec{}, fmt.Errorf("%w: address %q: must be an IP address", api.ErrInvalid, address)
-	case password == "" || len(password) > 20:
-		return bridge.Spec{}, fmt.Errorf("%w: the BMC password must be 1 to 20 bytes", api.ErrInvalid)
-	case len(user) > 16:
-		return bridge.Spec{}, fmt.Errorf("%w: the username must be at most 16 bytes", api.ErrInvalid)
-	case console && d.conc == nil:
-		return bridge.Spec{}, fmt.Errorf("%w: --console: the console concentrator is off (set console.address in the configuration, or serve --console-address)", api.ErrInvalid)
+	case a.VM == "":
+		return errors.New("a VM name, inventory path or BIOS UUID is needed")
+	case a.NoIPMI && a.NoRedfish:
+		return errors.New("a BMC serves IPMI, Redfish or both, not neither")
+	case a.NoIPMI && a.Port != 0:
+		return errors.New("a Redfish-only BMC opens no UDP port: give no port")
+	case a.NoIPMI && d.redfishAddr == "":
+		return errors.New("a Redfish-only BMC needs Redfish, which is off (redfish.address, or serve --redfish-address)")
+	case !a.NoIPMI && (a.Port < 1 || a.Port > 65535):
+		return fmt.Errorf("port %d: must be 1 to 65535", a.Port)
+	case net.ParseIP(a.Address) == nil:
+		return fmt.Errorf("address %q: must be an IP address", a.Address)
+	case a.Password == "" || len(a.Password) > ipmi.MaxPassword:
+		return fmt.Errorf("the BMC password must be 1 to %d bytes", ipmi.MaxPassword)
+	case len(a.Username) > ipmi.MaxUsername:
+		return fmt.Errorf("the username must be at most %d bytes", ipmi.MaxUsername)
+	case a.Console && d.conc == nil:
+		return errors.New("--console: the console concentrator is off (set console.address in the configuration, or serve --console-address)")
 	}
-	return bridge.Spec{VM: vm, Address: net.JoinHostPort(address, strconv.Itoa(port)), Username: user, Password: password, Console: console}, nil
+	return nil
 }
 
 // AddAll implements api.Backend: one BMC per matching VM not yet bridged,
@@ -133,7 +156,7 @@ func (d *Daemon) AddAll(ctx context.Context, a api.AddAll) ([]api.BMC, error) {
 			continue
 		}
 		for ; port <= 65535; port++ {
-			s, err := d.spec(vm.Name, a.Address, port, a.Username, a.Password, a.Console)
+			s, err := d.spec(api.Add{VM: vm.Name, Address: a.Address, Port: port, Username: a.Username, Password: a.Password, Console: a.Console})
 			if err != nil {
 				return out, err
 			}
@@ -156,9 +179,9 @@ func (d *Daemon) bridgedVMs() map[string]string {
 	m := map[string]string{}
 	for _, bm := range d.bridge.BMCs() {
 		i := bm.Info()
-		m[i.Spec.VM] = i.Spec.Address
+		m[i.Spec.VM] = i.Spec.Key()
 		if i.Name != "" {
-			m[i.Name] = i.Spec.Address
+			m[i.Name] = i.Spec.Key()
 		}
 	}
 	return m
@@ -192,9 +215,9 @@ const checkParallel = 16
 
 // Check implements api.Backend: a real RMCP+ session (go-ipmi's client,
 // cipher suite 17) to every BMC, as a console would open it, and a power
-// status inside it.
+// status inside it. Redfish-only BMCs, having no IPMI, are not listed.
 func (d *Daemon) Check(ctx context.Context) []api.Check {
-	bmcs := d.bridge.BMCs()
+	bmcs := slices.DeleteFunc(d.bridge.BMCs(), func(bm *bridge.BMC) bool { return bm.Info().Spec.NoIPMI })
 	out := make([]api.Check, len(bmcs))
 	sem := make(chan struct{}, checkParallel)
 	var wg sync.WaitGroup
@@ -291,16 +314,17 @@ func (d *Daemon) BMH(ctx context.Context, req api.BMH) ([]byte, error) {
 		if ok, _ := path.Match(req.Filter, i.Name); req.Filter != "" && !ok {
 			continue
 		}
-		h, err := bmhHost(ctx, i, req, cp)
+		h, err := d.bmhHost(ctx, i, req, cp)
 		if err != nil {
 			return nil, err
 		}
 		hosts = append(hosts, h)
 	}
-	opts := openshift.Options{Namespace: req.Namespace}
+	// The Redfish port serves Redfish-only BMCs' hosts even without
+	// --redfish.
+	opts := openshift.Options{Namespace: req.Namespace, RedfishPort: d.redfishPort()}
 	if req.Redfish {
 		opts.Protocol = openshift.ProtocolRedfishVirtualMedia
-		opts.RedfishPort = d.redfishPort()
 	}
 	var buf bytes.Buffer
 	render := openshift.BareMetalHosts
@@ -332,8 +356,10 @@ func controlPlane(req api.BMH) (openshift.ControlPlane, error) {
 	return cp, nil
 }
 
-// bmhHost is the running BMC i as the cluster sees it.
-func bmhHost(ctx context.Context, i served, req api.BMH, cp openshift.ControlPlane) (openshift.Host, error) {
+// bmhHost is the running BMC i as the cluster sees it: its IPMI address,
+// or its Redfish system when asked for (req.Redfish) or when it serves
+// Redfish alone.
+func (d *Daemon) bmhHost(ctx context.Context, i served, req api.BMH, cp openshift.ControlPlane) (openshift.Host, error) {
 	id, err := i.m.Identity(ctx)
 	if err != nil {
 		return openshift.Host{}, apiError(err)
@@ -345,11 +371,19 @@ func bmhHost(ctx context.Context, i served, req api.BMH, cp openshift.ControlPla
 	if err != nil {
 		return openshift.Host{}, apiError(err)
 	}
-	host, port, _ := net.SplitHostPort(i.Addr.String())
+	redfish := req.Redfish || i.Spec.NoIPMI
+	if redfish && i.Spec.NoRedfish {
+		return openshift.Host{}, fmt.Errorf("%w: BMC %s of %s serves IPMI only (redfish: false): leave out --redfish, or --filter it out", api.ErrInvalid, i.Spec.Key(), id.Name)
+	}
+	listen := d.redfishAddr
+	if !i.Spec.NoIPMI {
+		listen = i.Addr.String()
+	}
+	host, port, _ := net.SplitHostPort(listen)
 	if req.Host != "" {
 		host = req.Host
 	} else if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
-		return openshift.Host{}, fmt.Errorf("%w: BMC %s listens on every address; say which one the cluster reaches with --host", api.ErrInvalid, i.Addr)
+		return openshift.Host{}, fmt.Errorf("%w: BMC %s listens on every address (%s); say which one the cluster reaches with --host", api.ErrInvalid, i.Spec.Key(), listen)
 	}
 	h := openshift.Host{
 		Name: id.Name, BMCAddress: net.JoinHostPort(host, port),
@@ -362,7 +396,7 @@ func bmhHost(ctx context.Context, i served, req api.BMH, cp openshift.ControlPla
 		// By vCenter's name: Match also tries the BareMetalHost's.
 		ControlPlane: cp.Match(id.Name),
 	}
-	if req.Redfish {
+	if redfish {
 		h.RedfishSystem = id.Name
 	}
 	return h, nil

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"strings"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/api"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/bridge"
@@ -42,7 +43,8 @@ func (d *Daemon) startConcentrator(l net.Listener, bopts *bridge.Options, m *met
 		return nil
 	}
 	cc := d.consoleConfig()
-	cfg := console.Config{BufferSize: int(cc.BufferSize), OnEvent: d.consoleEvent, Log: d.log}
+	cfg := console.Config{BufferSize: int(cc.BufferSize), OnEvent: d.consoleEvent, Log: d.log,
+		AllowedSources: cc.AllowedSources, Accept: d.acceptConsole}
 	if cc.Log {
 		dir := filepath.Join(d.stateDir(), "console")
 		if err := safedir.Ensure(dir, "console log directory"); err != nil {
@@ -87,6 +89,19 @@ func (d *Daemon) consoleFor(id machine.Identity) *console.Console {
 	return d.conc.Register(console.Identity{BIOSUUID: id.UUID, Name: id.Name})
 }
 
+// acceptConsole gives a console only to a VM whose BMC offers one: a
+// connection naming any other VM (or a made-up one) is refused, so that
+// it can neither fill the console table, evicting real consoles, nor
+// create log files.
+func (d *Daemon) acceptConsole(id console.Identity) error {
+	for _, bm := range d.bridge.BMCs() {
+		if i := bm.Info(); i.Spec.Console && i.UUID != "" && strings.EqualFold(i.UUID, id.BIOSUUID) {
+			return nil
+		}
+	}
+	return fmt.Errorf("no BMC with a console serves the VM %s (BIOS UUID %s)", id.Name, id.BIOSUUID)
+}
+
 // consoleEventMessages are the log messages of the console events.
 var consoleEventMessages = map[console.EventKind]string{
 	console.EventConnected:        "serial console connected",
@@ -128,29 +143,42 @@ func (d *Daemon) consoleSample() metrics.ConcentratorSample {
 // management API: not found for an unknown BMC, a conflict for one that
 // offers none or does not serve.
 func (d *Daemon) consoleOf(id string) (*console.Console, error) {
-	bm, err := d.bridge.Lookup(id)
+	i, err := d.consoleBMC(id)
 	if err != nil {
-		return nil, apiError(err)
-	}
-	i := bm.Info()
-	switch {
-	case !i.Spec.Console:
-		return nil, fmt.Errorf("%w: BMC %s offers no serial console: set console: true on it in the configuration (or add it with bmc add --console)", api.ErrConflict, id)
-	case d.conc == nil:
-		return nil, fmt.Errorf("%w: the console concentrator is off: set console.address in the configuration (or serve --console-address)", api.ErrConflict)
-	case i.Status != bridge.Running || i.UUID == "":
-		return nil, fmt.Errorf("%w: BMC %s is not serving (%s): its VM's console is there once it does", api.ErrConflict, id, i.Status)
+		return nil, err
 	}
 	return d.consoleFor(machine.Identity{UUID: i.UUID, Name: i.Name}), nil
 }
 
-// ConsoleLog implements api.Backend.
+// consoleBMC is the BMC id names, if it serves a serial console.
+func (d *Daemon) consoleBMC(id string) (bridge.Info, error) {
+	bm, err := d.bridge.Lookup(id)
+	if err != nil {
+		return bridge.Info{}, apiError(err)
+	}
+	i := bm.Info()
+	switch {
+	case !i.Spec.Console:
+		return i, fmt.Errorf("%w: BMC %s offers no serial console: set console: true on it in the configuration (or add it with bmc add --console)", api.ErrConflict, id)
+	case d.conc == nil:
+		return i, fmt.Errorf("%w: the console concentrator is off: set console.address in the configuration (or serve --console-address)", api.ErrConflict)
+	case i.Status != bridge.Running || i.UUID == "":
+		return i, fmt.Errorf("%w: BMC %s is not serving (%s): its VM's console is there once it does", api.ErrConflict, id, i.Status)
+	}
+	return i, nil
+}
+
+// ConsoleLog implements api.Backend. Reading never creates a console:
+// a VM whose host has not connected yet has an empty log.
 func (d *Daemon) ConsoleLog(_ context.Context, id string) ([]byte, error) {
-	c, err := d.consoleOf(id)
+	i, err := d.consoleBMC(id)
 	if err != nil {
 		return nil, err
 	}
-	return c.Snapshot(), nil
+	if c := d.conc.Find(console.Identity{BIOSUUID: i.UUID, Name: i.Name}); c != nil {
+		return c.Snapshot(), nil
+	}
+	return []byte{}, nil
 }
 
 // Console implements api.Backend.

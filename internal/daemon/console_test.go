@@ -268,16 +268,6 @@ func TestConsolePortTaken(t *testing.T) {
 	}
 }
 
-// The API refuses to add a BMC with a console when the concentrator is
-// off.
-func TestConsoleAddWithoutConcentrator(t *testing.T) {
-	t.Parallel()
-	d := &Daemon{defaultAddress: "127.0.0.1"}
-	if _, err := d.spec("vm", "", 623, "", "pw", true); err == nil || !strings.Contains(err.Error(), "console concentrator is off") {
-		t.Fatalf("spec: %v", err)
-	}
-}
-
 // checkSerialPorts: the VM of the BMC with a console got a serial port
 // whose vSPC is the concentrator; the other VM none.
 func (c *consoleDaemon) checkSerialPorts(t *testing.T) {
@@ -304,4 +294,25 @@ func proxyURI(t *testing.T, vc *vsphere.Client, name string) string {
 		}
 	}
 	return ""
+}
+
+// A host connection naming a VM that no BMC with a console serves (a
+// made-up one here) gets no console: it is closed and counted as
+// rejected, and the console log of a BMC whose host has not connected
+// reads empty without making a console.
+func TestConsoleRefusesUnknownVMs(t *testing.T) {
+	t.Parallel()
+	c := startConsoleDaemon(t)
+	intruder := consoletest.Dial(t, c.d.ep.Console, consoletest.VM{
+		InstanceUUID: "5001d1c4-0000-4000-8000-000000000001", BIOSUUID: "4201d1c4-0000-4000-8000-000000000001", Name: "intruder"})
+	intruder.Print("fake output")
+	eventually(t, "the made-up VM rejected", func() bool {
+		return consoleSeries(t, c.d.ep.Metrics, `console_host_connections_closed_total{reason="rejected"}`) == "1"
+	})
+	if status, body := apiGet(t, c.d.ep.Socket, "/v1/bmcs/skinner-worker-2/console/log"); status != http.StatusOK || body != "" {
+		t.Errorf("console/log before the host connects: %d %q", status, body)
+	}
+	if strings.Contains(c.log.String(), "fake output") {
+		t.Error("the rejected connection's output reached the log")
+	}
 }

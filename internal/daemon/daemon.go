@@ -428,7 +428,8 @@ func (d *Daemon) load(ctx context.Context) ([]bridge.Spec, vsphere.Options, erro
 func configSpecs(cfg *config.Config) []bridge.Spec {
 	var specs []bridge.Spec
 	for _, b := range cfg.BMCs {
-		specs = append(specs, bridge.Spec{VM: b.VM, Address: b.Endpoint(), Username: b.Username, Password: b.Password, Where: b.Where, Console: b.Console, SOLPort: b.SOLPort})
+		specs = append(specs, bridge.Spec{VM: b.VM, Address: b.Endpoint(), Username: b.Username, Password: b.Password, Where: b.Where, Console: b.Console, SOLPort: b.SOLPort,
+			NoIPMI: b.NoIPMI, NoRedfish: b.NoRedfish})
 	}
 	return specs
 }
@@ -494,8 +495,10 @@ func (d *Daemon) sessionCounts() (active, pending map[string]int) {
 		return active, pending
 	}
 	for _, i := range d.running() {
-		active[i.Spec.Address] = len(i.Sessions)
-		pending[i.Spec.Address] = i.Pending
+		if !i.Spec.NoIPMI {
+			active[i.Spec.Address] = len(i.Sessions)
+			pending[i.Spec.Address] = i.Pending
+		}
 	}
 	return active, pending
 }
@@ -530,6 +533,10 @@ func (d *Daemon) banner(ep Endpoints) {
 				where = " (" + i.Spec.Where + ")"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%v%s\n", i.Spec.VM, i.Status, i.Err, where)
+			continue
+		}
+		if i.Addr == nil {
+			fmt.Fprintf(tw, "%s\tRedfish only\tcurl -k -u %s:%s %s/Systems/%s\n", i.Name, i.Spec.Username, d.passwordHint(i.Spec.Password), ep.Redfish, i.Name)
 			continue
 		}
 		host, port, _ := net.SplitHostPort(i.Addr.String())

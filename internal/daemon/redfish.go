@@ -87,11 +87,21 @@ func (d *Daemon) redfishVersion() uint64 {
 	return d.bridge.Generation()<<32 + d.inv.Names()
 }
 
-// redfishSystems are the running BMCs' machines, named by their VM.
+// redfishSystems are the running BMCs' machines, named by their VM, but
+// for IPMI-only BMCs. Endpoint, the key failed logins count under, is
+// the one IPMI uses (one password, two protocols), or a Redfish-only
+// BMC's key.
 func (d *Daemon) redfishSystems() []redfish.System {
 	var out []redfish.System
 	for _, i := range d.running() {
-		out = append(out, redfish.System{ID: i.Name, Machine: i.m, Username: i.Spec.Username, Password: i.Spec.Password, Endpoint: i.Addr.String()})
+		if i.Spec.NoRedfish {
+			continue
+		}
+		key := i.Spec.Key()
+		if i.Addr != nil {
+			key = i.Addr.String()
+		}
+		out = append(out, redfish.System{ID: i.Name, Machine: i.m, Username: i.Spec.Username, Password: i.Spec.Password, Endpoint: key})
 	}
 	return out
 }
