@@ -156,6 +156,9 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_DIR=$ROOT/scripts/bench
+LOG_TAG=bench
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 
 QUICK=${QUICK:-0}
 quick() { # value-when-QUICK=1 value-otherwise
@@ -196,17 +199,6 @@ declare -A LABEL=([bridge]=bridge [ipmi_sim]=ipmi_sim [goipmi]=go-ipmi [pyghmi]=
 WORKLOADS=(stream1 stream8 stream8c3 setup)
 RF_FEW=5 # VMs of the small Redfish bridge: the simulator's five named VMs
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-	log "error: $*"
-	exit 1
-}
-
-check_int() { # name value max
-	if ! [[ $2 =~ ^[1-9][0-9]*$ ]] || (($2 > $3)); then
-		die "$1 must be an integer in 1..$3 (got '$2')"
-	fi
-}
 [[ $QUICK == 0 || $QUICK == 1 ]] || die "QUICK must be 0 or 1 (got '$QUICK')"
 check_int ROUNDS "$ROUNDS" 20
 check_int RUNS "$RUNS" 10000
@@ -271,16 +263,9 @@ cleanup() {
 		kill -9 "$p" 2>/dev/null || true
 	done
 	wait 2>/dev/null || true
-	if [[ $KEEP == 1 ]]; then
-		log "logs kept in $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-	exit "$rc"
+	finish_work "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # ---------------------------------------------------------------- helpers
 
@@ -334,15 +319,6 @@ for base in list(range(top, 1023, -500)) + list(range(top + 500, 65536 - n, 500)
         sys.exit(0)
 sys.exit(1)
 EOF
-}
-
-# PID and all its descendants
-tree_pids() {
-	local c
-	echo "$1"
-	for c in $(pgrep -P "$1" 2>/dev/null || true); do
-		tree_pids "$c"
-	done
 }
 
 # VmRSS of PID and its descendants, in kB
@@ -416,36 +392,14 @@ ipmi() { # port args...
 	return "$rc"
 }
 
-# waits until the endpoint answers `power status` (-C 3, so a peer that
-# ignores Get Channel Cipher Suites is not slowed down); 0 when it does
-wait_ready() { # name
-	local name=$1 i
-	for ((i = 0; i < 40; i++)); do
-		kill -0 "${PID[$name]}" 2>/dev/null || return 1
-		if timeout -k 1 5 ipmitool -I lanplus -H "$HOST" -p "${PORT[$name]}" -U "$IPMI_USER" -P "$IPMI_PASS" \
-			-C 3 power status 2>/dev/null | grep -q '^Chassis Power is'; then
-			return 0
-		fi
-		sleep 0.25
-	done
-	return 1
-}
-
 stop_endpoint() { # name
-	local name=$1 p=${PID[$1]:-} i
+	local name=$1
 	if [[ -n ${PID[$name.vcsim]:-} ]]; then
 		kill "${PID[$name.vcsim]}" 2>/dev/null || true
 		wait "${PID[$name.vcsim]}" 2>/dev/null || true
 		unset "PID[$name.vcsim]"
 	fi
-	[[ -n $p ]] || return 0
-	kill "$p" 2>/dev/null || true
-	for ((i = 0; i < 50; i++)); do
-		kill -0 "$p" 2>/dev/null || break
-		sleep 0.2
-	done
-	kill -9 "$p" 2>/dev/null || true
-	wait "$p" 2>/dev/null || true
+	stop_pid "${PID[$name]:-}" 50
 	unset "PID[$name]"
 }
 
@@ -454,6 +408,24 @@ fail_start() { # name reason
 	log "${LABEL[$1]:-$1}: $2"
 	stop_endpoint "$1"
 	return 1
+}
+
+# waits until the endpoint started this round answers `power status` (-C 3,
+# so a peer that ignores Get Channel Cipher Suites is not slowed down); 0
+# when it does, else fail_start with the last line of its log
+answering() { # name
+	wait_bmc "${PORT[$1]}" "${PID[$1]}" -C 3 ||
+		fail_start "$1" "no answer on $HOST:${PORT[$1]}: $(last_line "$WORK/$1/r$ROUND/err")"
+}
+
+# 0 once a line of FILE matches ERE; 1 once PID has exited or the clock
+# (now_ns) has passed DEADLINE
+await_line() { # file ere pid deadline-ns
+	until grep -qE "$2" "$1" 2>/dev/null; do
+		kill -0 "$3" 2>/dev/null || return 1
+		(($(now_ns) <= $4)) || return 1
+		sleep 0.1
+	done
 }
 
 # the idle seconds before a workload, during which the server's CPU time
@@ -551,15 +523,16 @@ bridge_mode() {
 }
 
 # ---------------------------------------------------------------- endpoints
-# start_NAME starts the endpoint for this round (logs in $WORK/NAME/rROUND)
-# and waits until it answers; it returns 1, with the reason in ERR, if not.
+# start_NAME starts the endpoint for this round (logs in $WORK/NAME/rROUND),
+# sets PID[NAME] and PORT[NAME], and returns 1, with the reason in ERR, if
+# it cannot; run_endpoint then waits until it answers (answering).
 
 # launches a bridge process in simulator mode; waits for its banner (or its
 # exit, or timeout seconds); PID[key] holds it
 launch_bridge() { # key dir vms base-port redfish-address timeout
-	local key=$1 dir=$2 vms=$3 base=$4 rf=$5 limit=$6 t0 ready='^To bridge a real vCenter'
+	local key=$1 dir=$2 vms=$3 base=$4 rf=$5 limit=$6 deadline ready='^To bridge a real vCenter'
 	mkdir -p "$dir"
-	t0=$(now_ns)
+	deadline=$(($(now_ns) + limit * 1000000000))
 	if [[ $VCENTER == process ]]; then
 		# The simulator in a process of its own, as a vCenter is: its
 		# inventory watch ticks every 20 ms in govmomi's simulator, which
@@ -568,11 +541,7 @@ launch_bridge() { # key dir vms base-port redfish-address timeout
 		"$VCSIM" -vms "$vms" -listen "$HOST" -base-port "$base" -config "$dir/bridge.yaml" \
 			</dev/null >"$dir/vcsim.out" 2>&1 &
 		PID[$key.vcsim]=$!
-		until grep -q 'configuration in' "$dir/vcsim.out" 2>/dev/null; do
-			kill -0 "${PID[$key.vcsim]}" 2>/dev/null || return 1
-			if (($(now_ns) - t0 > limit * 1000000000)); then return 1; fi
-			sleep 0.1
-		done
+		await_line "$dir/vcsim.out" 'configuration in' "${PID[$key.vcsim]}" "$deadline" || return 1
 		"$BRIDGE" serve --config "$dir/bridge.yaml" \
 			--socket "$dir/api.sock" --metrics-address - --redfish-address "$rf" \
 			</dev/null >"$dir/out" 2>"$dir/err" &
@@ -583,11 +552,7 @@ launch_bridge() { # key dir vms base-port redfish-address timeout
 			</dev/null >"$dir/out" 2>"$dir/err" &
 	fi
 	PID[$key]=$!
-	until grep -qE "$ready" "$dir/out" 2>/dev/null; do
-		kill -0 "${PID[$key]}" 2>/dev/null || return 1
-		if (($(now_ns) - t0 > limit * 1000000000)); then return 1; fi
-		sleep 0.1
-	done
+	await_line "$dir/out" "$ready" "${PID[$key]}" "$deadline" || return 1
 	sleep 0.2 # a bridge that could start no BMC exits right after the banner
 	kill -0 "${PID[$key]}" 2>/dev/null
 }
@@ -616,7 +581,6 @@ start_bridge() {
 		return 1
 	fi
 	PORT[bridge]=$(grep -oE "udp://127\.0\.0\.1:[0-9]+" "$dir/out" | sed -n '1s/.*://p')
-	wait_ready bridge || fail_start bridge "no answer on $HOST:${PORT[bridge]}: $(last_line "$dir/err")"
 }
 
 start_ipmi_sim() {
@@ -628,7 +592,6 @@ start_ipmi_sim() {
 	ipmi_sim -c "$dir/lan.conf" -f "$BENCH_DIR/ipmi_sim/bmc.emu" -s "$dir/state" -n \
 		</dev/null >"$dir/out" 2>"$dir/err" &
 	PID[ipmi_sim]=$!
-	wait_ready ipmi_sim || fail_start ipmi_sim "no answer on $HOST:${PORT[ipmi_sim]}: $(last_line "$dir/err")"
 }
 
 start_goipmi() {
@@ -640,27 +603,21 @@ start_goipmi() {
 	env -i GOIPMI_SERVER_PORT="${PORT[goipmi]}" GOIPMI_SERVER_USER="$IPMI_USER" GOIPMI_SERVER_PASS="$IPMI_PASS" \
 		"$GOIPMI" </dev/null >"$dir/out" 2>"$dir/err" &
 	PID[goipmi]=$!
-	wait_ready goipmi || fail_start goipmi "no answer on $HOST:${PORT[goipmi]}: $(last_line "$dir/err")"
 }
 
 start_pyghmi() {
-	local dir=$WORK/pyghmi/r$ROUND i
+	local dir=$WORK/pyghmi/r$ROUND
 	mkdir -p "$dir"
 	NEP[pyghmi]=1
 	"$PYTHON" "$BENCH_DIR/pyghmi_bmc.py" --address "$HOST" --port 0 --user "$IPMI_USER" --password "$IPMI_PASS" \
 		</dev/null >"$dir/out" 2>"$dir/err" &
 	PID[pyghmi]=$!
-	for ((i = 0; i < 100; i++)); do
-		grep -q '^listening ' "$dir/out" 2>/dev/null && break
-		kill -0 "${PID[pyghmi]}" 2>/dev/null || break
-		sleep 0.1
-	done
+	await_line "$dir/out" '^listening ' "${PID[pyghmi]}" $(($(now_ns) + 10000000000)) || true
 	PORT[pyghmi]=$(sed -n 's/^listening .*:\([0-9]*\)$/\1/p' "$dir/out" 2>/dev/null | sed -n 1p)
 	if [[ -z ${PORT[pyghmi]} ]]; then
 		fail_start pyghmi "did not start: $(last_line "$dir/err")"
 		return 1
 	fi
-	wait_ready pyghmi || fail_start pyghmi "no answer on $HOST:${PORT[pyghmi]}: $(last_line "$dir/err")"
 }
 
 # ---------------------------------------------------------------- workloads
@@ -813,7 +770,7 @@ run_endpoint() { # name
 		return 0
 	fi
 	log "${LABEL[$name]}: round $ROUND: start"
-	"start_$name" || return 0
+	"start_$name" && answering "$name" || return 0
 	log "${LABEL[$name]}: $HOST:${PORT[$name]}"
 	IDLE_CPU=0
 	IDLE_NS=0

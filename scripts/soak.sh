@@ -30,6 +30,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LOG_TAG=soak
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 
 DURATION=${DURATION:-10m}
 VMS=${VMS:-100}
@@ -52,15 +55,6 @@ OPS=(
 	"power off"
 )
 
-log() { printf '[soak %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-check_int() { # name value max
-	if ! [[ $2 =~ ^[1-9][0-9]*$ ]] || (($2 > $3)); then
-		die "$1 must be an integer in 1..$3 (got '$2')"
-	fi
-}
-
 case $DURATION in
 *h) DURATION_S=${DURATION%h} MULT=3600 ;;
 *m) DURATION_S=${DURATION%m} MULT=60 ;;
@@ -82,15 +76,6 @@ BRIDGE_PID=
 SLEEP_PID=
 WORKER_PIDS=()
 
-# PID and all its descendants
-tree_pids() {
-	local c
-	echo "$1"
-	for c in $(pgrep -P "$1" 2>/dev/null || true); do
-		tree_pids "$c"
-	done
-}
-
 stop_workers() {
 	local p pids=()
 	touch "$WORK/stop"
@@ -105,15 +90,7 @@ stop_workers() {
 }
 
 stop_bridge() {
-	local i
-	[[ -n $BRIDGE_PID ]] || return 0
-	kill "$BRIDGE_PID" 2>/dev/null || true
-	for ((i = 0; i < 25; i++)); do
-		kill -0 "$BRIDGE_PID" 2>/dev/null || break
-		sleep 0.2
-	done
-	kill -9 "$BRIDGE_PID" 2>/dev/null || true
-	wait "$BRIDGE_PID" 2>/dev/null || true
+	stop_pid "$BRIDGE_PID" 25
 	BRIDGE_PID=
 }
 
@@ -123,16 +100,9 @@ cleanup() {
 	if [[ -n $SLEEP_PID ]]; then kill "$SLEEP_PID" 2>/dev/null || true; fi
 	stop_workers
 	stop_bridge
-	if [[ $KEEP == 1 ]]; then
-		log "logs kept in $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-	exit "$rc"
+	finish_work "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 rss_kb() { # pid
 	awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0
@@ -214,16 +184,7 @@ done
 ((${n:-0} >= VMS)) || die "the bridge did not list $VMS BMCs ($n): $(tail -n 5 "$WORK/bridge.err")"
 mapfile -t PORTS < <(grep -oE "udp://127\.0\.0\.1:[0-9]+" "$WORK/bridge.out" | sed 's/.*://')
 for port in "${PORTS[0]}" "${PORTS[-1]}"; do
-	ok=0
-	for ((i = 0; i < 40; i++)); do
-		if timeout -k 1 5 ipmitool -I lanplus -H "$HOST" -p "$port" -U "$IPMI_USER" -P "$IPMI_PASS" power status 2>/dev/null |
-			grep -q '^Chassis Power is'; then
-			ok=1
-			break
-		fi
-		sleep 0.25
-	done
-	((ok)) || die "BMC $HOST:$port does not answer: $(tail -n 5 "$WORK/bridge.err")"
+	wait_bmc "$port" "$BRIDGE_PID" || die "BMC $HOST:$port does not answer: $(tail -n 5 "$WORK/bridge.err")"
 done
 log "bridge pid $BRIDGE_PID serves ${#PORTS[@]} BMCs (ports ${PORTS[0]}...${PORTS[-1]})"
 

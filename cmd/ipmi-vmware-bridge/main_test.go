@@ -17,6 +17,7 @@ import (
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/api"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest/vcsimtest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/daemon"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/state"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
@@ -120,11 +121,7 @@ func TestServeErrors(t *testing.T) {
 // the others serve.
 func TestServeConfig(t *testing.T) {
 	t.Parallel()
-	sim, err := vsphere.StartSimulator(context.Background(), "127.0.0.1:0", 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
+	sim := vcsimtest.Start(t, 2)
 	port := clienttest.FreeUDPPort(t)
 	stateDir := t.TempDir()
 	cfg := fmt.Sprintf(`vcenter:
@@ -232,11 +229,7 @@ func startProcess(t *testing.T, cfg, socket string) *exec.Cmd {
 // serves exactly the BMCs it records.
 func TestKillDuringChange(t *testing.T) {
 	t.Parallel()
-	sim, err := vsphere.StartSimulator(context.Background(), "127.0.0.1:0", 5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
+	sim := vcsimtest.Start(t, 5)
 	dir := t.TempDir()
 	stateDir := filepath.Join(dir, "state")
 	socket := filepath.Join(dir, "api.sock")

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
@@ -155,31 +153,6 @@ func serveAPI(t *testing.T, h http.Handler) (*Client, context.CancelFunc) {
 	return NewClient(socket), cancel
 }
 
-// readFor reads rwc until what it read holds want.
-func readFor(t *testing.T, rwc io.Reader, want string) string {
-	t.Helper()
-	var got []byte
-	buf := make([]byte, 256)
-	for !bytes.Contains(got, []byte(want)) {
-		n, err := rwc.Read(buf)
-		got = append(got, buf[:n]...)
-		if err != nil {
-			t.Fatalf("read %q (%v), want %q", got, err, want)
-		}
-	}
-	return string(got)
-}
-
-// waitFor fails the test unless cond holds within 5 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(2 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("never true: %s", what)
-		}
-	}
-}
-
 // The console stream: the kept output then live output down, keystrokes
 // up; dropped keystrokes told once; the stream ends with the client, with
 // the console and with the server, logging both ends and nothing typed.
@@ -203,22 +176,22 @@ func TestConsoleStream(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer rwc.Close()
-			readFor(t, rwc, "boot log\r\n")
+			clienttest.ReadUntil(t, rwc, "boot log\r\n")
 			f.print("login: ")
-			readFor(t, rwc, "login: ")
+			clienttest.ReadUntil(t, rwc, "login: ")
 			if _, err := rwc.Write([]byte("root\r")); err != nil {
 				t.Fatal(err)
 			}
 			if tc.connected {
-				waitFor(t, "keystrokes typed", func() bool { return f.keys() == "root\r" })
+				clienttest.Eventually(t, "keystrokes typed", func() bool { return f.keys() == "root\r" })
 			} else {
-				readFor(t, rwc, "[ipmi-vmware-bridge: keystrokes dropped: the VM's serial port is not connected")
+				clienttest.ReadUntil(t, rwc, "[ipmi-vmware-bridge: keystrokes dropped: the VM's serial port is not connected")
 			}
 			tc.end(f, rwc, stop)
 			if _, err := io.Copy(io.Discard, rwc); err != nil && !errors.Is(err, net.ErrClosed) {
 				t.Fatalf("the stream ended with %v", err)
 			}
-			waitFor(t, "detached", func() bool { return f.attached() == 0 && strings.Contains(log.String(), "console detached") })
+			clienttest.Eventually(t, "detached", func() bool { return f.attached() == 0 && strings.Contains(log.String(), "console detached") })
 			if !strings.Contains(log.String(), `msg="console attached" bmc=vm`) || strings.Contains(log.String(), "root") {
 				t.Fatalf("log %q", log.String())
 			}

@@ -1,16 +1,19 @@
 // Package clienttest holds what tests that drive real client programs
 // (ipmitool, FreeIPMI, pyghmi, sushy) and running daemons share: finding a
 // client, which in CI must exist, a free loopback port, a buffer that
-// concurrent writers may share, a clock that moves only when the test
-// says, and (on Linux) a pseudo-terminal for the console clients that need
-// one (ipmitool's sol activate, ipmiconsole).
+// concurrent writers may share, waits for a condition or for output to
+// come, a clock that moves only when the test says, and (on Linux) a
+// pseudo-terminal for the console clients that need one (ipmitool's sol
+// activate, ipmiconsole).
 package clienttest
 
 import (
 	"bytes"
+	"io"
 	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -78,6 +81,54 @@ func (s *Buffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Await waits up to Patience for the buffer to hold want and reports
+// whether it does, so that the caller can fail in its own words, showing
+// what was written instead.
+func (s *Buffer) Await(want string) bool {
+	return within(func() bool { return strings.Contains(s.String(), want) })
+}
+
+// ReadUntil reads r until what it has read holds want, and returns that;
+// it fails the test, showing what came, if r ends or fails first. How long
+// it may wait is r's own affair (a read deadline, a peer that hangs up).
+func ReadUntil(t testing.TB, r io.Reader, want string) string {
+	t.Helper()
+	var got []byte
+	buf := make([]byte, 1024)
+	for !bytes.Contains(got, []byte(want)) {
+		n, err := r.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			t.Fatalf("read %q (%v), want %q", got, err, want)
+		}
+	}
+	return string(got)
+}
+
+// Patience is how long Eventually and Await wait: long enough for a
+// daemon or a client program on a loaded, shared machine, so that a
+// failure means the condition did not come, not that the machine was busy.
+const Patience = 10 * time.Second
+
+// Eventually fails the test unless cond holds within Patience, checking
+// every few milliseconds; what names the condition in the failure.
+func Eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	if !within(cond) {
+		t.Fatalf("%s: not within %s", what, Patience)
+	}
+}
+
+// within reports whether cond holds within Patience, checked every 5 ms.
+func within(cond func() bool) bool {
+	for deadline := time.Now().Add(Patience); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
 }
 
 // Clock is a clock for the code under test that moves only when the test

@@ -5,10 +5,10 @@ package clienttest
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -45,14 +45,7 @@ func StartPTY(t *testing.T, name string, args ...string) *PTY {
 	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)
-		buf := make([]byte, 4096)
-		for {
-			n, err := master.Read(buf)
-			_, _ = p.out.Write(buf[:n])
-			if err != nil {
-				return
-			}
-		}
+		_, _ = io.Copy(&p.out, master) // until the program and its terminal are gone
 	}()
 	go func() {
 		p.err = cmd.Wait()
@@ -103,13 +96,11 @@ func (p *PTY) Type(s string) {
 	}
 }
 
-// Expect waits up to 10 s for the program's terminal to show s.
+// Expect waits up to Patience for the program's terminal to show s.
 func (p *PTY) Expect(s string) {
 	p.t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(p.out.String(), s); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			p.t.Fatalf("%s did not show %q; it showed:\n%s", p.name, s, p.out.String())
-		}
+	if !p.out.Await(s) {
+		p.t.Fatalf("%s did not show %q; it showed:\n%s", p.name, s, p.out.String())
 	}
 }
 

@@ -5,13 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/bougou/go-ipmi/pkg/client"
 	"github.com/vmware/govmomi/object"
+
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/ipmi/ipmitest"
 )
 
 // A one-time PXE boot is used by the next power-on: the boot order it
@@ -56,17 +57,8 @@ func TestOneTimePXEReverts(t *testing.T) {
 // session cost vCenter no request.
 func TestStatusReadsCostNoRequests(t *testing.T) {
 	useShared(t)
-	port, _ := strconv.Atoi(shared.ports["skinner-master-0"])
-	c, err := client.NewClient("127.0.0.1", port, "admin", "password")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.WithInterface(client.InterfaceLanplus)
+	c := ipmitest.Dial(t, "127.0.0.1", shared.ports["skinner-master-0"], "admin", "password", client.InterfaceLanplus)
 	ctx := context.Background()
-	if err := c.Connect(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = c.Close(ctx) }()
 	before := nonWatchRequests(shared.client.Requests())
 	for range 1000 {
 		if _, err := c.GetChassisStatus(ctx); err != nil {
@@ -149,19 +141,11 @@ func TestVCenterOutage(t *testing.T) {
 		}
 		outage = d
 	}
-	port, _ := strconv.Atoi(e.ports["skinner-worker-2"])
-	c, err := client.NewClient("127.0.0.1", port, "admin", "password")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.WithInterface(client.InterfaceLanplus)
-	c.WithTimeout(2 * time.Second)
-	c.WithRetry(0)
+	c := ipmitest.Dial(t, "127.0.0.1", e.ports["skinner-worker-2"], "admin", "password", client.InterfaceLanplus, func(c *client.Client) {
+		c.WithTimeout(2 * time.Second)
+		c.WithRetry(0)
+	})
 	ctx := context.Background()
-	if err := c.Connect(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = c.Close(ctx) }()
 
 	e.sim.Stop()
 	stopped := time.Now()

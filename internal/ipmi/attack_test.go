@@ -160,15 +160,30 @@ func TestForgedRAKP3LocksNobody(t *testing.T) {
 	}
 }
 
+// guessUntilLockedOut runs a target whose guard locks a source out after
+// three failed logins for an hour, makes three guesses from source
+// address src, each on a socket of its own (a new source port: the
+// lockout is by address), and fails the test unless that locked the
+// address out, once. guess fails the test unless its attempt is refused.
+func guessUntilLockedOut(t *testing.T, src string, guess func(c *net.UDPConn, tg *target, i int)) *target {
+	t.Helper()
+	const failures = 3
+	tg := attackTarget(t, quietGuard(failures, time.Hour))
+	for i := range failures {
+		guess(from(t, src), tg, i)
+	}
+	if n := tg.obs.lockouts.Load(); n != 1 {
+		t.Fatalf("%d lockouts", n)
+	}
+	return tg
+}
+
 // Real guessing over RMCP+, a wrong key exchange code per attempt, each
 // from a new source port: the guesser's address is locked out after the
 // configured number, and others still log in.
 func TestRAKP3GuessingLocksOutGuesser(t *testing.T) {
 	t.Parallel()
-	const failures = 3
-	tg := attackTarget(t, quietGuard(failures, time.Hour))
-	for i := range failures {
-		c := from(t, "127.0.0.6")
+	tg := guessUntilLockedOut(t, "127.0.0.6", func(c *net.UDPConn, tg *target, i int) {
 		sidc := handshakeToRAKP2(c, tg.addr, uint32(i+1))
 		if sidc == 0 {
 			t.Fatalf("attempt %d: no RAKP 2", i)
@@ -177,10 +192,7 @@ func TestRAKP3GuessingLocksOutGuesser(t *testing.T) {
 		if len(r) < 18 || r[17] == 0 {
 			t.Fatalf("attempt %d: a wrong key exchange code was accepted: % x", i, r)
 		}
-	}
-	if n := tg.obs.lockouts.Load(); n != 1 {
-		t.Fatalf("%d lockouts", n)
-	}
+	})
 	if r := exchange(from(t, "127.0.0.6"), tg.addr, openSessionRequest(9), 200*time.Millisecond); r != nil {
 		t.Fatal("the guesser still gets answers")
 	}
@@ -220,10 +232,7 @@ func v15Activate(temp uint32, challenge []byte, password string) []byte {
 // passwords offline).
 func TestV15GuessingLocksOutGuesser(t *testing.T) {
 	t.Parallel()
-	const failures = 3
-	tg := attackTarget(t, quietGuard(failures, time.Hour))
-	for i := range failures {
-		c := from(t, "127.0.0.7")
+	tg := guessUntilLockedOut(t, "127.0.0.7", func(c *net.UDPConn, tg *target, i int) {
 		temp, challenge := v15Challenge(t, c, tg.addr)
 		if temp == 0 {
 			t.Fatalf("attempt %d: no challenge", i)
@@ -235,10 +244,7 @@ func TestV15GuessingLocksOutGuesser(t *testing.T) {
 		if r[4] != authNone || len(r) != 14+8 || r[14+6] == 0 {
 			t.Fatalf("attempt %d: refusal % x carries an auth code or accepts", i, r)
 		}
-	}
-	if n := tg.obs.lockouts.Load(); n != 1 {
-		t.Fatalf("%d lockouts", n)
-	}
+	})
 	if temp, _ := v15Challenge(t, from(t, "127.0.0.7"), tg.addr); temp != 0 {
 		t.Fatal("the guesser still gets challenges")
 	}
@@ -293,35 +299,34 @@ func newRelay(t testing.TB, bmcAddr *net.UDPAddr) *relay { return lossyRelay(t, 
 func lossyRelay(t testing.TB, bmcAddr *net.UDPAddr, drop func([]byte) bool) *relay {
 	r := &relay{front: from(t, "127.0.0.1"), back: from(t, "127.0.0.5")}
 	var console atomic.Pointer[net.UDPAddr]
-	go func() {
-		buf := make([]byte, 1024)
-		for {
-			n, a, err := r.front.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			console.Store(a)
-			r.mu.Lock()
-			r.sent = append(r.sent, slices.Clone(buf[:n]))
-			r.mu.Unlock()
-			if drop == nil || !drop(buf[:n]) {
-				_, _ = r.back.WriteToUDP(buf[:n], bmcAddr)
-			}
+	go readEach(r.front, func(p []byte, a *net.UDPAddr) {
+		console.Store(a)
+		r.mu.Lock()
+		r.sent = append(r.sent, slices.Clone(p))
+		r.mu.Unlock()
+		if drop == nil || !drop(p) {
+			_, _ = r.back.WriteToUDP(p, bmcAddr)
 		}
-	}()
-	go func() {
-		buf := make([]byte, 1024)
-		for {
-			n, _, err := r.back.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			if a := console.Load(); a != nil && (drop == nil || !drop(buf[:n])) {
-				_, _ = r.front.WriteToUDP(buf[:n], a)
-			}
+	})
+	go readEach(r.back, func(p []byte, _ *net.UDPAddr) {
+		if a := console.Load(); a != nil && (drop == nil || !drop(p)) {
+			_, _ = r.front.WriteToUDP(p, a)
 		}
-	}()
+	})
 	return r
+}
+
+// readEach hands fn each datagram c receives, and its source, until c is
+// closed; p is valid only during the call.
+func readEach(c *net.UDPConn, fn func(p []byte, from *net.UDPAddr)) {
+	buf := make([]byte, 1024)
+	for {
+		n, a, err := c.ReadFromUDP(buf)
+		if err != nil {
+			return
+		}
+		fn(buf[:n], a)
+	}
 }
 
 func (r *relay) captured() [][]byte {
@@ -374,7 +379,7 @@ func actions(m *machinetest.Fake) []machine.PowerAction {
 
 func waitActions(t *testing.T, m *machinetest.Fake, n int) {
 	t.Helper()
-	eventually(t, strconv.Itoa(n)+" actions", func() bool { return len(actions(m)) >= n })
+	clienttest.Eventually(t, strconv.Itoa(n)+" actions", func() bool { return len(actions(m)) >= n })
 }
 
 // An Open Session flood from 249 source addresses, each within the setup

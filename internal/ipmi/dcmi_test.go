@@ -1,7 +1,6 @@
 package ipmi
 
 import (
-	"bytes"
 	"testing"
 
 	"github.com/bougou/go-ipmi/pkg/types"
@@ -33,9 +32,7 @@ func TestDCMICapabilities(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t)
 			got, cc := h.do(tt.c, tt.req...)
-			if cc != tt.cc || !bytes.Equal(got, tt.want) {
-				t.Fatalf("got % x cc %#x, want % x cc %#x", got, uint8(cc), tt.want, uint8(tt.cc))
-			}
+			checkResp(t, got, cc, tt.want, tt.cc)
 		})
 	}
 }

@@ -58,6 +58,15 @@ func (h *harness) do(c types.Command, req ...byte) ([]byte, types.CompletionCode
 	return resp, cc
 }
 
+// checkResp fails the test unless a handler's answer, got with completion
+// code cc, is want with wantCC.
+func checkResp(t testing.TB, got []byte, cc types.CompletionCode, want []byte, wantCC types.CompletionCode) {
+	t.Helper()
+	if cc != wantCC || !bytes.Equal(got, want) {
+		t.Fatalf("got % x cc %#x, want % x cc %#x", got, uint8(cc), want, uint8(wantCC))
+	}
+}
+
 func TestChassisStatus(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -78,9 +87,7 @@ func TestChassisStatus(t *testing.T) {
 			h := newHarness(t)
 			h.m.State, h.m.Err = tt.state, tt.err
 			resp, cc := h.do(types.CommandGetChassisStatus)
-			if cc != tt.cc || !bytes.Equal(resp, tt.want) {
-				t.Fatalf("got % x cc %#x, want % x cc %#x", resp, uint8(cc), tt.want, uint8(tt.cc))
-			}
+			checkResp(t, resp, cc, tt.want, tt.cc)
 		})
 	}
 }

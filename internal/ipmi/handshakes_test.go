@@ -141,7 +141,7 @@ func TestLockoutWithIpmitool(t *testing.T) {
 	// ipmitool gives up after RAKP 2 without a word: its handshakes count
 	// as failed logins when they time out, at the next housekeeping.
 	clk.Advance(handshakeTimeout)
-	eventually(t, "three failures counted", func() bool { return obs.auth.Load() >= 3 })
+	clienttest.Eventually(t, "three failures counted", func() bool { return obs.auth.Load() >= 3 })
 	// Locked out: the source's Open Session gets silence, so the right
 	// password cannot even be tried (ipmitool would take 5 s to give up).
 	if r := exchange(from(t, "127.0.0.1"), e.Addr().(*net.UDPAddr), openSessionRequest(1), 200*time.Millisecond); r != nil {
@@ -267,7 +267,7 @@ func TestIdleSessionsExpire(t *testing.T) {
 				t.Fatal(err)
 			}
 			clk.Advance(40 * time.Second)
-			eventually(t, "the idle session expired", func() bool { return obs.events()["expired"] == 1 })
+			clienttest.Eventually(t, "the idle session expired", func() bool { return obs.events()["expired"] == 1 })
 			if n := len(e.Sessions()); n != 1 {
 				t.Fatalf("%d sessions listed, want the busy one", n)
 			}

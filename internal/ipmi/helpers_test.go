@@ -7,11 +7,11 @@ import (
 	"net"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/bougou/go-ipmi/pkg/client"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/ipmi/ipmitest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine/machinetest"
 )
@@ -81,25 +81,5 @@ func lanplus(port, password string) []string {
 // RMCP+, lan: IPMI 1.5) to port on 127.0.0.1, closed when the test ends.
 func dialClient(t testing.TB, port int, intf client.Interface) *client.Client {
 	t.Helper()
-	c, err := client.NewClient("127.0.0.1", port, "admin", "password")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.WithInterface(intf)
-	if err := c.Connect(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close(context.Background()) })
-	return c
-}
-
-// eventually fails the test unless cond holds within 5 s (the endpoint's
-// housekeeping acts on a real timer, whatever its clock).
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 5 s", what)
-		}
-	}
+	return ipmitest.Dial(t, "127.0.0.1", strconv.Itoa(port), "admin", "password", intf)
 }

@@ -137,9 +137,7 @@ func TestSELGetEntry(t *testing.T) {
 				h.reserveSEL()
 			}
 			got, cc := h.getEntry(res, tt.id, tt.off, tt.n)
-			if cc != tt.cc || !bytes.Equal(got, tt.want) {
-				t.Fatalf("got % x cc %#x, want % x cc %#x", got, uint8(cc), tt.want, uint8(tt.cc))
-			}
+			checkResp(t, got, cc, tt.want, tt.cc)
 		})
 	}
 	t.Run("short request", func(t *testing.T) {

@@ -1,7 +1,6 @@
 package ipmi
 
 import (
-	"bytes"
 	"math"
 	"testing"
 
@@ -41,9 +40,7 @@ func TestSensorReading(t *testing.T) {
 			h := newHarness(t)
 			h.m.Usage, h.m.State, h.m.Err = tt.usage, tt.state, tt.err
 			got, cc := h.do(types.CommandGetSensorReading, tt.req...)
-			if cc != tt.cc || !bytes.Equal(got, tt.want) {
-				t.Fatalf("got % x cc %#x, want % x cc %#x", got, uint8(cc), tt.want, uint8(tt.cc))
-			}
+			checkResp(t, got, cc, tt.want, tt.cc)
 		})
 	}
 }
@@ -66,9 +63,7 @@ func TestSensorThresholds(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t)
 			got, cc := h.do(types.CommandGetSensorThresholds, tt.req...)
-			if cc != tt.cc || !bytes.Equal(got, tt.want) {
-				t.Fatalf("got % x cc %#x, want % x cc %#x", got, uint8(cc), tt.want, uint8(tt.cc))
-			}
+			checkResp(t, got, cc, tt.want, tt.cc)
 		})
 	}
 }

@@ -3,6 +3,7 @@ package ipmi
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -48,7 +49,7 @@ func TestSOLIpmitoolActivate(t *testing.T) {
 	sol.Expect("[SOL Session operational.  Use ~? for help]")
 	sol.Expect("vm login: ")
 	sol.Type("root\r")
-	eventually(t, "keystrokes typed", func() bool { return tg.c.typedString() == "root\r" })
+	clienttest.Eventually(t, "keystrokes typed", func() bool { return tg.c.typedString() == "root\r" })
 	sol.Expect("vm login: root")
 	tg.c.emit([]byte("\nPassword: "))
 	sol.Expect("Password: ")
@@ -62,8 +63,8 @@ func TestSOLIpmitoolActivate(t *testing.T) {
 	if status := sol.Exit(); status != 0 {
 		t.Fatalf("ipmitool after ~.: status %d\n%s", status, sol.Output())
 	}
-	eventually(t, "payload deactivated", func() bool { active, _, _, _ := tg.obs.read(); return active == 0 })
-	eventually(t, "session closed", func() bool { return len(tg.e.Sessions()) == 0 })
+	clienttest.Eventually(t, "payload deactivated", func() bool { active, _, _, _ := tg.obs.read(); return active == 0 })
+	clienttest.Eventually(t, "session closed", func() bool { return len(tg.e.Sessions()) == 0 })
 
 	sol = clienttest.StartPTY(t, "ipmitool", append(base, "sol", "activate")...)
 	sol.Expect("[SOL Session operational.  Use ~? for help]")
@@ -128,7 +129,7 @@ func TestSOLIpmiconsole(t *testing.T) {
 	first.Expect("[SOL established]")
 	first.Expect("vm login: ")
 	first.Type("admin\r")
-	eventually(t, "keystrokes typed", func() bool { return tg.c.typedString() == "admin\r" })
+	clienttest.Eventually(t, "keystrokes typed", func() bool { return tg.c.typedString() == "admin\r" })
 	first.Expect("vm login: admin")
 
 	if out, _ := runStatus(t, "ipmiconsole", append(conn, "--dont-steal")...); !strings.Contains(out, "[error received]: SOL in use") {
@@ -145,7 +146,7 @@ func TestSOLIpmiconsole(t *testing.T) {
 	if status := second.Exit(); status != 0 {
 		t.Fatalf("ipmiconsole after &.: status %d\n%s", status, second.Output())
 	}
-	eventually(t, "payload deactivated", func() bool { active, _, _, _ := tg.obs.read(); return active == 0 })
+	clienttest.Eventually(t, "payload deactivated", func() bool { active, _, _, _ := tg.obs.read(); return active == 0 })
 }
 
 // Ironic's ipmitool-socat console, with Ironic's command lines: `sol
@@ -183,7 +184,7 @@ func TestSOLIronicSocat(t *testing.T) {
 	first := dialTCP(t, tcp)
 	first.expect("vm login: ")
 	first.send("root\r")
-	eventually(t, "keystrokes typed", func() bool { return tg.c.typedString() == "root\r" })
+	clienttest.Eventually(t, "keystrokes typed", func() bool { return tg.c.typedString() == "root\r" })
 	first.expect("vm login: root")
 	first.close()
 
@@ -238,7 +239,7 @@ type tcpClient struct {
 func dialTCP(t *testing.T, port string) *tcpClient {
 	t.Helper()
 	var c net.Conn
-	eventually(t, "socat listening", func() bool {
+	clienttest.Eventually(t, "socat listening", func() bool {
 		var err error
 		c, err = net.Dial("tcp", "127.0.0.1:"+port)
 		return err == nil
@@ -246,14 +247,7 @@ func dialTCP(t *testing.T, port string) *tcpClient {
 	tc := &tcpClient{t: t, c: c, done: make(chan struct{})}
 	go func() {
 		defer close(tc.done)
-		buf := make([]byte, 4096)
-		for {
-			n, err := c.Read(buf)
-			_, _ = tc.out.Write(buf[:n])
-			if err != nil {
-				return
-			}
-		}
+		_, _ = io.Copy(&tc.out, c) // until either end closes
 	}()
 	t.Cleanup(tc.close)
 	return tc
@@ -265,13 +259,11 @@ func (tc *tcpClient) send(s string) {
 	}
 }
 
-// expect waits up to 10 s for the connection to deliver s.
+// expect waits up to clienttest.Patience for the connection to deliver s.
 func (tc *tcpClient) expect(s string) {
 	tc.t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(tc.out.String(), s); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			tc.t.Fatalf("the console port did not deliver %q; it delivered:\n%s", s, tc.out.String())
-		}
+	if !tc.out.Await(s) {
+		tc.t.Fatalf("the console port did not deliver %q; it delivered:\n%s", s, tc.out.String())
 	}
 }
 

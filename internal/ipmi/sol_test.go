@@ -167,7 +167,7 @@ func TestSOLSession(t *testing.T) {
 			t.Fatalf("keystrokes answered % x, want an ACK of 5 characters of packet 1", p)
 		}
 	}
-	eventually(t, "keystrokes typed", func() bool { return tg.c.typedString() == "root\r" })
+	clienttest.Eventually(t, "keystrokes typed", func() bool { return tg.c.typedString() == "root\r" })
 	tg.c.emit([]byte("Password: "))
 	rc.output("Password: ")
 	rc.sendSOL(0, 0, 0, 0, "")
@@ -266,7 +266,7 @@ func TestSOLEnds(t *testing.T) {
 				t.Fatalf("activate: %02x", cc)
 			}
 			tc.end(tg, rc, clk)
-			eventually(t, "payload deactivated", func() bool { active, _, _, _ := tg.obs.read(); return active == 0 })
+			clienttest.Eventually(t, "payload deactivated", func() bool { active, _, _, _ := tg.obs.read(); return active == 0 })
 			if p := rc.solPacket(300 * time.Millisecond); (p != nil) != tc.notice {
 				t.Fatalf("the console was told % x; want a notice: %v", p, tc.notice)
 			}
@@ -300,5 +300,5 @@ func TestSOLKeystrokesWhileDisconnected(t *testing.T) {
 	}
 	tg.c.setConnected(true)
 	rc.sendSOL(2, 0, 0, 0, "kept")
-	eventually(t, "keystrokes after reconnecting", func() bool { return tg.c.typedString() == "kept" })
+	clienttest.Eventually(t, "keystrokes after reconnecting", func() bool { return tg.c.typedString() == "kept" })
 }

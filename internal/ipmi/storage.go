@@ -2,6 +2,7 @@ package ipmi
 
 import (
 	"context"
+	"maps"
 	"slices"
 
 	"github.com/bougou/go-ipmi/pkg/hal"
@@ -49,12 +50,7 @@ func (readOnlySDR) Delete(context.Context, uint16) error        { return hal.Err
 // RecordIDs returns the IDs sorted: go-ipmi's repository walks them in this
 // order to chain "next record ID" (§33.12).
 func (s readOnlySDR) RecordIDs(context.Context) ([]uint16, error) {
-	ids := make([]uint16, 0, len(s))
-	for id := range s {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	return ids, nil
+	return slices.Sorted(maps.Keys(s)), nil
 }
 
 // readOnlyFRU maps FRU device IDs to FRU inventory areas (Platform
@@ -74,10 +70,5 @@ func (readOnlyFRU) Write(context.Context, uint8, []byte) error { return hal.ErrN
 func (readOnlyFRU) Delete(context.Context, uint8) error        { return hal.ErrNotSupported }
 
 func (f readOnlyFRU) DeviceIDs(context.Context) ([]uint8, error) {
-	ids := make([]uint8, 0, len(f))
-	for id := range f {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	return ids, nil
+	return slices.Sorted(maps.Keys(f)), nil
 }

@@ -2,8 +2,6 @@ package redfish
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"net/url"
 	"testing"
 	"time"
@@ -12,6 +10,7 @@ import (
 	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/vim25/mo"
 
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest/vcsimtest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
@@ -22,25 +21,8 @@ import (
 // boot mode, still changes the firmware. Checked on the VM in govmomi's
 // simulator (an EFI VM, powered off).
 func TestOnceLegacyKeepsEFIOnVSphere(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	sim, err := vsphere.StartSimulator(ctx, "127.0.0.1:0", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := vsphere.Options{URL: sim.URL.String(), Username: vsphere.SimulatorUser, Password: vsphere.SimulatorPassword, CAFile: sim.CAFile}
-	c, err := vsphere.Connect(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inv := vsphere.NewInventory(c, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	done := make(chan struct{})
-	go func() { inv.Run(ctx); close(done) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		sim.Close()
-	})
-	<-inv.Ready()
+	ctx := context.Background()
+	sim, inv := vcsimtest.Inventory(t, 1)
 	vm, err := inv.Bind(ctx, vsphere.SeedVMNames[0], vsphere.VMOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package redfish
 
 import (
-	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -19,19 +18,9 @@ func TestSlowClients(t *testing.T) {
 	e.srv.limits.readBody = time.Second
 	e.srv.limits.readHeader = time.Second
 	e.srv.limits.connsPerSource = 8
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc, err := TLSConfig("", "", t.TempDir(), []string{"127.0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.srv.ServeTLS(ctx, ln, tc) }()
-	defer func() { cancel(); <-done }()
-	addr := ln.Addr().String()
+	s := serveTLS(t, e)
+	defer func() { _ = s.stop() }()
+	addr := s.addr
 
 	slow := func(local string) (*tls.Conn, error) {
 		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}

@@ -6,15 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine/machinetest"
 )
@@ -24,53 +23,28 @@ import (
 // on a loopback port. With CI set a missing sushy fails the test; without
 // it, the test is skipped.
 
-// python is Debian's interpreter, which sees python3-sushy (the python3 on
-// PATH may be another one).
-const python = "/usr/bin/python3"
-
-func needSushy(t *testing.T) {
-	t.Helper()
-	if out, err := exec.Command(python, "-c", "import sushy").CombinedOutput(); err != nil {
-		msg := fmt.Sprintf("python3-sushy is not importable by %s (apt-get install python3-sushy): %v %s", python, err, out)
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-}
-
 // sushyEnv is an env served over HTTPS with its self-signed certificate.
 type sushyEnv struct {
 	*env
 	url, cert string
 }
 
+// newSushyEnv needs Debian's python3-sushy (clienttest.Python sees it; the
+// python3 first on PATH may not).
 func newSushyEnv(t *testing.T, opts ...func(*Config)) *sushyEnv {
 	t.Helper()
-	needSushy(t)
+	clienttest.PythonModule(t, "sushy")
 	e := newEnv(t, opts...)
-	dir := t.TempDir()
-	tc, err := TLSConfig("", "", dir, []string{"127.0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.srv.ServeTLS(ctx, ln, tc) }()
+	s := serveTLS(t, e)
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := s.stop(); err != nil {
 			t.Errorf("ServeTLS: %v", err)
 		}
 		if t.Failed() {
 			t.Logf("server log:\n%s", e.log)
 		}
 	})
-	return &sushyEnv{env: e, url: "https://" + ln.Addr().String(), cert: filepath.Join(dir, SelfSignedCertFile)}
+	return &sushyEnv{env: e, url: "https://" + s.addr, cert: s.cert}
 }
 
 // sushyRun is one run of the driver script.
@@ -97,7 +71,7 @@ func (s *sushyEnv) run(t *testing.T, r sushyRun) (out []map[string]any, failed b
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, python, append([]string{"testdata/sushy_client.py", s.url, r.system, r.auth, r.verify}, r.steps...)...)
+	cmd := exec.CommandContext(ctx, clienttest.Python, append([]string{"testdata/sushy_client.py", s.url, r.system, r.auth, r.verify}, r.steps...)...)
 	// requests lets REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE override a
 	// session's verify setting, which the script sets.
 	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool {
@@ -297,69 +271,73 @@ func TestSushyBoot(t *testing.T) {
 // (redfish/boot.py prepare_ramdisk and clean_up) through the Manager
 // (Ironic 21.4) and through the System (later releases).
 func TestSushyVirtualMediaDeploy(t *testing.T) {
-	for _, parent := range []string{"manager", "system"} {
-		t.Run(parent, func(t *testing.T) {
-			s := newSushyEnv(t)
-			f := s.fakes["vm-0"]
-			f.Power(context.Background(), machine.On) // the server runs: under the Fake's lock
-			const iso = "http://192.0.2.5:6180/redfish/boot-0e3f.iso"
-			out := s.mustRun(t, sushyRun{system: "/redfish/v1/Systems/vm-0", auth: "auto", steps: []string{
-				"reset=ForceOff", "eject=" + parent, "insert=" + parent + ":" + iso, "boot=Cd:Once:", "boot=::UEFI", "reset=On",
-				"media=" + parent, "insert=" + parent + ":" + iso,
-			}})
-			if m := out[6]; m["inserted"] != true || m["image"] != iso || m["image_name"] != "boot-0e3f.iso" || m["connected_via"] != "URI" {
-				t.Errorf("media %v", m)
-			}
-			if n := len(out[7]["inserted"].([]any)); n != 0 {
-				t.Errorf("the same image was inserted again: %v", out[7])
-			}
-			if m := fakeMedia(f); !m.Inserted || m.Image != iso {
-				t.Errorf("CD %+v", m)
-			}
-			// The one-time CD override was used by the power-on, as a real
-			// machine's is.
-			if o := fakeBoot(f); o.Enabled {
-				t.Errorf("override %+v still set after the boot that used it", o)
-			}
-			if got := fakeActions(f); !slices.Equal(got, []machine.PowerAction{machine.On, machine.Off, machine.On}) {
-				t.Errorf("actions %v", got)
-			}
+	underBothParents(t, func(t *testing.T, s *sushyEnv, f *machinetest.Fake, parent string) {
+		f.Power(context.Background(), machine.On) // the server runs: under the Fake's lock
+		const iso = "http://192.0.2.5:6180/redfish/boot-0e3f.iso"
+		out := s.mustRun(t, sushyRun{system: "/redfish/v1/Systems/vm-0", auth: "auto", steps: []string{
+			"reset=ForceOff", "eject=" + parent, "insert=" + parent + ":" + iso, "boot=Cd:Once:", "boot=::UEFI", "reset=On",
+			"media=" + parent, "insert=" + parent + ":" + iso,
+		}})
+		if m := out[6]; m["inserted"] != true || m["image"] != iso || m["image_name"] != "boot-0e3f.iso" || m["connected_via"] != "URI" {
+			t.Errorf("media %v", m)
+		}
+		if n := len(out[7]["inserted"].([]any)); n != 0 {
+			t.Errorf("the same image was inserted again: %v", out[7])
+		}
+		if m := fakeMedia(f); !m.Inserted || m.Image != iso {
+			t.Errorf("CD %+v", m)
+		}
+		// The one-time CD override was used by the power-on, as a real
+		// machine's is.
+		if o := fakeBoot(f); o.Enabled {
+			t.Errorf("override %+v still set after the boot that used it", o)
+		}
+		if got := fakeActions(f); !slices.Equal(got, []machine.PowerAction{machine.On, machine.Off, machine.On}) {
+			t.Errorf("actions %v", got)
+		}
 
-			// After deployment: eject (no body, no Content-Type) and boot
-			// from disk for good.
-			out = s.mustRun(t, sushyRun{system: "/redfish/v1/Systems/vm-0", auth: "basic", steps: []string{
-				"eject=" + parent, "boot=Hdd:Continuous:", "media=" + parent, "system",
-			}})
-			if fmt.Sprint(out[0]["ejected"]) != "[Cd]" || out[2]["inserted"] != false {
-				t.Errorf("eject %v, media %v", out[0], out[2])
-			}
-			if m := fakeMedia(f); m.Inserted {
-				t.Errorf("CD %+v after eject", m)
-			}
-			if o := fakeBoot(f); o != (machine.BootOverride{Enabled: true, Persistent: true, Device: machine.BootDisk, Mode: machine.BootModeUEFI}) {
-				t.Errorf("override %+v", o)
-			}
-		})
-	}
+		// After deployment: eject (no body, no Content-Type) and boot
+		// from disk for good.
+		out = s.mustRun(t, sushyRun{system: "/redfish/v1/Systems/vm-0", auth: "basic", steps: []string{
+			"eject=" + parent, "boot=Hdd:Continuous:", "media=" + parent, "system",
+		}})
+		if fmt.Sprint(out[0]["ejected"]) != "[Cd]" || out[2]["inserted"] != false {
+			t.Errorf("eject %v, media %v", out[0], out[2])
+		}
+		if m := fakeMedia(f); m.Inserted {
+			t.Errorf("CD %+v after eject", m)
+		}
+		if o := fakeBoot(f); o != (machine.BootOverride{Enabled: true, Persistent: true, Device: machine.BootDisk, Mode: machine.BootModeUEFI}) {
+			t.Errorf("override %+v", o)
+		}
+	})
 }
 
 // TestSushyVerifyCertificate: sushy's set_verify_certificate (what Ironic
 // calls for redfish_verify_ca on virtual media) PATCHes the drive, and
 // its verify_certificate reads it back, under both parents.
 func TestSushyVerifyCertificate(t *testing.T) {
+	underBothParents(t, func(t *testing.T, s *sushyEnv, f *machinetest.Fake, parent string) {
+		out := s.mustRun(t, sushyRun{system: "/redfish/v1/Systems/vm-0", auth: "auto", steps: []string{
+			"media=" + parent, "verify=" + parent + ":true", "media=" + parent, "verify=" + parent + ":false",
+		}})
+		if out[0]["verify_certificate"] != false || out[1]["verify_certificate"] != true || out[2]["verify_certificate"] != true || out[3]["verify_certificate"] != false {
+			t.Errorf("steps %v", out)
+		}
+		if fakeMedia(f).VerifyCertificate {
+			t.Errorf("CD %+v", fakeMedia(f))
+		}
+	})
+}
+
+// underBothParents runs test for virtual media under each parent sushy
+// reaches it through, "manager" (Ironic 21.4) and "system" (later
+// releases), each time on a fresh service; f is its vm-0.
+func underBothParents(t *testing.T, test func(t *testing.T, s *sushyEnv, f *machinetest.Fake, parent string)) {
 	for _, parent := range []string{"manager", "system"} {
 		t.Run(parent, func(t *testing.T) {
 			s := newSushyEnv(t)
-			f := s.fakes["vm-0"]
-			out := s.mustRun(t, sushyRun{system: "/redfish/v1/Systems/vm-0", auth: "auto", steps: []string{
-				"media=" + parent, "verify=" + parent + ":true", "media=" + parent, "verify=" + parent + ":false",
-			}})
-			if out[0]["verify_certificate"] != false || out[1]["verify_certificate"] != true || out[2]["verify_certificate"] != true || out[3]["verify_certificate"] != false {
-				t.Errorf("steps %v", out)
-			}
-			if fakeMedia(f).VerifyCertificate {
-				t.Errorf("CD %+v", fakeMedia(f))
-			}
+			test(t, s, s.fakes["vm-0"], parent)
 		})
 	}
 }

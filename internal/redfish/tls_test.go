@@ -113,11 +113,18 @@ func TestTLSConfigFiles(t *testing.T) {
 	}
 }
 
-// TestServeTLS serves over HTTPS on a loopback port with the self-signed
-// certificate, verified by a client that trusts the file, and shuts down
-// when the context ends.
-func TestServeTLS(t *testing.T) {
-	e := newEnv(t)
+// httpsServer is an env's Server serving HTTPS on a loopback port, with a
+// self-signed certificate for 127.0.0.1 in a directory of the test's.
+type httpsServer struct {
+	addr   string // host:port
+	cert   string // the certificate's file, for clients that verify it
+	cancel context.CancelFunc
+	done   chan error // what ServeTLS returned
+}
+
+// serveTLS serves e over HTTPS until stop.
+func serveTLS(t *testing.T, e *env) *httpsServer {
+	t.Helper()
 	dir := t.TempDir()
 	tc, err := TLSConfig("", "", dir, []string{"127.0.0.1"})
 	if err != nil {
@@ -128,14 +135,28 @@ func TestServeTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.srv.ServeTLS(ctx, ln, tc) }()
+	s := &httpsServer{addr: ln.Addr().String(), cert: filepath.Join(dir, SelfSignedCertFile), cancel: cancel, done: make(chan error, 1)}
+	go func() { s.done <- e.srv.ServeTLS(ctx, ln, tc) }()
+	return s
+}
 
+// stop ends the server and returns what ServeTLS returned: nil after a
+// graceful shutdown.
+func (s *httpsServer) stop() error {
+	s.cancel()
+	return <-s.done
+}
+
+// TestServeTLS serves over HTTPS on a loopback port with the self-signed
+// certificate, verified by a client that trusts the file, and shuts down
+// when the context ends.
+func TestServeTLS(t *testing.T) {
+	s := serveTLS(t, newEnv(t))
 	pool := x509.NewCertPool()
-	pemBytes, _ := os.ReadFile(filepath.Join(dir, SelfSignedCertFile))
+	pemBytes, _ := os.ReadFile(s.cert)
 	pool.AppendCertsFromPEM(pemBytes)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	resp, err := client.Get("https://" + ln.Addr().String() + "/redfish/v1/")
+	resp, err := client.Get("https://" + s.addr + "/redfish/v1/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,9 +165,9 @@ func TestServeTLS(t *testing.T) {
 		t.Errorf("%d %v", resp.StatusCode, resp.Header)
 	}
 	client.CloseIdleConnections()
-	cancel()
+	s.cancel()
 	select {
-	case err := <-done:
+	case err := <-s.done:
 		if err != nil {
 			t.Errorf("ServeTLS: %v", err)
 		}

@@ -123,16 +123,8 @@ func main() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			t := time.NewTicker(time.Second)
-			defer t.Stop()
-			for {
-				writeStats(*statsFile, st)
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-				}
-			}
+			writeStats(*statsFile, st)
+			every(ctx, time.Second, func() bool { writeStats(*statsFile, st); return true })
 		}()
 	}
 
@@ -282,26 +274,7 @@ func (m *mutator) next() ([]byte, string) {
 	}
 	for i := 0; i < n; i++ {
 		var op string
-		switch k := r.Intn(100); {
-		case k < 25:
-			p, op = m.lengthField(p)
-		case k < 40:
-			p, op = m.bitFlip(p)
-		case k < 55:
-			p, op = m.boundaryByte(p)
-		case k < 63:
-			p, op = m.headerType(p)
-		case k < 71:
-			p, op = m.truncate(p)
-		case k < 79:
-			p, op = m.extend(p)
-		case k < 87:
-			p, op = m.splice(p)
-		case k < 93:
-			p, op = m.insert(p)
-		default:
-			p, op = m.remove(p)
-		}
+		p, op = pickMutation(r.Intn(100))(m, p)
 		ops = append(ops, op)
 	}
 	if r.Intn(2) == 0 && fixChecksums(p) {
@@ -311,6 +284,34 @@ func (m *mutator) next() ([]byte, string) {
 		p = p[:maxLen]
 	}
 	return p, strings.Join(ops, " ")
+}
+
+// mutations are the mutations with their shares in percent, which add up
+// to 100: the length fields most, as the parsers' bounds are the target.
+var mutations = []struct {
+	percent int
+	apply   func(*mutator, []byte) ([]byte, string)
+}{
+	{25, (*mutator).lengthField},
+	{15, (*mutator).bitFlip},
+	{15, (*mutator).boundaryByte},
+	{8, (*mutator).headerType},
+	{8, (*mutator).truncate},
+	{8, (*mutator).extend},
+	{8, (*mutator).splice},
+	{6, (*mutator).insert},
+	{7, (*mutator).remove},
+}
+
+// pickMutation returns the mutation that k, drawn from 0-99, falls to.
+func pickMutation(k int) func(*mutator, []byte) ([]byte, string) {
+	for _, mu := range mutations {
+		if k < mu.percent {
+			return mu.apply
+		}
+		k -= mu.percent
+	}
+	return mutations[len(mutations)-1].apply
 }
 
 func (m *mutator) bitFlip(p []byte) ([]byte, string) {
@@ -655,14 +656,7 @@ func (r *recorder) event(kind, why string) {
 // watchPID closes died when the process exits (or is a zombie: the daemon
 // is the script's child, reaped only when the script waits for it).
 func watchPID(ctx context.Context, pid int, rec *recorder, died chan<- struct{}) {
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, 50*time.Millisecond, func() bool {
 		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 		state := ""
 		if i := bytes.LastIndexByte(b, ')'); err == nil && i >= 0 && i+2 < len(b) {
@@ -671,9 +665,10 @@ func watchPID(ctx context.Context, pid int, rec *recorder, died chan<- struct{})
 		if err != nil || state == "Z" || state == "X" {
 			rec.event("exit", fmt.Sprintf("the daemon (pid %d) exited", pid))
 			close(died)
-			return
+			return false
 		}
-	}
+		return true
+	})
 }
 
 // watchLog counts "panicked" lines the daemon logs from now on.
@@ -684,17 +679,10 @@ func watchLog(ctx context.Context, path string, rec *recorder, st *stats) {
 	}
 	var partial []byte
 	buf := make([]byte, 1<<20)
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, 250*time.Millisecond, func() bool {
 		f, err := os.Open(path)
 		if err != nil {
-			continue
+			return true
 		}
 		n, _ := f.ReadAt(buf, off)
 		f.Close()
@@ -707,6 +695,24 @@ func watchLog(ctx context.Context, path string, rec *recorder, st *stats) {
 				st.panics.Add(1)
 				rec.event("panic", "the daemon logged a panic: "+string(line[:min(len(line), 300)]))
 			}
+		}
+		return true
+	})
+}
+
+// every calls fn each period, the first time one period from now, until
+// ctx ends or fn returns false.
+func every(ctx context.Context, period time.Duration, fn func() bool) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !fn() {
+			return
 		}
 	}
 }
@@ -742,9 +748,8 @@ func pinger(ctx context.Context, from string, dst net.IP, ports []int, rec *reco
 		}
 	}()
 	silent := map[int]bool{}
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for tag := byte(0); ; tag++ {
+	tag := byte(0)
+	round := func() bool { // a ping to each port
 		for _, p := range ports {
 			ping := []byte{0x06, 0x00, 0xff, 0x06, 0x00, 0x00, 0x11, 0xbe, 0x80, tag, 0x00, 0x00}
 			if _, err := c.WriteToUDP(ping, &net.UDPAddr{IP: dst, Port: p}); err == nil {
@@ -761,10 +766,9 @@ func pinger(ctx context.Context, from string, dst net.IP, ports []int, rec *reco
 				fmt.Fprintf(os.Stderr, "ipmifuzz: %s port %d answers pings again\n", time.Now().Format("15:04:05.000000"), p)
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+		tag++
+		return true
 	}
+	round()
+	every(ctx, time.Second, round)
 }

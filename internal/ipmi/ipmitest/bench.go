@@ -10,25 +10,38 @@ import (
 	"github.com/bougou/go-ipmi/pkg/client"
 )
 
-// BenchmarkPowerStatus opens one RMCP+ session (cipher suite 17, what
-// ipmitool picks) and measures Get Chassis Status inside it: ns/op is the
-// per-request latency a polling Ironic conductor sees once logged in.
-func BenchmarkPowerStatus(b *testing.B, host, port, user, password string) {
-	b.Helper()
+// Dial logs in to the endpoint at host:port with go-ipmi's client over
+// intf (client.InterfaceLanplus: RMCP+, cipher suite 17 as ipmitool picks;
+// client.InterfaceLan: IPMI 1.5), after adjust has set the client up
+// (timeouts, retries), and logs out when tb ends.
+func Dial(tb testing.TB, host, port, user, password string, intf client.Interface, adjust ...func(*client.Client)) *client.Client {
+	tb.Helper()
 	p, err := strconv.Atoi(port)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	c, err := client.NewClient(host, p, user, password)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	c.WithInterface(client.InterfaceLanplus)
+	c.WithInterface(intf)
+	for _, f := range adjust {
+		f(c)
+	}
+	if err := c.Connect(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = c.Close(context.Background()) })
+	return c
+}
+
+// BenchmarkPowerStatus opens one RMCP+ session and measures Get Chassis
+// Status inside it: ns/op is the per-request latency a polling Ironic
+// conductor sees once logged in.
+func BenchmarkPowerStatus(b *testing.B, host, port, user, password string) {
+	b.Helper()
+	c := Dial(b, host, port, user, password, client.InterfaceLanplus)
 	ctx := context.Background()
-	if err := c.Connect(ctx); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = c.Close(ctx) }()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {

@@ -110,23 +110,20 @@ func (c *checker) identity() {
 	}
 }
 
-func (c *checker) ident() machine.Identity {
+// read returns what get, one of the machine's readers, returns, failing
+// the test on an error.
+func read[T any](c *checker, get func(context.Context) (T, error)) T {
 	c.t.Helper()
-	id, err := c.m.Identity(ctx)
+	v, err := get(ctx)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	return id
+	return v
 }
 
-func (c *checker) state() machine.PowerState {
-	c.t.Helper()
-	s, err := c.m.PowerState(ctx)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	return s
-}
+func (c *checker) ident() machine.Identity { c.t.Helper(); return read(c, c.m.Identity) }
+
+func (c *checker) state() machine.PowerState { c.t.Helper(); return read(c, c.m.PowerState) }
 
 // do performs a and waits for the machine to show state want.
 func (c *checker) do(a machine.PowerAction, want machine.PowerState) {

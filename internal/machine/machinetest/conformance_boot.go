@@ -25,14 +25,7 @@ func (c *checker) set(o machine.BootOverride) {
 	}
 }
 
-func (c *checker) override() machine.BootOverride {
-	c.t.Helper()
-	o, err := c.m.BootOverride(ctx)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	return o
-}
+func (c *checker) override() machine.BootOverride { c.t.Helper(); return read(c, c.m.BootOverride) }
 
 // first waits for the boot order to start with class.
 func (c *checker) first(class string) {
