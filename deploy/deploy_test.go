@@ -814,7 +814,7 @@ func TestConfigMap(t *testing.T) {
 				contents[p] = keys[key]
 			}
 			cfg := parseWithFiles(t, "bridge.yaml", k.bridgeYML, "/etc/ipmi-vmware-bridge/", contents, config.Env{StateDirectory: stateDir})
-			if cfg.VCenter.Password == "" || cfg.StateDir != stateDir {
+			if cfg.VCenters[0].Password == "" || cfg.StateDir != stateDir {
 				t.Errorf("parsed %+v", cfg)
 			}
 		}},
@@ -1168,7 +1168,7 @@ func TestBridgeYAMLExample(t *testing.T) {
 			dir := path.Dir(credPrefix) + "/"
 			env := config.Env{Password: "vcenter-secret", StateDirectory: stateDir}
 			cfg := parseWithFiles(t, "bridge.yaml", doc, dir, files, env)
-			if cfg.StateDir != stateDir || cfg.VCenter.Password != "vcenter-secret" || len(cfg.BMCs) == 0 {
+			if cfg.StateDir != stateDir || cfg.VCenters[0].Password != "vcenter-secret" || len(cfg.BMCs) == 0 {
 				t.Errorf("parsed %+v", cfg)
 			}
 			for _, b := range cfg.BMCs {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -168,6 +169,7 @@ func bmcActionCommand(o *clientOpts, a bmcAction) *cobra.Command {
 // addFlags are `bmc add`'s own flags.
 type addFlags struct {
 	add            api.Add
+	vcenter        string
 	ipmi, redfish  bool
 	all            bool
 	basePort       int
@@ -189,10 +191,10 @@ func bmcAddCommand(o *clientOpts) *cobra.Command {
 			if err != nil {
 				return usageError{err}
 			}
-			f.add.NoIPMI, f.add.NoRedfish = !f.ipmi, !f.redfish
+			f.add.NoIPMI, f.add.NoRedfish, f.add.VCenter = !f.ipmi, !f.redfish, f.vcenter
 			var bmcs []api.BMC
 			if f.all {
-				bmcs, err = o.client().AddAll(cmd.Context(), api.AddAll{Filter: f.filter, Folder: f.folder,
+				bmcs, err = o.client().AddAll(cmd.Context(), api.AddAll{Filter: f.filter, Folder: f.folder, VCenter: f.vcenter,
 					Address: f.add.Address, BasePort: f.basePort, Username: f.add.Username, Password: password, Console: f.add.Console})
 			} else {
 				a := f.add
@@ -215,6 +217,7 @@ func bmcAddCommand(o *clientOpts) *cobra.Command {
 	fs.StringVar(&f.passwordFile, "password-file", "", "file holding the BMC password (else $"+passwordEnv+")")
 	fs.BoolVar(&f.add.AllowDuplicate, "allow-duplicate", false, "give the VM a second BMC although it has one")
 	fs.BoolVar(&f.add.Console, "console", false, "offer the VM's serial console (IPMI SOL, ipmi-vmware-bridge console): its serial port is pointed at the daemon's concentrator")
+	fs.StringVar(&f.vcenter, "vcenter", "", "the VM's vCenter, by its name in the configuration (needed when several are bridged)")
 	fs.BoolVar(&f.ipmi, "ipmi", true, "serve IPMI; --ipmi=false makes a Redfish-only BMC, with no port")
 	fs.BoolVar(&f.redfish, "redfish", true, "serve the VM as a Redfish system; --redfish=false makes an IPMI-only BMC")
 	fs.BoolVar(&f.all, "all", false, "add a BMC for every VM matching --filter/--folder that has none")
@@ -248,26 +251,22 @@ func (f *addFlags) check(args []string) error {
 }
 
 func vmsCommand(o *clientOpts) *cobra.Command {
-	var filter, folder string
+	var q api.VMQuery
 	cmd := &cobra.Command{
 		Use:   "vms",
 		Short: "vCenter's VMs, with power, BIOS UUID, MACs, firmware and BMC",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			vms, err := o.client().VMs(cmd.Context(), filter, folder)
+			vms, err := o.client().VMs(cmd.Context(), q)
 			if err != nil {
 				return err
 			}
-			return o.print(vms, func(tw *tabwriter.Writer) {
-				fmt.Fprintln(tw, "NAME\tPOWER\tBIOS UUID\tFIRMWARE\tMACS\tBMC")
-				for _, v := range vms {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.Power, v.UUID, v.Firmware, strings.Join(v.MACs, ","), dash(v.BMC))
-				}
-			})
+			return o.print(vms, func(tw *tabwriter.Writer) { vmTable(tw, vms) })
 		},
 	}
-	cmd.Flags().StringVar(&filter, "filter", "", "VM name glob, e.g. 'skinner-*'")
-	cmd.Flags().StringVar(&folder, "folder", "", "inventory folder, e.g. /DC0/vm/ocp")
+	cmd.Flags().StringVar(&q.Filter, "filter", "", "VM name glob, e.g. 'skinner-*'")
+	cmd.Flags().StringVar(&q.Folder, "folder", "", "inventory folder, e.g. /DC0/vm/ocp")
+	cmd.Flags().StringVar(&q.VCenter, "vcenter", "", "only this vCenter's VMs (by its name in the configuration)")
 	return cmd
 }
 
@@ -319,6 +318,7 @@ func bmhCommand(o *clientOpts) *cobra.Command {
 	fs.BoolVar(&req.Redfish, "redfish", false, "address the BMCs as redfish-virtualmedia:// instead of ipmi://")
 	fs.BoolVar(&req.Offline, "offline", false, "set online: false (control-plane hosts stay online: true)")
 	fs.StringVar(&req.Filter, "filter", "", "only VMs whose name matches this glob")
+	fs.StringVar(&req.VCenter, "vcenter", "", "only this vCenter's VMs (by its name in the configuration)")
 	// A list flag both ways: repeated, or with commas, as a shell variable
 	// would hold it. The daemon gives its hosts externallyProvisioned: true
 	// and keeps them online (see openshift.Host.ControlPlane), so that
@@ -430,7 +430,12 @@ func dash(s string) string {
 }
 
 func bmcTable(tw *tabwriter.Writer, bmcs []api.BMC) {
-	fmt.Fprintln(tw, "VM\tADDRESS\tSTATUS\tPOWER\tSESSIONS\tREQUESTS\tSOURCE")
+	several := slices.ContainsFunc(bmcs, func(b api.BMC) bool { return b.VCenter != bmcs[0].VCenter })
+	head := "VM\tADDRESS\tSTATUS\tPOWER\tSESSIONS\tREQUESTS\tSOURCE"
+	if several {
+		head += "\tVCENTER"
+	}
+	fmt.Fprintln(tw, head)
 	for _, b := range bmcs {
 		name := b.Name
 		if name == "" {
@@ -444,7 +449,28 @@ func bmcTable(tw *tabwriter.Writer, bmcs []api.BMC) {
 		if !b.IPMI {
 			addr = "redfish only"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", name, addr, status, dash(b.Power), len(b.Sessions), b.Requests, b.Source)
+		row := fmt.Sprintf("%s\t%s\t%s\t%s\t%d\t%d\t%s", name, addr, status, dash(b.Power), len(b.Sessions), b.Requests, b.Source)
+		if several {
+			row += "\t" + b.VCenter
+		}
+		fmt.Fprintln(tw, row)
+	}
+}
+
+// vmTable lists vms, with a VCENTER column when they come from several.
+func vmTable(tw *tabwriter.Writer, vms []api.VM) {
+	several := slices.ContainsFunc(vms, func(v api.VM) bool { return v.VCenter != vms[0].VCenter })
+	head := "NAME\tPOWER\tBIOS UUID\tFIRMWARE\tMACS\tBMC"
+	if several {
+		head += "\tVCENTER"
+	}
+	fmt.Fprintln(tw, head)
+	for _, v := range vms {
+		row := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", v.Name, v.Power, v.UUID, v.Firmware, strings.Join(v.MACs, ","), dash(v.BMC))
+		if several {
+			row += "\t" + v.VCenter
+		}
+		fmt.Fprintln(tw, row)
 	}
 }
 
@@ -460,7 +486,7 @@ func serves(b api.BMC) string {
 }
 
 func bmcDetail(tw *tabwriter.Writer, b api.BMC) {
-	fmt.Fprintf(tw, "VM:\t%s (configured as %s)\n", dash(b.Name), b.VM)
+	fmt.Fprintf(tw, "VM:\t%s (configured as %s)\nvCenter:\t%s\n", dash(b.Name), b.VM, dash(b.VCenter))
 	fmt.Fprintf(tw, "Address:\t%s\nServes:\t%s\nStatus:\t%s\nPower:\t%s\nSource:\t%s\nRequests:\t%d\n", dash(b.Address), serves(b), b.Status, dash(b.Power), b.Source, b.Requests)
 	if b.Error != "" {
 		fmt.Fprintf(tw, "Error:\t%s\n", b.Error)

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/api"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
@@ -23,7 +22,7 @@ func connectHosts(t *testing.T, ep daemon.Endpoints) map[string]*consoletest.Hos
 	t.Helper()
 	ctx := context.Background()
 	c := api.NewClient(ep.Socket)
-	vms, err := c.VMs(ctx, "", "")
+	vms, err := c.VMs(ctx, api.VMQuery{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,15 +40,10 @@ func connectHosts(t *testing.T, ep daemon.Endpoints) map[string]*consoletest.Hos
 		hosts[vm.Name] = h
 	}
 	for name := range hosts {
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		clienttest.Eventually(t, name+"'s console showing its host's output", func() bool {
 			var log bytes.Buffer
-			if err := c.ConsoleLog(ctx, name, &log); err == nil && strings.HasSuffix(log.String(), "login: ") {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s's console never showed its host's output", name)
-			}
-		}
+			return c.ConsoleLog(ctx, name, &log) == nil && strings.HasSuffix(log.String(), "login: ")
+		})
 	}
 	return hosts
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/api"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest/vcsimtest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
 
@@ -291,7 +292,8 @@ func readmeYAML(t *testing.T) string {
 }
 
 // prepareSimulator gives the simulator what the README's examples name:
-// a VM skinner-worker-3 and a folder /DC0/vm/ocp holding the VMs.
+// VMs skinner-worker-3, -4 and -5 (the simulator's last three, renamed)
+// and a folder /DC0/vm/ocp holding the VMs.
 func prepareSimulator(t *testing.T, sim *vsphere.Simulator) {
 	ctx := context.Background()
 	u := *sim.URL
@@ -311,11 +313,15 @@ func prepareSimulator(t *testing.T, sim *vsphere.Simulator) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	renames := map[string]string{}
+	for i, name := range []string{"skinner-worker-3", "skinner-worker-4", "skinner-worker-5"} {
+		renames[sim.VMs[len(sim.VMs)-3+i]] = name
+	}
 	var refs []types.ManagedObjectReference
 	for _, vm := range vms {
 		refs = append(refs, vm.Reference())
-		if vm.Name() == sim.VMs[len(sim.VMs)-1] {
-			task, err := vm.Rename(ctx, "skinner-worker-3")
+		if name, ok := renames[vm.Name()]; ok {
+			task, err := vm.Rename(ctx, name)
 			if err == nil {
 				err = task.Wait(ctx)
 			}
@@ -347,11 +353,7 @@ func prepareSimulator(t *testing.T, sim *vsphere.Simulator) {
 // is run here without a change to this test.
 func TestREADMECommands(t *testing.T) {
 	t.Parallel()
-	sim, err := vsphere.StartSimulator(context.Background(), "127.0.0.1:0", 6)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
+	sim := vcsimtest.Start(t, 8)
 	prepareSimulator(t, sim)
 	e := &readmeEnv{t: t, dir: t.TempDir(), sim: sim, yaml: readmeYAML(t)}
 	e.pwFile = writeFile(t, "pw", "bmc-pw-123\n")

@@ -122,10 +122,10 @@ func (c *Client) Start(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodPost, "/v1/bmcs/"+url.PathEscape(id)+"/start", nil, nil)
 }
 
-// VMs lists vCenter's VMs.
-func (c *Client) VMs(ctx context.Context, filter, folder string) ([]VM, error) {
+// VMs lists the vCenters' VMs that q selects.
+func (c *Client) VMs(ctx context.Context, sel VMQuery) ([]VM, error) {
 	var out []VM
-	q := url.Values{"filter": {filter}, "folder": {folder}}
+	q := url.Values{"filter": {sel.Filter}, "folder": {sel.Folder}, "vcenter": {sel.VCenter}}
 	return out, c.do(ctx, http.MethodGet, "/v1/vms?"+q.Encode(), nil, &out)
 }
 

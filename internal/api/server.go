@@ -26,7 +26,7 @@ type Backend interface {
 	Remove(id string) error
 	Stop(id string) error
 	Start(id string) error
-	VMs(ctx context.Context, filter, folder string) ([]VM, error)
+	VMs(ctx context.Context, q VMQuery) ([]VM, error)
 	Check(context.Context) []Check
 	BMH(context.Context, BMH) ([]byte, error)
 	Reload() error
@@ -85,7 +85,8 @@ func Handler(b Backend, log *slog.Logger) http.Handler {
 	mux.HandleFunc("GET /v1/bmcs/{id}/console", s.console)        // console.go
 	mux.HandleFunc("GET /v1/bmcs/{id}/console/log", s.consoleLog) // console.go
 	mux.HandleFunc("GET /v1/vms", func(w http.ResponseWriter, r *http.Request) {
-		vms, err := b.VMs(r.Context(), r.URL.Query().Get("filter"), r.URL.Query().Get("folder"))
+		q := r.URL.Query()
+		vms, err := b.VMs(r.Context(), VMQuery{Filter: q.Get("filter"), Folder: q.Get("folder"), VCenter: q.Get("vcenter")})
 		reply(w, vms, err)
 	})
 	mux.HandleFunc("POST /v1/check", func(w http.ResponseWriter, r *http.Request) { reply(w, b.Check(r.Context()), nil) })

@@ -27,7 +27,7 @@ func (f fakeBackend) Add(_ context.Context, a Add) (BMC, error) {
 	return BMC{VM: a.VM, Address: "127.0.0.1:623"}, f.err
 }
 func (f fakeBackend) AddAll(context.Context, AddAll) ([]BMC, error) { return []BMC{{VM: "vm"}}, f.err }
-func (f fakeBackend) VMs(context.Context, string, string) ([]VM, error) {
+func (f fakeBackend) VMs(context.Context, VMQuery) ([]VM, error) {
 	return []VM{{Name: "vm"}}, f.err
 }
 func (f fakeBackend) BMH(context.Context, BMH) ([]byte, error) {

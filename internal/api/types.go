@@ -48,6 +48,8 @@ type BMC struct {
 	// empty for a Redfish-only BMC.
 	IPMI    bool `json:"ipmi"`
 	Redfish bool `json:"redfish"`
+	// VCenter names the vCenter of the VM.
+	VCenter string `json:"vcenter"`
 }
 
 // Session is an open IPMI session.
@@ -63,7 +65,9 @@ type Session struct {
 // Add asks for a new BMC. The password travels in the request body, never
 // on a command line.
 type Add struct {
-	VM       string `json:"vm"`
+	VM string `json:"vm"`
+	// VCenter names the VM's vCenter; required when several are bridged.
+	VCenter  string `json:"vcenter,omitempty"`
 	Address  string `json:"address"`
 	Port     int    `json:"port"`
 	Username string `json:"username"`
@@ -82,8 +86,11 @@ type Add struct {
 // AddAll asks for a BMC for each VM matching Filter (and Folder), on
 // consecutive ports from BasePort, skipping VMs already bridged.
 type AddAll struct {
-	Filter   string `json:"filter"`
-	Folder   string `json:"folder"`
+	Filter string `json:"filter"`
+	Folder string `json:"folder"`
+	// VCenter names the vCenter to list; required when several are
+	// bridged.
+	VCenter  string `json:"vcenter,omitempty"`
 	Address  string `json:"address"`
 	BasePort int    `json:"basePort"`
 	Username string `json:"username"`
@@ -106,9 +113,17 @@ type Error struct {
 	Error string `json:"error"`
 }
 
+// VMQuery selects VMs: by name glob, inventory folder and vCenter (any
+// when empty).
+type VMQuery struct {
+	Filter, Folder, VCenter string
+}
+
 // VM is a vCenter VM as discovery shows it.
 type VM struct {
-	Name     string   `json:"name"`
+	Name string `json:"name"`
+	// VCenter names the vCenter holding it.
+	VCenter  string   `json:"vcenter"`
 	Power    string   `json:"power"`
 	UUID     string   `json:"uuid"`
 	Firmware string   `json:"firmware"`
@@ -128,6 +143,8 @@ type BMH struct {
 	Offline       bool   `json:"offline"`
 	// Filter limits the output to VMs whose name matches (glob).
 	Filter string `json:"filter"`
+	// VCenter limits the output to one vCenter's VMs (all when empty).
+	VCenter string `json:"vcenter,omitempty"`
 	// ControlPlane names the VMs that run the cluster's control plane, by
 	// glob over the VM name (see openshift.ParseControlPlane: an element
 	// may also hold several, comma-separated); their BareMetalHosts are

@@ -70,9 +70,17 @@ func (b *Bridge) bindOnce(bm *BMC) {
 	spec := bm.spec
 	bm.mu.Unlock()
 	log := b.opts.Log.With("bmc", spec.Key())
-	ref, err := b.inv.Resolve(b.ctx, spec.VM)
+	if spec.VCenter != "" {
+		log = log.With("vcenter", spec.VCenter)
+	}
+	inv, err := b.inventory(spec)
 	if err != nil {
-		b.unresolved(bm, spec, err, log)
+		b.failed(bm, spec, err, "")
+		return
+	}
+	ref, err := inv.Resolve(b.ctx, spec.VM)
+	if err != nil {
+		b.unresolved(bm, spec, inv, err, log)
 		return
 	}
 	bm.mu.Lock()
@@ -85,14 +93,14 @@ func (b *Bridge) bindOnce(bm *BMC) {
 	release := b.stopLocked(bm, Waiting)
 	bm.mu.Unlock()
 	defer release()
-	b.serve(bm, spec, ref, log)
+	b.serve(bm, spec, inv, ref, log)
 }
 
 // unresolved records why bm's VM could not be looked up. A BMC still bound
 // keeps its machine, which answers errors (its VM was deleted and no new
 // one exists yet); one that is not serves node-busy while vCenter is
 // unavailable.
-func (b *Bridge) unresolved(bm *BMC, spec Spec, err error, log *slog.Logger) {
+func (b *Bridge) unresolved(bm *BMC, spec Spec, inv inventory, err error, log *slog.Logger) {
 	bm.mu.Lock()
 	if !b.wantsLocked(bm, spec) || bm.vm != nil {
 		bm.mu.Unlock()
@@ -111,19 +119,19 @@ func (b *Bridge) unresolved(bm *BMC, spec Spec, err error, log *slog.Logger) {
 	bm.mu.Unlock()
 	log.Log(b.ctx, level, "bmc not started", "vm", spec.VM, "config", spec.Where, "status", status, "err", err)
 	if unbound {
-		b.serveUnbound(bm, spec, log)
+		b.serveUnbound(bm, spec, inv, log)
 	}
 }
 
 // serve starts an endpoint on the VM ref for bm and installs it, unless bm
 // no longer wants it by then.
-func (b *Bridge) serve(bm *BMC, spec Spec, ref types.ManagedObjectReference, log *slog.Logger) {
-	id, err := b.inv.Identity(ref)
+func (b *Bridge) serve(bm *BMC, spec Spec, inv inventory, ref types.ManagedObjectReference, log *slog.Logger) {
+	id, err := inv.Identity(ref)
 	if err != nil {
 		b.failed(bm, spec, err, "")
 		return
 	}
-	vm := b.inv.NewVM(ref, b.vmOptions(spec, id, log))
+	vm := inv.NewVM(ref, b.vmOptions(spec, id, log))
 	m := b.wrap(b.withConsole(vm, spec, id))
 	var ep *ipmi.Endpoint
 	if !spec.NoIPMI {
@@ -171,8 +179,8 @@ func (b *Bridge) failed(bm *BMC, spec Spec, err error, name string) {
 // serveUnbound serves bm's address while vCenter is unavailable, so that
 // clients get node-busy (C0h, which Ironic retries) with the reason rather
 // than silence; binding replaces it once the VM can be looked up.
-func (b *Bridge) serveUnbound(bm *BMC, spec Spec, log *slog.Logger) {
-	ep, err := ipmi.Listen(b.ctx, b.wrap(b.inv.Unbound(spec.VM)), b.endpointConfig(spec, spec.VM))
+func (b *Bridge) serveUnbound(bm *BMC, spec Spec, inv inventory, log *slog.Logger) {
+	ep, err := ipmi.Listen(b.ctx, b.wrap(inv.Unbound(spec.VM)), b.endpointConfig(spec, spec.VM))
 	if err != nil {
 		log.Error("bmc address not served while vCenter is unavailable", "vm", spec.VM, "config", spec.Where, "err", err)
 		return
@@ -234,13 +242,19 @@ func (b *Bridge) vmOptions(spec Spec, id machine.Identity, log *slog.Logger) vsp
 	opts := vsphere.VMOptions{
 		Log: log, SoftOffTimeout: b.opts.SoftOffTimeout,
 		BootHold: b.opts.BootHold, FollowEFIBit: b.opts.FollowEFIBit,
-		Media: b.opts.Media,
+		Media: b.opts.Media[spec.VCenter],
 	}
 	if b.hasConsole(spec) {
 		opts.ConsoleURI = b.opts.ConsoleURI
 	}
 	if st := b.opts.State; st != nil {
+		// BIOS UUIDs are unique within a vCenter only (an imported or
+		// copied VM keeps its own), so another vCenter's VMs are kept
+		// apart; one vCenter's keys stay as they were.
 		key := "vm/" + id.UUID
+		if spec.VCenter != "" {
+			key = "vm/" + spec.VCenter + "/" + id.UUID
+		}
 		if _, err := st.Get(key, &opts.Saved); err != nil {
 			log.Error("saved VM state unreadable; starting without it", "vm", id.Name, "err", err)
 		}

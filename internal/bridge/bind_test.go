@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/state"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
@@ -158,13 +159,9 @@ func TestReconcileRebindsWhenTheInventoryChanges(t *testing.T) {
 				oldUUID = id.UUID
 			}
 			tc.change(inv)
-			eventually(t, "the BMC serves the VM now in the inventory", func() bool {
-				m := bm.Machine()
-				if m == nil {
-					return false
-				}
-				id, err := m.Identity(context.Background())
-				return err == nil && id.UUID != oldUUID && bm.currentStatus() == Running
+			clienttest.Eventually(t, "the BMC serves the VM now in the inventory", func() bool {
+				u := servedUUID(bm)
+				return u != "" && u != oldUUID && bm.currentStatus() == Running
 			})
 			running(t, bm)
 		})
@@ -359,13 +356,8 @@ func TestARebindServesBeforeTheOldMachineCloses(t *testing.T) {
 		defer close(done)
 		b.bind(bm)
 	}()
-	eventually(t, "the new VM served while the old machine closes", func() bool {
-		m := bm.Machine()
-		if m == nil {
-			return false
-		}
-		id, err := m.Identity(t.Context())
-		return err == nil && id.UUID == "42000000-0000-4000-8000-000000000002"
+	clienttest.Eventually(t, "the new VM served while the old machine closes", func() bool {
+		return servedUUID(bm) == "42000000-0000-4000-8000-000000000002"
 	})
 	running(t, bm)
 	unblock()
@@ -379,5 +371,39 @@ func TestEndpointConfig(t *testing.T) {
 	cfg := b.endpointConfig(Spec{Address: "127.0.0.1:6230", Username: "u", Password: "p", SOLPort: 16230}, "vm")
 	if cfg.Address != "127.0.0.1:6230" || cfg.Username != "u" || cfg.Password != "p" || cfg.SOLPort != 16230 {
 		t.Fatalf("endpoint config %+v", cfg)
+	}
+}
+
+// A Redfish-only BMC is bound and running with its machine, opens no
+// endpoint, and is known by its key ("redfish:" and its VM), in the set
+// and in the state file; it stays stopped across a restart like any.
+func TestRedfishOnlyBMC(t *testing.T) {
+	inv := newInventory("vm0", "vm1")
+	st, err := state.Open(filepath.Join(t.TempDir(), "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	only := Spec{VM: "vm1", Username: "admin", Password: "password", NoIPMI: true}
+	b := startFake(t, inv, []Spec{spec("vm0", 2), only}, Options{State: st})
+	bm := b.BMCs()[1]
+	running(t, b.BMCs()[0])
+	if i := bm.Info(); i.Status != Running || i.Addr != nil || bm.Machine() == nil || i.Spec.Key() != "redfish:vm1" {
+		t.Fatalf("Redfish-only BMC: address %v, machine %v, key %q", i.Addr, bm.Machine(), i.Spec.Key())
+	}
+	if got := b.Find("redfish:vm1"); got != bm {
+		t.Fatalf("Find by key = %v", got)
+	}
+	if err := b.Stop("redfish:vm1"); err != nil {
+		t.Fatal(err)
+	}
+	if bm.Machine() != nil {
+		t.Fatal("a stopped Redfish-only BMC still serves its machine")
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b2 := startFake(t, inv, []Spec{only}, Options{State: st})
+	if s := b2.BMCs()[0].Info().Status; s != Stopped {
+		t.Fatalf("after a restart: %s, want stopped", s)
 	}
 }

@@ -8,6 +8,7 @@ package bridge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
@@ -25,7 +26,10 @@ import (
 // Spec is one BMC to run.
 type Spec struct {
 	// VM is a name, an inventory path or a BIOS UUID.
-	VM       string `json:"vm"`
+	VM string `json:"vm"`
+	// VCenter names the inventory holding VM when the bridge has several
+	// ("" for the only one).
+	VCenter  string `json:"vcenter,omitempty"`
 	Address  string `json:"address"` // host:port
 	Username string `json:"username"`
 	Password string `json:"password"`
@@ -54,7 +58,10 @@ const redfishOnlyKey = "redfish:"
 // for a Redfish-only BMC, which has none, "redfish:" and its VM (a VM has
 // at most one Redfish-only BMC: it would be one Redfish system twice).
 func (s Spec) Key() string {
-	if s.NoIPMI {
+	switch {
+	case s.NoIPMI && s.VCenter != "":
+		return redfishOnlyKey + s.VCenter + "/" + s.VM
+	case s.NoIPMI:
 		return redfishOnlyKey + s.VM
 	}
 	return s.Address
@@ -67,8 +74,9 @@ type Options struct {
 	SoftOffTimeout time.Duration
 	// BootHold: see vsphere.VMOptions.
 	BootHold time.Duration
-	// Media is the virtual-media policy: see vsphere.VMOptions.
-	Media *vsphere.MediaService
+	// Media is each vCenter's virtual-media service, by Spec.VCenter: see
+	// vsphere.VMOptions.
+	Media map[string]*vsphere.MediaService
 	// FollowEFIBit: see vsphere.VMOptions.
 	FollowEFIBit vsphere.FirmwarePolicy
 	// State keeps boot overrides, media and runtime BMCs across restarts;
@@ -88,13 +96,15 @@ type Options struct {
 	ConsoleURI string
 }
 
-// Bridge is a set of BMCs over one inventory.
+// Bridge is a set of BMCs over the inventories of one or more vCenters.
 //
 // Lock order: mu before a BMC's mu. Neither is held while an endpoint
 // starts or a machine closes, which take a moment: every reader (`bmc
 // list`, Redfish, the reconciler) would wait.
 type Bridge struct {
-	inv  inventory
+	// invs are the inventories by vCenter name (Spec.VCenter); with one
+	// vCenter, under "".
+	invs map[string]inventory
 	opts Options
 	// ctx ends with Close (or the caller's context); bg counts the
 	// goroutines and operations that may bind a BMC (the reconciler, the
@@ -119,44 +129,62 @@ var (
 	ErrFromConfig = errors.New("the BMC is defined in the configuration file; edit the file and reload")
 	ErrDuplicate  = errors.New("one BMC per VM unless a second is asked for (bmc add --allow-duplicate)")
 	ErrAmbiguous  = errors.New("more than one BMC serves this VM; name one by its address")
+	// ErrUnknownVCenter: a Spec names a vCenter the bridge does not have.
+	ErrUnknownVCenter = errors.New("no such vCenter")
 	// ErrClosed: the bridge was closed, or its context ended.
 	ErrClosed = errors.New("the bridge is closed")
 )
 
 // Start starts a BMC for each spec, and those added at runtime by an
-// earlier run, and keeps them bound until ctx ends. A VM that does not exist
-// leaves its BMC waiting for it, and a port that cannot be bound fails that
-// BMC only: the others serve.
-func Start(ctx context.Context, inv *vsphere.Inventory, specs []Spec, opts Options) *Bridge {
-	return start(ctx, vsphereInventory{inv}, specs, opts)
+// earlier run, and keeps them bound until ctx ends. invs are the vCenters'
+// inventories by name (Spec.VCenter); one vCenter's is under "". A VM that
+// does not exist leaves its BMC waiting for it, and a port that cannot be
+// bound fails that BMC only: the others serve. A vCenter that is away
+// holds up its own BMCs only.
+func Start(ctx context.Context, invs map[string]*vsphere.Inventory, specs []Spec, opts Options) *Bridge {
+	adapted := map[string]inventory{}
+	for name, inv := range invs {
+		adapted[name] = vsphereInventory{inv}
+	}
+	return start(ctx, adapted, specs, opts)
 }
 
-func start(ctx context.Context, inv inventory, specs []Spec, opts Options) *Bridge {
+func start(ctx context.Context, invs map[string]inventory, specs []Spec, opts Options) *Bridge {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	b := &Bridge{inv: inv, opts: opts, ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1)}
+	b := &Bridge{invs: invs, opts: opts, ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1)}
 	b.bmcs = b.initialBMCs(specs)
 	for _, bm := range b.bmcs {
 		b.bind(bm)
 	}
-	inv.OnChange(func(c vsphere.Change) {
-		if c.Added || c.Removed {
-			b.reconcileSoon()
-		}
-	})
+	for _, inv := range invs {
+		inv.OnChange(func(c vsphere.Change) {
+			if c.Added || c.Removed {
+				b.reconcileSoon()
+			}
+		})
+		b.bg.Go(func() {
+			// BMCs that could not bind while vCenter was away bind as
+			// soon as its inventory first synchronises.
+			select {
+			case <-inv.Ready():
+				b.reconcileSoon()
+			case <-ctx.Done():
+			}
+		})
+	}
 	b.bg.Go(b.reconcile)
-	b.bg.Go(func() {
-		// BMCs that could not bind while vCenter was away bind as soon
-		// as the inventory first synchronises.
-		select {
-		case <-inv.Ready():
-			b.reconcileSoon()
-		case <-ctx.Done():
-		}
-	})
 	return b
+}
+
+// inventory is the inventory of spec's vCenter.
+func (b *Bridge) inventory(spec Spec) (inventory, error) {
+	if inv, ok := b.invs[spec.VCenter]; ok {
+		return inv, nil
+	}
+	return nil, fmt.Errorf("%w: %q (BMC %s)", ErrUnknownVCenter, spec.VCenter, spec.Key())
 }
 
 // initialBMCs are the configured BMCs, stopped if an operator stopped them

@@ -1,8 +1,6 @@
 package bridge
 
 import (
-	"context"
-	"io"
 	"log/slog"
 	"net"
 	"runtime"
@@ -10,40 +8,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest/vcsimtest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
 
 // startBridge runs a bridge with one BMC per simulated VM.
 func startBridge(t *testing.T, vms int) *Bridge {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	sim, err := vsphere.StartSimulator(ctx, "127.0.0.1:0", vms)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := vsphere.Connect(ctx, vsphere.Options{URL: sim.URL.String(), Username: vsphere.SimulatorUser, Password: vsphere.SimulatorPassword, CAFile: sim.CAFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	inv := vsphere.NewInventory(c, log)
-	done := make(chan struct{})
-	go func() { inv.Run(ctx); close(done) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		sim.Close()
-	})
-	select {
-	case <-inv.Ready():
-	case <-time.After(10 * time.Second):
-		t.Fatal("inventory never synchronised")
-	}
+	sim, inv := vcsimtest.Inventory(t, vms)
 	var specs []Spec
 	for _, name := range sim.VMs {
 		specs = append(specs, Spec{VM: name, Address: "127.0.0.1:0", Username: "admin", Password: "password"})
 	}
-	b := Start(ctx, inv, specs, Options{Log: log})
+	b := Start(t.Context(), map[string]*vsphere.Inventory{"": inv}, specs, Options{Log: slog.New(slog.DiscardHandler)})
 	for _, bm := range b.BMCs() {
 		if i := bm.Info(); i.Status != Running {
 			t.Fatalf("%s: %s %v", i.Spec.VM, i.Status, i.Err)

@@ -205,7 +205,7 @@ func startFake(t *testing.T, inv *fakeInventory, specs []Spec, opts Options) *Br
 	if opts.Log == nil {
 		opts.Log = quiet
 	}
-	b := start(context.Background(), inv, specs, opts)
+	b := start(context.Background(), map[string]inventory{"": inv}, specs, opts)
 	t.Cleanup(func() {
 		if err := b.Close(); err != nil {
 			t.Error(err)
@@ -223,14 +223,18 @@ func spec(vm string, n int) Spec {
 	return Spec{VM: vm, Address: fmt.Sprintf("127.0.0.%d:0", n), Username: "admin", Password: "password"}
 }
 
-// eventually fails the test unless cond holds within 10 s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("never true: %s", what)
-		}
+// servedUUID is the UUID of the VM whose machine bm serves, "" while it
+// serves none or the machine cannot say.
+func servedUUID(bm *BMC) string {
+	m := bm.Machine()
+	if m == nil {
+		return ""
 	}
+	id, err := m.Identity(context.Background())
+	if err != nil {
+		return ""
+	}
+	return id.UUID
 }
 
 // describe is bm's status and error, for messages.

@@ -78,11 +78,15 @@ func addresses(bms []*BMC) string {
 	return strings.Join(ids, ", ")
 }
 
-// sameVM returns the BMC configured for vm or serving ref (vm resolved,
-// unless err), or nil. b.mu must be held.
-func (b *Bridge) sameVM(vm string, ref types.ManagedObjectReference, err error) *BMC {
+// sameVM returns the BMC configured for s's VM or serving ref (s.VM
+// resolved, unless err) in s's vCenter, or nil: references are unique
+// within a vCenter only. b.mu must be held.
+func (b *Bridge) sameVM(s Spec, ref types.ManagedObjectReference, err error) *BMC {
 	for _, bm := range b.bmcs {
-		if bm.spec.VM == vm {
+		if bm.spec.VCenter != s.VCenter {
+			continue
+		}
+		if bm.spec.VM == s.VM {
 			return bm
 		}
 		if err != nil {

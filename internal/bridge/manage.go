@@ -17,8 +17,12 @@ func (b *Bridge) Add(s Spec) (*BMC, error) {
 		return nil, ErrClosed
 	}
 	defer b.bg.Done()
+	inv, err := b.inventory(s)
+	if err != nil {
+		return nil, err
+	}
 	// Resolving may ask vCenter: not under b.mu.
-	ref, rerr := b.inv.Resolve(b.ctx, s.VM)
+	ref, rerr := inv.Resolve(b.ctx, s.VM)
 	bm, err := b.admit(s, ref, rerr)
 	if err != nil {
 		return nil, err
@@ -35,7 +39,7 @@ func (b *Bridge) admit(s Spec, ref types.ManagedObjectReference, rerr error) (*B
 	if b.byAddress(s.Key()) != nil {
 		return nil, fmt.Errorf("%s: %w", s.Key(), ErrInUse)
 	}
-	if other := b.sameVM(s.VM, ref, rerr); other != nil && !s.AllowDuplicate {
+	if other := b.sameVM(s, ref, rerr); other != nil && !s.AllowDuplicate {
 		return nil, fmt.Errorf("%s has a BMC at %s: %w", s.VM, addresses([]*BMC{other}), ErrDuplicate)
 	}
 	bm := &BMC{spec: s, runtime: true}

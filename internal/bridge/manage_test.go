@@ -125,7 +125,7 @@ func TestRemove(t *testing.T) {
 func TestStopAndResumeOutliveARestart(t *testing.T) {
 	inv := newInventory("alpha", "beta")
 	st := openState(t)
-	b := start(t.Context(), inv, []Spec{spec("alpha", 2)}, Options{Log: quiet, State: st})
+	b := start(t.Context(), map[string]inventory{"": inv}, []Spec{spec("alpha", 2)}, Options{Log: quiet, State: st})
 	if _, err := b.Add(spec("beta", 3)); err != nil {
 		t.Fatal(err)
 	}
@@ -321,7 +321,7 @@ func TestCloseWaitsForBindsInFlight(t *testing.T) {
 		names = append(names, string(rune('a'+i)))
 		inv.create(names[i])
 	}
-	b := start(t.Context(), inv, nil, Options{Log: quiet})
+	b := start(t.Context(), map[string]inventory{"": inv}, nil, Options{Log: quiet})
 	added := make(chan *BMC, len(names))
 	for i, name := range names {
 		go func() {
@@ -384,7 +384,7 @@ func TestNoBindAfterTheContextEnds(t *testing.T) {
 				return slow
 			}
 			ctx, cancel := context.WithCancel(t.Context())
-			b := start(ctx, inv, nil, Options{Log: quiet, Wrap: wrap})
+			b := start(ctx, map[string]inventory{"": inv}, nil, Options{Log: quiet, Wrap: wrap})
 			t.Cleanup(func() { _ = b.Close() })
 			if !tc.during {
 				cancel()

@@ -41,8 +41,10 @@ const (
 
 // Config is a loaded and validated configuration.
 type Config struct {
-	VCenter VCenter
-	BMCs    []BMC
+	// VCenters are the vCenters bridged, in the file's order: the
+	// vcenters list, or the single vcenter section as a list of one.
+	VCenters []VCenter
+	BMCs     []BMC
 	// StateDir holds state.json: boot overrides that survive a restart.
 	StateDir string
 	// SoftOffTimeout, when positive, turns a guest shutdown that has not
@@ -101,6 +103,10 @@ var FollowEFIBits = []string{"persistent", "always", "never"}
 
 // VCenter says how to reach vCenter.
 type VCenter struct {
+	// Name tells the vCenters apart (bmcs[].vcenter, --vcenter, metrics
+	// labels, Redfish ids of VMs whose names clash): letters, digits, '-',
+	// '.' and '_'. DefaultVCenterName for the single vcenter section.
+	Name     string
 	URL      string
 	Username string
 	Password string
@@ -111,6 +117,20 @@ type VCenter struct {
 	// account after 5 failures by default).
 	LoginFailures int
 	LoginWindow   time.Duration
+}
+
+// DefaultVCenterName names the vCenter of a vcenter section without a
+// name.
+const DefaultVCenterName = "default"
+
+// VCenterNamed returns the vCenter called name.
+func (c *Config) VCenterNamed(name string) (VCenter, bool) {
+	for _, vc := range c.VCenters {
+		if vc.Name == name {
+			return vc, true
+		}
+	}
+	return VCenter{}, false
 }
 
 // Failed-login cap defaults: 3 failures per 15 minutes stay below
@@ -131,6 +151,9 @@ type BMC struct {
 	// Where names the BMC's place in the file ("config.yaml:12") for
 	// errors found later, such as a VM that does not exist.
 	Where string
+	// VCenter names the vCenter holding VM (bmcs[].vcenter): required
+	// with several, else the only one's name.
+	VCenter string
 	// AllowDuplicate (allowDuplicate) lets this entry give a VM named by
 	// an earlier entry a second BMC; without it that is an error, so that
 	// a VM name names one BMC.
@@ -207,7 +230,7 @@ func Parse(file string, data []byte, env Env) (*Config, error) {
 	}
 	cfg := &Config{}
 	root := doc.Content[0]
-	fields, err := p.mapping(root, "", "vcenter", "bmcs", "stateDir", "softOffTimeout", "oneTimeBootHold", "ipmi", "metricsAddress", "redfish", "media", "boot", "console")
+	fields, err := p.mapping(root, "", "vcenter", "vcenters", "bmcs", "stateDir", "softOffTimeout", "oneTimeBootHold", "ipmi", "metricsAddress", "redfish", "media", "boot", "console")
 	if err != nil {
 		return nil, err
 	}
@@ -217,14 +240,10 @@ func Parse(file string, data []byte, env Env) (*Config, error) {
 	if err := p.stateAndTimings(fields, env.StateDirectory, cfg); err != nil {
 		return nil, err
 	}
-	vc, ok := fields["vcenter"]
-	if !ok {
-		return nil, p.err(root, "vcenter", "missing")
-	}
-	if cfg.VCenter, err = p.vcenter(vc, env.Password); err != nil {
+	if cfg.VCenters, err = p.vcenters(root, fields, env.Password); err != nil { // vcenters.go
 		return nil, err
 	}
-	if cfg.BMCs, err = p.bmcs(root, fields); err != nil {
+	if cfg.BMCs, err = p.bmcs(root, fields, cfg.VCenters); err != nil {
 		return nil, err
 	}
 	if err := p.consoleBMCs(fields["bmcs"], cfg); err != nil { // console.go
@@ -289,7 +308,7 @@ func (p *parser) stateAndTimings(fields map[string]*yaml.Node, envStateDir strin
 
 // bmcs reads the list of BMCs: one per address, and one per VM unless an
 // entry allows a duplicate.
-func (p *parser) bmcs(root *yaml.Node, fields map[string]*yaml.Node) ([]BMC, error) {
+func (p *parser) bmcs(root *yaml.Node, fields map[string]*yaml.Node, vcs []VCenter) ([]BMC, error) {
 	list, ok := fields["bmcs"]
 	if !ok {
 		return nil, p.err(root, "bmcs", "missing")
@@ -299,25 +318,28 @@ func (p *parser) bmcs(root *yaml.Node, fields map[string]*yaml.Node) ([]BMC, err
 	}
 	var out []BMC
 	seen := map[string]string{}
-	vms := map[string]string{}
+	vms := map[string]string{} // by vCenter and VM
 	for i, n := range list.Content {
 		b, err := p.bmc(n, fmt.Sprintf("bmcs[%d]", i))
 		if err != nil {
 			return nil, err
 		}
+		if err := p.bmcVCenter(n, i, &b, vcs); err != nil { // vcenters.go
+			return nil, err
+		}
 		// A BMC is known by its UDP endpoint, a Redfish-only one by its VM.
-		key, what := b.Endpoint(), fmt.Sprintf("bmcs[%d].port", i)
+		key, what, msg := b.Endpoint(), fmt.Sprintf("bmcs[%d].port", i), b.Endpoint()+" is already used at "
 		if b.NoIPMI {
-			key, what = "redfish-only "+b.VM, fmt.Sprintf("bmcs[%d].ipmi", i)
+			key, what, msg = "redfish-only "+b.VCenter+"/"+b.VM, fmt.Sprintf("bmcs[%d].ipmi", i), b.VM+" already has a Redfish-only BMC (a VM is one Redfish system) at "
 		}
 		if where, dup := seen[key]; dup {
-			return nil, p.err(n, what, fmt.Sprintf("%s is already used at %s", key, where))
+			return nil, p.err(n, what, msg+where)
 		}
 		seen[key] = b.Where
-		if where, dup := vms[b.VM]; dup && !b.AllowDuplicate {
+		if where, dup := vms[b.VCenter+"/"+b.VM]; dup && !b.AllowDuplicate {
 			return nil, p.err(n, fmt.Sprintf("bmcs[%d].vm", i), fmt.Sprintf("%s already has a BMC at %s; set allowDuplicate: true on this entry for a second one", b.VM, where))
 		} else if !dup {
-			vms[b.VM] = b.Where
+			vms[b.VCenter+"/"+b.VM] = b.Where
 		}
 		out = append(out, b)
 	}
@@ -579,16 +601,19 @@ func (p *parser) boot(fields map[string]*yaml.Node) (Boot, error) {
 	return b, nil
 }
 
-// vcenter reads the vcenter section; envPassword is the password when
-// the file gives none.
-func (p *parser) vcenter(n *yaml.Node, envPassword string) (VCenter, error) {
+// vcenter reads one vCenter's section, its keys prefixed pre
+// ("vcenter." or "vcenters[1]."); envPassword is the password when the
+// file gives none.
+func (p *parser) vcenter(n *yaml.Node, pre, envPassword string) (VCenter, error) {
 	var vc VCenter
-	const pre = "vcenter."
-	f, err := p.mapping(n, pre, "url", "username", "password", "passwordFile", "insecure", "caFile", "loginFailures", "loginWindow")
+	f, err := p.mapping(n, pre, "name", "url", "username", "password", "passwordFile", "insecure", "caFile", "loginFailures", "loginWindow")
 	if err != nil {
 		return vc, err
 	}
-	if vc.URL, err = p.vcenterURL(n, f); err != nil {
+	if vc.Name, err = p.vcenterName(n, f, pre); err != nil { // vcenters.go
+		return vc, err
+	}
+	if vc.URL, err = p.vcenterURL(n, f, pre); err != nil {
 		return vc, err
 	}
 	if vc.Username, err = p.str(f, pre, "username"); err != nil {
@@ -602,6 +627,9 @@ func (p *parser) vcenter(n *yaml.Node, envPassword string) (VCenter, error) {
 	}
 	if vc.Password == "" {
 		vc.Password = envPassword
+	}
+	if vc.Password == "" && pre != singleVCenter {
+		return vc, p.err(n, pre+"password", "missing: give password or passwordFile ("+PasswordEnv+" serves a single vcenter section only)")
 	}
 	if vc.Password == "" {
 		return vc, p.err(n, pre+"password", "missing: give password, passwordFile or the environment variable "+PasswordEnv)
@@ -619,14 +647,14 @@ func (p *parser) vcenter(n *yaml.Node, envPassword string) (VCenter, error) {
 			return vc, err
 		}
 	}
-	vc.LoginFailures, vc.LoginWindow, err = p.loginCap(f)
+	vc.LoginFailures, vc.LoginWindow, err = p.loginCap(f, pre)
 	return vc, err
 }
 
-// vcenterURL reads vcenter.url, the SDK endpoint of the vcenter section n.
-func (p *parser) vcenterURL(n *yaml.Node, f map[string]*yaml.Node) (string, error) {
-	const key = "vcenter.url"
-	raw, err := p.str(f, "vcenter.", "url")
+// vcenterURL reads the url of the vCenter section n, the SDK endpoint.
+func (p *parser) vcenterURL(n *yaml.Node, f map[string]*yaml.Node, pre string) (string, error) {
+	key := pre + "url"
+	raw, err := p.str(f, pre, "url")
 	if err != nil {
 		return "", err
 	}
@@ -649,10 +677,9 @@ func (p *parser) vcenterURL(n *yaml.Node, f map[string]*yaml.Node) (string, erro
 	return raw, nil
 }
 
-// loginCap reads vcenter.loginFailures and vcenter.loginWindow, with
-// their defaults.
-func (p *parser) loginCap(f map[string]*yaml.Node) (int, time.Duration, error) {
-	const pre = "vcenter."
+// loginCap reads a vCenter's loginFailures and loginWindow, with their
+// defaults.
+func (p *parser) loginCap(f map[string]*yaml.Node, pre string) (int, time.Duration, error) {
 	failures, window := DefaultLoginFailures, DefaultLoginWindow
 	if l, ok := f["loginFailures"]; ok {
 		if err := l.Decode(&failures); err != nil || l.Tag != "!!int" || failures < 1 || failures > 4 {
@@ -674,11 +701,14 @@ func (p *parser) loginCap(f map[string]*yaml.Node) (int, time.Duration, error) {
 func (p *parser) bmc(n *yaml.Node, name string) (BMC, error) {
 	b := BMC{Where: fmt.Sprintf("%s:%d", p.file, n.Line)}
 	pre := name + "."
-	f, err := p.mapping(n, pre, "vm", "address", "port", "username", "password", "passwordFile", "allowDuplicate", "console", "solPort", "ipmi", "redfish")
+	f, err := p.mapping(n, pre, "vm", "vcenter", "address", "port", "username", "password", "passwordFile", "allowDuplicate", "console", "solPort", "ipmi", "redfish")
 	if err != nil {
 		return b, err
 	}
 	if b.VM, err = p.str(f, pre, "vm"); err != nil {
+		return b, err
+	}
+	if b.VCenter, err = p.str(f, pre, "vcenter"); err != nil {
 		return b, err
 	}
 	if b.VM == "" {

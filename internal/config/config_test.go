@@ -29,8 +29,8 @@ func TestParseGood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.VCenter.URL != "https://vcenter.example.com/sdk" || cfg.VCenter.Password != "secret" || !cfg.VCenter.Insecure {
-		t.Errorf("vcenter = %+v", cfg.VCenter)
+	if cfg.VCenters[0].URL != "https://vcenter.example.com/sdk" || cfg.VCenters[0].Password != "secret" || !cfg.VCenters[0].Insecure {
+		t.Errorf("vcenter = %+v", cfg.VCenters)
 	}
 	if len(cfg.BMCs) != 2 {
 		t.Fatalf("bmcs = %+v", cfg.BMCs)
@@ -103,13 +103,13 @@ func TestPasswordSources(t *testing.T) {
 	noPassword := strings.Replace(good, "  password: secret\n", "", 1)
 	t.Run("file", func(t *testing.T) {
 		cfg, err := Parse("f.yaml", []byte(strings.Replace(good, "password: secret", "passwordFile: "+pw, 1)), Env{Password: "env"})
-		if err != nil || cfg.VCenter.Password != "from-file" {
-			t.Fatalf("%v %q", err, cfg.VCenter.Password)
+		if err != nil || cfg.VCenters[0].Password != "from-file" {
+			t.Fatalf("%v %q", err, cfg.VCenters[0].Password)
 		}
 	})
 	t.Run("env", func(t *testing.T) {
 		cfg, err := Parse("f.yaml", []byte(noPassword), Env{Password: "from-env"})
-		if err != nil || cfg.VCenter.Password != "from-env" {
+		if err != nil || cfg.VCenters[0].Password != "from-env" {
 			t.Fatalf("%v", err)
 		}
 	})
@@ -194,7 +194,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("bmcs:\n  - port: 1\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := Parse("fuzz.yaml", data, Env{})
-		if err == nil && (cfg.VCenter.URL == "" || cfg.VCenter.Password == "") {
+		if err == nil && (cfg.VCenters[0].URL == "" || cfg.VCenters[0].Password == "") {
 			t.Fatalf("accepted a config without vcenter url or password")
 		}
 	})
@@ -220,12 +220,12 @@ func TestDuplicateVM(t *testing.T) {
 
 func TestLoginCap(t *testing.T) {
 	cfg, err := Parse("f.yaml", []byte(good), Env{})
-	if err != nil || cfg.VCenter.LoginFailures != DefaultLoginFailures || cfg.VCenter.LoginWindow != DefaultLoginWindow {
-		t.Fatalf("defaults: %v %+v", err, cfg.VCenter)
+	if err != nil || cfg.VCenters[0].LoginFailures != DefaultLoginFailures || cfg.VCenters[0].LoginWindow != DefaultLoginWindow {
+		t.Fatalf("defaults: %v %+v", err, cfg.VCenters)
 	}
 	cfg, err = Parse("f.yaml", []byte(strings.Replace(good, "  insecure: true", "  insecure: true\n  loginFailures: 2\n  loginWindow: 30m", 1)), Env{})
-	if err != nil || cfg.VCenter.LoginFailures != 2 || cfg.VCenter.LoginWindow.Minutes() != 30 {
-		t.Fatalf("set: %v %+v", err, cfg.VCenter)
+	if err != nil || cfg.VCenters[0].LoginFailures != 2 || cfg.VCenters[0].LoginWindow.Minutes() != 30 {
+		t.Fatalf("set: %v %+v", err, cfg.VCenters)
 	}
 }
 
@@ -270,7 +270,7 @@ func TestProtocols(t *testing.T) {
 		{"redfish only with an address", vm + "    ipmi: false\n    address: 127.0.0.1\n", "f.yaml:18: bmcs[2].address: a Redfish-only BMC", false, false},
 		{"redfish only with solPort", vm + "    ipmi: false\n    solPort: 16230\n", "f.yaml:18: bmcs[2].solPort: a Redfish-only BMC", false, false},
 		{"not a bool", vm + "    port: 628\n    redfish: no way\n", "f.yaml:18: bmcs[2].redfish: must be true or false", false, false},
-		{"two redfish-only BMCs of a VM", vm + "    ipmi: false\n" + vm + "    ipmi: false\n    allowDuplicate: true\n", "bmcs[3].ipmi: redfish-only skinner-worker-3 is already used at f.yaml:15", false, false},
+		{"two redfish-only BMCs of a VM", vm + "    ipmi: false\n" + vm + "    ipmi: false\n    allowDuplicate: true\n", "bmcs[3].ipmi: skinner-worker-3 already has a Redfish-only BMC (a VM is one Redfish system) at f.yaml:15", false, false},
 		{"redfish off", "redfish:\n  address: \"\"\n" + vm + "    ipmi: false\n", "bmcs[2].ipmi: a Redfish-only BMC needs redfish.address", false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -24,8 +24,8 @@ func TestVCenterURLPath(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || cfg.VCenter.URL != tt.want {
-			t.Errorf("%s: %v, URL %q, want %q", tt.url, err, cfg.VCenter.URL, tt.want)
+		if err != nil || cfg.VCenters[0].URL != tt.want {
+			t.Errorf("%s: %v, URL %q, want %q", tt.url, err, cfg.VCenters[0].URL, tt.want)
 		}
 	}
 }

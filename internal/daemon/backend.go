@@ -29,6 +29,9 @@ func (d *Daemon) apiBMC(i bridge.Info) api.BMC {
 	b := api.BMC{VM: i.Spec.VM, Name: i.Name, Address: i.Spec.Address, Source: "config", Status: string(i.Status), Requests: i.Requests, Sessions: []api.Session{},
 		Console: d.consoleState(i), // console.go
 		IPMI:    !i.Spec.NoIPMI, Redfish: !i.Spec.NoRedfish}
+	if v := d.vcenterOf(i.Spec.VCenter); v != nil { // vcenters.go
+		b.VCenter = v.name
+	}
 	if i.Runtime {
 		b.Source = "runtime"
 	}
@@ -83,13 +86,18 @@ func (d *Daemon) BMC(id string) (api.BMC, error) {
 
 // Add implements api.Backend.
 func (d *Daemon) Add(ctx context.Context, a api.Add) (api.BMC, error) {
+	v, err := d.vcenterNamed(a.VCenter) // vcenters.go
+	if err != nil {
+		return api.BMC{}, err
+	}
 	s, err := d.spec(a)
 	if err != nil {
 		return api.BMC{}, err
 	}
-	if _, err := d.inv.Resolve(ctx, a.VM); err != nil {
-		return api.BMC{}, apiError(err)
+	if _, err := v.inv.Resolve(ctx, a.VM); err != nil {
+		return api.BMC{}, apiError(d.named(v, err))
 	}
+	s.VCenter = v.key
 	s.AllowDuplicate = a.AllowDuplicate
 	bm, err := d.bridge.Add(s)
 	if err != nil {
@@ -144,15 +152,19 @@ func (d *Daemon) checkAdd(a api.Add) error {
 // AddAll implements api.Backend: one BMC per matching VM not yet bridged,
 // on consecutive free ports from BasePort.
 func (d *Daemon) AddAll(ctx context.Context, a api.AddAll) ([]api.BMC, error) {
-	vms, err := d.inv.List(ctx, a.Filter, a.Folder)
+	v, err := d.vcenterNamed(a.VCenter) // vcenters.go
 	if err != nil {
-		return nil, apiError(err)
+		return nil, err
+	}
+	vms, err := v.inv.List(ctx, a.Filter, a.Folder)
+	if err != nil {
+		return nil, apiError(d.named(v, err))
 	}
 	bridged := d.bridgedVMs()
 	out := []api.BMC{}
 	port := a.BasePort
 	for _, vm := range vms {
-		if bridged[vm.Name] != "" {
+		if bridged[v.key+"/"+vm.Name] != "" {
 			continue
 		}
 		for ; port <= 65535; port++ {
@@ -160,6 +172,7 @@ func (d *Daemon) AddAll(ctx context.Context, a api.AddAll) ([]api.BMC, error) {
 			if err != nil {
 				return out, err
 			}
+			s.VCenter = v.key
 			if d.bridge.Find(s.Address) != nil {
 				continue
 			}
@@ -175,13 +188,15 @@ func (d *Daemon) AddAll(ctx context.Context, a api.AddAll) ([]api.BMC, error) {
 	return out, nil
 }
 
+// bridgedVMs are the BMCs' keys by vCenter key, '/' and VM (as
+// configured, and by current name).
 func (d *Daemon) bridgedVMs() map[string]string {
 	m := map[string]string{}
 	for _, bm := range d.bridge.BMCs() {
 		i := bm.Info()
-		m[i.Spec.VM] = i.Spec.Key()
+		m[i.Spec.VCenter+"/"+i.Spec.VM] = i.Spec.Key()
 		if i.Name != "" {
-			m[i.Name] = i.Spec.Key()
+			m[i.Spec.VCenter+"/"+i.Name] = i.Spec.Key()
 		}
 	}
 	return m
@@ -197,15 +212,27 @@ func (d *Daemon) Stop(id string) error { return apiError(d.bridge.Stop(id)) }
 func (d *Daemon) Start(id string) error { return apiError(d.bridge.Resume(id)) }
 
 // VMs implements api.Backend.
-func (d *Daemon) VMs(ctx context.Context, filter, folder string) ([]api.VM, error) {
-	vms, err := d.inv.List(ctx, filter, folder)
-	if err != nil {
-		return nil, apiError(err)
+// A vCenter that cannot be listed is an error even when another can: a
+// partial list would read as VMs that do not exist.
+func (d *Daemon) VMs(ctx context.Context, q api.VMQuery) ([]api.VM, error) {
+	if q.VCenter != "" {
+		if _, err := d.vcenterNamed(q.VCenter); err != nil {
+			return nil, err
+		}
 	}
 	bridged := d.bridgedVMs()
 	out := []api.VM{}
-	for _, vm := range vms {
-		out = append(out, api.VM{Name: vm.Name, Power: vm.Power, UUID: vm.UUID, Firmware: vm.Firmware, MACs: vm.MACs, BMC: bridged[vm.Name]})
+	for _, v := range d.vcs {
+		if q.VCenter != "" && q.VCenter != v.name {
+			continue
+		}
+		vms, err := v.inv.List(ctx, q.Filter, q.Folder)
+		if err != nil {
+			return nil, apiError(d.named(v, err))
+		}
+		for _, vm := range vms {
+			out = append(out, api.VM{Name: vm.Name, VCenter: v.name, Power: vm.Power, UUID: vm.UUID, Firmware: vm.Firmware, MACs: vm.MACs, BMC: bridged[v.key+"/"+vm.Name]})
+		}
 	}
 	return out, nil
 }
@@ -310,13 +337,21 @@ func (d *Daemon) BMH(ctx context.Context, req api.BMH) ([]byte, error) {
 		return nil, fmt.Errorf("%w: filter %q: %v", api.ErrInvalid, req.Filter, err)
 	}
 	var hosts []openshift.Host
-	for _, i := range d.running() {
+	served := d.running()
+	ids := d.systemIDs(served) // redfish.go
+	for n, i := range served {
 		if ok, _ := path.Match(req.Filter, i.Name); req.Filter != "" && !ok {
+			continue
+		}
+		if v := d.vcenterOf(i.Spec.VCenter); req.VCenter != "" && (v == nil || v.name != req.VCenter) {
 			continue
 		}
 		h, err := d.bmhHost(ctx, i, req, cp)
 		if err != nil {
 			return nil, err
+		}
+		if h.RedfishSystem != "" {
+			h.RedfishSystem = ids[n]
 		}
 		hosts = append(hosts, h)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/api"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/console/consoletest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
@@ -64,7 +65,7 @@ bmcs:
 	if c.d.ep.Console == "" || !strings.Contains(c.d.out.String(), "console:    "+c.d.ep.Console) {
 		t.Fatalf("the banner does not show the concentrator %q:\n%s", c.d.ep.Console, c.d.out.String())
 	}
-	vms, err := c.d.api.VMs(context.Background(), "skinner-worker-2", "")
+	vms, err := c.d.api.VMs(context.Background(), api.VMQuery{Filter: "skinner-worker-2"})
 	if err != nil || len(vms) != 1 {
 		t.Fatalf("VMs: %v %v", vms, err)
 	}

@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -81,11 +82,11 @@ type Endpoints struct {
 
 // Daemon is a running bridge.
 type Daemon struct {
-	opts   Options
-	log    *slog.Logger
-	sim    *vsphere.Simulator
-	client *vsphere.Client
-	inv    *vsphere.Inventory
+	opts Options
+	log  *slog.Logger
+	sim  *vsphere.Simulator
+	// vcs are the bridged vCenters (vcenters.go), one in simulator mode.
+	vcs    []*vcenter
 	bridge *bridge.Bridge
 	state  *state.Store
 	cfg    *config.Config
@@ -112,7 +113,7 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	defer d.release(s.ls)
-	disconnect, err := d.connect(ctx, s)
+	disconnect, err := d.connect(ctx)
 	if err != nil {
 		return err
 	}
@@ -123,7 +124,6 @@ func Run(ctx context.Context, opts Options) error {
 // setup is what prepare makes for the rest of Run.
 type setup struct {
 	specs   []bridge.Spec
-	vopts   vsphere.Options
 	bopts   bridge.Options
 	ls      *listeners
 	metrics *metrics.Metrics
@@ -148,13 +148,13 @@ func prepare(ctx context.Context, opts Options) (_ *Daemon, _ *setup, err error)
 			d.release(s.ls)
 		}
 	}()
-	if s.specs, s.vopts, err = d.load(ctx); err != nil {
+	if s.specs, err = d.load(ctx); err != nil {
 		return nil, nil, err
 	}
 	if s.ls, err = d.bind(); err != nil {
 		return nil, nil, err
 	}
-	s.metrics = metrics.New(d.vcenterRequests, func() bool { return d.inv != nil && d.inv.Available() == nil }, d.sessionCounts)
+	s.metrics = metrics.New(d.vcenterSamples, d.sessionCounts) // vcenters.go
 	if s.bopts, err = d.bridgeOptions(s.metrics); err != nil {
 		return nil, nil, err
 	}
@@ -200,44 +200,45 @@ func (d *Daemon) bridgeOptions(m *metrics.Metrics) (bridge.Options, error) {
 	}
 	d.guard = guard.New(gc)
 	bopts.Endpoint.Guard = d.guard
-	var err error
-	bopts.Media, err = d.mediaService(m) // media.go
-	return bopts, err
+	bopts.Media = map[string]*vsphere.MediaService{}
+	for _, v := range d.vcs {
+		var err error
+		if v.media, err = d.mediaService(m, v.statePrefix()); err != nil { // media.go
+			return bopts, err
+		}
+		bopts.Media[v.key] = v.media
+	}
+	return bopts, nil
 }
 
-// connect starts the vCenter client, the inventory and the media
-// collector. vCenter is connected in the background: a wrong password, a
-// vCenter that is down or a TLS failure keeps the daemon up, its BMCs
-// answering node-busy and /readyz failing, with the reason in the log
-// and in `bmc list`; logins are retried within the failed-login cap.
-// disconnect stops them and logs out.
-func (d *Daemon) connect(ctx context.Context, s *setup) (disconnect func(), err error) {
-	s.vopts.Log = d.log
-	if d.state != nil {
-		s.vopts.LoginStore = d.state
-	}
-	if d.client, err = vsphere.Start(ctx, s.vopts); err != nil {
-		return nil, err
-	}
-	d.inv = vsphere.NewInventory(d.client, d.log)
-	// The inventory outlives the BMCs, which read from it while closing:
-	// its context ends with disconnect, which Run calls after serve.
+// connect starts each vCenter's client, inventory and media collector.
+// vCenter is connected in the background: a wrong password, a vCenter
+// that is down or a TLS failure keeps the daemon up, its BMCs answering
+// node-busy and /readyz failing, with the reason in the log and in `bmc
+// list`; logins are retried within the failed-login cap. disconnect
+// stops them and logs out.
+func (d *Daemon) connect(ctx context.Context) (disconnect func(), err error) {
+	// The inventories outlive the BMCs, which read from them while
+	// closing: their context ends with disconnect, which Run calls after
+	// serve.
 	wctx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	var g errgroup.Group
-	g.Go(func() error { d.inv.Run(wctx); return nil })
-	g.Go(func() error { s.bopts.Media.Run(wctx, d.inv, time.Minute); return nil })
-	return func() {
+	stop := func() {
 		stopWatch()
 		_ = g.Wait()
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = d.client.Close(cctx) // a vCenter that stopped answering must not hold up the exit
-	}, nil
+		d.closeVCenters(ctx)
+	}
+	if err := d.connectVCenters(ctx, wctx, &g); err != nil { // vcenters.go
+		stop()
+		return nil, err
+	}
+	return stop, nil
 }
 
-// awaitInventory waits for the inventory's first synchronisation, so that
-// the banner shows BMCs serving, and says whether to go on (not when ctx
-// ended).
+// awaitInventory waits for each inventory's first synchronisation, so
+// that the banner shows BMCs serving, and says whether to go on (not when
+// ctx ended). The vCenters share one startWait: one that hangs delays the
+// start once, not once per vCenter.
 func (d *Daemon) awaitInventory(ctx context.Context) bool {
 	// The embedded simulator is local and cannot hang: its first
 	// synchronisation is waited for however long it takes (10,000 VMs
@@ -247,14 +248,30 @@ func (d *Daemon) awaitInventory(ctx context.Context) bool {
 	if d.sim != nil {
 		wait = nil
 	}
+	for _, v := range d.vcs {
+		if !awaitOne(ctx, v, wait) {
+			return false
+		}
+	}
+	for _, v := range d.vcs {
+		if err := v.inv.Available(); err != nil {
+			d.log.Error("serving without this vCenter for now: its BMCs answer node-busy (C0h) and /readyz fails until it is back", "vcenter", v.name, "err", err)
+		}
+	}
+	return true
+}
+
+// awaitOne waits for v's first synchronisation until wait fires, or less
+// when its login fails or it cannot be reached; false when ctx ended.
+func awaitOne(ctx context.Context, v *vcenter, wait <-chan time.Time) bool {
 	select {
-	case <-d.inv.Ready():
-	case <-d.client.Tried():
+	case <-v.inv.Ready():
+	case <-v.client.Tried():
 		// Give the first synchronisation a moment once connected; a
 		// failed login or an unreachable vCenter does not wait.
-		if d.client.Status() == nil {
+		if v.client.Status() == nil {
 			select {
-			case <-d.inv.Ready():
+			case <-v.inv.Ready():
 			case <-wait:
 			case <-ctx.Done():
 				return false
@@ -263,9 +280,6 @@ func (d *Daemon) awaitInventory(ctx context.Context) bool {
 	case <-wait:
 	case <-ctx.Done():
 		return false
-	}
-	if err := d.inv.Available(); err != nil {
-		d.log.Error("serving without vCenter for now: BMCs answer node-busy (C0h) and /readyz fails until it is back", "err", err)
 	}
 	return true
 }
@@ -277,7 +291,7 @@ func (d *Daemon) serve(ctx context.Context, s *setup) error {
 	if !d.awaitInventory(ctx) {
 		return nil
 	}
-	d.bridge = bridge.Start(ctx, d.inv, s.specs, s.bopts)
+	d.bridge = bridge.Start(ctx, d.inventories(), s.specs, s.bopts)
 	defer func() { _ = d.bridge.Close() }()
 
 	sctx, cancelServers := context.WithCancel(ctx)
@@ -340,15 +354,6 @@ func (d *Daemon) startServers(ctx context.Context, g *errgroup.Group, s *setup) 
 	return ep, err
 }
 
-// vcenterRequests counts the vSphere calls sent, for metrics (none before
-// the client exists).
-func (d *Daemon) vcenterRequests() map[string]uint64 {
-	if d.client == nil {
-		return map[string]uint64{}
-	}
-	return d.client.Requests()
-}
-
 // startWait bounds how long serve waits for vCenter before serving
 // without it.
 const startWait = 10 * time.Second
@@ -374,32 +379,31 @@ func serveHTTP(ctx context.Context, l net.Listener, h http.Handler) error {
 
 // load reads the configuration, or starts the simulator, and opens the
 // state file.
-func (d *Daemon) load(ctx context.Context) ([]bridge.Spec, vsphere.Options, error) {
+func (d *Daemon) load(ctx context.Context) ([]bridge.Spec, error) {
 	o := d.opts
 	stateDir := o.StateDir
 	var specs []bridge.Spec
-	var vopts vsphere.Options
 	if o.Config != "" {
 		cfg, err := config.Load(o.Config)
 		if err != nil {
-			return nil, vopts, err
+			return nil, err
 		}
 		d.cfg = cfg
-		vopts = vsphere.Options{URL: cfg.VCenter.URL, Username: cfg.VCenter.Username, Password: cfg.VCenter.Password, Insecure: cfg.VCenter.Insecure, CAFile: cfg.VCenter.CAFile,
-			LoginFailures: cfg.VCenter.LoginFailures, LoginWindow: cfg.VCenter.LoginWindow}
+		d.vcs = configVCenters(cfg) // vcenters.go
 		specs = configSpecs(cfg)
 		stateDir = cfg.StateDir
 		d.defaultAddress = config.DefaultAddress
 	} else {
 		if o.BasePort < 0 || o.BasePort+o.VMs > 65536 {
-			return nil, vopts, fmt.Errorf("--base-port %d with %d VMs runs past port 65535", o.BasePort, o.VMs)
+			return nil, fmt.Errorf("--base-port %d with %d VMs runs past port 65535", o.BasePort, o.VMs)
 		}
 		sim, err := vsphere.StartSimulator(ctx, o.SimAddr, o.VMs)
 		if err != nil {
-			return nil, vopts, err
+			return nil, err
 		}
 		d.sim = sim
-		vopts = vsphere.Options{URL: sim.URL.String(), Username: vsphere.SimulatorUser, Password: vsphere.SimulatorPassword, CAFile: sim.CAFile, NoNMI: true}
+		d.vcs = []*vcenter{{name: config.DefaultVCenterName, opts: vsphere.Options{URL: sim.URL.String(),
+			Username: vsphere.SimulatorUser, Password: vsphere.SimulatorPassword, CAFile: sim.CAFile, NoNMI: true}}}
 		// Every simulated VM's BMC offers its console while the
 		// concentrator is on: there is no file to say otherwise.
 		consoles := d.consoleConfig().Address != ""
@@ -415,21 +419,27 @@ func (d *Daemon) load(ctx context.Context) ([]bridge.Spec, vsphere.Options, erro
 	if stateDir != "" {
 		st, err := state.Open(filepath.Join(stateDir, "state.json"))
 		if err != nil {
-			return nil, vopts, err
+			return nil, err
 		}
 		if st.Damaged != nil {
 			d.log.Error("state file damaged; starting from the configuration", "err", st.Damaged)
 		}
 		d.state = st
 	}
-	return specs, vopts, nil
+	return specs, nil
 }
 
+// configSpecs are the BMCs of cfg; their vCenter is named only when
+// there are several (see vcenter.key).
 func configSpecs(cfg *config.Config) []bridge.Spec {
 	var specs []bridge.Spec
 	for _, b := range cfg.BMCs {
-		specs = append(specs, bridge.Spec{VM: b.VM, Address: b.Endpoint(), Username: b.Username, Password: b.Password, Where: b.Where, Console: b.Console, SOLPort: b.SOLPort,
-			NoIPMI: b.NoIPMI, NoRedfish: b.NoRedfish})
+		s := bridge.Spec{VM: b.VM, Address: b.Endpoint(), Username: b.Username, Password: b.Password, Where: b.Where, Console: b.Console, SOLPort: b.SOLPort,
+			NoIPMI: b.NoIPMI, NoRedfish: b.NoRedfish}
+		if len(cfg.VCenters) > 1 {
+			s.VCenter = b.VCenter
+		}
+		specs = append(specs, s)
 	}
 	return specs
 }
@@ -446,6 +456,10 @@ func (d *Daemon) Reload() error {
 	if err != nil {
 		return err
 	}
+	if !sameVCenterNames(d.cfg, cfg) {
+		// The BMCs name their vCenters; the daemon has the old ones.
+		return fmt.Errorf("%w: the vCenters' names changed (vcenter, vcenters): restart to bridge them; nothing was reloaded", api.ErrInvalid)
+	}
 	old, next := *d.cfg, *cfg
 	old.BMCs, next.BMCs = nil, nil
 	if !reflect.DeepEqual(old, next) {
@@ -454,6 +468,12 @@ func (d *Daemon) Reload() error {
 	d.bridge.Reload(configSpecs(cfg))
 	d.log.Info("configuration reloaded", "file", d.opts.Config, "bmcs", len(cfg.BMCs))
 	return nil
+}
+
+// sameVCenterNames reports whether a and b name the same vCenters, in
+// the same order.
+func sameVCenterNames(a, b *config.Config) bool {
+	return slices.EqualFunc(a.VCenters, b.VCenters, func(x, y config.VCenter) bool { return x.Name == y.Name })
 }
 
 func (d *Daemon) metricsAddress() string {
@@ -478,7 +498,7 @@ func override(flag, file string) string {
 
 // ready is /readyz: vCenter in sync and at least one BMC serving.
 func (d *Daemon) ready() error {
-	if err := d.inv.Available(); err != nil {
+	if err := d.available(); err != nil { // vcenters.go
 		return err
 	}
 	if d.bridge.Running() == 0 {
@@ -510,7 +530,9 @@ func (d *Daemon) banner(ep Endpoints) {
 		fmt.Fprintf(w, "  vCenter SDK: %s  (user %s, password %s; e.g. GOVC_URL=%s GOVC_USERNAME=%s GOVC_PASSWORD=%s GOVC_INSECURE=1 govc ls /DC0/vm)\n",
 			d.sim.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword, d.sim.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword)
 	} else {
-		fmt.Fprintf(w, "ipmi-vmware-bridge: bridging %s\n", d.cfg.VCenter.URL)
+		for _, vc := range d.cfg.VCenters {
+			fmt.Fprintf(w, "ipmi-vmware-bridge: bridging %s (%s)\n", vc.URL, vc.Name)
+		}
 	}
 	fmt.Fprintf(w, "  management: ipmi-vmware-bridge bmc list --socket %s\n", ep.Socket)
 	if ep.Metrics != "" {

@@ -193,7 +193,7 @@ func testAddAndStop(t *testing.T, m *management) {
 	if out, err := ipmitool(t, "127.0.0.4", m.p4, "chassis", "bootdev", "pxe", "options=persistent"); err != nil {
 		t.Fatalf("bootdev on the --all BMC: %v %s", err, out)
 	}
-	if m.vms, err = c.VMs(ctx, "skinner-*", ""); err != nil || len(m.vms) != 5 || m.vms[3].BMC == "" || m.vms[1].BMC != "" {
+	if m.vms, err = c.VMs(ctx, api.VMQuery{Filter: "skinner-*"}); err != nil || len(m.vms) != 5 || m.vms[3].BMC == "" || m.vms[1].BMC != "" {
 		t.Fatalf("vms: %v %+v", err, m.vms)
 	}
 	if err := c.Stop(ctx, "skinner-worker-1"); err != nil {

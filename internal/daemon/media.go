@@ -10,8 +10,8 @@ import (
 // defaults in simulator mode, which has none), counting into m and
 // recording the copies it uploads in the state file, so that only those
 // are ever collected.
-func (d *Daemon) mediaService(m *metrics.Metrics) (*vsphere.MediaService, error) {
-	mc := vsphere.MediaConfig{Media: config.DefaultMedia(), Observer: m, Log: d.log}
+func (d *Daemon) mediaService(m *metrics.Metrics, statePrefix string) (*vsphere.MediaService, error) {
+	mc := vsphere.MediaConfig{Media: config.DefaultMedia(), Observer: m, Log: d.log, StorePrefix: statePrefix}
 	if c := d.cfg; c != nil {
 		mc.Media = c.Media
 	}

@@ -84,7 +84,11 @@ func (d *Daemon) startRedfish(ctx context.Context, serve func(string, func() err
 // redfishVersion changes when a BMC starts or stops, and when a VM
 // appears, leaves or is renamed (a system is named by its VM).
 func (d *Daemon) redfishVersion() uint64 {
-	return d.bridge.Generation()<<32 + d.inv.Names()
+	var names uint64 // each inventory's count only grows: so does the sum
+	for _, v := range d.vcs {
+		names += v.inv.Names()
+	}
+	return d.bridge.Generation()<<32 + names
 }
 
 // redfishSystems are the running BMCs' machines, named by their VM, but
@@ -93,7 +97,9 @@ func (d *Daemon) redfishVersion() uint64 {
 // BMC's key.
 func (d *Daemon) redfishSystems() []redfish.System {
 	var out []redfish.System
-	for _, i := range d.running() {
+	served := d.running()
+	ids := d.systemIDs(served)
+	for n, i := range served {
 		if i.Spec.NoRedfish {
 			continue
 		}
@@ -101,9 +107,32 @@ func (d *Daemon) redfishSystems() []redfish.System {
 		if i.Addr != nil {
 			key = i.Addr.String()
 		}
-		out = append(out, redfish.System{ID: i.Name, Machine: i.m, Username: i.Spec.Username, Password: i.Spec.Password, Endpoint: key})
+		out = append(out, redfish.System{ID: ids[n], Machine: i.m, Username: i.Spec.Username, Password: i.Spec.Password, Endpoint: key})
 	}
 	return out
+}
+
+// systemIDs are the Redfish ids of served, in order: the VM's name, or,
+// when VMs of that name are served from several vCenters, the name, '~'
+// and the vCenter's name for each of them ('~' is one of the characters
+// Ironic leaves unquoted in a system id, and rare in VM names), so that
+// no id names two systems.
+func (d *Daemon) systemIDs(served []served) []string {
+	vcenters := map[string]map[string]bool{}
+	for _, i := range served {
+		if vcenters[i.Name] == nil {
+			vcenters[i.Name] = map[string]bool{}
+		}
+		vcenters[i.Name][i.Spec.VCenter] = true
+	}
+	ids := make([]string, len(served))
+	for n, i := range served {
+		ids[n] = i.Name
+		if len(vcenters[i.Name]) > 1 {
+			ids[n] = i.Name + "~" + i.Spec.VCenter
+		}
+	}
+	return ids
 }
 
 // serviceUUID identifies the Redfish service: the vCenter's instance UUID,
@@ -111,7 +140,7 @@ func (d *Daemon) redfishSystems() []redfish.System {
 // vCenter is not connected yet or gives none that is well formed (so that
 // redfish.New cannot fail after the login).
 func (d *Daemon) serviceUUID() string {
-	if vim := d.client.Vim(); vim != nil && vim.ServiceContent.About.InstanceUuid != "" {
+	if vim := d.vcs[0].client.Vim(); vim != nil && vim.ServiceContent.About.InstanceUuid != "" {
 		if u := vim.ServiceContent.About.InstanceUuid; uuidPattern.MatchString(u) {
 			return u
 		}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/bridge"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest/vcsimtest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/ipmi/ipmitest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
@@ -77,7 +78,7 @@ func start(ctx context.Context) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := vsphere.Options{URL: sim.URL.String(), Username: vsphere.SimulatorUser, Password: vsphere.SimulatorPassword, CAFile: sim.CAFile}
+	opts := vcsimtest.Options(sim)
 	c, err := vsphere.Connect(ctx, opts)
 	if err != nil {
 		return nil, err
@@ -101,7 +102,7 @@ func start(ctx context.Context) (*env, error) {
 	done := make(chan struct{})
 	go func() { inv.Run(wctx); close(done) }()
 	<-inv.Ready()
-	b := bridge.Start(wctx, inv, specs, bridge.Options{Log: log})
+	b := bridge.Start(wctx, map[string]*vsphere.Inventory{"": inv}, specs, bridge.Options{Log: log})
 	e := &env{sim: sim, client: c, out: out, inv: inv, bridge: b, ports: map[string]string{},
 		stop: func() { cancel(); <-done }}
 	for _, bm := range b.BMCs() {

@@ -46,7 +46,7 @@ ipmi_vmware_bridge_ipmi_sol_sessions_active{bmc="b"} 0
 `},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			m := New(nil, nil, nil)
+			m := New(nil, nil)
 			m.ObserveConsoles(func() ConcentratorSample { return tt.sample })
 			for _, d := range tt.sol {
 				m.SOLActive("b", d)

@@ -55,11 +55,20 @@ type mediaMetrics struct {
 	uploads                  prometheus.Gauge
 }
 
-// New registers the bridge's metrics. vcenter reports the vCenter client's
-// requests by method; connected reports whether the inventory is in sync;
-// sessions reports the sessions open and in setup on each BMC. Any may be
-// nil.
-func New(vcenter func() map[string]uint64, connected func() bool, sessions func() (active, pending map[string]int)) *Metrics {
+// VCenterSample is one vCenter as the metrics read it at a scrape.
+type VCenterSample struct {
+	// Name is the vCenter's configured name, the vcenter label.
+	Name string
+	// Connected: its inventory is in sync.
+	Connected bool
+	// Requests are the API calls sent, by method.
+	Requests map[string]uint64
+}
+
+// New registers the bridge's metrics. vcenters reports each vCenter's
+// requests and whether its inventory is in sync; sessions reports the
+// sessions open and in setup on each BMC. Either may be nil.
+func New(vcenters func() []VCenterSample, sessions func() (active, pending map[string]int)) *Metrics {
 	m := &Metrics{
 		Registry: prometheus.NewRegistry(),
 		handles:  map[requestLabels]requestHandles{},
@@ -100,7 +109,7 @@ func New(vcenter func() map[string]uint64, connected func() bool, sessions func(
 	m.Registry.MustRegister(m.requests, m.latency, m.sessions, m.authFailures, m.actions, m.panics, m.dropped, m.replays, m.lockouts,
 		m.redfishRequests, m.redfishAuthFailures, m.sol, m.solBytes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m.registerReaders(vcenter, connected, sessions)
+	m.registerReaders(vcenters, sessions)
 	return m
 }
 
@@ -114,23 +123,9 @@ func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
 
 // registerReaders registers the series read at scrape time from the
 // functions New was given (those not nil).
-func (m *Metrics) registerReaders(vcenter func() map[string]uint64, connected func() bool, sessions func() (active, pending map[string]int)) {
-	if vcenter != nil {
-		m.Registry.MustRegister(&mapCollector[uint64]{
-			desc: prometheus.NewDesc(ns+"_vcenter_requests_total", "vCenter API calls sent, by method.", []string{"method"}, nil),
-			kind: prometheus.CounterValue, read: vcenter,
-		})
-	}
-	if connected != nil {
-		m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: ns, Name: "vcenter_connected",
-			Help: "1 while the inventory is synchronised with vCenter, 0 while vCenter is unreachable.",
-		}, func() float64 {
-			if connected() {
-				return 1
-			}
-			return 0
-		}))
+func (m *Metrics) registerReaders(vcenters func() []VCenterSample, sessions func() (active, pending map[string]int)) {
+	if vcenters != nil {
+		m.Registry.MustRegister(vcenterCollector(vcenters))
 	}
 	if sessions != nil {
 		active := func() map[string]int { a, _ := sessions(); return a }
@@ -245,6 +240,33 @@ func result(err error) string {
 
 // mapCollector exposes a map read at scrape time, one series per key:
 // counts kept elsewhere (the vCenter client's) or current values.
+var (
+	vcenterRequestsDesc  = prometheus.NewDesc(ns+"_vcenter_requests_total", "vCenter API calls sent, by vCenter and method.", []string{"vcenter", "method"}, nil)
+	vcenterConnectedDesc = prometheus.NewDesc(ns+"_vcenter_connected",
+		"1 while the vCenter's inventory is synchronised, 0 while it is unreachable, by vCenter.", []string{"vcenter"}, nil)
+)
+
+// vcenterCollector reads the vCenters at each scrape.
+type vcenterCollector func() []VCenterSample
+
+func (c vcenterCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- vcenterRequestsDesc
+	ch <- vcenterConnectedDesc
+}
+
+func (c vcenterCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, v := range c() {
+		connected := 0.0
+		if v.Connected {
+			connected = 1
+		}
+		ch <- prometheus.MustNewConstMetric(vcenterConnectedDesc, prometheus.GaugeValue, connected, v.Name)
+		for method, n := range v.Requests {
+			ch <- prometheus.MustNewConstMetric(vcenterRequestsDesc, prometheus.CounterValue, float64(n), v.Name, method)
+		}
+	}
+}
+
 type mapCollector[V uint64 | int] struct {
 	desc *prometheus.Desc
 	kind prometheus.ValueType

@@ -19,8 +19,9 @@ var update = flag.Bool("update", false, "rewrite golden files")
 // type and help, once each has a series: dashboards and alerts name them, so a
 // change must be deliberate (run with -update to accept one).
 func TestFamilies(t *testing.T) {
-	m := New(func() map[string]uint64 { return map[string]uint64{"Login": 1} },
-		func() bool { return true },
+	m := New(func() []VCenterSample {
+		return []VCenterSample{{Name: "lab", Connected: true, Requests: map[string]uint64{"Login": 1}}}
+	},
 		func() (active, pending map[string]int) { return map[string]int{"b": 1}, map[string]int{"b": 0} })
 	m.Request("Get Chassis Status", "0x00", time.Millisecond)
 	m.Session("b", "opened")

@@ -55,6 +55,9 @@ type Options struct {
 	// every few seconds with a wrong password must not send a login per
 	// restart. Nil keeps them in memory only.
 	LoginStore LoginStore
+	// StatePrefix goes before the client's entry in LoginStore, so that
+	// each of several vCenters keeps its own record ("" for the first).
+	StatePrefix string
 	// Log gets connection attempts and failures (Start only).
 	Log *slog.Logger
 	// NoNMI: this vCenter cannot send an NMI (govmomi's simulator has no
@@ -168,7 +171,7 @@ func newClient(o Options) (*Client, error) {
 			return nil, fmt.Errorf("vcenter caFile: %w", err)
 		}
 	}
-	gate := &loginGate{max: o.LoginFailures, window: o.LoginWindow, now: time.Now,
+	gate := &loginGate{max: o.LoginFailures, window: o.LoginWindow, now: time.Now, key: o.StatePrefix + loginStoreKey,
 		store: o.LoginStore, account: loginRecord{URL: u.Redacted(), Username: o.Username}, log: o.Log}
 	if err := gate.load(); err != nil {
 		return nil, err
@@ -332,10 +335,19 @@ type loginGate struct {
 	failures []time.Time
 	now      func() time.Time
 	store    LoginStore
+	// key is the store's entry (loginStoreKey if "").
+	key string
 	// account is whose failures the store keeps.
 	account loginRecord
 	// log gets a failure to save the record (nil: slog.Default).
 	log *slog.Logger
+}
+
+func (g *loginGate) storeKey() string {
+	if g.key == "" {
+		return loginStoreKey
+	}
+	return g.key
 }
 
 // load reads the stored failures of this account. A record that cannot be
@@ -345,9 +357,9 @@ func (g *loginGate) load() error {
 		return nil
 	}
 	var rec loginRecord
-	ok, err := g.store.Get(loginStoreKey, &rec)
+	ok, err := g.store.Get(g.storeKey(), &rec)
 	if err != nil {
-		return fmt.Errorf("vcenter failed-login record (state entry %q): %w", loginStoreKey, err)
+		return fmt.Errorf("vcenter failed-login record (state entry %q): %w", g.storeKey(), err)
 	}
 	if ok && rec.URL == g.account.URL && rec.Username == g.account.Username {
 		now := g.now()
@@ -370,7 +382,7 @@ func (g *loginGate) saveLocked() {
 	}
 	rec := g.account
 	rec.Failures = slices.Clone(g.failures)
-	if err := g.store.Put(loginStoreKey, rec); err != nil {
+	if err := g.store.Put(g.storeKey(), rec); err != nil {
 		log := g.log
 		if log == nil {
 			log = slog.Default()

@@ -34,6 +34,10 @@ type MediaConfig struct {
 	// Store records the copies the bridge uploaded; only those are ever
 	// deleted. Nil: nothing is recorded, reused or collected.
 	Store MediaStore
+	// StorePrefix goes before this service's entries in Store: each
+	// vCenter has its own service, and one must never collect, as
+	// unreferenced, a copy another vCenter's VMs use.
+	StorePrefix string
 	// Observer counts bytes, uploads, reuses and collections; nil: none.
 	Observer MediaObserver
 	Log      *slog.Logger
@@ -176,7 +180,7 @@ func NewMediaService(cfg MediaConfig) (*MediaService, error) {
 	s.verified = s.newClient(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})
 	s.trusted = s.newClient(&tls.Config{InsecureSkipVerify: true}) //nolint:gosec // VerifyCertificate false, as BMCs ship
 	if cfg.Store != nil {
-		for _, k := range cfg.Store.Keys(mediaKeyPrefix) {
+		for _, k := range cfg.Store.Keys(cfg.StorePrefix + mediaKeyPrefix) {
 			var c mediaCopy
 			if ok, err := cfg.Store.Get(k, &c); ok && err == nil && c.File != "" {
 				s.copies[c.File] = &c
@@ -374,7 +378,7 @@ func (s *MediaService) lookup(file string) *mediaCopy {
 
 func (s *MediaService) record(c *mediaCopy) error {
 	if s.cfg.Store != nil {
-		if err := s.cfg.Store.Put(mediaKeyPrefix+c.File, c); err != nil {
+		if err := s.cfg.Store.Put(s.cfg.StorePrefix+mediaKeyPrefix+c.File, c); err != nil {
 			return err
 		}
 	}
@@ -388,7 +392,7 @@ func (s *MediaService) record(c *mediaCopy) error {
 
 func (s *MediaService) forget(c *mediaCopy) {
 	if s.cfg.Store != nil {
-		if err := s.cfg.Store.Delete(mediaKeyPrefix + c.File); err != nil {
+		if err := s.cfg.Store.Delete(s.cfg.StorePrefix + mediaKeyPrefix + c.File); err != nil {
 			s.log.Error("virtual media: state not saved", "err", err)
 			return
 		}
