@@ -32,6 +32,8 @@ type BMC struct {
 	spec Spec
 	// runtime: added through the management API, not the config file.
 	runtime bool
+	// enrolled: added by an enrolment rule (see Bridge.Enroll).
+	enrolled bool
 
 	mu      sync.Mutex
 	stopped bool
@@ -65,8 +67,10 @@ const warnAgain = 10 * time.Minute
 type Info struct {
 	Spec    Spec
 	Runtime bool
-	Status  Status
-	Err     error
+	// Enrolled: added by an enrolment rule.
+	Enrolled bool
+	Status   Status
+	Err      error
 	// Name is the VM's current name, once bound.
 	Name string
 	// UUID is the VM's BIOS UUID while bound.
@@ -87,7 +91,7 @@ type Info struct {
 // read after the lock is released: a bind or a stop waits for no reader.
 func (bm *BMC) Info() Info {
 	bm.mu.Lock()
-	i := Info{Spec: bm.spec, Runtime: bm.runtime, Status: bm.status, Err: bm.err, Name: bm.name, Addr: bm.addr}
+	i := Info{Spec: bm.spec, Runtime: bm.runtime, Enrolled: bm.enrolled, Status: bm.status, Err: bm.err, Name: bm.name, Addr: bm.addr}
 	vm, ep := bm.vm, bm.ep
 	bm.mu.Unlock()
 	if vm != nil {
@@ -134,6 +138,22 @@ func (bm *BMC) boundAddr() string {
 		return ""
 	}
 	return bm.addr.String()
+}
+
+// boundUUID is the bound VM's BIOS UUID, "" when none is bound, read from
+// its identity alone.
+func (bm *BMC) boundUUID() string {
+	bm.mu.Lock()
+	vm := bm.vm
+	bm.mu.Unlock()
+	if vm == nil {
+		return ""
+	}
+	id, err := vm.Identity(context.Background())
+	if err != nil {
+		return ""
+	}
+	return id.UUID
 }
 
 // vmName is Info().Name, read from the bound machine's identity alone:

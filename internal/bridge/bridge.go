@@ -129,6 +129,7 @@ var (
 	ErrFromConfig = errors.New("the BMC is defined in the configuration file; edit the file and reload")
 	ErrDuplicate  = errors.New("one BMC per VM unless a second is asked for (bmc add --allow-duplicate)")
 	ErrAmbiguous  = errors.New("more than one BMC serves this VM; name one by its address")
+	ErrEnrolled   = errors.New("the BMC was given by an enrolment rule; it leaves when its VM stops matching the rule (see enroll in the configuration)")
 	// ErrUnknownVCenter: a Spec names a vCenter the bridge does not have.
 	ErrUnknownVCenter = errors.New("no such vCenter")
 	// ErrClosed: the bridge was closed, or its context ended.

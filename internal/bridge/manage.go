@@ -58,7 +58,10 @@ func (b *Bridge) Remove(id string) error {
 	defer b.bg.Done()
 	b.mu.Lock()
 	bm, err := b.lookup(id)
-	if err == nil && !bm.runtime {
+	switch {
+	case err == nil && bm.enrolled:
+		err = fmt.Errorf("%s: %w", id, ErrEnrolled)
+	case err == nil && !bm.runtime:
 		err = fmt.Errorf("%s: %w", id, ErrFromConfig)
 	}
 	var release func()
@@ -81,7 +84,7 @@ func (b *Bridge) drop(bm *BMC, forget bool) (release func(), err error) {
 	bm.mu.Lock()
 	defer bm.mu.Unlock()
 	if st := b.opts.State; forget && st != nil {
-		if err := st.Delete(bmcPrefix + bm.spec.Address); err != nil {
+		if err := st.Delete(bmcPrefix + bm.spec.Key()); err != nil {
 			return nil, err
 		}
 	}
@@ -162,7 +165,7 @@ func (b *Bridge) Reload(specs []Spec) {
 // want the addresses it handled. b.mu must be held.
 func (b *Bridge) reconfigureLocked(want map[string]Spec) (restart []*BMC, releases []func()) {
 	for _, bm := range slices.Clone(b.bmcs) {
-		if bm.runtime {
+		if bm.runtime || bm.enrolled {
 			continue
 		}
 		s, ok := want[bm.spec.Key()]

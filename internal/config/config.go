@@ -61,6 +61,9 @@ type Config struct {
 	Boot           Boot
 	// Console is the serial console concentrator.
 	Console Console
+	// Enroll are the enrolment rules (enroll.go), in the file's order: a
+	// VM matched by several gets its BMC from the first.
+	Enroll []EnrollRule
 }
 
 // IPMI tunes every IPMI endpoint.
@@ -230,7 +233,7 @@ func Parse(file string, data []byte, env Env) (*Config, error) {
 	}
 	cfg := &Config{}
 	root := doc.Content[0]
-	fields, err := p.mapping(root, "", "vcenter", "vcenters", "bmcs", "stateDir", "softOffTimeout", "oneTimeBootHold", "ipmi", "metricsAddress", "redfish", "media", "boot", "console")
+	fields, err := p.mapping(root, "", "vcenter", "vcenters", "bmcs", "stateDir", "softOffTimeout", "oneTimeBootHold", "ipmi", "metricsAddress", "redfish", "media", "boot", "console", "enroll")
 	if err != nil {
 		return nil, err
 	}
@@ -250,6 +253,9 @@ func Parse(file string, data []byte, env Env) (*Config, error) {
 		return nil, err
 	}
 	if err := p.redfishOnlyBMCs(fields["bmcs"], cfg); err != nil {
+		return nil, err
+	}
+	if err := p.enroll(fields, cfg); err != nil { // enroll.go
 		return nil, err
 	}
 	return cfg, nil
@@ -310,8 +316,10 @@ func (p *parser) stateAndTimings(fields map[string]*yaml.Node, envStateDir strin
 // entry allows a duplicate.
 func (p *parser) bmcs(root *yaml.Node, fields map[string]*yaml.Node, vcs []VCenter) ([]BMC, error) {
 	list, ok := fields["bmcs"]
-	if !ok {
-		return nil, p.err(root, "bmcs", "missing")
+	if _, enrol := fields["enroll"]; !ok && enrol {
+		return nil, nil // the rules give the BMCs
+	} else if !ok {
+		return nil, p.err(root, "bmcs", "missing (or enroll, rules that give VMs BMCs)")
 	}
 	if list.Kind != yaml.SequenceNode {
 		return nil, p.err(list, "bmcs", "must be a list")
@@ -324,7 +332,7 @@ func (p *parser) bmcs(root *yaml.Node, fields map[string]*yaml.Node, vcs []VCent
 		if err != nil {
 			return nil, err
 		}
-		if err := p.bmcVCenter(n, i, &b, vcs); err != nil { // vcenters.go
+		if err := p.vcenterOf(n, fmt.Sprintf("bmcs[%d].vcenter", i), &b.VCenter, vcs); err != nil { // vcenters.go
 			return nil, err
 		}
 		// A BMC is known by its UDP endpoint, a Redfish-only one by its VM.

@@ -66,24 +66,23 @@ func (p *parser) vcenterName(n *yaml.Node, f map[string]*yaml.Node, pre string) 
 	return name, nil
 }
 
-// bmcVCenter checks the vcenter of the BMC b (entry n, bmcs[i]) against
-// the vCenters vcs, and gives it the only vCenter's name when it names
-// none.
-func (p *parser) bmcVCenter(n *yaml.Node, i int, b *BMC, vcs []VCenter) error {
+// vcenterOf checks *name, the vcenter of the entry n (key is its
+// vcenter's, e.g. bmcs[2].vcenter), against the vCenters vcs, and sets it
+// to the only vCenter's name when it names none.
+func (p *parser) vcenterOf(n *yaml.Node, key string, name *string, vcs []VCenter) error {
 	var names []string
 	known := false
 	for _, vc := range vcs {
 		names = append(names, vc.Name)
-		known = known || vc.Name == b.VCenter
+		known = known || vc.Name == *name
 	}
-	key := fmt.Sprintf("bmcs[%d].vcenter", i)
 	switch {
-	case b.VCenter == "" && len(names) == 1:
-		b.VCenter = names[0]
-	case b.VCenter == "":
-		return p.err(n, key, "missing: with several vCenters each BMC names its own (one of "+strings.Join(names, ", ")+")")
+	case *name == "" && len(names) == 1:
+		*name = names[0]
+	case *name == "":
+		return p.err(n, key, "missing: with several vCenters each entry names its own (one of "+strings.Join(names, ", ")+")")
 	case !known:
-		return p.err(valueOf(n, "vcenter"), key, fmt.Sprintf("%q is not a configured vCenter (%s)", b.VCenter, strings.Join(names, ", ")))
+		return p.err(valueOf(n, "vcenter"), key, fmt.Sprintf("%q is not a configured vCenter (%s)", *name, strings.Join(names, ", ")))
 	}
 	return nil
 }

@@ -47,7 +47,7 @@ func TestVCenters(t *testing.T) {
 		{"no name", strings.Replace(good2, "  - name: lab\n    url", "  - url", 1), "f.yaml:2: vcenters[0].name: missing"},
 		{"bad name", strings.Replace(good2, "name: lab", "name: lab/1", 1), "f.yaml:2: vcenters[0].name: must be 1 to 63 letters"},
 		{"same name", strings.Replace(good2, "name: prod-2", "name: lab", 1), `f.yaml:6: vcenters[1].name: "lab" is already the name of the vCenter at f.yaml:2`},
-		{"bmc names none", strings.Replace(good2, "    vcenter: lab\n", "", 1), "f.yaml:11: bmcs[0].vcenter: missing: with several vCenters each BMC names its own (one of lab, prod-2)"},
+		{"bmc names none", strings.Replace(good2, "    vcenter: lab\n", "", 1), "f.yaml:11: bmcs[0].vcenter: missing: with several vCenters each entry names its own (one of lab, prod-2)"},
 		{"bmc names an unknown one", strings.Replace(good2, "vcenter: lab", "vcenter: staging", 1), `f.yaml:12: bmcs[0].vcenter: "staging" is not a configured vCenter (lab, prod-2)`},
 		{"env password for a list", strings.Replace(good2, "    password: p1\n", "", 1), "vcenters[0].password: missing: give password or passwordFile (IPMI_VMWARE_BRIDGE_VCENTER_PASSWORD serves a single vcenter section only)"},
 		{"password file", two, "f.yaml:9: vcenters[1].passwordFile"},

@@ -32,8 +32,11 @@ func (d *Daemon) apiBMC(i bridge.Info) api.BMC {
 	if v := d.vcenterOf(i.Spec.VCenter); v != nil { // vcenters.go
 		b.VCenter = v.name
 	}
-	if i.Runtime {
+	switch {
+	case i.Runtime:
 		b.Source = "runtime"
+	case i.Enrolled:
+		b.Source = "enrolled"
 	}
 	if i.Err != nil {
 		b.Error = i.Err.Error()
@@ -57,7 +60,7 @@ func apiError(err error) error {
 		return nil
 	case errors.Is(err, bridge.ErrUnknownBMC), errors.Is(err, machine.ErrNotFound):
 		return fmt.Errorf("%w: %v", api.ErrNotFound, err)
-	case errors.Is(err, bridge.ErrInUse), errors.Is(err, bridge.ErrFromConfig),
+	case errors.Is(err, bridge.ErrInUse), errors.Is(err, bridge.ErrFromConfig), errors.Is(err, bridge.ErrEnrolled),
 		errors.Is(err, bridge.ErrDuplicate), errors.Is(err, bridge.ErrAmbiguous):
 		return fmt.Errorf("%w: %v", api.ErrConflict, err)
 	case errors.Is(err, machine.ErrInvalidArgument):

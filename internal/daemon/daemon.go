@@ -293,6 +293,12 @@ func (d *Daemon) serve(ctx context.Context, s *setup) error {
 	}
 	d.bridge = bridge.Start(ctx, d.inventories(), s.specs, s.bopts)
 	defer func() { _ = d.bridge.Close() }()
+	if e := d.enroller(s.metrics); e != nil { // enroll.go
+		ectx, stopEnrol := context.WithCancel(ctx)
+		var eg errgroup.Group
+		eg.Go(func() error { e.Run(ectx); return nil })
+		defer func() { stopEnrol(); _ = eg.Wait() }() // before the bridge closes
+	}
 
 	sctx, cancelServers := context.WithCancel(ctx)
 	var servers errgroup.Group

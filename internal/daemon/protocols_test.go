@@ -49,11 +49,17 @@ func TestRedfishOnlyAndIPMIOnly(t *testing.T) {
 	testProtocolsBMH(t, sd)
 }
 
+// insecureClient is an HTTPS client for the test's own daemon, whose
+// certificate is self-signed.
+func insecureClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 5 * time.Second} //nolint:gosec // the test's own daemon
+}
+
 // redfishMembers are the ids of /redfish/v1/Systems, in order, as the
 // default BMC's credentials see them (all three share them).
 func redfishMembers(t *testing.T, url string) string {
 	t.Helper()
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 5 * time.Second}
+	client := insecureClient()
 	req, _ := http.NewRequest(http.MethodGet, url+"/redfish/v1/Systems", nil)
 	req.SetBasicAuth("admin", "pw-12345")
 	resp, err := client.Do(req)

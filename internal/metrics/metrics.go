@@ -47,6 +47,9 @@ type Metrics struct {
 	sol   *prometheus.GaugeVec // see SOLActive
 	// solBytes: see SOLBytes
 	solBytes *prometheus.CounterVec
+	// enrollExhausted and enrollVMs are enrolment's (enroll.Observer).
+	enrollExhausted *prometheus.CounterVec
+	enrollVMs       prometheus.Gauge
 }
 
 // mediaMetrics are virtual media's (vsphere.MediaObserver).
@@ -91,8 +94,14 @@ func New(vcenters func() []VCenterSample, sessions func() (active, pending map[s
 			"Source addresses locked out of a BMC after failed IPMI or Redfish logins (one guard: the same password), by BMC (\"redfish\" for logins that named none).", "bmc"),
 		redfishRequests:     counterVec("redfish_requests_total", "Redfish requests answered, by route pattern and HTTP status.", "route", "status"),
 		redfishAuthFailures: counterVec("redfish_auth_failures_total", "Redfish requests with wrong credentials, by BMC (\"redfish\" when the path named none).", "bmc"),
-		sol:                 newSOLGauge(), // console.go
-		solBytes:            newSOLBytes(),
+		enrollExhausted: counterVec("enroll_pool_exhausted_total",
+			"VMs an enrolment rule matched that got no BMC because its address and port pool was full, by rule (enroll[N]), counted at each evaluation.", "rule"),
+		enrollVMs: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "enroll_vms",
+			Help: "VMs holding an enrolment assignment (an address and port kept while they match, and for the grace period after).",
+		}),
+		sol:      newSOLGauge(), // console.go
+		solBytes: newSOLBytes(),
 		media: mediaMetrics{
 			bytes: counter("media_uploaded_bytes_total", "Bytes of virtual-media images streamed from their sources to the datastore."),
 			uploads: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -107,7 +116,7 @@ func New(vcenters func() []VCenterSample, sessions func() (active, pending map[s
 	}
 	m.Registry.MustRegister(m.media.bytes, m.media.uploads, m.media.reused, m.media.collected)
 	m.Registry.MustRegister(m.requests, m.latency, m.sessions, m.authFailures, m.actions, m.panics, m.dropped, m.replays, m.lockouts,
-		m.redfishRequests, m.redfishAuthFailures, m.sol, m.solBytes,
+		m.redfishRequests, m.redfishAuthFailures, m.sol, m.solBytes, m.enrollExhausted, m.enrollVMs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.registerReaders(vcenters, sessions)
 	return m
@@ -164,6 +173,13 @@ func (m *Metrics) Request(command, cc string, d time.Duration) {
 	h.count.Inc()
 	h.latency.Observe(d.Seconds())
 }
+
+// PoolExhausted counts a VM that rule matched but could not give a BMC
+// (enroll.Observer).
+func (m *Metrics) PoolExhausted(rule string) { m.enrollExhausted.WithLabelValues(rule).Inc() }
+
+// Enrolled sets the number of VMs holding an assignment (enroll.Observer).
+func (m *Metrics) Enrolled(n int) { m.enrollVMs.Set(float64(n)) }
 
 // Session records a session event ("opened", "closed", "expired",
 // "refused") of an endpoint (ipmi.Observer).

@@ -39,6 +39,8 @@ func TestFamilies(t *testing.T) {
 	m.MediaCollected(1)
 	m.SOLActive("b", 1)
 	m.SOLBytes("b", "out", 1)
+	m.PoolExhausted("enroll[0]")
+	m.Enrolled(3)
 	m.ObserveConsoles(func() ConcentratorSample {
 		return ConcentratorSample{Active: 1, Closed: map[string]uint64{"limit": 1},
 			Consoles: []ConsoleSample{{VM: "vm", UUID: "u", Connected: true, BytesFromVM: 1}}}

@@ -111,6 +111,26 @@ func (s *Store) Put(key string, v any) error {
 	return s.update(func(d map[string]json.RawMessage) { d[key] = raw })
 }
 
+// Apply sets the entries of puts and removes those of deletes, writing
+// the file once: a caller changing thousands of entries (enrolment at
+// estate size) would otherwise rewrite the whole file for each.
+func (s *Store) Apply(puts map[string]any, deletes []string) error {
+	raws := make(map[string]json.RawMessage, len(puts))
+	for k, v := range puts {
+		raw, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("state: entry %q: %w", k, err)
+		}
+		raws[k] = raw
+	}
+	return s.update(func(d map[string]json.RawMessage) {
+		maps.Copy(d, raws)
+		for _, k := range deletes {
+			delete(d, k)
+		}
+	})
+}
+
 // Delete removes the entry key and writes the file.
 func (s *Store) Delete(key string) error {
 	return s.update(func(d map[string]json.RawMessage) { delete(d, key) })

@@ -140,3 +140,29 @@ func FuzzOpen(f *testing.F) {
 		}
 	})
 }
+
+// Apply writes many entries and removals at once, and a reopened store
+// reads them.
+func TestApply(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put("gone", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(map[string]any{"a/1": "x", "a/2": "y"}, []string{"gone"}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys := again.Keys(""); len(keys) != 2 || keys[0] != "a/1" || keys[1] != "a/2" {
+		t.Fatalf("keys after Apply: %v", keys)
+	}
+	if err := s.Apply(map[string]any{"bad": func() {}}, nil); err == nil {
+		t.Fatal("an entry that does not marshal was written")
+	}
+}

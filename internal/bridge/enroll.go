@@ -1,0 +1,86 @@
+package bridge
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+)
+
+// Enroll adds a BMC for an enrolment rule's VM (see package enroll). It is
+// not saved (the enroller keeps its own record of what it enrolled and
+// enrols again after a restart), a reload of the configuration leaves it,
+// and it is refused only when its key is taken: the enroller has already
+// checked that the VM has no other BMC.
+func (b *Bridge) Enroll(s Spec) error {
+	if !b.enter() {
+		return ErrClosed
+	}
+	defer b.bg.Done()
+	b.mu.Lock()
+	if b.byAddress(s.Key()) != nil {
+		b.mu.Unlock()
+		return fmt.Errorf("%s: %w", s.Key(), ErrInUse)
+	}
+	bm := &BMC{spec: s, enrolled: true}
+	b.bmcs = append(b.bmcs, bm)
+	b.mu.Unlock()
+	b.bind(bm)
+	return nil
+}
+
+// Unenroll stops and removes the enrolled BMC with the key (Spec.Key).
+func (b *Bridge) Unenroll(key string) error {
+	if !b.enter() {
+		return ErrClosed
+	}
+	defer b.bg.Done()
+	b.mu.Lock()
+	var release func()
+	err := fmt.Errorf("%s: %w", key, ErrUnknownBMC)
+	for _, bm := range b.bmcs {
+		if bm.enrolled && bm.spec.Key() == key {
+			release, err = b.drop(bm, false)
+			break
+		}
+	}
+	b.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	release()
+	return nil
+}
+
+// Taken lists the UDP ports the BMCs use, each with the hosts that use it
+// ("0.0.0.0" or "::" for every address), so that an enroller does not
+// give out an endpoint that would not bind.
+func (b *Bridge) Taken() map[int][]string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := map[int][]string{}
+	for _, bm := range b.bmcs {
+		host, port, err := net.SplitHostPort(bm.spec.Address)
+		if n, perr := strconv.Atoi(port); err == nil && perr == nil {
+			out[n] = append(out[n], host)
+		}
+	}
+	return out
+}
+
+// Bridged reports the BIOS UUIDs (lower case) of the VMs of the vCenter
+// vcenter (Spec.VCenter) that BMCs other than enrolled ones serve or are
+// configured for by UUID: the enroller gives those VMs no second BMC.
+func (b *Bridge) Bridged(vcenter string) map[string]bool {
+	out := map[string]bool{}
+	for _, bm := range b.BMCs() {
+		if bm.enrolled || bm.spec.VCenter != vcenter {
+			continue
+		}
+		out[strings.ToLower(bm.spec.VM)] = true
+		if u := bm.boundUUID(); u != "" {
+			out[strings.ToLower(u)] = true
+		}
+	}
+	return out
+}

@@ -1,0 +1,56 @@
+package daemon
+
+import (
+	"context"
+
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/enroll"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/metrics"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
+)
+
+// The metrics count enrolment.
+var _ enroll.Observer = (*metrics.Metrics)(nil)
+
+// inventorySource lists an inventory's VMs for enrolment.
+type inventorySource struct{ inv *vsphere.Inventory }
+
+func (s inventorySource) Match(ctx context.Context, folder, name string) ([]enroll.VM, error) {
+	vms, err := s.inv.List(ctx, name, folder)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]enroll.VM, 0, len(vms))
+	for _, vm := range vms {
+		out = append(out, enroll.VM{Name: vm.Name, UUID: vm.UUID})
+	}
+	return out, nil
+}
+
+// enroller applies the configuration's enrolment rules to the bridge
+// (nil when there are none). Every inventory change wakes it, so that a
+// VM created or renamed into a rule gets its BMC at once; a VM moved into
+// a folder, which the inventory does not watch, within enroll.DefaultEvery.
+func (d *Daemon) enroller(m *metrics.Metrics) *enroll.Enroller {
+	if d.cfg == nil || len(d.cfg.Enroll) == 0 {
+		return nil
+	}
+	cfg := enroll.Config{Sources: map[string]enroll.Source{}, Fleet: d.bridge, Observer: m, Log: d.log}
+	if d.state != nil {
+		cfg.Store = d.state
+	}
+	for _, v := range d.vcs {
+		cfg.Sources[v.key] = inventorySource{v.inv}
+	}
+	for _, r := range d.cfg.Enroll {
+		key := ""
+		if len(d.vcs) > 1 {
+			key = r.VCenter
+		}
+		cfg.Rules = append(cfg.Rules, enroll.Rule{EnrollRule: r, VCenterKey: key})
+	}
+	e := enroll.New(cfg)
+	for _, v := range d.vcs {
+		v.inv.OnChange(func(vsphere.Change) { e.Kick() })
+	}
+	return e
+}

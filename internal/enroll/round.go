@@ -1,0 +1,245 @@
+package enroll
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/bridge"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
+)
+
+// match is a VM a rule matched in this round.
+type match struct {
+	rule int
+	vm   VM
+}
+
+// changes are the assignments a round writes, at once.
+type changes struct {
+	puts    map[string]any
+	deletes []string
+}
+
+// Round evaluates every rule once: matched VMs get (or keep) their BMC,
+// VMs that no longer match are marked, and those past their grace lose
+// theirs.
+func (e *Enroller) Round(ctx context.Context) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	matched, down := e.collect(ctx)
+	c := changes{puts: map[string]any{}}
+	e.assign(matched, &c)
+	e.expire(matched, down, &c)
+	if e.cfg.Store != nil && (len(c.puts) > 0 || len(c.deletes) > 0) {
+		if err := e.cfg.Store.Apply(c.puts, c.deletes); err != nil {
+			e.cfg.Log.Error("enrolment: assignments not saved; a restart may give these VMs other ports", "err", err)
+		}
+	}
+	if e.cfg.Observer != nil {
+		e.cfg.Observer.Enrolled(len(e.assigned))
+	}
+}
+
+// collect lists the VMs each rule matches, the first rule to match a VM
+// winning, and VMs another BMC serves left out. down holds the vCenters
+// that could not be listed: nothing of theirs is taken as gone.
+func (e *Enroller) collect(ctx context.Context) (matched map[string]match, down map[string]bool) {
+	matched, down = map[string]match{}, map[string]bool{}
+	bridged := map[string]map[string]bool{}
+	for i, r := range e.cfg.Rules {
+		if down[r.VCenterKey] {
+			continue
+		}
+		vms, err := e.list(ctx, r)
+		if err != nil {
+			down[r.VCenterKey] = true
+			e.cfg.Log.Debug("enrolment: vCenter not listed; its VMs keep their BMCs", "rule", r.Where, "err", err)
+			continue
+		}
+		if bridged[r.VCenterKey] == nil {
+			bridged[r.VCenterKey] = e.cfg.Fleet.Bridged(r.VCenterKey)
+		}
+		for _, vm := range vms {
+			u := strings.ToLower(vm.UUID)
+			k := r.VCenterKey + "/" + u
+			if _, dup := matched[k]; dup || u == "" || bridged[r.VCenterKey][u] {
+				continue
+			}
+			matched[k] = match{i, vm}
+		}
+	}
+	return matched, down
+}
+
+// list is what r matches. A folder that does not exist matches nothing
+// (its VMs were moved out and it was deleted, or it is mistyped: the log
+// says which folder); any other error is the vCenter's.
+func (e *Enroller) list(ctx context.Context, r Rule) ([]VM, error) {
+	src := e.cfg.Sources[r.VCenterKey]
+	if src == nil {
+		return nil, fmt.Errorf("no vCenter %q", r.VCenter)
+	}
+	vms, err := src.Match(ctx, r.Folder, r.Name)
+	if errors.Is(err, machine.ErrInvalidArgument) {
+		e.cfg.Log.Warn("enrolment rule matches nothing", "rule", r.Where, "err", err)
+		return nil, nil
+	}
+	return vms, err
+}
+
+// assign gives each matched VM without one an endpoint from its rule's
+// pool, in rule and name order, and enrols those not enrolled yet.
+func (e *Enroller) assign(matched map[string]match, c *changes) {
+	keys := slices.SortedFunc(maps.Keys(matched), func(a, b string) int {
+		return cmp.Or(cmp.Compare(matched[a].rule, matched[b].rule), cmp.Compare(matched[a].vm.Name, matched[b].vm.Name), cmp.Compare(a, b))
+	})
+	pools := newPools(e.taken())
+	exhausted := map[int]int{}
+	for _, k := range keys {
+		m := matched[k]
+		r := e.cfg.Rules[m.rule]
+		a := e.assigned[k]
+		if a == nil || (a.Address == "" && !r.NoIPMI) {
+			addr, ok := pools.allocate(m.rule, r)
+			if !ok {
+				exhausted[m.rule]++
+				continue
+			}
+			a = &assignment{Address: addr}
+			e.assigned[k] = a
+			c.puts[storePrefix+k] = a
+		}
+		if !a.Unmatched.IsZero() || a.Grace != r.Grace {
+			a.Unmatched, a.Grace = time.Time{}, r.Grace
+			c.puts[storePrefix+k] = a
+		}
+		if !a.enrolled {
+			e.enroll(r, m.vm, a)
+		}
+	}
+	e.exhausted(exhausted)
+}
+
+// exhausted reports the VMs left without a BMC for want of endpoints.
+func (e *Enroller) exhausted(byRule map[int]int) {
+	for i, n := range byRule {
+		r := e.cfg.Rules[i]
+		e.cfg.Log.Error("enrolment: pool exhausted; VMs left without a BMC: widen the rule's addresses or ports",
+			"rule", r.Where, "vms", n, "ports", fmt.Sprintf("%d-%d", r.Ports[0], r.Ports[1]), "addresses", len(r.Addresses))
+		if e.cfg.Observer != nil {
+			for range n {
+				e.cfg.Observer.PoolExhausted(fmt.Sprintf("enroll[%d]", i))
+			}
+		}
+	}
+}
+
+// enroll starts vm's BMC as r says, on a's endpoint.
+func (e *Enroller) enroll(r Rule, vm VM, a *assignment) {
+	s := bridge.Spec{VM: strings.ToLower(vm.UUID), VCenter: r.VCenterKey, Address: a.Address, Username: r.Username,
+		Password: r.Password, NoIPMI: r.NoIPMI, NoRedfish: r.NoRedfish, Console: r.Console, Where: r.Where}
+	if len(r.PasswordSecret) > 0 {
+		s.Password = Password(r.PasswordSecret, vm.UUID)
+	}
+	if err := e.cfg.Fleet.Enroll(s); err != nil {
+		e.cfg.Log.Error("enrolment: BMC not added", "vm", vm.Name, "rule", r.Where, "err", err)
+		return
+	}
+	a.enrolled, a.key = true, s.Key()
+	e.cfg.Log.Info("enrolled", "vm", vm.Name, "uuid", vm.UUID, "bmc", s.Key(), "rule", r.Where)
+}
+
+// expire marks the assignments whose VM matched nothing this round and
+// removes those past their grace, except on vCenters that are down.
+func (e *Enroller) expire(matched map[string]match, down map[string]bool, c *changes) {
+	now := e.cfg.Now()
+	for k, a := range e.assigned {
+		if _, ok := matched[k]; ok || down[k[:strings.LastIndexByte(k, '/')]] {
+			continue
+		}
+		if a.Unmatched.IsZero() {
+			a.Unmatched = now
+			c.puts[storePrefix+k] = a
+			continue
+		}
+		if now.Sub(a.Unmatched) < a.Grace {
+			continue
+		}
+		if a.enrolled {
+			if err := e.cfg.Fleet.Unenroll(a.key); err != nil && !errors.Is(err, bridge.ErrUnknownBMC) {
+				e.cfg.Log.Error("enrolment: BMC not removed", "bmc", a.key, "err", err)
+				continue
+			}
+			e.cfg.Log.Info("unenrolled: the VM no longer matches", "bmc", a.key, "since", a.Unmatched)
+		}
+		delete(e.assigned, k)
+		c.deletes = append(c.deletes, storePrefix+k)
+	}
+}
+
+// taken are the ports in use, by the BMCs and by every assignment (some
+// may not be enrolled yet), with their hosts.
+func (e *Enroller) taken() map[int][]string {
+	t := e.cfg.Fleet.Taken()
+	for _, a := range e.assigned {
+		if host, port, err := net.SplitHostPort(a.Address); err == nil {
+			if n, err := strconv.Atoi(port); err == nil {
+				t[n] = append(t[n], host)
+			}
+		}
+	}
+	return t
+}
+
+// pools allocates endpoints within one round: each rule's scan goes on
+// from where it stopped, since what it passed was taken, so that a
+// thousand new VMs cost one pass over the pool, not a thousand.
+type pools struct {
+	taken map[int][]string
+	next  map[int]int // by rule: the pool position to try next
+}
+
+func newPools(taken map[int][]string) *pools {
+	return &pools{taken: taken, next: map[int]int{}}
+}
+
+// allocate takes the first free endpoint of rule i's pool (r's addresses
+// by ports, address-major), "" for a Redfish-only rule.
+func (p *pools) allocate(i int, r Rule) (string, bool) {
+	if r.NoIPMI {
+		return "", true
+	}
+	ports := r.Ports[1] - r.Ports[0] + 1
+	for n := p.next[i]; n < len(r.Addresses)*ports; n++ {
+		addr, port := r.Addresses[n/ports], r.Ports[0]+n%ports
+		if p.free(addr, port) {
+			p.next[i] = n + 1
+			p.taken[port] = append(p.taken[port], addr.String())
+			return net.JoinHostPort(addr.String(), strconv.Itoa(port)), true
+		}
+	}
+	p.next[i] = len(r.Addresses) * ports
+	return "", false
+}
+
+// free reports whether addr:port would bind: no BMC on that port listens
+// on addr or on every address, and none listens on it at all when addr
+// is every address.
+func (p *pools) free(addr netip.Addr, port int) bool {
+	for _, h := range p.taken[port] {
+		a, err := netip.ParseAddr(h)
+		if err != nil || a == addr || a.IsUnspecified() || addr.IsUnspecified() {
+			return false
+		}
+	}
+	return true
+}
