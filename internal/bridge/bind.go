@@ -157,6 +157,8 @@ func (b *Bridge) serve(bm *BMC, spec Spec, inv inventory, ref types.ManagedObjec
 	if ep != nil {
 		b.installLocked(bm, ep, id.Name, log)
 		addr = bm.addr.String()
+	} else {
+		b.gen.Add(1) // installLocked counts a start; Redfish re-reads its systems
 	}
 	bm.mu.Unlock()
 	log.Info("bmc serving", "vm", id.Name, "uuid", id.UUID, "address", addr)

@@ -243,13 +243,15 @@ func (d *Daemon) awaitInventory(ctx context.Context) bool {
 	// The embedded simulator is local and cannot hang: its first
 	// synchronisation is waited for however long it takes (10,000 VMs
 	// take longer than startWait), or `serve --vms 10000` would start
-	// with no BMC.
-	wait := time.After(startWait)
-	if d.sim != nil {
-		wait = nil
+	// with no BMC. A deadline, not a timer channel, which fires once:
+	// every vCenter must see it.
+	wait, cancel := context.WithCancel(context.Background())
+	if d.sim == nil {
+		wait, cancel = context.WithTimeout(wait, startWait)
 	}
+	defer cancel()
 	for _, v := range d.vcs {
-		if !awaitOne(ctx, v, wait) {
+		if !awaitOne(ctx, v, wait.Done()) {
 			return false
 		}
 	}
@@ -261,9 +263,10 @@ func (d *Daemon) awaitInventory(ctx context.Context) bool {
 	return true
 }
 
-// awaitOne waits for v's first synchronisation until wait fires, or less
-// when its login fails or it cannot be reached; false when ctx ended.
-func awaitOne(ctx context.Context, v *vcenter, wait <-chan time.Time) bool {
+// awaitOne waits for v's first synchronisation until wait is closed, or
+// less when its login fails or it cannot be reached; false when ctx
+// ended.
+func awaitOne(ctx context.Context, v *vcenter, wait <-chan struct{}) bool {
 	select {
 	case <-v.inv.Ready():
 	case <-v.client.Tried():
@@ -435,17 +438,13 @@ func (d *Daemon) load(ctx context.Context) ([]bridge.Spec, error) {
 	return specs, nil
 }
 
-// configSpecs are the BMCs of cfg; their vCenter is named only when
-// there are several (see vcenter.key).
+// configSpecs are the BMCs of cfg, each naming its vCenter by key (see
+// vcenter.key).
 func configSpecs(cfg *config.Config) []bridge.Spec {
 	var specs []bridge.Spec
 	for _, b := range cfg.BMCs {
-		s := bridge.Spec{VM: b.VM, Address: b.Endpoint(), Username: b.Username, Password: b.Password, Where: b.Where, Console: b.Console, SOLPort: b.SOLPort,
-			NoIPMI: b.NoIPMI, NoRedfish: b.NoRedfish}
-		if len(cfg.VCenters) > 1 {
-			s.VCenter = b.VCenter
-		}
-		specs = append(specs, s)
+		specs = append(specs, bridge.Spec{VM: b.VM, VCenter: vcenterKey(cfg, b.VCenter), Address: b.Endpoint(), Username: b.Username,
+			Password: b.Password, Where: b.Where, Console: b.Console, SOLPort: b.SOLPort, NoIPMI: b.NoIPMI, NoRedfish: b.NoRedfish})
 	}
 	return specs
 }

@@ -42,11 +42,7 @@ func (d *Daemon) enroller(m *metrics.Metrics) *enroll.Enroller {
 		cfg.Sources[v.key] = inventorySource{v.inv}
 	}
 	for _, r := range d.cfg.Enroll {
-		key := ""
-		if len(d.vcs) > 1 {
-			key = r.VCenter
-		}
-		cfg.Rules = append(cfg.Rules, enroll.Rule{EnrollRule: r, VCenterKey: key})
+		cfg.Rules = append(cfg.Rules, enroll.Rule{EnrollRule: r, VCenterKey: vcenterKey(d.cfg, r.VCenter)}) // vcenters.go
 	}
 	e := enroll.New(cfg)
 	for _, v := range d.vcs {

@@ -112,24 +112,18 @@ func (d *Daemon) redfishSystems() []redfish.System {
 	return out
 }
 
-// systemIDs are the Redfish ids of served, in order: the VM's name, or,
-// when VMs of that name are served from several vCenters, the name, '~'
-// and the vCenter's name for each of them ('~' is one of the characters
-// Ironic leaves unquoted in a system id, and rare in VM names), so that
-// no id names two systems.
+// systemIDs are the Redfish ids of served, in order: the VM's name with
+// one vCenter; with several, the name, '~' and the vCenter's name, for
+// every VM, so that an id never moves from one VM to another as BMCs
+// start and stop. '~' is one of the characters Ironic leaves unquoted in
+// a system id, and a vCenter's name holds none: an id splits at its
+// last '~', whatever the VM's name.
 func (d *Daemon) systemIDs(served []served) []string {
-	vcenters := map[string]map[string]bool{}
-	for _, i := range served {
-		if vcenters[i.Name] == nil {
-			vcenters[i.Name] = map[string]bool{}
-		}
-		vcenters[i.Name][i.Spec.VCenter] = true
-	}
 	ids := make([]string, len(served))
 	for n, i := range served {
 		ids[n] = i.Name
-		if len(vcenters[i.Name]) > 1 {
-			ids[n] = i.Name + "~" + i.Spec.VCenter
+		if len(d.vcs) > 1 {
+			ids[n] = i.Name + "~" + d.vcenterOf(i.Spec.VCenter).name
 		}
 	}
 	return ids

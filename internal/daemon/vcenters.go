@@ -19,9 +19,11 @@ import (
 // virtual-media service, each its own, so that a vCenter that is down,
 // slow or refusing logins holds up its own BMCs only.
 type vcenter struct {
-	// key names the vCenter to the bridge (bridge.Spec.VCenter): "" when
-	// the daemon bridges one, so that one vCenter's BMCs, state entries
-	// and Redfish ids stay as they were before there could be several.
+	// key names the vCenter to the bridge (bridge.Spec.VCenter) and in
+	// the state file: "" for the first (or only) one, so that its BMCs
+	// and state entries (runtime BMCs, boot overrides, media copies, the
+	// failed-login record) stay as they were when a second vCenter is
+	// added; the others' is their name.
 	key string
 	// name is the configured name, for logs, metrics and the API.
 	name   string
@@ -35,18 +37,22 @@ type vcenter struct {
 func configVCenters(cfg *config.Config) []*vcenter {
 	var out []*vcenter
 	for _, vc := range cfg.VCenters {
-		v := &vcenter{name: vc.Name, opts: vsphere.Options{URL: vc.URL, Username: vc.Username, Password: vc.Password,
-			Insecure: vc.Insecure, CAFile: vc.CAFile, LoginFailures: vc.LoginFailures, LoginWindow: vc.LoginWindow}}
-		if len(cfg.VCenters) > 1 {
-			v.key = vc.Name
-		}
-		out = append(out, v)
+		out = append(out, &vcenter{name: vc.Name, key: vcenterKey(cfg, vc.Name), opts: vsphere.Options{URL: vc.URL, Username: vc.Username,
+			Password: vc.Password, Insecure: vc.Insecure, CAFile: vc.CAFile, LoginFailures: vc.LoginFailures, LoginWindow: vc.LoginWindow}})
 	}
 	return out
 }
 
+// vcenterKey is the key (see vcenter.key) of cfg's vCenter called name.
+func vcenterKey(cfg *config.Config, name string) string {
+	if name == cfg.VCenters[0].Name {
+		return ""
+	}
+	return name
+}
+
 // statePrefix goes before the vCenter's entries in the state file
-// (failed logins, media copies): none for the only or first one.
+// (failed logins, media copies): none for the first (or only) one.
 func (v *vcenter) statePrefix() string {
 	if v.key == "" {
 		return ""
@@ -59,7 +65,7 @@ func (v *vcenter) statePrefix() string {
 func (d *Daemon) connectVCenters(ctx, wctx context.Context, g *errgroup.Group) error {
 	for _, v := range d.vcs {
 		v.opts.Log, v.opts.StatePrefix = d.log, v.statePrefix()
-		if v.key != "" {
+		if len(d.vcs) > 1 {
 			v.opts.Log = d.log.With("vcenter", v.name)
 		}
 		if d.state != nil {

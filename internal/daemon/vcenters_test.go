@@ -10,6 +10,7 @@ import (
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/api"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest/vcsimtest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
 
@@ -27,14 +28,7 @@ type twoVCenters struct {
 func startTwoVCenters(t *testing.T) *twoVCenters {
 	t.Helper()
 	e := &twoVCenters{labPort: clienttest.FreeUDPPort(t), prodPort: clienttest.FreeUDPPort(t)}
-	for _, sim := range []**vsphere.Simulator{&e.lab, &e.prod} {
-		s, err := vsphere.StartSimulator(context.Background(), "127.0.0.1:0", 5)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(s.Close)
-		*sim = s
-	}
+	e.lab, e.prod = vcsimtest.Start(t, 5), vcsimtest.Start(t, 5)
 	dir := t.TempDir()
 	vc := func(name string, s *vsphere.Simulator) string {
 		return fmt.Sprintf("  - name: %s\n    url: %s\n    username: %s\n    password: %s\n    caFile: %s\n", name, s.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword, s.CAFile)
@@ -59,12 +53,8 @@ bmcs:
     ipmi: false
     password: pw-12345
 `, filepath.Join(dir, "state"), e.labPort, e.prodPort)
-	path := filepath.Join(dir, "bridge.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	e.path = path
-	e.d = startDaemon(t, path, filepath.Join(dir, "api.sock"))
+	e.path = writeConfig(t, dir, cfg)
+	e.d = startDaemon(t, e.path, filepath.Join(dir, "api.sock"))
 	t.Cleanup(func() { e.d.stop(t) })
 	e.redfishURL, e.socket = strings.TrimSuffix(e.d.ep.Redfish, "/redfish/v1"), filepath.Join(dir, "api.sock")
 	return e
@@ -86,7 +76,7 @@ func TestTwoVCenters(t *testing.T) {
 	if got := simPower(t, e.prod, "skinner-master-0"); got != "poweredOff" {
 		t.Errorf("prod's VM of the same name: %s, want poweredOff (untouched)", got)
 	}
-	if got := redfishMembers(t, e.redfishURL); got != "skinner-master-0~lab skinner-master-0~prod skinner-worker-1" {
+	if got := redfishMembers(t, e.redfishURL); got != "skinner-master-0~lab skinner-master-0~prod skinner-worker-1~prod" {
 		t.Errorf("Redfish systems: %s", got)
 	}
 	testTwoVCentersAPI(t, e)
@@ -156,7 +146,7 @@ func testVCenterRenameNotReloaded(t *testing.T, e *twoVCenters) {
 // simPower is the power state of the simulator's VM name.
 func simPower(t *testing.T, sim *vsphere.Simulator, name string) string {
 	t.Helper()
-	c, err := vsphere.Connect(context.Background(), vsphere.Options{URL: sim.URL.String(), Username: vsphere.SimulatorUser, Password: vsphere.SimulatorPassword, CAFile: sim.CAFile})
+	c, err := vsphere.Connect(context.Background(), vcsimtest.Options(sim))
 	if err != nil {
 		t.Fatal(err)
 	}
