@@ -681,6 +681,15 @@ func TestDeployment(t *testing.T) {
 	}
 }
 
+// unmarshalYAML decodes the YAML document doc into v, failing the test if
+// it is not YAML or does not fit v.
+func unmarshalYAML(t *testing.T, doc string, v any) {
+	t.Helper()
+	if err := yaml.Unmarshal([]byte(doc), v); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // bmcPorts returns the bmcs[].port values of a bridge.yaml.
 func bmcPorts(t *testing.T, doc string) []int {
 	t.Helper()
@@ -689,9 +698,7 @@ func bmcPorts(t *testing.T, doc string) []int {
 			Port int `yaml:"port"`
 		} `yaml:"bmcs"`
 	}
-	if err := yaml.Unmarshal([]byte(doc), &cfg); err != nil {
-		t.Fatal(err)
-	}
+	unmarshalYAML(t, doc, &cfg)
 	var ports []int
 	for _, b := range cfg.BMCs {
 		ports = append(ports, b.Port)
@@ -735,9 +742,7 @@ func passwordFiles(t *testing.T, doc string) []string {
 			PasswordFile string `yaml:"passwordFile"`
 		} `yaml:"bmcs"`
 	}
-	if err := yaml.Unmarshal([]byte(doc), &cfg); err != nil {
-		t.Fatal(err)
-	}
+	unmarshalYAML(t, doc, &cfg)
 	var out []string
 	if cfg.VCenter.PasswordFile != "" {
 		out = append(out, cfg.VCenter.PasswordFile)
@@ -790,9 +795,7 @@ func TestConfigMap(t *testing.T) {
 		}},
 		{"no password, only passwordFile", func(t *testing.T) {
 			var n yaml.Node
-			if err := yaml.Unmarshal([]byte(k.bridgeYML), &n); err != nil {
-				t.Fatal(err)
-			}
+			unmarshalYAML(t, k.bridgeYML, &n)
 			if keys := keysNamed(&n, "password", ""); len(keys) > 0 {
 				t.Errorf("bridge.yaml holds passwords at %v; use passwordFile", keys)
 			}
@@ -1290,7 +1293,9 @@ func jsonArray(t *testing.T, s string) []string {
 	return a
 }
 
-func TestContainerfile(t *testing.T) {
+// loadContainerfile parses the image's Containerfile into its stages.
+func loadContainerfile(t *testing.T) []stage {
+	t.Helper()
 	f, err := os.Open(filepath.Join(containerDir, "Containerfile"))
 	if err != nil {
 		t.Fatal(err)
@@ -1300,6 +1305,11 @@ func TestContainerfile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return stages
+}
+
+func TestContainerfile(t *testing.T) {
+	stages := loadContainerfile(t)
 	if len(stages) != 2 {
 		t.Fatalf("want 2 stages, got %d", len(stages))
 	}
@@ -1499,15 +1509,7 @@ func daemonFlags(t *testing.T) map[string]bool {
 func TestPathsAgree(t *testing.T) {
 	u := loadUnit(t)
 	k := loadK8s(t)
-	f, err := os.Open(filepath.Join(containerDir, "Containerfile"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	stages, err := parseContainerfile(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stages := loadContainerfile(t)
 	cmd := jsonArray(t, strings.Join(stages[len(stages)-1].all("CMD"), ""))
 	unitArgs := strings.Fields(u.last("Service", "ExecStart"))[1:]
 	flags := daemonFlags(t)

@@ -35,7 +35,7 @@ func connectHosts(t *testing.T, ep daemon.Endpoints) map[string]*consoletest.Hos
 		if i := slices.IndexFunc(bmcs, func(b api.BMC) bool { return b.Name == vm.Name && b.Console != nil }); i < 0 || hosts[vm.Name] != nil {
 			continue
 		}
-		h := consoletest.Dial(t, ep.Console, consoletest.VM{BIOSUUID: vm.UUID, Name: vm.Name})
+		h := consoletest.Dial(t, ep.Console, consoletest.VM{BIOSUUID: vm.UUID, InstanceUUID: vm.InstanceUUID, Name: vm.Name})
 		h.Print(vm.Name + " login: ")
 		hosts[vm.Name] = h
 	}

@@ -123,11 +123,14 @@ type VMQuery struct {
 type VM struct {
 	Name string `json:"name"`
 	// VCenter names the vCenter holding it.
-	VCenter  string   `json:"vcenter"`
-	Power    string   `json:"power"`
-	UUID     string   `json:"uuid"`
-	Firmware string   `json:"firmware"`
-	MACs     []string `json:"macs"`
+	VCenter string `json:"vcenter"`
+	// InstanceUUID is vCenter's id of the VM, which ESXi also names it by
+	// on a serial port connection.
+	InstanceUUID string   `json:"instanceUuid"`
+	Power        string   `json:"power"`
+	UUID         string   `json:"uuid"`
+	Firmware     string   `json:"firmware"`
+	MACs         []string `json:"macs"`
 	// BMC is the address of the VM's BMC, when bridged.
 	BMC string `json:"bmc,omitempty"`
 }

@@ -73,8 +73,9 @@ type Info struct {
 	Err      error
 	// Name is the VM's current name, once bound.
 	Name string
-	// UUID is the VM's BIOS UUID while bound.
-	UUID string
+	// UUID is the VM's BIOS UUID while bound, InstanceUUID its vCenter
+	// instance UUID.
+	UUID, InstanceUUID string
 	// Addr is the bound address while running.
 	Addr net.Addr
 	// Power is the VM's power state while bound.
@@ -96,7 +97,7 @@ func (bm *BMC) Info() Info {
 	bm.mu.Unlock()
 	if vm != nil {
 		if id, err := vm.Identity(context.Background()); err == nil {
-			i.Name, i.UUID = id.Name, id.UUID
+			i.Name, i.UUID, i.InstanceUUID = id.Name, id.UUID, id.InstanceUUID
 		}
 		i.Power, _ = vm.PowerState(context.Background())
 	}

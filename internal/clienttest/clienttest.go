@@ -64,6 +64,19 @@ func FreeUDPPort(t testing.TB) int {
 	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
+// FreeTCPPort returns a TCP port free on 127.0.0.1 a moment ago, for a
+// server the test starts only later (a vCenter that comes up after the
+// daemon that waits for it).
+func FreeTCPPort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
 // Buffer is a bytes.Buffer safe for concurrent writers and readers, such
 // as a daemon's log and the test that reads it.
 type Buffer struct {
@@ -87,7 +100,7 @@ func (s *Buffer) String() string {
 // whether it does, so that the caller can fail in its own words, showing
 // what was written instead.
 func (s *Buffer) Await(want string) bool {
-	return within(func() bool { return strings.Contains(s.String(), want) })
+	return within(Patience, func() bool { return strings.Contains(s.String(), want) })
 }
 
 // ReadUntil reads r until what it has read holds want, and returns that;
@@ -116,14 +129,22 @@ const Patience = 10 * time.Second
 // every few milliseconds; what names the condition in the failure.
 func Eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	if !within(cond) {
-		t.Fatalf("%s: not within %s", what, Patience)
+	EventuallyWithin(t, Patience, what, cond)
+}
+
+// EventuallyWithin is Eventually for a condition that may take longer
+// than Patience by design (a backoff, a timeout of the code under test
+// running out on the real clock).
+func EventuallyWithin(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	if !within(d, cond) {
+		t.Fatalf("%s: not within %s", what, d)
 	}
 }
 
-// within reports whether cond holds within Patience, checked every 5 ms.
-func within(cond func() bool) bool {
-	for deadline := time.Now().Add(Patience); !cond(); time.Sleep(5 * time.Millisecond) {
+// within reports whether cond holds within d, checked every 5 ms.
+func within(d time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(d); !cond(); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			return false
 		}

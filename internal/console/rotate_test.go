@@ -1,14 +1,16 @@
 package console
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 )
 
 func TestRotatingWriter(t *testing.T) {
@@ -76,40 +78,25 @@ func TestRotatingWriterAppendsAndIsPrivate(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a Persist writer the test can read while the
-// concentrator writes.
-type lockedBuffer struct {
-	mu     sync.Mutex
-	b      bytes.Buffer
-	closed bool
+// closingBuffer is a Persist writer the test can read while the
+// concentrator writes, and that records being closed.
+type closingBuffer struct {
+	clienttest.Buffer
+	closed atomic.Bool
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) Close() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.closed = true
+func (l *closingBuffer) Close() error {
+	l.closed.Store(true)
 	return nil
 }
 
-func (l *lockedBuffer) state() (string, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String(), l.closed
-}
-
 func TestPersist(t *testing.T) {
-	logs := map[string]*lockedBuffer{}
+	logs := map[string]*closingBuffer{}
 	var mu sync.Mutex
 	tc := startConc(t, Config{Persist: func(id Identity) (io.Writer, error) {
 		mu.Lock()
 		defer mu.Unlock()
-		logs[id.InstanceUUID] = &lockedBuffer{}
+		logs[id.InstanceUUID] = &closingBuffer{}
 		return logs[id.InstanceUUID], nil
 	}})
 	h := dialHost(t, tc.addr, vmA, appendEscaped(nil, []byte("early "), true))
@@ -118,22 +105,13 @@ func TestPersist(t *testing.T) {
 	mu.Lock()
 	l := logs[vmAInstance]
 	mu.Unlock()
-	deadline := time.Now().Add(5 * time.Second)
-	for got, _ := l.state(); got != "early late" && time.Now().Before(deadline); got, _ = l.state() {
-		time.Sleep(time.Millisecond)
-	}
-	if got, _ := l.state(); got != "early late" {
-		t.Errorf("log file got %q, want %q", got, "early late")
+	if !l.Await("early late") || l.String() != "early late" {
+		t.Errorf("log file got %q, want %q", l.String(), "early late")
 	}
 	if tc.Remove(vmABIOS) != true || tc.Lookup(vmAInstance) != nil {
 		t.Fatal("Remove kept the console")
 	}
-	for _, closed := l.state(); !closed && time.Now().Before(deadline); _, closed = l.state() {
-		time.Sleep(time.Millisecond)
-	}
-	if _, closed := l.state(); !closed {
-		t.Error("the log writer was not closed with the console")
-	}
+	clienttest.Eventually(t, "the log writer closed with the console", l.closed.Load)
 	if !h.closed() {
 		t.Error("the removed VM's host connection left open")
 	}

@@ -234,7 +234,7 @@ func (d *Daemon) VMs(ctx context.Context, q api.VMQuery) ([]api.VM, error) {
 			return nil, apiError(d.named(v, err))
 		}
 		for _, vm := range vms {
-			out = append(out, api.VM{Name: vm.Name, VCenter: v.name, Power: vm.Power, UUID: vm.UUID, Firmware: vm.Firmware, MACs: vm.MACs, BMC: bridged[v.key+"/"+vm.Name]})
+			out = append(out, api.VM{Name: vm.Name, VCenter: v.name, Power: vm.Power, UUID: vm.UUID, InstanceUUID: vm.InstanceUUID, Firmware: vm.Firmware, MACs: vm.MACs, BMC: bridged[v.key+"/"+vm.Name]})
 		}
 	}
 	return out, nil

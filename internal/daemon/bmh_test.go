@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/api"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest/vcsimtest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
 
@@ -163,7 +164,7 @@ func testBMHSecureBoot(t *testing.T, sim *vsphere.Simulator, client *api.Client)
 func secureBootOn(t *testing.T, sim *vsphere.Simulator, name string) {
 	t.Helper()
 	ctx := context.Background()
-	c, err := vsphere.Connect(ctx, vsphere.Options{URL: sim.URL.String(), Username: vsphere.SimulatorUser, Password: vsphere.SimulatorPassword, CAFile: sim.CAFile})
+	c, err := vsphere.Connect(ctx, vcsimtest.Options(sim))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,20 +82,24 @@ func anyConsole(bmcs []config.BMC) bool {
 	return false
 }
 
-// consoleFor is the console of the VM id: the concentrator matches the
-// host's connection to it by BIOS UUID, which is what the inventory and
-// the BMC know.
+// consoleFor is the console of the VM id, registered by its BIOS and
+// instance UUIDs: the concentrator then joins a host connection to it
+// only when the connection names the VM by both, as ESXi does.
 func (d *Daemon) consoleFor(id machine.Identity) *console.Console {
-	return d.conc.Register(console.Identity{BIOSUUID: id.UUID, Name: id.Name})
+	return d.conc.Register(console.Identity{BIOSUUID: id.UUID, InstanceUUID: id.InstanceUUID, Name: id.Name})
 }
 
-// acceptConsole gives a console only to a VM whose BMC offers one: a
-// connection naming any other VM (or a made-up one) is refused, so that
-// it can neither fill the console table, evicting real consoles, nor
-// create log files.
+// acceptConsole gives a console only to a VM whose BMC offers one, named
+// by its BIOS UUID and its instance UUID as vCenter knows them: a
+// connection naming any other VM, a made-up one, or a real VM's BIOS UUID
+// with another instance UUID (to take its console over) is refused, so
+// that it can neither fill the console table, evicting real consoles, nor
+// create log files, nor read the keys typed at a VM.
 func (d *Daemon) acceptConsole(id console.Identity) error {
 	for _, bm := range d.bridge.BMCs() {
-		if i := bm.Info(); i.Spec.Console && i.UUID != "" && strings.EqualFold(i.UUID, id.BIOSUUID) {
+		i := bm.Info()
+		if i.Spec.Console && i.UUID != "" && strings.EqualFold(i.UUID, id.BIOSUUID) &&
+			(i.InstanceUUID == "" || strings.EqualFold(i.InstanceUUID, id.InstanceUUID)) {
 			return nil
 		}
 	}
@@ -147,7 +151,7 @@ func (d *Daemon) consoleOf(id string) (*console.Console, error) {
 	if err != nil {
 		return nil, err
 	}
-	return d.consoleFor(machine.Identity{UUID: i.UUID, Name: i.Name}), nil
+	return d.consoleFor(machine.Identity{UUID: i.UUID, InstanceUUID: i.InstanceUUID, Name: i.Name}), nil
 }
 
 // consoleBMC is the BMC id names, if it serves a serial console.
@@ -175,7 +179,7 @@ func (d *Daemon) ConsoleLog(_ context.Context, id string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c := d.conc.Find(console.Identity{BIOSUUID: i.UUID, Name: i.Name}); c != nil {
+	if c := d.conc.Find(console.Identity{BIOSUUID: i.UUID, InstanceUUID: i.InstanceUUID, Name: i.Name}); c != nil {
 		return c.Snapshot(), nil
 	}
 	return []byte{}, nil
@@ -197,7 +201,7 @@ func (d *Daemon) consoleState(i bridge.Info) *api.ConsoleState {
 		return nil
 	}
 	s := &api.ConsoleState{}
-	if c := d.conc.Lookup(i.UUID); c != nil && i.UUID != "" {
+	if c := d.conc.Find(console.Identity{BIOSUUID: i.UUID, InstanceUUID: i.InstanceUUID}); c != nil && i.UUID != "" {
 		if conn, ok := c.Conn(); ok {
 			s.Connected, s.Remote = true, conn.Remote
 		}

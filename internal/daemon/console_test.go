@@ -12,12 +12,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/api"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest/vcsimtest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/console/consoletest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
@@ -34,16 +34,9 @@ type consoleDaemon struct {
 	vm       consoletest.VM
 }
 
-// consoleInstance is the instance UUID the fake host reports.
-const consoleInstance = "50000000-0000-4000-8000-0000000000aa"
-
 func startConsoleDaemon(t *testing.T) *consoleDaemon {
 	t.Helper()
-	sim, err := vsphere.StartSimulator(context.Background(), "127.0.0.1:0", 5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sim.Close)
+	sim := vcsimtest.Start(t, 5)
 	dir := t.TempDir()
 	c := &consoleDaemon{sim: sim, log: &clienttest.Buffer{}, stateDir: filepath.Join(dir, "state")}
 	cfg := fmt.Sprintf(`vcenter: {url: %s, username: %s, password: %s, caFile: %s}
@@ -55,12 +48,8 @@ bmcs:
   - {vm: skinner-worker-2, address: 127.0.0.1, port: %d, password: pw-12345, console: true}
   - {vm: skinner-master-0, address: 127.0.0.1, port: %d, password: pw-12345}
 `, sim.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword, sim.CAFile, c.stateDir, clienttest.FreeUDPPort(t), clienttest.FreeUDPPort(t))
-	path := filepath.Join(dir, "bridge.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	log := slog.New(slog.NewTextHandler(c.log, nil))
-	c.d = startDaemonWith(t, Options{Config: path, Socket: filepath.Join(dir, "api.sock"), Log: log})
+	c.d = startDaemonWith(t, Options{Config: writeConfig(t, dir, cfg), Socket: filepath.Join(dir, "api.sock"), Log: log})
 	t.Cleanup(func() { c.d.stop(t) })
 	if c.d.ep.Console == "" || !strings.Contains(c.d.out.String(), "console:    "+c.d.ep.Console) {
 		t.Fatalf("the banner does not show the concentrator %q:\n%s", c.d.ep.Console, c.d.out.String())
@@ -69,7 +58,15 @@ bmcs:
 	if err != nil || len(vms) != 1 {
 		t.Fatalf("VMs: %v %v", vms, err)
 	}
-	c.vm = consoletest.VM{InstanceUUID: consoleInstance, BIOSUUID: vms[0].UUID, Name: "skinner-worker-2"}
+	// The fake host names the VM as ESXi does: by its BIOS UUID and its
+	// vCenter instance UUID, which the daemon requires.
+	vc, err := vsphere.Connect(context.Background(), vcsimtest.Options(sim))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = vc.Close(context.Background()) }()
+	instance := strings.ToLower(simVM(t, vc, "skinner-worker-2", "config.instanceUuid").Config.InstanceUuid)
+	c.vm = consoletest.VM{InstanceUUID: instance, BIOSUUID: vms[0].UUID, Name: "skinner-worker-2"}
 	return c
 }
 
@@ -88,15 +85,9 @@ func apiGet(t *testing.T, socket, path string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-// eventually fails the test unless cond holds within 10 s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("never true: %s", what)
-		}
-	}
-}
+// eventually is clienttest.Eventually, by the short name this package's
+// tests call it.
+var eventually = clienttest.Eventually
 
 // The daemon's serial consoles end to end: a BMC's console is there before
 // the VM's host connects; the host's output reaches the log route, an
@@ -133,7 +124,7 @@ func TestConsole(t *testing.T) {
 	defer stream.Close()
 	c.host = consoletest.Dial(t, c.d.ep.Console, c.vm)
 	c.host.Print("boot line\r\nlogin: ")
-	if got := readStream(t, stream, "login: "); got != "boot line\r\nlogin: " {
+	if got := clienttest.ReadUntil(t, stream, "login: "); got != "boot line\r\nlogin: " {
 		t.Errorf("the stream attached before the host connected read %q", got)
 	}
 	if _, err := stream.Write([]byte("root\r")); err != nil {
@@ -150,27 +141,14 @@ func TestConsole(t *testing.T) {
 	eventually(t, "disconnection logged", func() bool {
 		return strings.Contains(c.log.String(), `msg="serial console disconnected" vm=skinner-worker-2`)
 	})
-	eventually(t, "connected gauge 0", func() bool { return consoleSeries(t, c.d.ep.Metrics, "console_connected{") == "0" })
+	eventually(t, "connected gauge 0", func() bool {
+		return consoleSeries(t, c.d.ep.Metrics, `console_connected{uuid="`+c.vm.InstanceUUID+`",vm="skinner-worker-2"}`) == "0"
+	})
 	for _, secret := range []string{"boot line", "login:", "root"} {
 		if strings.Contains(c.log.String(), secret) {
 			t.Fatalf("the log shows console content %q:\n%s", secret, c.log.String())
 		}
 	}
-}
-
-// readStream reads the console stream until it holds want.
-func readStream(t *testing.T, r io.Reader, want string) string {
-	t.Helper()
-	var got []byte
-	buf := make([]byte, 1024)
-	for !bytes.Contains(got, []byte(want)) {
-		n, err := r.Read(buf)
-		got = append(got, buf[:n]...)
-		if err != nil {
-			t.Fatalf("stream: %q, %v", got, err)
-		}
-	}
-	return string(got)
 }
 
 // checkConnected: `bmc show`, the log and the metrics say the serial port
@@ -181,7 +159,7 @@ func (c *consoleDaemon) checkConnected(t *testing.T) {
 	if err != nil || b.Console == nil || !b.Console.Connected || !strings.HasPrefix(b.Console.Remote, "127.0.0.1:") {
 		t.Fatalf("bmc show's console: %+v %v", b.Console, err)
 	}
-	want := `msg="serial console connected" vm=skinner-worker-2 uuid=` + consoleInstance + " remote=" + b.Console.Remote
+	want := `msg="serial console connected" vm=skinner-worker-2 uuid=` + c.vm.InstanceUUID + " remote=" + b.Console.Remote
 	if !strings.Contains(c.log.String(), want) {
 		t.Errorf("log lacks %q:\n%s", want, c.log.String())
 	}
@@ -192,6 +170,9 @@ func (c *consoleDaemon) checkConnected(t *testing.T) {
 		"console_connections_total{":      "1",
 		"console_host_connections_active": "1",
 	} {
+		if strings.HasSuffix(series, "{") {
+			series += `uuid="` + c.vm.InstanceUUID + `",vm="skinner-worker-2"}`
+		}
 		if got := consoleSeries(t, c.d.ep.Metrics, series); got != want {
 			t.Errorf("%s = %q, want %s", series, got, want)
 		}
@@ -199,7 +180,7 @@ func (c *consoleDaemon) checkConnected(t *testing.T) {
 }
 
 // consoleSeries reads the value of the first series of /metrics whose
-// line holds name (and skinner-worker-2's labels, for a per-VM one).
+// line starts with name (a family, or a series with its labels).
 func consoleSeries(t *testing.T, metricsURL, name string) string {
 	t.Helper()
 	resp, err := http.Get(metricsURL)
@@ -209,8 +190,7 @@ func consoleSeries(t *testing.T, metricsURL, name string) string {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	for l := range strings.SplitSeq(string(body), "\n") {
-		perVM := !strings.HasSuffix(name, "{") || strings.Contains(l, `uuid="`+consoleInstance+`",vm="skinner-worker-2"`)
-		if strings.HasPrefix(l, "ipmi_vmware_bridge_"+name) && perVM {
+		if strings.HasPrefix(l, "ipmi_vmware_bridge_"+name) {
 			return l[strings.LastIndexByte(l, ' ')+1:]
 		}
 	}
@@ -222,7 +202,7 @@ func consoleSeries(t *testing.T, metricsURL, name string) string {
 func (c *consoleDaemon) checkLogFiles(t *testing.T) {
 	t.Helper()
 	dir := filepath.Join(c.stateDir, "console")
-	path := filepath.Join(dir, consoleInstance+".log")
+	path := filepath.Join(dir, c.vm.InstanceUUID+".log")
 	eventually(t, "the log file holds the output", func() bool {
 		data, _ := os.ReadFile(path)
 		return string(data) == "boot line\r\nlogin: "
@@ -251,29 +231,11 @@ func (c *consoleDaemon) checkLogFiles(t *testing.T) {
 	}
 }
 
-// A console concentrator's taken port stops the start, naming the
-// setting and the flag.
-func TestConsolePortTaken(t *testing.T) {
-	t.Parallel()
-	taken, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer taken.Close()
-	err = Run(context.Background(), Options{Socket: filepath.Join(t.TempDir(), "api.sock"), StateDir: t.TempDir(), Listen: "127.0.0.1",
-		MetricsAddress: "-", RedfishAddress: "-", ConsoleAddress: taken.Addr().String(), Log: slog.New(slog.DiscardHandler), Stdout: io.Discard})
-	for _, want := range []string{"console: ", "address already in use", "console.address", "--console-address"} {
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Fatalf("Run: %v, want %q", err, want)
-		}
-	}
-}
-
 // checkSerialPorts: the VM of the BMC with a console got a serial port
 // whose vSPC is the concentrator; the other VM none.
 func (c *consoleDaemon) checkSerialPorts(t *testing.T) {
 	t.Helper()
-	vc, err := vsphere.Connect(context.Background(), vsphere.Options{URL: c.sim.URL.String(), Username: vsphere.SimulatorUser, Password: vsphere.SimulatorPassword, CAFile: c.sim.CAFile})
+	vc, err := vsphere.Connect(context.Background(), vcsimtest.Options(c.sim))
 	if err != nil {
 		t.Fatal(err)
 	}

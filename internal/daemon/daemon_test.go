@@ -5,7 +5,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 	"log/slog"
 	"net/http"
 	"os"
@@ -20,6 +19,8 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/api"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest/vcsimtest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
 
@@ -105,6 +106,25 @@ bmcs:
     password: pw-12345
 %s`
 
+// templateConfig is configTemplate filled in: vCenter at url as the
+// simulator's user with password, trusting caFile; the state in
+// dir/state; skinner-master-0's BMC on port p0 and the ghost's on pGhost;
+// then extra.
+func templateConfig(dir, url, password, caFile string, p0, pGhost int, extra string) string {
+	return fmt.Sprintf(configTemplate, url, vsphere.SimulatorUser, password, caFile, filepath.Join(dir, "state"), p0, pGhost, extra)
+}
+
+// writeConfig writes cfg as dir/bridge.yaml, readable by its owner only
+// (the file holds passwords), and returns its path.
+func writeConfig(t *testing.T, dir, cfg string) string {
+	t.Helper()
+	path := filepath.Join(dir, "bridge.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // management is TestManagement's daemon and what its phases share.
 type management struct {
 	sim                    *vsphere.Simulator
@@ -118,10 +138,7 @@ type management struct {
 // ghost's (a VM that does not exist) and extra BMCs.
 func (m *management) writeConfig(t *testing.T, extra string) {
 	t.Helper()
-	cfg := fmt.Sprintf(configTemplate, m.sim.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword, m.sim.CAFile, filepath.Join(m.dir, "state"), m.p0, m.pGhost, extra)
-	if err := os.WriteFile(m.cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	m.cfgPath = writeConfig(t, m.dir, templateConfig(m.dir, m.sim.URL.String(), vsphere.SimulatorPassword, m.sim.CAFile, m.p0, m.pGhost, extra))
 }
 
 // TestManagement drives a running daemon through its management API: add,
@@ -131,13 +148,8 @@ func (m *management) writeConfig(t *testing.T, extra string) {
 // the configuration. Each phase builds on the one before.
 func TestManagement(t *testing.T) {
 	t.Parallel()
-	sim, err := vsphere.StartSimulator(context.Background(), "127.0.0.1:0", 5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
 	dir := t.TempDir()
-	m := &management{sim: sim, dir: dir, socket: filepath.Join(dir, "run", "api.sock"), cfgPath: filepath.Join(dir, "bridge.yaml"),
+	m := &management{sim: vcsimtest.Start(t, 5), dir: dir, socket: filepath.Join(dir, "run", "api.sock"),
 		p0: clienttest.FreeUDPPort(t), pGhost: clienttest.FreeUDPPort(t), p3: clienttest.FreeUDPPort(t), p4: clienttest.FreeUDPPort(t), p5: clienttest.FreeUDPPort(t)}
 	m.writeConfig(t, "")
 	m.d = startDaemon(t, m.cfgPath, m.socket)
@@ -296,9 +308,7 @@ func testReload(t *testing.T, m *management) {
 	if out, err := ipmitool(t, "127.0.0.1", m.p5, "power", "status"); err != nil {
 		t.Fatalf("BMC added by reload: %v %q", err, out)
 	}
-	if err := os.WriteFile(m.cfgPath, []byte("vcenter: {\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeConfig(t, m.dir, "vcenter: {\n")
 	if err := m.d.api.Reload(ctx); err == nil || !strings.Contains(err.Error(), "bridge.yaml") {
 		t.Fatalf("broken config reloaded: %v", err)
 	}

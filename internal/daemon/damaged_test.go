@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -12,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest/vcsimtest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
 
@@ -19,11 +19,7 @@ import (
 // configuration: the file is moved aside and the BMCs answer.
 func TestDamagedStateFile(t *testing.T) {
 	t.Parallel()
-	sim, err := vsphere.StartSimulator(context.Background(), "127.0.0.1:0", 5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
+	sim := vcsimtest.Start(t, 5)
 	dir := t.TempDir()
 	stateDir := filepath.Join(dir, "state")
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
@@ -33,11 +29,7 @@ func TestDamagedStateFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	p0 := clienttest.FreeUDPPort(t)
-	cfgPath := filepath.Join(dir, "bridge.yaml")
-	cfg := fmt.Sprintf(configTemplate, sim.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword, sim.CAFile, stateDir, p0, clienttest.FreeUDPPort(t), "")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := writeConfig(t, dir, templateConfig(dir, sim.URL.String(), vsphere.SimulatorPassword, sim.CAFile, p0, clienttest.FreeUDPPort(t), ""))
 	d := startDaemon(t, cfgPath, filepath.Join(dir, "run", "api.sock"))
 	defer d.stop(t)
 	if out, err := ipmitool(t, "127.0.0.1", p0, "power", "status"); err != nil {
@@ -60,14 +52,14 @@ func TestUnsafeSocketDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := Run(context.Background(), Options{Socket: filepath.Join(dir, "api.sock"), StateDir: t.TempDir(), Listen: "127.0.0.1", BasePort: 0,
-		MetricsAddress: "-", RedfishAddress: "-", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Stdout: io.Discard})
+		MetricsAddress: "-", RedfishAddress: "-", Log: slog.New(slog.DiscardHandler), Stdout: io.Discard})
 	if err == nil || !strings.Contains(err.Error(), "writable by group or others") {
 		t.Fatalf("Run: %v", err)
 	}
 }
 
-// A taken Redfish or metrics port stops the start before any BMC serves,
-// naming the setting and the flag to change.
+// A taken Redfish, metrics or console concentrator port stops the start
+// before any BMC serves, naming the setting and the flag to change.
 func TestPortTaken(t *testing.T) {
 	t.Parallel()
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
@@ -77,17 +69,20 @@ func TestPortTaken(t *testing.T) {
 	defer taken.Close()
 	for _, tt := range []struct {
 		opts Options
-		want string
+		want []string
 	}{
-		{Options{RedfishAddress: taken.Addr().String(), MetricsAddress: "-"}, "--redfish-address"},
-		{Options{MetricsAddress: taken.Addr().String(), RedfishAddress: "-"}, "--metrics-address"},
+		{Options{RedfishAddress: taken.Addr().String(), MetricsAddress: "-"}, []string{"--redfish-address"}},
+		{Options{MetricsAddress: taken.Addr().String(), RedfishAddress: "-"}, []string{"--metrics-address"}},
+		{Options{ConsoleAddress: taken.Addr().String(), MetricsAddress: "-", RedfishAddress: "-"}, []string{"console: ", "console.address", "--console-address"}},
 	} {
 		o := tt.opts
 		o.Socket, o.StateDir, o.Listen = filepath.Join(t.TempDir(), "api.sock"), t.TempDir(), "127.0.0.1"
-		o.Log, o.Stdout = slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard
+		o.Log, o.Stdout = slog.New(slog.DiscardHandler), io.Discard
 		err := Run(context.Background(), o)
-		if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "address already in use") {
-			t.Fatalf("Run: %v", err)
+		for _, want := range append(tt.want, "address already in use") {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("Run: %v, want %q", err, want)
+			}
 		}
 	}
 }

@@ -3,14 +3,11 @@ package daemon
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -19,36 +16,10 @@ import (
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vim25/types"
 
-	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest/vcsimtest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/config"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
-
-// sushyTry is sushy without failing: the steps' objects, the last one an
-// {"error": ...} when a step failed.
-func sushyTry(t *testing.T, url, system string, steps ...string) []map[string]any {
-	t.Helper()
-	python := clienttest.PythonModule(t, "sushy")
-	cmd := exec.Command(python, append([]string{"../redfish/testdata/sushy_client.py", url, system, "session", "false"}, steps...)...)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "REQUESTS_CA_BUNDLE=") && !strings.HasPrefix(kv, "CURL_CA_BUNDLE=") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, "REDFISH_USERNAME=admin", "REDFISH_PASSWORD=pw-12345")
-	out, _ := cmd.Output()
-	var res []map[string]any
-	dec := json.NewDecoder(bytes.NewReader(out))
-	for {
-		var m map[string]any
-		if err := dec.Decode(&m); err == io.EOF {
-			return res
-		} else if err != nil {
-			t.Fatalf("sushy output %q: %v", out, err)
-		}
-		res = append(res, m)
-	}
-}
 
 // isoSource is Ironic's image server: the boot ISO (see set), which the
 // test replaces as Ironic regenerates it, over HTTP and over HTTPS with a
@@ -97,7 +68,7 @@ type mediaView struct {
 }
 
 func newMediaView(t *testing.T, sim *vsphere.Simulator) mediaView {
-	c, err := vsphere.Connect(context.Background(), vsphere.Options{URL: sim.URL.String(), Username: vsphere.SimulatorUser, Password: vsphere.SimulatorPassword, CAFile: sim.CAFile})
+	c, err := vsphere.Connect(context.Background(), vcsimtest.Options(sim))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,10 +3,8 @@ package daemon
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -23,16 +21,37 @@ import (
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest/vcsimtest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
 
 // sushy runs the Redfish package's sushy driver (Debian's python3-sushy,
-// the client Ironic uses) against the daemon, one JSON object per step.
+// the client Ironic uses) against the daemon, one JSON object per step;
+// a failed step fails the test.
 func sushy(t *testing.T, url, system string, steps ...string) []map[string]any {
 	t.Helper()
+	out, err := sushyCommand(t, url, system, steps...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("sushy %v: %v\n%s", steps, err, out)
+	}
+	return sushyObjects(t, out)
+}
+
+// sushyTry is sushy without failing: the steps' objects, the last one an
+// {"error": ...} when a step failed.
+func sushyTry(t *testing.T, url, system string, steps ...string) []map[string]any {
+	t.Helper()
+	out, _ := sushyCommand(t, url, system, steps...).Output()
+	return sushyObjects(t, out)
+}
+
+// sushyCommand is the sushy driver's command for the steps, logging in
+// with a session as the BMCs' admin.
+func sushyCommand(t *testing.T, url, system string, steps ...string) *exec.Cmd {
+	t.Helper()
 	python := clienttest.PythonModule(t, "sushy")
-	args := append([]string{"../redfish/testdata/sushy_client.py", url, system, "session", "false"}, steps...)
-	cmd := exec.Command(python, args...)
+	cmd := exec.Command(python, append([]string{"../redfish/testdata/sushy_client.py", url, system, "session", "false"}, steps...)...)
 	// python-requests lets these override sushy's verify=False.
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "REQUESTS_CA_BUNDLE=") && !strings.HasPrefix(kv, "CURL_CA_BUNDLE=") {
@@ -40,10 +59,12 @@ func sushy(t *testing.T, url, system string, steps ...string) []map[string]any {
 		}
 	}
 	cmd.Env = append(cmd.Env, "REDFISH_USERNAME=admin", "REDFISH_PASSWORD=pw-12345")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("sushy %v: %v\n%s", steps, err, out)
-	}
+	return cmd
+}
+
+// sushyObjects decodes the JSON objects the driver printed, one per step.
+func sushyObjects(t *testing.T, out []byte) []map[string]any {
+	t.Helper()
 	var res []map[string]any
 	dec := json.NewDecoder(bytes.NewReader(out))
 	for {
@@ -68,11 +89,7 @@ type simDaemon struct {
 
 func startSimDaemon(t *testing.T, extra string) *simDaemon {
 	t.Helper()
-	sim, err := vsphere.StartSimulator(context.Background(), "127.0.0.1:0", 5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sim.Close)
+	sim := vcsimtest.Start(t, 5)
 	dir := t.TempDir()
 	cfg := fmt.Sprintf(`vcenter:
   url: %s
@@ -88,11 +105,7 @@ bmcs:
     port: %d
     password: pw-12345
 `, sim.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword, sim.CAFile, filepath.Join(dir, "state"), clienttest.FreeUDPPort(t)) + extra
-	cfgPath := filepath.Join(dir, "bridge.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	d := startDaemon(t, cfgPath, filepath.Join(dir, "api.sock"))
+	d := startDaemon(t, writeConfig(t, dir, cfg), filepath.Join(dir, "api.sock"))
 	t.Cleanup(func() { d.stop(t) })
 	return &simDaemon{sim: sim, d: d, redfishURL: strings.TrimSuffix(d.ep.Redfish, "/redfish/v1")}
 }
@@ -173,7 +186,7 @@ func TestRedfishVirtualMediaDeploy(t *testing.T) {
 	}))
 	defer images.Close()
 	image := images.URL + "/ironic/boot-worker-2.iso"
-	c, err := vsphere.Connect(context.Background(), vsphere.Options{URL: sd.sim.URL.String(), Username: vsphere.SimulatorUser, Password: vsphere.SimulatorPassword, CAFile: sd.sim.CAFile})
+	c, err := vsphere.Connect(context.Background(), vcsimtest.Options(sd.sim))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +228,7 @@ func TestRedfishVirtualMediaDeploy(t *testing.T) {
 // process per poll would cost more than the wait.
 func awaitBoot(t *testing.T, c *vsphere.Client, url, system string) vmLook {
 	t.Helper()
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 5 * time.Second} //nolint:gosec // the test's own daemon
+	client := insecureClient()
 	defer client.CloseIdleConnections()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -234,12 +247,7 @@ func awaitBoot(t *testing.T, c *vsphere.Client, url, system string) vmLook {
 // bootOverride is a system's Boot.BootSourceOverrideEnabled.
 func bootOverride(t *testing.T, client *http.Client, url string) string {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, url, nil)
-	req.SetBasicAuth("admin", "pw-12345")
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := redfishGet(t, client, url)
 	defer resp.Body.Close()
 	var sys struct {
 		Boot struct{ BootSourceOverrideEnabled string }
@@ -250,27 +258,33 @@ func bootOverride(t *testing.T, client *http.Client, url string) string {
 	return sys.Boot.BootSourceOverrideEnabled
 }
 
+// redfishGet GETs url as the BMCs' admin; the caller closes the body.
+func redfishGet(t *testing.T, client *http.Client, url string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.SetBasicAuth("admin", "pw-12345")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
 // A VM renamed in vCenter is served under its new name at once: the
 // Redfish index is rebuilt when a VM is renamed, not on a timer.
 func TestRedfishFollowsRename(t *testing.T) {
 	t.Parallel()
 	sd := startSimDaemon(t, "metricsAddress: \"\"\n")
-	sim := sd.sim
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 5 * time.Second}
+	client := insecureClient()
 	status := func(name string) int {
-		req, _ := http.NewRequest(http.MethodGet, sd.redfishURL+"/redfish/v1/Systems/"+name, nil)
-		req.SetBasicAuth("admin", "pw-12345")
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := redfishGet(t, client, sd.redfishURL+"/redfish/v1/Systems/"+name)
 		resp.Body.Close()
 		return resp.StatusCode
 	}
 	if got := status("skinner-worker-2"); got != http.StatusOK {
 		t.Fatalf("before the rename: %d", got)
 	}
-	c, err := vsphere.Connect(context.Background(), vsphere.Options{URL: sim.URL.String(), Username: vsphere.SimulatorUser, Password: vsphere.SimulatorPassword, CAFile: sim.CAFile})
+	c, err := vsphere.Connect(context.Background(), vcsimtest.Options(sd.sim))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/pem"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest/vcsimtest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/config"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
@@ -57,6 +57,18 @@ func countLogins(t *testing.T, sim *vsphere.Simulator) *loginCounter {
 	return lc
 }
 
+// wrongPasswordConfig starts a simulator with one VM behind a login
+// counter and writes, in a directory of its own, a configuration that logs
+// in to it through the counter with a wrong password, then extra; it
+// returns the counter, the directory and the configuration's path.
+func wrongPasswordConfig(t *testing.T, extra string) (*loginCounter, string, string) {
+	t.Helper()
+	lc := countLogins(t, vcsimtest.Start(t, 1))
+	dir := t.TempDir()
+	cfg := templateConfig(dir, lc.url, "wrong-password", lc.caFile, clienttest.FreeUDPPort(t), clienttest.FreeUDPPort(t), extra)
+	return lc, dir, writeConfig(t, dir, cfg)
+}
+
 // With a wrong vCenter password, a daemon restarted again and again (as
 // systemd does, every 2 s) sends at most vcenter.loginFailures logins per
 // vcenter.loginWindow in all: the failed logins are kept in the state
@@ -64,19 +76,7 @@ func countLogins(t *testing.T, sim *vsphere.Simulator) *loginCounter {
 // and five restarts locked the account.
 func TestRestartsKeepLoginCap(t *testing.T) {
 	t.Parallel()
-	sim, err := vsphere.StartSimulator(context.Background(), "127.0.0.1:0", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	lc := countLogins(t, sim)
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "bridge.yaml")
-	cfg := fmt.Sprintf(configTemplate, lc.url, vsphere.SimulatorUser, "wrong-password", lc.caFile, filepath.Join(dir, "state"),
-		clienttest.FreeUDPPort(t), clienttest.FreeUDPPort(t), "")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	lc, dir, cfgPath := wrongPasswordConfig(t, "")
 	const restarts = 5
 	for i := range restarts {
 		// The daemon is ready once the first login attempt has ended (or
@@ -99,23 +99,11 @@ func TestRestartsKeepLoginCap(t *testing.T) {
 // one failed login per restart with a wrong password.
 func TestNoLoginBeforeFatalSetupError(t *testing.T) {
 	t.Parallel()
-	sim, err := vsphere.StartSimulator(context.Background(), "127.0.0.1:0", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	lc := countLogins(t, sim)
-	dir := t.TempDir()
-	ca := filepath.Join(dir, "media-ca.pem")
+	ca := filepath.Join(t.TempDir(), "media-ca.pem")
 	if err := os.WriteFile(ca, []byte("not a certificate\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfgPath := filepath.Join(dir, "bridge.yaml")
-	cfg := fmt.Sprintf(configTemplate, lc.url, vsphere.SimulatorUser, "wrong-password", lc.caFile, filepath.Join(dir, "state"),
-		clienttest.FreeUDPPort(t), clienttest.FreeUDPPort(t), "media:\n  caFile: "+ca+"\n")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	lc, dir, cfgPath := wrongPasswordConfig(t, "media:\n  caFile: "+ca+"\n")
 	for range 3 {
 		err := Run(context.Background(), Options{Config: cfgPath, Socket: filepath.Join(dir, "run", "api.sock"),
 			Log: slog.New(slog.DiscardHandler), Stdout: io.Discard})

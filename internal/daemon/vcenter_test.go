@@ -5,15 +5,14 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest/vcsimtest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
 
@@ -41,18 +40,10 @@ func logins(t *testing.T, metricsURL string) int {
 // and at most 3 logins are sent (the default cap per 15 minutes).
 func TestStartWithWrongVCenterPassword(t *testing.T) {
 	t.Parallel()
-	sim, err := vsphere.StartSimulator(context.Background(), "127.0.0.1:0", 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
+	sim := vcsimtest.Start(t, 2)
 	dir := t.TempDir()
 	p0 := clienttest.FreeUDPPort(t)
-	cfgPath := filepath.Join(dir, "bridge.yaml")
-	cfg := fmt.Sprintf(configTemplate, sim.URL, vsphere.SimulatorUser, "wrong-password", sim.CAFile, filepath.Join(dir, "state"), p0, clienttest.FreeUDPPort(t), "")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := writeConfig(t, dir, templateConfig(dir, sim.URL.String(), "wrong-password", sim.CAFile, p0, clienttest.FreeUDPPort(t), ""))
 	start := time.Now()
 	d := startDaemon(t, cfgPath, filepath.Join(dir, "run", "api.sock"))
 	defer d.stop(t)
@@ -113,13 +104,9 @@ func TestStartWithoutVCenter(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	p0 := clienttest.FreeUDPPort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
-	cfgPath := filepath.Join(dir, "bridge.yaml")
-	cfg := fmt.Sprintf(configTemplate, "https://"+addr+"/sdk", vsphere.SimulatorUser, vsphere.SimulatorPassword, "", filepath.Join(dir, "state"), p0, clienttest.FreeUDPPort(t), "")
-	cfg = strings.Replace(cfg, "  caFile: \n", "  insecure: true\n", 1)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	addr := fmt.Sprintf("127.0.0.1:%d", clienttest.FreeTCPPort(t))
+	cfg := templateConfig(dir, "https://"+addr+"/sdk", vsphere.SimulatorPassword, "", p0, clienttest.FreeUDPPort(t), "")
+	cfgPath := writeConfig(t, dir, strings.Replace(cfg, "  caFile: \n", "  insecure: true\n", 1))
 	d := startDaemon(t, cfgPath, filepath.Join(dir, "run", "api.sock"))
 	defer d.stop(t)
 	ctx := context.Background()
@@ -149,14 +136,4 @@ func TestStartWithoutVCenter(t *testing.T) {
 	if out, err := ipmitool(t, "127.0.0.1", p0, "power", "status"); err != nil || out != "Chassis Power is off\n" {
 		t.Fatalf("once vCenter is there: %v %q", err, out)
 	}
-}
-
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

@@ -78,6 +78,10 @@ type Identity struct {
 	// UUID is the system's SMBIOS (BIOS) UUID in canonical lower-case form:
 	// the UUID the guest, Ironic inspection and Redfish all see.
 	UUID string
+	// InstanceUUID is the backend's own id of the system, lower case (a
+	// VM's vCenter instance UUID, which an ESXi host also names it by on
+	// a serial port connection); "" when the backend has none.
+	InstanceUUID string
 	// SerialNumber is the SMBIOS system serial number the guest sees
 	// (on vSphere "VMware-" and the BIOS UUID's bytes).
 	SerialNumber string

@@ -11,6 +11,7 @@ import (
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 )
 
@@ -98,12 +99,7 @@ func TestSlowReloginDoesNotTripCap(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sim, err := StartSimulator(ctx, "127.0.0.1:0", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	opts := Options{URL: sim.URL.String(), Username: SimulatorUser, Password: SimulatorPassword, CAFile: sim.CAFile}
+	_, opts := startSim(t, t, 1)
 	c, err := Connect(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +122,7 @@ func TestSlowReloginDoesNotTripCap(t *testing.T) {
 		t.Fatal(err)
 	}
 	sawUnavailable := false
-	eventually60(t, "a call to go through after the re-login", func() bool {
+	clienttest.EventuallyWithin(t, time.Minute, "a call to go through after the re-login", func() bool {
 		cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 		defer cancel()
 		_, err := methods.GetCurrentTime(cctx, c.vim)

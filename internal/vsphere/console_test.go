@@ -5,12 +5,14 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 )
 
@@ -403,14 +405,14 @@ func TestConsoleRetriedThroughAnOutage(t *testing.T) {
 	e, p := proxiedEnv(t, quiet())
 	ref := e.ref(t, e.sim.VMs[0])
 	p.set(true, 0)
-	eventually60(t, "the hang detected", func() bool { return e.inv.Available() != nil })
+	clienttest.EventuallyWithin(t, time.Minute, "the hang detected", func() bool { return e.inv.Available() != nil })
 	v := e.inv.NewVM(ref, VMOptions{ConsoleURI: consoleA})
 	t.Cleanup(v.Close)
 	if err := v.reconcileConsole(); !errors.Is(err, machine.ErrUnavailable) {
 		t.Fatalf("reconciliation during the outage: %v", err)
 	}
 	p.set(false, 0)
-	eventually60(t, "the console's serial port", func() bool { s, err := v.ConsoleStatus(); return err == nil && s.Set })
+	clienttest.EventuallyWithin(t, time.Minute, "the console's serial port", func() bool { s, err := v.ConsoleStatus(); return err == nil && s.Set })
 	if n := len(e.serialPorts(t, ref)); n != 1 {
 		t.Fatalf("%d serial ports, want 1", n)
 	}

@@ -30,7 +30,7 @@ import (
 // config.bootOptions or config.firmware), so a changeVersion update makes the
 // inventory re-read configProps.
 var watched = []string{
-	"name", "config.uuid", "config.changeVersion", "config.firmware", "config.bootOptions",
+	"name", "config.uuid", "config.instanceUuid", "config.changeVersion", "config.firmware", "config.bootOptions",
 	"config.hardware.numCPU", "config.hardware.memoryMB", "config.hardware.device",
 	"runtime.powerState", "runtime.bootTime", "runtime.maxCpuUsage",
 	"guest.toolsRunningStatus",
@@ -835,11 +835,13 @@ func (inv *Inventory) find(ref string) (types.ManagedObjectReference, error) {
 
 // VMInfo describes a VM for discovery.
 type VMInfo struct {
-	Name     string   `json:"name"`
-	Power    string   `json:"power"`
-	UUID     string   `json:"uuid"`
-	Firmware string   `json:"firmware"`
-	MACs     []string `json:"macs"`
+	Name  string `json:"name"`
+	Power string `json:"power"`
+	UUID  string `json:"uuid"`
+	// InstanceUUID is vCenter's id of the VM (see machine.Identity).
+	InstanceUUID string   `json:"instanceUuid"`
+	Firmware     string   `json:"firmware"`
+	MACs         []string `json:"macs"`
 }
 
 // List returns the inventory's VMs whose name matches the glob pattern
@@ -882,7 +884,7 @@ func (inv *Inventory) List(ctx context.Context, pattern, folder string) ([]VMInf
 			continue
 		}
 		id := identity(vm)
-		out = append(out, VMInfo{Name: vm.Name, Power: powerState(vm.Runtime.PowerState).String(), UUID: id.UUID, Firmware: vm.Config.Firmware, MACs: id.MACs})
+		out = append(out, VMInfo{Name: vm.Name, Power: powerState(vm.Runtime.PowerState).String(), UUID: id.UUID, InstanceUUID: id.InstanceUUID, Firmware: vm.Config.Firmware, MACs: id.MACs})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil

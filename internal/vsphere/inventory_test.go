@@ -141,7 +141,7 @@ func TestRereadConfigurationApplied(t *testing.T) {
 func syncedInventory(t *testing.T, e *testEnv) *Inventory {
 	t.Helper()
 	ctx := context.Background()
-	c, err := Connect(ctx, Options{URL: e.sim.URL.String(), Username: SimulatorUser, Password: SimulatorPassword, CAFile: e.sim.CAFile})
+	c, err := Connect(ctx, simOptions(e.sim))
 	if err != nil {
 		t.Fatal(err)
 	}

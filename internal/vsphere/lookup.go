@@ -51,7 +51,8 @@ const (
 func identity(vm *mo.VirtualMachine) machine.Identity {
 	cfg := vm.Config
 	uuid := strings.ToLower(cfg.Uuid)
-	id := machine.Identity{Name: vm.Name, UUID: uuid, SerialNumber: serialNumber(uuid), Manufacturer: smbiosManufacturer, Model: smbiosProduct}
+	id := machine.Identity{Name: vm.Name, UUID: uuid, InstanceUUID: strings.ToLower(cfg.InstanceUuid), SerialNumber: serialNumber(uuid),
+		Manufacturer: smbiosManufacturer, Model: smbiosProduct}
 	id.CPUs, id.MemoryMiB = int(cfg.Hardware.NumCPU), int(cfg.Hardware.MemoryMB)
 	if b := cfg.BootOptions; b != nil {
 		if b.EfiSecureBootEnabled != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/config"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 )
@@ -527,7 +528,7 @@ func TestMediaCancel(t *testing.T) {
 			e.img.mu.Unlock()
 			first := make(chan error, 1)
 			go func() { first <- v.InsertMedia(ctx, e.url) }()
-			eventually(t, "the upload to start", func() bool { return e.obs.uploads.Load() == 1 })
+			clienttest.Eventually(t, "the upload to start", func() bool { return e.obs.uploads.Load() == 1 })
 			if err := v.Power(ctx, machine.On); err != nil {
 				t.Fatal(err)
 			}
@@ -607,30 +608,12 @@ func TestMediaStateFailure(t *testing.T) {
 	e.noTemporaries(t)
 }
 
-// testClock is a clock that moves only when told.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 // The collector deletes the bridge's unreferenced copies after the grace
 // period, and beyond the budget; referenced copies and files it did not
 // write stay.
 func TestMediaCollect(t *testing.T) {
 	t.Parallel()
-	clock := &testClock{now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	clock := clienttest.ClockAt(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC))
 	e := newMediaEnv(t, func(c *MediaConfig) { c.GCGrace, c.MaxFolderSize, c.Now = time.Hour, 3*64<<10, clock.Now })
 	ctx := context.Background()
 	v := e.vm(t, "skinner-worker-2", nil)
@@ -639,7 +622,7 @@ func TestMediaCollect(t *testing.T) {
 		for i := range n {
 			e.img.set(isoImage(64<<10, fill+byte(i)), "", time.Time{})
 			e.insert(t, v)
-			clock.advance(time.Minute)
+			clock.Advance(time.Minute)
 		}
 	}
 	insertEach(3, 20)
@@ -655,11 +638,11 @@ func TestMediaCollect(t *testing.T) {
 	if n, err := e.svc.Collect(ctx, e.inv); err != nil || n != 0 {
 		t.Fatalf("first collection: %d, %v", n, err)
 	}
-	clock.advance(59 * time.Minute)
+	clock.Advance(59 * time.Minute)
 	if n, _ := e.svc.Collect(ctx, e.inv); n != 0 {
 		t.Fatalf("collected %d within the grace period", n)
 	}
-	clock.advance(2 * time.Minute)
+	clock.Advance(2 * time.Minute)
 	if n, _ := e.svc.Collect(ctx, e.inv); n != 2 {
 		t.Fatalf("collected %d after the grace period, want the 2 unreferenced", n)
 	}
@@ -672,7 +655,7 @@ func TestMediaCollect(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, "the inventory to see the ejects", func() bool {
+	clienttest.Eventually(t, "the inventory to see the ejects", func() bool {
 		refs, _ := e.inv.referenced()
 		return len(refs) == 0
 	})
@@ -700,7 +683,7 @@ func TestMediaRefusedLogHidesToken(t *testing.T) {
 		c.StallTimeout = time.Second
 		c.AllowedNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 	})
-	logs := &logBuffer{}
+	logs := &clienttest.Buffer{}
 	v := e.bind(t, "skinner-master-0", VMOptions{Media: e.svc, Log: slog.New(slog.NewTextHandler(logs, nil))})
 	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "http://user:hunter2@192.0.2.1/boot.iso?X-Amz-Signature=REDIRECTTOKEN", http.StatusFound)
@@ -765,7 +748,7 @@ func TestMediaCollectSparesCopyReusedMeanwhile(t *testing.T) {
 	if err := v.EjectMedia(ctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the inventory to see the eject", func() bool {
+	clienttest.Eventually(t, "the inventory to see the eject", func() bool {
 		refs, _ := e.inv.referenced()
 		return len(refs) == 0
 	})
@@ -793,7 +776,7 @@ func TestMediaCollectSparesCopyReusedMeanwhile(t *testing.T) {
 	if err := w.EjectMedia(ctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the inventory to see the eject", func() bool {
+	clienttest.Eventually(t, "the inventory to see the eject", func() bool {
 		refs, _ := e.inv.referenced()
 		return len(refs) == 0
 	})

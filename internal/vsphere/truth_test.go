@@ -16,6 +16,7 @@ import (
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 )
 
@@ -145,7 +146,7 @@ func TestIrreversibleActionSentIntoAHangIsNotAnsweredFailed(t *testing.T) {
 				}
 			}
 			if a == machine.SoftOff {
-				eventually60(t, "the guest shutdown", func() bool { return e.power(t, v) == types.VirtualMachinePowerStatePoweredOff })
+				clienttest.EventuallyWithin(t, time.Minute, "the guest shutdown", func() bool { return e.power(t, v) == types.VirtualMachinePowerStatePoweredOff })
 			}
 		})
 	}
@@ -195,7 +196,7 @@ func TestCloseLeavesLateActionsToTheirFollowers(t *testing.T) {
 // the BMC is stopped meanwhile, and the event log says it was delayed.
 func TestCyclePowerOnRetriedThroughAnOutage(t *testing.T) {
 	t.Parallel()
-	logs := &logBuffer{}
+	logs := &clienttest.Buffer{}
 	e, p := proxiedEnv(t, quiet())
 	ctx := context.Background()
 	v, err := e.inv.Bind(ctx, "skinner-worker-2", VMOptions{Log: slog.New(slog.NewTextHandler(logs, nil))})
@@ -225,13 +226,13 @@ func TestCyclePowerOnRetriedThroughAnOutage(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the cycle's power-on was never attempted")
 	}
-	eventually60(t, "the delay to be logged", func() bool { return strings.Contains(logs.String(), "power-on not done yet") })
+	clienttest.EventuallyWithin(t, time.Minute, "the delay to be logged", func() bool { return strings.Contains(logs.String(), "power-on not done yet") })
 	if got := e.power(t, v); got != types.VirtualMachinePowerStatePoweredOff {
 		t.Fatalf("VM %s during the outage: the power-on reached vCenter", got)
 	}
 	v.Close() // the BMC stops; the cycle it answered still completes
 	p.refuse(false)
-	eventually60(t, "the VM back on after the cycle", func() bool { return e.power(t, v) == types.VirtualMachinePowerStatePoweredOn })
+	clienttest.EventuallyWithin(t, time.Minute, "the VM back on after the cycle", func() bool { return e.power(t, v) == types.VirtualMachinePowerStatePoweredOn })
 	delayed := false
 	for _, ev := range v.Events(0) {
 		delayed = delayed || strings.Contains(ev.Detail, "power-on delayed")
@@ -336,7 +337,7 @@ func TestBootRestoreNeverHoldsTheLockForever(t *testing.T) {
 	sd.on.Store(true)
 	defer sd.on.Store(false)
 	v.booted(time.Now().Add(time.Second), false)
-	eventually60(t, "the one-time override to be cleared", func() bool {
+	clienttest.EventuallyWithin(t, time.Minute, "the one-time override to be cleared", func() bool {
 		o, _ := v.BootOverride(ctx)
 		return !o.Enabled
 	})

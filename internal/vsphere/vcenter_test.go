@@ -3,6 +3,7 @@ package vsphere
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/config"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 )
@@ -140,62 +142,22 @@ func (p *stallProxy) close() {
 // the "outside" client talks to the simulator directly.
 func proxiedEnv(t *testing.T, log *slog.Logger) (*testEnv, *stallProxy) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	sim, err := StartSimulator(ctx, "127.0.0.1:0", len(SeedVMNames))
-	if err != nil {
-		t.Fatal(err)
-	}
+	sim, opts := startSim(t, t, len(SeedVMNames))
 	p := newStallProxy(t, sim.URL.Host)
 	u := *sim.URL
 	u.Host = p.l.Addr().String()
-	c, err := Connect(ctx, Options{URL: u.String(), Username: SimulatorUser, Password: SimulatorPassword, CAFile: sim.CAFile})
+	opts.URL = u.String()
+	c, err := Connect(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := Connect(ctx, Options{URL: sim.URL.String(), Username: SimulatorUser, Password: SimulatorPassword, CAFile: sim.CAFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	inv := NewInventory(c, log)
-	inv.MaxWait = time.Second
-	done := make(chan struct{})
-	go func() { inv.Run(ctx); close(done) }()
-	t.Cleanup(func() {
-		p.set(false, 0)
-		cancel()
-		<-done
-		sim.Close()
-	})
-	select {
-	case <-inv.Ready():
-	case <-time.After(10 * time.Second):
-		t.Fatal("inventory never synchronised")
-	}
-	return &testEnv{sim: sim, c: c, inv: inv, out: out}, p
+	return runEnv(t, t, sim, c, log, func() { p.set(false, 0) }), p
 }
 
 // power reads the VM's power state from the simulator directly.
 func (e *testEnv) power(t *testing.T, v *VM) types.VirtualMachinePowerState {
 	t.Helper()
 	return e.vmConfig(t, v).Runtime.PowerState
-}
-
-// logBuffer collects log lines for assertions.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // A hung vCenter (every connection stalled) is detected by the heartbeat;
@@ -272,7 +234,7 @@ func settled(t *testing.T, v *VM) {
 // then, and the log and the event log say so.
 func TestActionInFlightWhenVCenterHangs(t *testing.T) {
 	t.Parallel()
-	logs := &logBuffer{}
+	logs := &clienttest.Buffer{}
 	e, p := proxiedEnv(t, slog.New(slog.NewTextHandler(logs, nil)))
 	ctx := context.Background()
 	v := e.bind(t, "skinner-master-1", VMOptions{})
@@ -313,7 +275,7 @@ func TestActionInFlightWhenVCenterHangs(t *testing.T) {
 		t.Fatalf("event log: %+v", v.Events(0))
 	}
 	t.Logf("undone by a power-off: %v", undone)
-	eventually(t, "the inventory to resynchronise", func() bool { return e.inv.Available() == nil })
+	clienttest.Eventually(t, "the inventory to resynchronise", func() bool { return e.inv.Available() == nil })
 	if err := v.Power(ctx, machine.On); err != nil {
 		t.Fatalf("power on once vCenter is back: %v", err)
 	}
@@ -354,8 +316,8 @@ func TestLatencyAnswersTruth(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		eventually(t, "the inventory to see the VM off", func() bool { s, _ := v.PowerState(ctx); return s == machine.PowerOff })
-		eventually(t, "the inventory to be available", func() bool { return e.inv.Available() == nil })
+		clienttest.Eventually(t, "the inventory to see the VM off", func() bool { s, _ := v.PowerState(ctx); return s == machine.PowerOff })
+		clienttest.Eventually(t, "the inventory to be available", func() bool { return e.inv.Available() == nil })
 	}
 }
 
@@ -366,21 +328,17 @@ func TestStartWrongPassword(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sim, err := StartSimulator(ctx, "127.0.0.1:0", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	logs := &logBuffer{}
-	c, err := Start(ctx, Options{URL: sim.URL.String(), Username: SimulatorUser, Password: "wrong", CAFile: sim.CAFile,
-		Log: slog.New(slog.NewTextHandler(logs, nil))})
+	_, opts := startSim(t, t, 1)
+	logs := &clienttest.Buffer{}
+	opts.Password, opts.Log = "wrong", slog.New(slog.NewTextHandler(logs, nil))
+	c, err := Start(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	inv := NewInventory(c, quiet())
 	go inv.Run(ctx)
 	start := time.Now()
-	eventually60(t, "the login cap", func() bool { return strings.Contains(errString(c.Status()), "next login attempt") })
+	clienttest.EventuallyWithin(t, time.Minute, "the login cap", func() bool { return strings.Contains(errString(c.Status()), "next login attempt") })
 	capped := time.Since(start)
 	time.Sleep(3 * time.Second) // backoff would have tried again by now
 	logins := c.Requests()["Login"]
@@ -406,17 +364,6 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
-}
-
-func eventually60(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // The cap over a simulated hour of a wrong password: at most 3 failed
@@ -461,12 +408,7 @@ func TestStartUnreachable(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", clienttest.FreeTCPPort(t))
 	c, err := Start(ctx, Options{URL: "https://" + addr + "/sdk", Username: SimulatorUser, Password: SimulatorPassword, Insecure: true, Log: quiet()})
 	if err != nil {
 		t.Fatal(err)
@@ -496,12 +438,9 @@ func TestStartTLSFailure(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sim, err := StartSimulator(ctx, "127.0.0.1:0", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	c, err := Start(ctx, Options{URL: sim.URL.String(), Username: SimulatorUser, Password: SimulatorPassword, Log: quiet()})
+	_, opts := startSim(t, t, 1)
+	opts.CAFile, opts.Log = "", quiet() // the simulator's own certificate, not trusted
+	c, err := Start(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

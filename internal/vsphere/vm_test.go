@@ -24,6 +24,7 @@ import (
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 )
 
@@ -51,35 +52,62 @@ func startEnvWith(t *testing.T, wrap func(soap.RoundTripper) soap.RoundTripper) 
 // (a parent test whose subtests share it) stops it.
 func startEnvFor(t *testing.T, owner testing.TB, wrap func(soap.RoundTripper) soap.RoundTripper) *testEnv {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	sim, err := StartSimulator(ctx, "127.0.0.1:0", len(SeedVMNames))
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := Options{URL: sim.URL.String(), Username: SimulatorUser, Password: SimulatorPassword, CAFile: sim.CAFile}
-	c, err := Connect(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := Connect(ctx, opts)
+	sim, opts := startSim(t, owner, len(SeedVMNames))
+	c, err := Connect(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if wrap != nil {
 		c.vim.RoundTripper = wrap(c.vim.RoundTripper)
 	}
-	inv := NewInventory(c, quiet())
+	return runEnv(t, owner, sim, c, quiet(), nil)
+}
+
+// startSim runs a simulator with n VMs on a loopback port until owner
+// ends, and returns it with the options a client of it connects with: it
+// is vcsimtest's Start and Options, which these tests cannot import (it
+// imports this package).
+func startSim(t *testing.T, owner testing.TB, n int) (*Simulator, Options) {
+	t.Helper()
+	sim, err := StartSimulator(context.Background(), "127.0.0.1:0", n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner.Cleanup(sim.Close)
+	return sim, simOptions(sim)
+}
+
+// simOptions are what a client of sim connects with.
+func simOptions(sim *Simulator) Options {
+	return Options{URL: sim.URL.String(), Username: SimulatorUser, Password: SimulatorPassword, CAFile: sim.CAFile}
+}
+
+// runEnv runs an inventory of c, the bridge's client of sim, logging to
+// log, until owner ends, and returns once it has synchronised; the
+// environment's "outside" client talks to sim directly. At the end, stop
+// (when set) runs first, then the inventory stops, then sim closes.
+func runEnv(t *testing.T, owner testing.TB, sim *Simulator, c *Client, log *slog.Logger, stop func()) *testEnv {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out, err := Connect(ctx, simOptions(sim))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	inv := NewInventory(c, log)
 	inv.MaxWait = time.Second
 	done := make(chan struct{})
 	go func() { inv.Run(ctx); close(done) }()
 	owner.Cleanup(func() {
+		if stop != nil {
+			stop()
+		}
 		cancel()
 		<-done
-		sim.Close()
 	})
 	select {
 	case <-inv.Ready():
-	case <-time.After(10 * time.Second):
+	case <-time.After(clienttest.Patience):
 		t.Fatal("inventory never synchronised")
 	}
 	return &testEnv{sim: sim, c: c, inv: inv, out: out}
@@ -113,18 +141,6 @@ func (e *testEnv) firstBoot(t *testing.T, v *VM) string {
 	}
 	class, _ := bootableClass(bo.BootOrder[0])
 	return class
-}
-
-// eventually polls cond for up to 5 s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func TestSimulatorSeed(t *testing.T) {
@@ -274,7 +290,7 @@ func TestPower(t *testing.T) {
 		}
 		return len(want) == 0
 	}
-	eventually(t, "power-on, reset and power-off events in order", inOrder)
+	clienttest.Eventually(t, "power-on, reset and power-off events in order", inOrder)
 }
 
 func TestPowerCycle(t *testing.T) {
@@ -292,7 +308,7 @@ func TestPowerCycle(t *testing.T) {
 	if err := v.Power(ctx, machine.Cycle); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "power back on", func() bool {
+	clienttest.Eventually(t, "power back on", func() bool {
 		return len(v.Events(0)) >= 3 && e.vmConfig(t, v).Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn
 	})
 	if n := len(v.Events(0)); n != 3 {
@@ -467,8 +483,8 @@ func TestOneTimeBoot(t *testing.T) {
 			if err := b.boot(ctx, v); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, "the boot order to come back", func() bool { return e.firstBoot(t, v) == "disk" })
-			eventually(t, "the override to clear", func() bool {
+			clienttest.Eventually(t, "the boot order to come back", func() bool { return e.firstBoot(t, v) == "disk" })
+			clienttest.Eventually(t, "the override to clear", func() bool {
 				o, _ := v.BootOverride(ctx)
 				return !o.Enabled && o.Device == machine.BootNone
 			})
@@ -544,7 +560,7 @@ func TestBootPersistence(t *testing.T) {
 	if err := v2.Power(ctx, machine.On); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the one-time override to be used", func() bool {
+	clienttest.Eventually(t, "the one-time override to be used", func() bool {
 		o, _ := v2.BootOverride(ctx)
 		return !o.Enabled
 	})
@@ -603,7 +619,7 @@ func TestOutsideChangesSeen(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	eventually(t, "the outside power-on", func() bool { s, _ := v.PowerState(ctx); return s == machine.PowerOn })
+	clienttest.Eventually(t, "the outside power-on", func() bool { s, _ := v.PowerState(ctx); return s == machine.PowerOn })
 	t.Logf("outside power-on seen after %v", time.Since(start))
 	if evs := v.Events(0); len(evs) != 1 || evs[0].Kind != machine.EventPowerOn {
 		t.Fatalf("events %v", evs)
@@ -612,7 +628,7 @@ func TestOutsideChangesSeen(t *testing.T) {
 	if err := task.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the rename", func() bool { id, _ := v.Identity(ctx); return id.Name == "renamed-worker" })
+	clienttest.Eventually(t, "the rename", func() bool { id, _ := v.Identity(ctx); return id.Name == "renamed-worker" })
 	if err := v.Power(ctx, machine.Off); err != nil {
 		t.Fatalf("renamed VM lost its binding: %v", err)
 	}
@@ -620,7 +636,7 @@ func TestOutsideChangesSeen(t *testing.T) {
 	if err := task.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the deletion", func() bool {
+	clienttest.Eventually(t, "the deletion", func() bool {
 		_, err := v.PowerState(ctx)
 		return errors.Is(err, machine.ErrNotFound)
 	})
@@ -635,7 +651,7 @@ func TestOutage(t *testing.T) {
 	ctx := context.Background()
 	v := e.bind(t, "skinner-master-0", VMOptions{})
 	e.sim.Stop()
-	eventually(t, "the outage to be noticed", func() bool { return e.inv.Available() != nil })
+	clienttest.Eventually(t, "the outage to be noticed", func() bool { return e.inv.Available() != nil })
 	for _, call := range []func() error{
 		func() error { _, err := v.PowerState(ctx); return err },
 		func() error { return v.Power(ctx, machine.On) },
@@ -651,7 +667,7 @@ func TestOutage(t *testing.T) {
 	}
 	e.sim.Restart()
 	start := time.Now()
-	eventually(t, "recovery", func() bool { return e.inv.Available() == nil })
+	clienttest.Eventually(t, "recovery", func() bool { return e.inv.Available() == nil })
 	t.Logf("recovered %v after vCenter came back", time.Since(start))
 	if err := v.Power(ctx, machine.On); err != nil {
 		t.Fatal(err)
@@ -679,7 +695,7 @@ func TestRelogin(t *testing.T) {
 	if after := e.c.Requests()["Login"]; after < before+1 {
 		t.Fatalf("logins %d → %d", before, after)
 	}
-	eventually(t, "the inventory to follow", func() bool { s, _ := v.PowerState(ctx); return s == machine.PowerOn })
+	clienttest.Eventually(t, "the inventory to follow", func() bool { s, _ := v.PowerState(ctx); return s == machine.PowerOn })
 }
 
 // isoServer serves a small image with an ISO 9660 signature, a page that
@@ -885,5 +901,5 @@ func TestOneTimeBootHold(t *testing.T) {
 	if got := e.firstBoot(t, v); got != "ethernet" {
 		t.Fatalf("one-time order gone at once after power-on: %q", got)
 	}
-	eventually(t, "the boot order to come back after the hold", func() bool { return e.firstBoot(t, v) == "disk" })
+	clienttest.Eventually(t, "the boot order to come back after the hold", func() bool { return e.firstBoot(t, v) == "disk" })
 }
