@@ -139,7 +139,7 @@ func (id Identity) Allows(a PowerAction) bool {
 // Equal reports whether two identities say the same, so that a protocol can
 // keep what it rendered from one until the system changes.
 func (id Identity) Equal(o Identity) bool {
-	return id.Name == o.Name && id.UUID == o.UUID && id.SerialNumber == o.SerialNumber &&
+	return id.Name == o.Name && id.UUID == o.UUID && id.InstanceUUID == o.InstanceUUID && id.SerialNumber == o.SerialNumber &&
 		id.Manufacturer == o.Manufacturer && id.Model == o.Model &&
 		id.CPUs == o.CPUs && id.MemoryMiB == o.MemoryMiB &&
 		slices.Equal(id.MACs, o.MACs) && slices.Equal(id.Disks, o.Disks) && slices.Equal(id.BootOrder, o.BootOrder) &&
