@@ -430,47 +430,47 @@ func dash(s string) string {
 }
 
 func bmcTable(tw *tabwriter.Writer, bmcs []api.BMC) {
-	several := slices.ContainsFunc(bmcs, func(b api.BMC) bool { return b.VCenter != bmcs[0].VCenter })
-	head := "VM\tADDRESS\tSTATUS\tPOWER\tSESSIONS\tREQUESTS\tSOURCE"
-	if several {
-		head += "\tVCENTER"
-	}
-	fmt.Fprintln(tw, head)
-	for _, b := range bmcs {
-		name := b.Name
-		if name == "" {
-			name = b.VM
-		}
-		status := b.Status
-		if b.Error != "" {
-			status += ": " + b.Error
-		}
-		addr := b.Address
-		if !b.IPMI {
-			addr = "redfish only"
-		}
-		row := fmt.Sprintf("%s\t%s\t%s\t%s\t%d\t%d\t%s", name, addr, status, dash(b.Power), len(b.Sessions), b.Requests, b.Source)
-		if several {
-			row += "\t" + b.VCenter
-		}
-		fmt.Fprintln(tw, row)
-	}
+	tableByVCenter(tw, "VM\tADDRESS\tSTATUS\tPOWER\tSESSIONS\tREQUESTS\tSOURCE", bmcs, func(b api.BMC) string { return b.VCenter },
+		func(b api.BMC) string {
+			name := b.Name
+			if name == "" {
+				name = b.VM
+			}
+			status := b.Status
+			if b.Error != "" {
+				status += ": " + b.Error
+			}
+			addr := b.Address
+			if !b.IPMI {
+				addr = "redfish only"
+			}
+			return fmt.Sprintf("%s\t%s\t%s\t%s\t%d\t%d\t%s", name, addr, status, dash(b.Power), len(b.Sessions), b.Requests, b.Source)
+		})
 }
 
 // vmTable lists vms, with a VCENTER column when they come from several.
 func vmTable(tw *tabwriter.Writer, vms []api.VM) {
-	several := slices.ContainsFunc(vms, func(v api.VM) bool { return v.VCenter != vms[0].VCenter })
-	head := "NAME\tPOWER\tBIOS UUID\tFIRMWARE\tMACS\tBMC"
+	tableByVCenter(tw, "NAME\tPOWER\tBIOS UUID\tFIRMWARE\tMACS\tBMC", vms, func(v api.VM) string { return v.VCenter },
+		func(v api.VM) string {
+			return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", v.Name, v.Power, v.UUID, v.Firmware, strings.Join(v.MACs, ","), dash(v.BMC))
+		})
+}
+
+// tableByVCenter writes head and a row per item, with a VCENTER column
+// only when the items come from more than one vCenter, so that one
+// vCenter's tables read as they always have.
+func tableByVCenter[T any](tw *tabwriter.Writer, head string, items []T, vcenter func(T) string, row func(T) string) {
+	several := slices.ContainsFunc(items, func(x T) bool { return vcenter(x) != vcenter(items[0]) })
 	if several {
 		head += "\tVCENTER"
 	}
 	fmt.Fprintln(tw, head)
-	for _, v := range vms {
-		row := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", v.Name, v.Power, v.UUID, v.Firmware, strings.Join(v.MACs, ","), dash(v.BMC))
+	for _, x := range items {
+		r := row(x)
 		if several {
-			row += "\t" + v.VCenter
+			r += "\t" + vcenter(x)
 		}
-		fmt.Fprintln(tw, row)
+		fmt.Fprintln(tw, r)
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/api"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest/vcsimtest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
 
@@ -49,10 +49,7 @@ enroll:
     password: pw-12345
     grace: 1s
 `, sim.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword, sim.CAFile, filepath.Join(dir, "state"), port, port)
-	e := &enrolDaemon{sim: sim, port: port, cfg: filepath.Join(dir, "bridge.yaml"), sock: filepath.Join(dir, "api.sock")}
-	if err := os.WriteFile(e.cfg, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	e := &enrolDaemon{sim: sim, port: port, cfg: writeConfig(t, dir, cfg), sock: filepath.Join(dir, "api.sock")}
 	e.d = startDaemon(t, e.cfg, e.sock)
 	t.Cleanup(func() {
 		if e.d != nil {
@@ -60,7 +57,7 @@ enroll:
 		}
 	})
 	e.redfishURL = strings.TrimSuffix(e.d.ep.Redfish, "/redfish/v1")
-	c, err := vsphere.Connect(context.Background(), vsphere.Options{URL: sim.URL.String(), Username: vsphere.SimulatorUser, Password: vsphere.SimulatorPassword, CAFile: sim.CAFile})
+	c, err := vsphere.Connect(context.Background(), vcsimtest.Options(sim))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +140,7 @@ func (e *enrolDaemon) enrolled(t *testing.T, name string) (api.BMC, bool) {
 // one-port pool full, which the metrics count.
 func TestEnrolment(t *testing.T) {
 	t.Parallel()
-	sim := vcsimForEnrol(t)
+	sim := vcsimtest.Start(t, 5)
 	dir, port := t.TempDir(), clienttest.FreeUDPPort(t)
 	e := startEnrolDaemon(t, sim, dir, port)
 	start := time.Now()
@@ -179,17 +176,6 @@ func TestEnrolment(t *testing.T) {
 	e.move(t, "ocp-worker-1", "/DC0/vm")
 	eventually(t, "ocp-worker-1 unenrolled past its grace", func() bool { _, ok := e.enrolled(t, "ocp-worker-1"); return !ok })
 	eventually(t, "skinner-worker-2 gets the freed port", func() bool { _, ok := e.enrolled(t, "skinner-worker-2"); return ok })
-}
-
-// vcsimForEnrol is a simulator of the test's own.
-func vcsimForEnrol(t *testing.T) *vsphere.Simulator {
-	t.Helper()
-	sim, err := vsphere.StartSimulator(context.Background(), "127.0.0.1:0", 5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sim.Close)
-	return sim
 }
 
 // redfishStatus is the status of a GET of the system id, with the test's

@@ -51,8 +51,8 @@ type Store interface {
 
 // Observer counts what enrolment does (the metrics).
 type Observer interface {
-	// PoolExhausted: a VM matched rule but its pool had no free endpoint.
-	PoolExhausted(rule string)
+	// PoolExhausted: n VMs matched rule but its pool had no free endpoint.
+	PoolExhausted(rule string, n int)
 	// Enrolled is the number of VMs holding an assignment.
 	Enrolled(n int)
 }

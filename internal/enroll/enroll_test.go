@@ -2,6 +2,7 @@ package enroll
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -127,8 +128,8 @@ type counter struct {
 	exhausted, enrolled int
 }
 
-func (c *counter) PoolExhausted(string) { c.mu.Lock(); c.exhausted++; c.mu.Unlock() }
-func (c *counter) Enrolled(n int)       { c.mu.Lock(); c.enrolled = n; c.mu.Unlock() }
+func (c *counter) PoolExhausted(_ string, n int) { c.mu.Lock(); c.exhausted += n; c.mu.Unlock() }
+func (c *counter) Enrolled(n int)                { c.mu.Lock(); c.enrolled = n; c.mu.Unlock() }
 
 func rule(folder string, ports [2]int, addrs ...string) Rule {
 	r := Rule{EnrollRule: config.EnrollRule{Where: "f.yaml:1", Folder: folder, Ports: ports, Username: "admin", Password: "pw", Grace: time.Minute}}
@@ -299,5 +300,25 @@ func TestManyAtOnce(t *testing.T) {
 	}
 	if len(seen) != 1000 {
 		t.Fatalf("%d enrolled", len(seen))
+	}
+}
+
+// fullDisk is a store whose writes fail, as on a full disk.
+type fullDisk struct{ *state.Store }
+
+func (fullDisk) Apply(map[string]any, []string) error {
+	return errors.New("write state.json: no space left on device")
+}
+
+// A state file that cannot be written (a full disk) costs no VM its BMC:
+// the round enrols from memory and logs the failure.
+func TestFullDiskStillEnrols(t *testing.T) {
+	e := newEnv(t, rule("/DC0/vm/ocp", [2]int{6230, 6239}, "127.0.0.1"))
+	e.src.set("/DC0/vm/ocp", vm(1))
+	en := New(Config{Rules: e.rules, Sources: map[string]Source{"": e.src}, Fleet: e.fleet, Store: fullDisk{e.store},
+		Log: slog.New(slog.DiscardHandler), Now: e.clock.Now})
+	en.Round(context.Background())
+	if s, ok := e.fleet.byVM()[strings.ToLower(vm(1).UUID)]; !ok || s.Address != "127.0.0.1:6230" {
+		t.Fatalf("with the state unwritable: %v", e.fleet.byVM())
 	}
 }

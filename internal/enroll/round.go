@@ -136,9 +136,7 @@ func (e *Enroller) exhausted(byRule map[int]int) {
 		e.cfg.Log.Error("enrolment: pool exhausted; VMs left without a BMC: widen the rule's addresses or ports",
 			"rule", r.Where, "vms", n, "ports", fmt.Sprintf("%d-%d", r.Ports[0], r.Ports[1]), "addresses", len(r.Addresses))
 		if e.cfg.Observer != nil {
-			for range n {
-				e.cfg.Observer.PoolExhausted(fmt.Sprintf("enroll[%d]", i))
-			}
+			e.cfg.Observer.PoolExhausted(fmt.Sprintf("enroll[%d]", i), n)
 		}
 	}
 }

@@ -174,9 +174,11 @@ func (m *Metrics) Request(command, cc string, d time.Duration) {
 	h.latency.Observe(d.Seconds())
 }
 
-// PoolExhausted counts a VM that rule matched but could not give a BMC
+// PoolExhausted counts n VMs that rule matched but could not give a BMC
 // (enroll.Observer).
-func (m *Metrics) PoolExhausted(rule string) { m.enrollExhausted.WithLabelValues(rule).Inc() }
+func (m *Metrics) PoolExhausted(rule string, n int) {
+	m.enrollExhausted.WithLabelValues(rule).Add(float64(n))
+}
 
 // Enrolled sets the number of VMs holding an assignment (enroll.Observer).
 func (m *Metrics) Enrolled(n int) { m.enrollVMs.Set(float64(n)) }

@@ -39,7 +39,7 @@ func TestFamilies(t *testing.T) {
 	m.MediaCollected(1)
 	m.SOLActive("b", 1)
 	m.SOLBytes("b", "out", 1)
-	m.PoolExhausted("enroll[0]")
+	m.PoolExhausted("enroll[0]", 1)
 	m.Enrolled(3)
 	m.ObserveConsoles(func() ConcentratorSample {
 		return ConcentratorSample{Active: 1, Closed: map[string]uint64{"limit": 1},

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
@@ -275,17 +274,9 @@ func (v *VM) applyConsole(ctx context.Context, rec Record, spec *types.VirtualDe
 			v.save(rec)
 		}
 	}
-	vd, err := v.runTask(ctx, what, func(ctx context.Context) (*object.Task, error) {
-		return v.obj.Reconfigure(ctx, types.VirtualMachineConfigSpec{DeviceChange: []types.BaseVirtualDeviceConfigSpec{spec}})
-	}, func(err error) {
-		if err == nil {
-			applied()
-		}
-	})
+	vd, err := v.reconfigurePending(ctx, what, types.VirtualMachineConfigSpec{DeviceChange: []types.BaseVirtualDeviceConfigSpec{spec}}, applied)
 	switch {
 	case vd == done:
-		applied()
-		v.settled(ctx, what)
 		v.log.Info("serial port set for the console", "change", string(spec.Operation), "proxy_uri", v.opts.ConsoleURI)
 		return nil
 	case vd == refused && isKind(err, machine.ErrInvalidState):

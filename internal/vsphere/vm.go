@@ -479,17 +479,9 @@ func (v *VM) pendingFirmware(ctx context.Context, state machine.PowerState) erro
 		}
 		v.save(rec)
 	}
-	vd, err := v.runTask(ctx, "set firmware "+fw+" before power-on", func(ctx context.Context) (*object.Task, error) {
-		return v.obj.Reconfigure(ctx, spec)
-	}, func(err error) {
-		if err == nil {
-			applied()
-		}
-	})
+	vd, err := v.reconfigurePending(ctx, "set firmware "+fw+" before power-on", spec, applied)
 	switch {
 	case vd == done:
-		applied()
-		v.settled(ctx, "firmware before power-on")
 		v.log.Info("firmware changed before power-on", "firmware", fw, "secure_boot", sb != nil && *sb)
 		return nil
 	case vd == refused && isKind(err, machine.ErrInvalidState):
@@ -498,6 +490,25 @@ func (v *VM) pendingFirmware(ctx context.Context, state machine.PowerState) erro
 		return fmt.Errorf("vm %s: set firmware %s before power-on: %w", v.name(), fw, mapError(err))
 	}
 	return err // not sent, or unknown: the power-on is not sent
+}
+
+// reconfigurePending sends spec, a change a Record holds as pending, and
+// calls applied (which clears it) once vCenter's task succeeded: at once,
+// or, when the answer is unknown, if the followed task succeeds later; a
+// change done is waited for in the inventory (settled) before returning.
+func (v *VM) reconfigurePending(ctx context.Context, what string, spec types.VirtualMachineConfigSpec, applied func()) (verdict, error) {
+	vd, err := v.runTask(ctx, what, func(ctx context.Context) (*object.Task, error) {
+		return v.obj.Reconfigure(ctx, spec)
+	}, func(err error) {
+		if err == nil {
+			applied()
+		}
+	})
+	if vd == done {
+		applied()
+		v.settled(ctx, what)
+	}
+	return vd, err
 }
 
 // softOff asks the guest to shut down through VMware Tools. With a
