@@ -53,16 +53,34 @@ func missing(t testing.TB, why string) {
 	t.Skip(why)
 }
 
-// FreeUDPPort returns a UDP port free on 127.0.0.1 a moment ago.
+// FreeUDPPort returns a UDP port free on 127.0.0.1 a moment ago, and
+// never one it returned before in this process: the kernel may hand the
+// same ephemeral port to two calls in a row, and two BMCs of one test (or
+// of parallel tests) given the same port fail to bind.
 func FreeUDPPort(t testing.TB) int {
 	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := c.LocalAddr().(*net.UDPAddr).Port
+		c.Close()
+		handedMu.Lock()
+		seen := handed[port]
+		handed[port] = true
+		handedMu.Unlock()
+		if !seen {
+			return port
+		}
 	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
 }
+
+// handed are the ports FreeUDPPort returned.
+var (
+	handedMu sync.Mutex
+	handed   = map[int]bool{}
+)
 
 // FreeTCPPort returns a TCP port free on 127.0.0.1 a moment ago, for a
 // server the test starts only later (a vCenter that comes up after the

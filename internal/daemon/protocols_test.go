@@ -91,11 +91,15 @@ func testProtocolsBMH(t *testing.T, sd *simDaemon) {
 		t.Fatal(err)
 	}
 	hosts := bareMetalHosts(t, out.String())
+	address := func(host string) string {
+		bmc, _ := hosts[host]["bmc"].(map[string]any)
+		return fmt.Sprint(bmc["address"])
+	}
 	want := "redfish-virtualmedia://" + strings.TrimPrefix(sd.redfishURL, "https://") + "/redfish/v1/Systems/skinner-master-0"
-	if got := hosts["skinner-master-0"]["bmc"].(map[string]any)["address"]; got != want {
+	if got := address("skinner-master-0"); got != want {
 		t.Errorf("Redfish-only host's address %v, want %s", got, want)
 	}
-	if got := hosts["skinner-master-1"]["bmc"].(map[string]any)["address"]; !strings.HasPrefix(fmt.Sprint(got), "ipmi://") {
+	if got := address("skinner-master-1"); !strings.HasPrefix(got, "ipmi://") {
 		t.Errorf("IPMI-only host's address %v, want ipmi://", got)
 	}
 	err := sd.d.api.BMH(context.Background(), api.BMH{Redfish: true, ControlPlane: []string{}}, &out)

@@ -22,6 +22,7 @@ import (
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest/vcsimtest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/ipmi/ipmitest"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
 
@@ -179,8 +180,11 @@ func (e *env) waitPower(t *testing.T, name string, want types.VirtualMachinePowe
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
+		// vCenter's state, and the bridge's watched view of it, which
+		// the next IPMI answer reads and which may lag on a loaded
+		// machine.
 		got := e.vm(t, name).Power
-		if got == want {
+		if got == want && e.bridgeSays(name, want) {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -188,6 +192,17 @@ func (e *env) waitPower(t *testing.T, name string, want types.VirtualMachinePowe
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// bridgeSays reports whether the bridge's machine for the VM name says
+// it is in the power state want.
+func (e *env) bridgeSays(name string, want types.VirtualMachinePowerState) bool {
+	bm := e.bridge.Find(name)
+	if bm == nil || bm.Machine() == nil {
+		return false
+	}
+	p, err := bm.Machine().PowerState(context.Background())
+	return err == nil && (p == machine.PowerOn) == (want == types.VirtualMachinePowerStatePoweredOn)
 }
 
 const (
