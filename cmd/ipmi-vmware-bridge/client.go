@@ -168,13 +168,13 @@ func bmcActionCommand(o *clientOpts, a bmcAction) *cobra.Command {
 
 // addFlags are `bmc add`'s own flags.
 type addFlags struct {
-	add            api.Add
-	vcenter        string
-	ipmi, redfish  bool
-	all            bool
-	basePort       int
-	passwordFile   string
-	filter, folder string
+	add                 api.Add
+	vcenter             string
+	ipmi, redfish       bool
+	all                 bool
+	basePort            int
+	passwordFile        string
+	filter, folder, tag string
 }
 
 func bmcAddCommand(o *clientOpts) *cobra.Command {
@@ -194,7 +194,7 @@ func bmcAddCommand(o *clientOpts) *cobra.Command {
 			f.add.NoIPMI, f.add.NoRedfish, f.add.VCenter = !f.ipmi, !f.redfish, f.vcenter
 			var bmcs []api.BMC
 			if f.all {
-				bmcs, err = o.client().AddAll(cmd.Context(), api.AddAll{Filter: f.filter, Folder: f.folder, VCenter: f.vcenter,
+				bmcs, err = o.client().AddAll(cmd.Context(), api.AddAll{Filter: f.filter, Folder: f.folder, Tag: f.tag, VCenter: f.vcenter,
 					Address: f.add.Address, BasePort: f.basePort, Username: f.add.Username, Password: password, Console: f.add.Console})
 			} else {
 				a := f.add
@@ -220,10 +220,11 @@ func bmcAddCommand(o *clientOpts) *cobra.Command {
 	fs.StringVar(&f.vcenter, "vcenter", "", "the VM's vCenter, by its name in the configuration (needed when several are bridged)")
 	fs.BoolVar(&f.ipmi, "ipmi", true, "serve IPMI; --ipmi=false makes a Redfish-only BMC, with no port")
 	fs.BoolVar(&f.redfish, "redfish", true, "serve the VM as a Redfish system; --redfish=false makes an IPMI-only BMC")
-	fs.BoolVar(&f.all, "all", false, "add a BMC for every VM matching --filter/--folder that has none")
+	fs.BoolVar(&f.all, "all", false, "add a BMC for every VM matching --filter/--folder/--tag that has none")
 	fs.IntVar(&f.basePort, "base-port", 0, "with --all: the first port; each VM takes the next free one")
 	fs.StringVar(&f.filter, "filter", "", "with --all: VM name glob, e.g. 'skinner-*'")
 	fs.StringVar(&f.folder, "folder", "", "with --all: inventory folder, e.g. /DC0/vm/ocp")
+	fs.StringVar(&f.tag, "tag", "", "with --all: vSphere tag, CATEGORY/NAME, e.g. cluster/skinner")
 	return cmd
 }
 
@@ -238,8 +239,8 @@ func (f *addFlags) check(args []string) error {
 		return usagef("bmc add --all adds VMs that have no BMC; --allow-duplicate is for one VM")
 	case !f.all && len(args) == 0:
 		return usagef("bmc add: which VM? give its name, inventory path or BIOS UUID, or --all")
-	case !f.all && (f.basePort != 0 || f.filter != "" || f.folder != ""):
-		return usagef("bmc add: --base-port, --filter and --folder go with --all")
+	case !f.all && (f.basePort != 0 || f.filter != "" || f.folder != "" || f.tag != ""):
+		return usagef("bmc add: --base-port, --filter, --folder and --tag go with --all")
 	case f.all && (!f.ipmi || !f.redfish):
 		return usagef("bmc add --all adds BMCs serving IPMI and Redfish; --ipmi=false and --redfish=false are for one VM")
 	case !f.all && !f.ipmi && f.add.Port != 0:
@@ -266,6 +267,7 @@ func vmsCommand(o *clientOpts) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&q.Filter, "filter", "", "VM name glob, e.g. 'skinner-*'")
 	cmd.Flags().StringVar(&q.Folder, "folder", "", "inventory folder, e.g. /DC0/vm/ocp")
+	cmd.Flags().StringVar(&q.Tag, "tag", "", "vSphere tag, CATEGORY/NAME, e.g. cluster/skinner")
 	cmd.Flags().StringVar(&q.VCenter, "vcenter", "", "only this vCenter's VMs (by its name in the configuration)")
 	return cmd
 }
@@ -319,6 +321,7 @@ func bmhCommand(o *clientOpts) *cobra.Command {
 	fs.BoolVar(&req.Offline, "offline", false, "set online: false (control-plane hosts stay online: true)")
 	fs.StringVar(&req.Filter, "filter", "", "only VMs whose name matches this glob")
 	fs.StringVar(&req.VCenter, "vcenter", "", "only this vCenter's VMs (by its name in the configuration)")
+	fs.BoolVar(&req.Enrolled, "enrolled", false, "only the BMCs enrolment rules gave (enroll: in the configuration)")
 	// A list flag both ways: repeated, or with commas, as a shell variable
 	// would hold it. The daemon gives its hosts externallyProvisioned: true
 	// and keeps them online (see openshift.Host.ControlPlane), so that

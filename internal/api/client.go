@@ -125,7 +125,7 @@ func (c *Client) Start(ctx context.Context, id string) error {
 // VMs lists the vCenters' VMs that q selects.
 func (c *Client) VMs(ctx context.Context, sel VMQuery) ([]VM, error) {
 	var out []VM
-	q := url.Values{"filter": {sel.Filter}, "folder": {sel.Folder}, "vcenter": {sel.VCenter}}
+	q := url.Values{"filter": {sel.Filter}, "folder": {sel.Folder}, "tag": {sel.Tag}, "vcenter": {sel.VCenter}}
 	return out, c.do(ctx, http.MethodGet, "/v1/vms?"+q.Encode(), nil, &out)
 }
 

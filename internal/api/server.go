@@ -86,7 +86,7 @@ func Handler(b Backend, log *slog.Logger) http.Handler {
 	mux.HandleFunc("GET /v1/bmcs/{id}/console/log", s.consoleLog) // console.go
 	mux.HandleFunc("GET /v1/vms", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		vms, err := b.VMs(r.Context(), VMQuery{Filter: q.Get("filter"), Folder: q.Get("folder"), VCenter: q.Get("vcenter")})
+		vms, err := b.VMs(r.Context(), VMQuery{Filter: q.Get("filter"), Folder: q.Get("folder"), Tag: q.Get("tag"), VCenter: q.Get("vcenter")})
 		reply(w, vms, err)
 	})
 	mux.HandleFunc("POST /v1/check", func(w http.ResponseWriter, r *http.Request) { reply(w, b.Check(r.Context()), nil) })

@@ -83,11 +83,13 @@ type Add struct {
 	NoRedfish bool `json:"noRedfish,omitempty"`
 }
 
-// AddAll asks for a BMC for each VM matching Filter (and Folder), on
-// consecutive ports from BasePort, skipping VMs already bridged.
+// AddAll asks for a BMC for each VM matching Filter (and Folder and
+// Tag), on consecutive ports from BasePort, skipping VMs already bridged.
 type AddAll struct {
 	Filter string `json:"filter"`
 	Folder string `json:"folder"`
+	// Tag is a vSphere tag, CATEGORY/NAME.
+	Tag string `json:"tag,omitempty"`
 	// VCenter names the vCenter to list; required when several are
 	// bridged.
 	VCenter  string `json:"vcenter,omitempty"`
@@ -113,10 +115,10 @@ type Error struct {
 	Error string `json:"error"`
 }
 
-// VMQuery selects VMs: by name glob, inventory folder and vCenter (any
-// when empty).
+// VMQuery selects VMs: by name glob, inventory folder, vSphere tag
+// (CATEGORY/NAME) and vCenter (any when empty).
 type VMQuery struct {
-	Filter, Folder, VCenter string
+	Filter, Folder, Tag, VCenter string
 }
 
 // VM is a vCenter VM as discovery shows it.
@@ -148,6 +150,9 @@ type BMH struct {
 	Filter string `json:"filter"`
 	// VCenter limits the output to one vCenter's VMs (all when empty).
 	VCenter string `json:"vcenter,omitempty"`
+	// Enrolled limits the output to the BMCs enrolment rules gave
+	// (enroll:), so that a cluster's hosts can follow its rules.
+	Enrolled bool `json:"enrolled,omitempty"`
 	// ControlPlane names the VMs that run the cluster's control plane, by
 	// glob over the VM name (see openshift.ParseControlPlane: an element
 	// may also hold several, comma-separated); their BareMetalHosts are

@@ -2,10 +2,12 @@ package config
 
 import (
 	"fmt"
+	"io"
 	"net/netip"
 	"path"
 	"strconv"
 	"strings"
+	"text/template"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -20,9 +22,11 @@ type EnrollRule struct {
 	Where string
 	// VCenter is the vCenter whose VMs the rule matches (by name).
 	VCenter string
-	// Folder (an inventory path: VMs in it or below) and Name (a glob over
-	// the VM's name) select VMs; every one given must match.
+	// Folder (an inventory path: VMs in it or below), Name (a glob over
+	// the VM's name) and Tag (a vSphere tag the VM carries) select VMs;
+	// every one given must match.
 	Folder, Name string
+	Tag          Tag
 	// Addresses and Ports are the pool the BMCs' endpoints come from,
 	// address by address, port by port; none for a Redfish-only rule.
 	Addresses []netip.Addr
@@ -33,6 +37,9 @@ type EnrollRule struct {
 	// (machine-independent: `bmh` prints it, an operator can compute it).
 	Password       string
 	PasswordSecret []byte
+	// UsernameTemplate and PasswordTemplate, when set, make each BMC's
+	// user and password from its VM (see Credentials) instead.
+	UsernameTemplate, PasswordTemplate *template.Template
 	// NoIPMI, NoRedfish and Console: as a BMC's (ipmi: false, ...).
 	NoIPMI, NoRedfish, Console bool
 	// Grace is how long a VM that stopped matching (or was deleted) keeps
@@ -73,8 +80,8 @@ func (p *parser) enroll(fields map[string]*yaml.Node, cfg *Config) error {
 
 func (p *parser) enrollRule(n *yaml.Node, pre string, cfg *Config) (EnrollRule, error) {
 	r := EnrollRule{Where: fmt.Sprintf("%s:%d", p.file, n.Line), Grace: DefaultEnrollGrace}
-	f, err := p.mapping(n, pre, "vcenter", "folder", "name", "addresses", "ports", "username",
-		"password", "passwordFile", "passwordSecretFile", "ipmi", "redfish", "console", "grace")
+	f, err := p.mapping(n, pre, "vcenter", "folder", "name", "tag", "addresses", "ports", "username",
+		"password", "passwordFile", "passwordSecretFile", "usernameTemplate", "passwordTemplate", "ipmi", "redfish", "console", "grace")
 	if err != nil {
 		return r, err
 	}
@@ -127,8 +134,17 @@ func (p *parser) enrollMatch(n *yaml.Node, f map[string]*yaml.Node, pre string, 
 	if _, err := path.Match(r.Name, ""); err != nil {
 		return p.err(f["name"], pre+"name", "is not a glob: "+err.Error())
 	}
-	if r.Folder == "" && r.Name == "" {
-		return p.err(n, pre+"folder", "missing: a rule matches by folder, name or both (name: \"*\" for every VM)")
+	tag, err := p.str(f, pre, "tag")
+	if err != nil {
+		return err
+	}
+	if _, ok := f["tag"]; ok {
+		if r.Tag, err = ParseTag(tag); err != nil {
+			return p.err(f["tag"], pre+"tag", err.Error())
+		}
+	}
+	if r.Folder == "" && r.Name == "" && tag == "" {
+		return p.err(n, pre+"folder", "missing: a rule matches by folder, name, tag or any of them together (name: \"*\" for every VM)")
 	}
 	return nil
 }
@@ -184,10 +200,16 @@ func (p *parser) expand(n *yaml.Node, key string, prefixes []netip.Prefix, r *En
 	return nil
 }
 
-// enrollCredentials reads a rule's user and its password, shared or
-// derived per VM.
+// enrollCredentials reads a rule's user and its password: shared,
+// derived per VM, or made per VM by templates.
 func (p *parser) enrollCredentials(n *yaml.Node, f map[string]*yaml.Node, pre string, r *EnrollRule) error {
 	var err error
+	if r.UsernameTemplate, err = p.credentialTemplate(f, pre, "usernameTemplate", "username"); err != nil {
+		return err
+	}
+	if r.PasswordTemplate, err = p.credentialTemplate(f, pre, "passwordTemplate", "password", "passwordFile", "passwordSecretFile"); err != nil {
+		return err
+	}
 	if r.Username, err = p.str(f, pre, "username"); err != nil {
 		return err
 	}
@@ -196,6 +218,9 @@ func (p *parser) enrollCredentials(n *yaml.Node, f map[string]*yaml.Node, pre st
 	}
 	if len(r.Username) > ipmi.MaxUsername {
 		return p.err(f["username"], pre+"username", fmt.Sprintf("longer than %d bytes (IPMI's limit)", ipmi.MaxUsername))
+	}
+	if r.PasswordTemplate != nil {
+		return nil
 	}
 	if r.Password, err = p.secret(f, pre, "password"); err != nil {
 		return err
@@ -209,10 +234,69 @@ func (p *parser) enrollCredentials(n *yaml.Node, f map[string]*yaml.Node, pre st
 	case secret != "" && len(secret) < minSecretBytes:
 		return p.err(f["passwordSecretFile"], pre+"passwordSecretFile", fmt.Sprintf("the secret must be at least %d bytes", minSecretBytes))
 	case secret == "" && r.Password == "":
-		return p.err(n, pre+"password", "missing: give password, passwordFile, or passwordSecretFile (a password per VM)")
+		return p.err(n, pre+"password", "missing: give password, passwordFile, passwordSecretFile (a password per VM) or passwordTemplate")
 	case len(r.Password) > ipmi.MaxPassword:
 		return p.err(n, pre+"password", fmt.Sprintf("longer than %d bytes (IPMI's limit)", ipmi.MaxPassword))
 	}
 	r.PasswordSecret = []byte(secret)
 	return nil
+}
+
+// Tag is a vSphere tag by its category's name and its own.
+type Tag struct{ Category, Name string }
+
+func (t Tag) String() string { return t.Category + "/" + t.Name }
+
+// ParseTag reads CATEGORY/NAME (the category ends at the first "/"), as
+// enrolment rules and the CLI's --tag give a tag.
+func ParseTag(s string) (Tag, error) {
+	c, n, ok := strings.Cut(s, "/")
+	if !ok || c == "" || n == "" {
+		return Tag{}, fmt.Errorf("tag %q: give CATEGORY/NAME, e.g. cluster/skinner", s)
+	}
+	return Tag{Category: c, Name: n}, nil
+}
+
+// CredentialData is what a credential template sees of a VM.
+type CredentialData struct {
+	// Name is the VM's name when it was first enrolled: a rename later
+	// changes no credential.
+	Name string
+	// UUID is its BIOS UUID in lower case, and VCenter its vCenter's name.
+	UUID, VCenter string
+}
+
+// Credential renders a credential template for a VM and checks the
+// result against IPMI's limit (limit bytes, at least one).
+func Credential(t *template.Template, d CredentialData, limit int) (string, error) {
+	var b strings.Builder
+	if err := t.Execute(&b, d); err != nil {
+		return "", err
+	}
+	if n := b.Len(); n == 0 || n > limit {
+		return "", fmt.Errorf("%s gives %d bytes for VM %s; IPMI takes 1 to %d", t.Name(), n, d.Name, limit)
+	}
+	return b.String(), nil
+}
+
+// credentialTemplate reads the Go template key, which replaces the keys
+// instead, and tries it on an example VM so that a mistake is found now.
+func (p *parser) credentialTemplate(f map[string]*yaml.Node, pre, key string, instead ...string) (*template.Template, error) {
+	src, err := p.str(f, pre, key)
+	if err != nil || src == "" {
+		return nil, err
+	}
+	for _, k := range instead {
+		if _, ok := f[k]; ok {
+			return nil, p.err(f[k], pre+k, "give "+k+" or "+key+", not both")
+		}
+	}
+	t, err := template.New(key).Option("missingkey=error").Parse(src)
+	if err == nil {
+		err = t.Execute(io.Discard, CredentialData{Name: "vm", UUID: "00000000-0000-0000-0000-000000000000", VCenter: DefaultVCenterName})
+	}
+	if err != nil {
+		return nil, p.err(f[key], pre+key, "is not a template of .Name, .UUID and .VCenter: "+err.Error())
+	}
+	return t, nil
 }

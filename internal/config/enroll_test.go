@@ -30,11 +30,15 @@ func TestEnrollRules(t *testing.T) {
     ipmi: false
     passwordSecretFile: `+secret+`
     grace: 30s
+  - tag: cluster/skinner/blue
+    ports: "7000"
+    usernameTemplate: "{{printf \"%.16s\" .Name}}"
+    passwordTemplate: "pw-{{slice .UUID 0 8}}"
 `), Env{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.BMCs) != 0 || len(cfg.Enroll) != 2 {
+	if len(cfg.BMCs) != 0 || len(cfg.Enroll) != 3 {
 		t.Fatalf("bmcs %v, rules %d", cfg.BMCs, len(cfg.Enroll))
 	}
 	r := cfg.Enroll[0]
@@ -45,15 +49,33 @@ func TestEnrollRules(t *testing.T) {
 	if r := cfg.Enroll[1]; !r.NoIPMI || string(r.PasswordSecret) != "0123456789abcdef0123" || r.Grace != 30*time.Second || r.Addresses != nil {
 		t.Fatalf("rule 1: %+v", r)
 	}
+	r = cfg.Enroll[2]
+	if r.Tag != (Tag{Category: "cluster", Name: "skinner/blue"}) || r.Ports != [2]int{7000, 7000} {
+		t.Fatalf("rule 2: %+v", r)
+	}
+	d := CredentialData{Name: "a-very-long-vm-name-indeed", UUID: "4210abcd-0000"}
+	if u, err := Credential(r.UsernameTemplate, d, 16); u != "a-very-long-vm-n" || err != nil {
+		t.Errorf("username %q, %v", u, err)
+	}
+	if pw, err := Credential(r.PasswordTemplate, d, 20); pw != "pw-4210abcd" || err != nil {
+		t.Errorf("password %q, %v", pw, err)
+	}
+	if _, err := Credential(r.PasswordTemplate, CredentialData{UUID: "short"}, 20); err == nil {
+		t.Error("a template failing on a VM: no error")
+	}
 	for _, tc := range []struct{ name, rule, want string }{
-		{"matches everything unasked", "  - ports: 1-2\n    password: pw\n", "f.yaml:6: enroll[0].folder: missing: a rule matches by folder, name or both"},
+		{"matches everything unasked", "  - ports: 1-2\n    password: pw\n", "f.yaml:6: enroll[0].folder: missing: a rule matches by folder, name, tag or any of them together"},
+		{"tag without category", "  - tag: skinner\n    ports: 1-2\n    password: pw\n", "f.yaml:6: enroll[0].tag: tag \"skinner\": give CATEGORY/NAME"},
+		{"template and password", "  - name: x\n    ports: 1-2\n    password: pw\n    passwordTemplate: \"{{.Name}}\"\n", "f.yaml:8: enroll[0].password: give password or passwordTemplate, not both"},
+		{"template of an unknown field", "  - name: x\n    ports: 1-2\n    passwordTemplate: \"{{.Secret}}\"\n", "f.yaml:8: enroll[0].passwordTemplate: is not a template of .Name, .UUID and .VCenter"},
+		{"template that does not parse", "  - name: x\n    ports: 1-2\n    password: pw\n    usernameTemplate: \"{{.Name\"\n", "enroll[0].usernameTemplate: is not a template"},
 		{"folder not a path", "  - folder: ocp\n    ports: 1-2\n    password: pw\n", "f.yaml:6: enroll[0].folder: must be an inventory path"},
 		{"bad glob", "  - name: \"[\"\n    ports: 1-2\n    password: pw\n", "f.yaml:6: enroll[0].name: is not a glob"},
 		{"no ports", "  - name: x\n    password: pw\n", "enroll[0].ports: missing: a range such as 6230-6999"},
 		{"reversed ports", "  - name: x\n    ports: 9-2\n    password: pw\n", "f.yaml:7: enroll[0].ports: must be a range"},
 		{"ports past 65535", "  - name: x\n    ports: 65000-70000\n    password: pw\n", "enroll[0].ports: must be a range"},
 		{"redfish-only with ports", "  - name: x\n    ipmi: false\n    ports: 1-2\n    password: pw\n", "f.yaml:8: enroll[0].ports: Redfish-only BMCs (ipmi: false) open no UDP port"},
-		{"no password", "  - name: x\n    ports: 1-2\n", "enroll[0].password: missing: give password, passwordFile, or passwordSecretFile"},
+		{"no password", "  - name: x\n    ports: 1-2\n", "enroll[0].password: missing: give password, passwordFile, passwordSecretFile (a password per VM) or passwordTemplate"},
 		{"both passwords", "  - name: x\n    ports: 1-2\n    password: pw\n    passwordSecretFile: " + secret + "\n", "enroll[0].passwordSecretFile: give password (or passwordFile) or passwordSecretFile, not both"},
 		{"unknown vcenter", "  - name: x\n    vcenter: prod\n    ports: 1-2\n    password: pw\n", `f.yaml:7: enroll[0].vcenter: "prod" is not a configured vCenter (default)`},
 		{"console without concentrator", "  - name: x\n    ports: 1-2\n    password: pw\n    console: true\n", "enroll[0].console: needs console.address"},

@@ -20,6 +20,7 @@ import (
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/ipmi"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/openshift"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
 
 // The Daemon is the management API's backend.
@@ -152,6 +153,19 @@ func (d *Daemon) checkAdd(a api.Add) error {
 	return nil
 }
 
+// vmFilter is the API's selection of VMs as the inventory takes it; a
+// malformed tag is the caller's mistake.
+func vmFilter(name, folder, tag string) (vsphere.Filter, error) {
+	f := vsphere.Filter{Name: name, Folder: folder}
+	if tag != "" {
+		var err error
+		if f.Tag, err = config.ParseTag(tag); err != nil {
+			return f, fmt.Errorf("%w: %v", api.ErrInvalid, err)
+		}
+	}
+	return f, nil
+}
+
 // AddAll implements api.Backend: one BMC per matching VM not yet bridged,
 // on consecutive free ports from BasePort.
 func (d *Daemon) AddAll(ctx context.Context, a api.AddAll) ([]api.BMC, error) {
@@ -159,7 +173,11 @@ func (d *Daemon) AddAll(ctx context.Context, a api.AddAll) ([]api.BMC, error) {
 	if err != nil {
 		return nil, err
 	}
-	vms, err := v.inv.List(ctx, a.Filter, a.Folder)
+	f, err := vmFilter(a.Filter, a.Folder, a.Tag)
+	if err != nil {
+		return nil, err
+	}
+	vms, err := v.inv.List(ctx, f)
 	if err != nil {
 		return nil, apiError(d.named(v, err))
 	}
@@ -223,13 +241,17 @@ func (d *Daemon) VMs(ctx context.Context, q api.VMQuery) ([]api.VM, error) {
 			return nil, err
 		}
 	}
+	f, err := vmFilter(q.Filter, q.Folder, q.Tag)
+	if err != nil {
+		return nil, err
+	}
 	bridged := d.bridgedVMs()
 	out := []api.VM{}
 	for _, v := range d.vcs {
 		if q.VCenter != "" && q.VCenter != v.name {
 			continue
 		}
-		vms, err := v.inv.List(ctx, q.Filter, q.Folder)
+		vms, err := v.inv.List(ctx, f)
 		if err != nil {
 			return nil, apiError(d.named(v, err))
 		}
@@ -343,7 +365,7 @@ func (d *Daemon) BMH(ctx context.Context, req api.BMH) ([]byte, error) {
 	served := d.running()
 	ids := d.systemIDs(served) // redfish.go
 	for n, i := range served {
-		if ok, _ := path.Match(req.Filter, i.Name); req.Filter != "" && !ok {
+		if ok, _ := path.Match(req.Filter, i.Name); (req.Filter != "" && !ok) || (req.Enrolled && !i.Enrolled) {
 			continue
 		}
 		if v := d.vcenterOf(i.Spec.VCenter); req.VCenter != "" && (v == nil || v.name != req.VCenter) {

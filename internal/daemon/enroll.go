@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"context"
-
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/enroll"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/metrics"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
@@ -11,25 +9,10 @@ import (
 // The metrics count enrolment.
 var _ enroll.Observer = (*metrics.Metrics)(nil)
 
-// inventorySource lists an inventory's VMs for enrolment.
-type inventorySource struct{ inv *vsphere.Inventory }
-
-func (s inventorySource) Match(ctx context.Context, folder, name string) ([]enroll.VM, error) {
-	vms, err := s.inv.List(ctx, name, folder)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]enroll.VM, 0, len(vms))
-	for _, vm := range vms {
-		out = append(out, enroll.VM{Name: vm.Name, UUID: vm.UUID})
-	}
-	return out, nil
-}
-
 // enroller applies the configuration's enrolment rules to the bridge
 // (nil when there are none). Every inventory change wakes it, so that a
-// VM created or renamed into a rule gets its BMC at once; a VM moved into
-// a folder, which the inventory does not watch, within enroll.DefaultEvery.
+// VM created, renamed or moved into a rule gets its BMC at once; a VM
+// tagged, which vCenter announces to no watcher, within enroll.DefaultEvery.
 func (d *Daemon) enroller(m *metrics.Metrics) *enroll.Enroller {
 	if d.cfg == nil || len(d.cfg.Enroll) == 0 {
 		return nil
@@ -39,7 +22,7 @@ func (d *Daemon) enroller(m *metrics.Metrics) *enroll.Enroller {
 		cfg.Store = d.state
 	}
 	for _, v := range d.vcs {
-		cfg.Sources[v.key] = inventorySource{v.inv}
+		cfg.Sources[v.key] = v.inv
 	}
 	for _, r := range d.cfg.Enroll {
 		cfg.Rules = append(cfg.Rules, enroll.Rule{EnrollRule: r, VCenterKey: vcenterKey(d.cfg, r.VCenter)}) // vcenters.go

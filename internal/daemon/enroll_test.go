@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -9,10 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vmware/govmomi/find"
-	"github.com/vmware/govmomi/object"
-	"github.com/vmware/govmomi/vim25/types"
-
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/api"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest/vcsimtest"
@@ -20,18 +17,18 @@ import (
 )
 
 // enrolDaemon is a daemon over a simulator of its own whose only BMCs
-// come from one rule: VMs in /DC0/vm/ocp, one port (so that a second VM
-// finds the pool full), a grace of one second.
+// come from two rules: VMs in /DC0/vm/ocp on one port (so that a second
+// VM finds the pool full), and VMs tagged cluster/skinner on another;
+// each with a grace of one second.
 type enrolDaemon struct {
 	sim        *vsphere.Simulator
-	c          *vsphere.Client
+	out        *vcsimtest.Outside
 	d          *running
-	port       int
 	cfg, sock  string
 	redfishURL string
 }
 
-func startEnrolDaemon(t *testing.T, sim *vsphere.Simulator, dir string, port int) *enrolDaemon {
+func startEnrolDaemon(t *testing.T, sim *vsphere.Simulator, dir string, port, tagPort int) *enrolDaemon {
 	t.Helper()
 	cfg := fmt.Sprintf(`vcenter:
   url: %s
@@ -48,8 +45,13 @@ enroll:
     ports: %d-%d
     password: pw-12345
     grace: 1s
-`, sim.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword, sim.CAFile, filepath.Join(dir, "state"), port, port)
-	e := &enrolDaemon{sim: sim, port: port, cfg: writeConfig(t, dir, cfg), sock: filepath.Join(dir, "api.sock")}
+  - tag: cluster/skinner
+    addresses: [127.0.0.1]
+    ports: "%d"
+    password: pw-12345
+    grace: 1s
+`, sim.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword, sim.CAFile, filepath.Join(dir, "state"), port, port, tagPort)
+	e := &enrolDaemon{sim: sim, out: vcsimtest.NewOutside(t, sim), cfg: writeConfig(t, dir, cfg), sock: filepath.Join(dir, "api.sock")}
 	e.d = startDaemon(t, e.cfg, e.sock)
 	t.Cleanup(func() {
 		if e.d != nil {
@@ -57,66 +59,7 @@ enroll:
 		}
 	})
 	e.redfishURL = strings.TrimSuffix(e.d.ep.Redfish, "/redfish/v1")
-	c, err := vsphere.Connect(context.Background(), vcsimtest.Options(sim))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.c = c
 	return e
-}
-
-// move puts the VM name into the folder at path (created if need be).
-func (e *enrolDaemon) move(t *testing.T, name, path string) {
-	t.Helper()
-	ctx := context.Background()
-	f, dc := e.finder(t)
-	folder, err := f.Folder(ctx, path)
-	if err != nil {
-		folders, _ := dc.Folders(ctx)
-		if folder, err = folders.VmFolder.CreateFolder(ctx, filepath.Base(path)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	vm, err := f.VirtualMachine(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	task, err := folder.MoveInto(ctx, []types.ManagedObjectReference{vm.Reference()})
-	if err == nil {
-		err = task.Wait(ctx)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// finder finds in the simulator's datacenter.
-func (e *enrolDaemon) finder(t *testing.T) (*find.Finder, *object.Datacenter) {
-	t.Helper()
-	f := find.NewFinder(e.c.Vim(), true)
-	dc, err := f.DefaultDatacenter(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.SetDatacenter(dc)
-	return f, dc
-}
-
-// rename renames the VM name to to.
-func (e *enrolDaemon) rename(t *testing.T, name, to string) {
-	t.Helper()
-	ctx := context.Background()
-	f, _ := e.finder(t)
-	vm, err := f.VirtualMachine(ctx, name)
-	if err == nil {
-		var task *object.Task
-		if task, err = vm.Rename(ctx, to); err == nil {
-			err = task.Wait(ctx)
-		}
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // enrolled is the enrolled BMC of the VM name, if any.
@@ -142,9 +85,9 @@ func TestEnrolment(t *testing.T) {
 	t.Parallel()
 	sim := vcsimtest.Start(t, 5)
 	dir, port := t.TempDir(), clienttest.FreeUDPPort(t)
-	e := startEnrolDaemon(t, sim, dir, port)
+	e := startEnrolDaemon(t, sim, dir, port, clienttest.FreeUDPPort(t))
 	start := time.Now()
-	e.move(t, "skinner-worker-1", "/DC0/vm/ocp")
+	e.out.Move("skinner-worker-1", "/DC0/vm/ocp")
 	var b api.BMC
 	eventually(t, "skinner-worker-1 enrolled", func() bool { var ok bool; b, ok = e.enrolled(t, "skinner-worker-1"); return ok })
 	t.Logf("enrolled %v after the move", time.Since(start).Round(time.Millisecond))
@@ -157,12 +100,12 @@ func TestEnrolment(t *testing.T) {
 	if got := redfishStatus(t, e.redfishURL, "skinner-worker-1"); got != http.StatusOK {
 		t.Fatalf("Redfish GET: %d", got)
 	}
-	e.rename(t, "skinner-worker-1", "ocp-worker-1")
+	e.out.Rename("skinner-worker-1", "ocp-worker-1")
 	eventually(t, "the renamed VM's BMC", func() bool { var ok bool; b, ok = e.enrolled(t, "ocp-worker-1"); return ok })
 	if got := redfishStatus(t, e.redfishURL, "ocp-worker-1"); got != http.StatusOK || b.Address != fmt.Sprintf("127.0.0.1:%d", port) {
 		t.Fatalf("after the rename: Redfish %d, BMC at %s", got, b.Address)
 	}
-	e.move(t, "skinner-worker-2", "/DC0/vm/ocp")
+	e.out.Move("skinner-worker-2", "/DC0/vm/ocp")
 	eventually(t, "the full pool counted", func() bool {
 		return consoleSeries(t, e.d.ep.Metrics, `enroll_pool_exhausted_total{rule="enroll[0]"}`) != ""
 	})
@@ -173,9 +116,52 @@ func TestEnrolment(t *testing.T) {
 	if b.Address != fmt.Sprintf("127.0.0.1:%d", port) {
 		t.Fatalf("after a restart at %s", b.Address)
 	}
-	e.move(t, "ocp-worker-1", "/DC0/vm")
+	e.out.Move("ocp-worker-1", "/DC0/vm")
 	eventually(t, "ocp-worker-1 unenrolled past its grace", func() bool { _, ok := e.enrolled(t, "ocp-worker-1"); return !ok })
 	eventually(t, "skinner-worker-2 gets the freed port", func() bool { _, ok := e.enrolled(t, "skinner-worker-2"); return ok })
+}
+
+// A VM tagged while the bridge runs is served over IPMI and Redfish
+// within seconds and listed by bmh --enrolled, which leaves out a BMC
+// added by hand; untagged or deleted, a VM loses its BMC past the grace.
+func TestEnrolmentByTag(t *testing.T) {
+	t.Parallel()
+	sim := vcsimtest.Start(t, 5)
+	dir, port := t.TempDir(), clienttest.FreeUDPPort(t)
+	e := startEnrolDaemon(t, sim, dir, clienttest.FreeUDPPort(t), port)
+	if _, err := e.d.api.Add(context.Background(), api.Add{VM: "skinner-master-1", Port: clienttest.FreeUDPPort(t), Username: "admin", Password: "pw-12345"}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	e.out.Tag("skinner-master-0", "cluster", "skinner")
+	eventually(t, "skinner-master-0 enrolled by its tag", func() bool { _, ok := e.enrolled(t, "skinner-master-0"); return ok })
+	t.Logf("enrolled %v after the tag", time.Since(start).Round(time.Millisecond))
+	if out, err := ipmitool(t, "127.0.0.1", port, "power", "status"); err != nil || !strings.Contains(out, "Chassis Power is") {
+		t.Fatalf("ipmitool: %v %s", err, out)
+	}
+	if got := redfishStatus(t, e.redfishURL, "skinner-master-0"); got != http.StatusOK {
+		t.Fatalf("Redfish GET: %d", got)
+	}
+	vms, err := e.d.api.VMs(context.Background(), api.VMQuery{Tag: "cluster/skinner"})
+	if err != nil || len(vms) != 1 || vms[0].Name != "skinner-master-0" {
+		t.Errorf("vms --tag cluster/skinner: %+v, %v", vms, err)
+	}
+	if _, err := e.d.api.VMs(context.Background(), api.VMQuery{Tag: "skinner"}); err == nil || !strings.HasPrefix(err.Error(), "invalid request: tag") {
+		t.Errorf("vms --tag skinner: %v, want the request refused", err)
+	}
+	var bmh bytes.Buffer
+	if err := e.d.api.BMH(context.Background(), api.BMH{Host: "127.0.0.1", Enrolled: true, ControlPlane: []string{}}, &bmh); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(bmh.String(), "name: skinner-master-0") || strings.Contains(bmh.String(), "skinner-master-1") {
+		t.Errorf("bmh --enrolled:\n%s", bmh.String())
+	}
+	e.out.Untag("skinner-master-0", "cluster", "skinner")
+	eventually(t, "untagged, unenrolled past its grace", func() bool { _, ok := e.enrolled(t, "skinner-master-0"); return !ok })
+	e.out.Tag("skinner-worker-2", "cluster", "skinner")
+	eventually(t, "skinner-worker-2 enrolled", func() bool { _, ok := e.enrolled(t, "skinner-worker-2"); return ok })
+	e.out.Delete("skinner-worker-2")
+	eventually(t, "deleted, unenrolled past its grace", func() bool { _, ok := e.enrolled(t, "skinner-worker-2"); return !ok })
 }
 
 // redfishStatus is the status of a GET of the system id, with the test's

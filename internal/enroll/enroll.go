@@ -23,15 +23,16 @@ import (
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/bridge"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/config"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/ipmi"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
 
 // VM is a VM a rule matched.
-type VM struct{ Name, UUID string }
+type VM = vsphere.NamedVM
 
-// Source lists the VMs of one vCenter in folder (an inventory path, or
-// "" for all) whose name matches the glob name ("" for any).
+// Source lists the VMs of one vCenter that a filter selects
+// (*vsphere.Inventory).
 type Source interface {
-	Match(ctx context.Context, folder, name string) ([]VM, error)
+	Matching(ctx context.Context, f vsphere.Filter) ([]VM, error)
 }
 
 // Fleet is the running set of BMCs (*bridge.Bridge).
@@ -94,6 +95,10 @@ const storePrefix = "enroll/"
 type assignment struct {
 	// Address is host:port; "" for a Redfish-only BMC.
 	Address string `json:"address,omitempty"`
+	// Name is the VM's name when it was first given the assignment:
+	// what credential templates see, so that a rename changes no
+	// password.
+	Name string `json:"name,omitempty"`
 	// Unmatched is when the VM was first seen not matching; zero while
 	// it matches.
 	Unmatched time.Time `json:"unmatched,omitzero"`
@@ -103,6 +108,9 @@ type assignment struct {
 
 	key      string // the enrolled BMC's bridge key, once enrolled
 	enrolled bool
+	// failed is why the last attempt to enrol failed: logged once, not
+	// every round.
+	failed string
 }
 
 // Enroller applies the rules.

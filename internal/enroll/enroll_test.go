@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"text/template"
 	"time"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/bridge"
@@ -18,33 +19,37 @@ import (
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/config"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/state"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
 
-// source is a vCenter in memory: VMs by folder; err makes it unreachable.
+// source is a vCenter in memory: VMs by folder, tags by VM name; err
+// makes it unreachable.
 type source struct {
 	mu    sync.Mutex
 	vms   map[string][]VM // by folder
+	tags  map[string]config.Tag
 	err   error
 	calls int
 }
 
-func (s *source) Match(_ context.Context, folder, name string) ([]VM, error) {
+func (s *source) Matching(_ context.Context, f vsphere.Filter) ([]VM, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls++
 	if s.err != nil {
 		return nil, s.err
 	}
-	if _, ok := s.vms[folder]; !ok && folder != "" {
-		return nil, fmt.Errorf("folder %s not found: %w", folder, machine.ErrInvalidArgument)
+	if _, ok := s.vms[f.Folder]; !ok && f.Folder != "" {
+		return nil, fmt.Errorf("folder %s not found: %w", f.Folder, machine.ErrInvalidArgument)
 	}
 	var out []VM
-	for f, vms := range s.vms {
-		if folder != "" && f != folder {
+	for folder, vms := range s.vms {
+		if f.Folder != "" && folder != f.Folder {
 			continue
 		}
 		for _, vm := range vms {
-			if ok, _ := filepathMatch(name, vm.Name); name == "" || ok {
+			ok, _ := filepathMatch(f.Name, vm.Name)
+			if (f.Name == "" || ok) && (f.Tag == config.Tag{} || s.tags[vm.Name] == f.Tag) {
 				out = append(out, vm)
 			}
 		}
@@ -320,5 +325,66 @@ func TestFullDiskStillEnrols(t *testing.T) {
 	en.Round(context.Background())
 	if s, ok := e.fleet.byVM()[strings.ToLower(vm(1).UUID)]; !ok || s.Address != "127.0.0.1:6230" {
 		t.Fatalf("with the state unwritable: %v", e.fleet.byVM())
+	}
+}
+
+// A tag rule matches the VMs carrying the tag; templates make each BMC's
+// user and password from the VM's name at its first enrolment (a rename,
+// and a restart after it, change neither) and its UUID; a VM whose
+// template fails keeps its endpoint unenrolled and is logged once.
+func TestTagsAndTemplates(t *testing.T) {
+	r := rule("", [2]int{6230, 6239}, "127.0.0.1")
+	r.Tag, r.Password = config.Tag{Category: "cluster", Name: "skinner"}, ""
+	r.UsernameTemplate = template.Must(template.New("u").Parse(`{{.Name}}`))
+	r.PasswordTemplate = template.Must(template.New("p").Parse(`pw-{{slice .UUID 0 8}}-{{.Name}}`))
+	e := newEnv(t, r)
+	long := VM{Name: "a-name-too-long-for-a-password", UUID: "42000009-0000-0000-0000-000000000000"}
+	e.src.set("", vm(1), vm(2), long)
+	e.src.tags = map[string]config.Tag{"vm-1": r.Tag, long.Name: r.Tag}
+	var logs clienttest.Buffer
+	en := New(Config{Rules: e.rules, Sources: map[string]Source{"": e.src}, Fleet: e.fleet, Store: e.store,
+		Log: slog.New(slog.NewTextHandler(&logs, nil)), Now: e.clock.Now})
+	en.Round(context.Background())
+	en.Round(context.Background())
+	got := e.fleet.byVM()
+	s, ok := got[strings.ToLower(vm(1).UUID)]
+	if len(got) != 1 || !ok || s.Username != "vm-1" || s.Password != "pw-42000001-vm-1" {
+		t.Fatalf("enrolled %+v, want vm-1 alone, user vm-1", got)
+	}
+	if n := strings.Count(logs.String(), "u gives 30 bytes for VM "+long.Name); n != 1 {
+		t.Errorf("the failing template logged %d times:\n%s", n, logs.String())
+	}
+	renamed := vm(1)
+	renamed.Name = "renamed"
+	e.src.set("", renamed)
+	e.src.tags = map[string]config.Tag{"renamed": r.Tag}
+	e.fleet = newFleet()
+	e.enroller().Round(context.Background()) // a restart
+	if s := e.fleet.byVM()[strings.ToLower(vm(1).UUID)]; s.Username != "vm-1" || s.Password != "pw-42000001-vm-1" {
+		t.Errorf("after a rename and a restart: %+v", s)
+	}
+}
+
+// BenchmarkRound is a round over 10,000 enrolled VMs where nothing
+// changed: the estate's idle cost of enrolment, beside the fleet's and
+// the source's own (here in memory).
+func BenchmarkRound(b *testing.B) {
+	st, err := state.Open(filepath.Join(b.TempDir(), "state.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := rule("", [2]int{20000, 29999}, "127.0.0.1")
+	r.Name = "*"
+	src := &source{vms: map[string][]VM{}}
+	var vms []VM
+	for i := range 10000 {
+		vms = append(vms, VM{Name: fmt.Sprintf("vm-%05d", i), UUID: fmt.Sprintf("42000000-0000-0000-0000-%012d", i)})
+	}
+	src.set("", vms...)
+	en := New(Config{Rules: []Rule{r}, Sources: map[string]Source{"": src}, Fleet: newFleet(), Store: st, Log: slog.New(slog.DiscardHandler)})
+	en.Round(context.Background())
+	b.ReportAllocs()
+	for b.Loop() {
+		en.Round(context.Background())
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -14,7 +13,10 @@ import (
 	"time"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/bridge"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/config"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/ipmi"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
 
 // match is a VM a rule matched in this round.
@@ -88,7 +90,7 @@ func (e *Enroller) list(ctx context.Context, r Rule) ([]VM, error) {
 	if src == nil {
 		return nil, fmt.Errorf("no vCenter %q", r.VCenter)
 	}
-	vms, err := src.Match(ctx, r.Folder, r.Name)
+	vms, err := src.Matching(ctx, vsphere.Filter{Folder: r.Folder, Name: r.Name, Tag: r.Tag})
 	if errors.Is(err, machine.ErrInvalidArgument) {
 		e.cfg.Log.Warn("enrolment rule matches nothing", "rule", r.Where, "err", err)
 		return nil, nil
@@ -97,36 +99,57 @@ func (e *Enroller) list(ctx context.Context, r Rule) ([]VM, error) {
 }
 
 // assign gives each matched VM without one an endpoint from its rule's
-// pool, in rule and name order, and enrols those not enrolled yet.
+// pool, in rule and name order, and enrols those not enrolled yet. Only
+// the VMs that need an endpoint are sorted and only then are the taken
+// ports gathered: a round where nothing is new costs one pass.
 func (e *Enroller) assign(matched map[string]match, c *changes) {
-	keys := slices.SortedFunc(maps.Keys(matched), func(a, b string) int {
+	var need []string
+	for k, m := range matched {
+		r := e.cfg.Rules[m.rule]
+		if a := e.assigned[k]; a == nil || (a.Address == "" && !r.NoIPMI) {
+			need = append(need, k)
+			continue
+		}
+		e.keep(k, r, m.vm, c)
+	}
+	if len(need) == 0 {
+		return
+	}
+	slices.SortFunc(need, func(a, b string) int {
 		return cmp.Or(cmp.Compare(matched[a].rule, matched[b].rule), cmp.Compare(matched[a].vm.Name, matched[b].vm.Name), cmp.Compare(a, b))
 	})
 	pools := newPools(e.taken())
 	exhausted := map[int]int{}
-	for _, k := range keys {
+	for _, k := range need {
 		m := matched[k]
 		r := e.cfg.Rules[m.rule]
-		a := e.assigned[k]
-		if a == nil || (a.Address == "" && !r.NoIPMI) {
-			addr, ok := pools.allocate(m.rule, r)
-			if !ok {
-				exhausted[m.rule]++
-				continue
-			}
-			a = &assignment{Address: addr}
-			e.assigned[k] = a
-			c.puts[storePrefix+k] = a
+		addr, ok := pools.allocate(m.rule, r)
+		if !ok {
+			exhausted[m.rule]++
+			continue
 		}
-		if !a.Unmatched.IsZero() || a.Grace != r.Grace {
-			a.Unmatched, a.Grace = time.Time{}, r.Grace
-			c.puts[storePrefix+k] = a
-		}
-		if !a.enrolled {
-			e.enroll(r, m.vm, a)
-		}
+		e.assigned[k] = &assignment{Address: addr, Name: m.vm.Name}
+		c.puts[storePrefix+k] = e.assigned[k]
+		e.keep(k, r, m.vm, c)
 	}
 	e.exhausted(exhausted)
+}
+
+// keep renews the assignment k of a matched VM (matching again, under
+// its rule's grace) and enrols it if it is not.
+func (e *Enroller) keep(k string, r Rule, vm VM, c *changes) {
+	a := e.assigned[k]
+	if a.Name == "" { // kept by a version without names
+		a.Name = vm.Name
+		c.puts[storePrefix+k] = a
+	}
+	if !a.Unmatched.IsZero() || a.Grace != r.Grace {
+		a.Unmatched, a.Grace = time.Time{}, r.Grace
+		c.puts[storePrefix+k] = a
+	}
+	if !a.enrolled {
+		e.enroll(r, vm, a)
+	}
 }
 
 // exhausted reports the VMs left without a BMC for want of endpoints.
@@ -141,19 +164,45 @@ func (e *Enroller) exhausted(byRule map[int]int) {
 	}
 }
 
-// enroll starts vm's BMC as r says, on a's endpoint.
+// enroll starts vm's BMC as r says, on a's endpoint. A failure is
+// logged when it differs from the last one, and tried again next round.
 func (e *Enroller) enroll(r Rule, vm VM, a *assignment) {
-	s := bridge.Spec{VM: strings.ToLower(vm.UUID), VCenter: r.VCenterKey, Address: a.Address, Username: r.Username,
-		Password: r.Password, NoIPMI: r.NoIPMI, NoRedfish: r.NoRedfish, Console: r.Console, Where: r.Where}
+	s := bridge.Spec{VM: strings.ToLower(vm.UUID), VCenter: r.VCenterKey, Address: a.Address,
+		NoIPMI: r.NoIPMI, NoRedfish: r.NoRedfish, Console: r.Console, Where: r.Where}
+	err := credentials(r, vm, a, &s)
+	if err == nil {
+		err = e.cfg.Fleet.Enroll(s)
+	}
+	if err != nil {
+		if a.failed != err.Error() {
+			a.failed = err.Error()
+			e.cfg.Log.Error("enrolment: BMC not added", "vm", vm.Name, "rule", r.Where, "err", err)
+		}
+		return
+	}
+	a.enrolled, a.key, a.failed = true, s.Key(), ""
+	e.cfg.Log.Info("enrolled", "vm", vm.Name, "uuid", vm.UUID, "bmc", s.Key(), "rule", r.Where)
+}
+
+// credentials sets s's user and password as r makes them for vm.
+func credentials(r Rule, vm VM, a *assignment, s *bridge.Spec) error {
+	s.Username, s.Password = r.Username, r.Password
 	if len(r.PasswordSecret) > 0 {
 		s.Password = Password(r.PasswordSecret, vm.UUID)
 	}
-	if err := e.cfg.Fleet.Enroll(s); err != nil {
-		e.cfg.Log.Error("enrolment: BMC not added", "vm", vm.Name, "rule", r.Where, "err", err)
-		return
+	d := config.CredentialData{Name: a.Name, UUID: strings.ToLower(vm.UUID), VCenter: r.VCenter}
+	var err error
+	if r.UsernameTemplate != nil {
+		if s.Username, err = config.Credential(r.UsernameTemplate, d, ipmi.MaxUsername); err != nil {
+			return err
+		}
 	}
-	a.enrolled, a.key = true, s.Key()
-	e.cfg.Log.Info("enrolled", "vm", vm.Name, "uuid", vm.UUID, "bmc", s.Key(), "rule", r.Where)
+	if r.PasswordTemplate != nil {
+		if s.Password, err = config.Credential(r.PasswordTemplate, d, ipmi.MaxPassword); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // expire marks the assignments whose VM matched nothing this round and

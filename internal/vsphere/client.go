@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"net/url"
 	"reflect"
 	"slices"
@@ -23,6 +24,7 @@ import (
 	"github.com/vmware/govmomi/fault"
 	"github.com/vmware/govmomi/session"
 	"github.com/vmware/govmomi/session/keepalive"
+	"github.com/vmware/govmomi/vapi/rest"
 	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/soap"
@@ -116,6 +118,8 @@ type Client struct {
 	triedOnce sync.Once
 
 	noNMI atomic.Bool // see Options.NoNMI
+
+	tags *tagReader
 }
 
 // Connect connects and logs in to vCenter once, and fails if that fails.
@@ -185,6 +189,7 @@ func newClient(o Options) (*Client, error) {
 		status: errors.New("connecting to vCenter"),
 	}
 	c.noNMI.Store(o.NoNMI)
+	c.tags = &tagReader{c: c, ids: map[Tag]string{}}
 	return c, nil
 }
 
@@ -311,7 +316,7 @@ func (c *Client) explain(err error, login bool) error {
 			where, err, c.opts.CAFile, machine.ErrUnavailable)
 	case errors.As(err, &record):
 		return fmt.Errorf("%s: TLS: the server does not speak TLS (%v): check the URL's scheme and port: %w", where, err, machine.ErrUnavailable)
-	case fault.Is(err, &types.InvalidLogin{}):
+	case credentialsRefused(err):
 		return fmt.Errorf("%s: login as %q refused (InvalidLogin): the password is wrong, or the account is locked, disabled or expired; check vcenter.password/passwordFile (or %s) and the account in vCenter: %w",
 			where, c.opts.Username, "IPMI_VMWARE_BRIDGE_VCENTER_PASSWORD", machine.ErrUnavailable)
 	case login && fault.Is(err, &types.NoPermission{}):
@@ -419,9 +424,10 @@ func (g *loginGate) record(err error) {
 	g.saveLocked()
 }
 
-// credentialsRefused reports a login answered with a refusal of the credentials.
+// credentialsRefused reports a login answered with a refusal of the
+// credentials: InvalidLogin from SOAP, 401 from the vAPI (tags.go).
 func credentialsRefused(err error) bool {
-	return err != nil && fault.Is(err, &types.InvalidLogin{})
+	return err != nil && (fault.Is(err, &types.InvalidLogin{}) || rest.IsStatusError(err, http.StatusUnauthorized))
 }
 
 func (g *loginGate) count() int {
@@ -449,7 +455,7 @@ func (c *Client) Requests() map[string]uint64 { return c.count.snapshot() }
 func (c *Client) Close(ctx context.Context) error {
 	select {
 	case <-c.ready:
-		return c.mgr.Logout(ctx)
+		return errors.Join(c.tags.logout(ctx), c.mgr.Logout(ctx))
 	default:
 		return nil
 	}

@@ -6,16 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"path"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/vmware/govmomi/fault"
-	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/view"
 	"github.com/vmware/govmomi/vim25/methods"
@@ -30,13 +27,19 @@ import (
 // config.bootOptions or config.firmware), so a changeVersion update makes the
 // inventory re-read configProps.
 var watched = []string{
-	"name", "config.uuid", "config.instanceUuid", "config.changeVersion", "config.firmware", "config.bootOptions",
+	"name", "parent", "config.uuid", "config.instanceUuid", "config.changeVersion", "config.firmware", "config.bootOptions",
 	"config.hardware.numCPU", "config.hardware.memoryMB", "config.hardware.device",
 	"runtime.powerState", "runtime.bootTime", "runtime.maxCpuUsage",
 	"guest.toolsRunningStatus",
 	"summary.quickStats.overallCpuUsage", "summary.quickStats.guestMemoryUsage",
 }
 
+// entityProps are what the inventory keeps of folders and datacenters:
+// enough to know each VM's inventory path (Filter.Folder) without asking
+// vCenter, and to see a folder renamed or moved at once.
+var entityProps = []string{"name", "parent"}
+
+// configProps are re-read after a reconfiguration (see watched).
 var configProps = []string{
 	"config.changeVersion", "config.firmware", "config.bootOptions",
 	"config.hardware.numCPU", "config.hardware.memoryMB", "config.hardware.device",
@@ -52,6 +55,9 @@ type Change struct {
 	// Booted: the VM started a boot (a power-on, or a new runtime.bootTime
 	// after a reset).
 	Booted bool
+	// Moved: the VM was renamed or moved to another folder, which changes
+	// what an enrolment rule makes of it.
+	Moved bool
 	// At is when the inventory learnt of the change.
 	At time.Time
 }
@@ -71,6 +77,10 @@ type Inventory struct {
 
 	mu  sync.RWMutex
 	vms map[types.ManagedObjectReference]*mo.VirtualMachine
+	// entities are the folders and datacenters, and paths their inventory
+	// paths (/DC0/vm/ocp), computed again whenever one changes.
+	entities map[types.ManagedObjectReference]entity
+	paths    map[types.ManagedObjectReference]string
 	// stale are the VMs whose config.changeVersion moved on since their
 	// configuration was read: vSphere publishes a reconfiguration only as
 	// a new changeVersion (see watched), so the watcher reads them again.
@@ -123,6 +133,7 @@ func NewInventory(c *Client, log *slog.Logger) *Inventory {
 		c: c, log: log,
 		MaxWait: 10 * time.Second, Backoff: 200 * time.Millisecond, MaxBackoff: 2 * time.Second,
 		vms:       map[types.ManagedObjectReference]*mo.VirtualMachine{},
+		entities:  map[types.ManagedObjectReference]entity{},
 		stale:     map[types.ManagedObjectReference]bool{},
 		updated:   map[types.ManagedObjectReference]chan struct{}{},
 		sent:      map[types.ManagedObjectReference]string{},
@@ -370,25 +381,39 @@ func (inv *Inventory) open(ctx context.Context) (*property.Collector, func(), er
 		return nil, nil, err
 	}
 	destroy = append(destroy, pc.Destroy)
-	v, err := view.NewManager(vc).CreateContainerView(sctx, vc.ServiceContent.RootFolder, []string{"VirtualMachine"}, true)
-	if err != nil {
-		cleanup()
-		return nil, nil, err
-	}
-	destroy = append(destroy, v.Destroy)
-	spec := types.PropertyFilterSpec{
-		ObjectSet: []types.ObjectSpec{{
-			Obj:  v.Reference(),
-			Skip: types.NewBool(true),
-			SelectSet: []types.BaseSelectionSpec{&types.TraversalSpec{
-				Type: "ContainerView", Path: "view",
+	// Folders get a view and filter of their own. One filter over both
+	// deadlocks govmomi's simulator: creating a folder changes the view,
+	// so the next poll re-reads every object of the filter under the
+	// filter's lock, while a move into that folder holds the folder and
+	// the VM and waits for the same lock. Two filters are also what a
+	// real vCenter is happy with.
+	for _, w := range []struct {
+		types []string
+		props []types.PropertySpec
+	}{
+		{[]string{"VirtualMachine"}, []types.PropertySpec{{Type: "VirtualMachine", PathSet: watched}}},
+		{[]string{"Folder", "Datacenter"}, []types.PropertySpec{{Type: "Folder", PathSet: entityProps}, {Type: "Datacenter", PathSet: entityProps}}},
+	} {
+		v, err := view.NewManager(vc).CreateContainerView(sctx, vc.ServiceContent.RootFolder, w.types, true)
+		if err != nil {
+			cleanup()
+			return nil, nil, err
+		}
+		destroy = append(destroy, v.Destroy)
+		spec := types.PropertyFilterSpec{
+			ObjectSet: []types.ObjectSpec{{
+				Obj:  v.Reference(),
+				Skip: types.NewBool(true),
+				SelectSet: []types.BaseSelectionSpec{&types.TraversalSpec{
+					Type: "ContainerView", Path: "view",
+				}},
 			}},
-		}},
-		PropSet: []types.PropertySpec{{Type: "VirtualMachine", PathSet: watched}},
-	}
-	if _, err := pc.CreateFilter(sctx, types.CreateFilter{Spec: spec}); err != nil {
-		cleanup()
-		return nil, nil, err
+			PropSet: w.props,
+		}
+		if _, err := pc.CreateFilter(sctx, types.CreateFilter{Spec: spec}); err != nil {
+			cleanup()
+			return nil, nil, err
+		}
 	}
 	return pc, cleanup, nil
 }
@@ -433,10 +458,16 @@ func (inv *Inventory) apply(set *types.UpdateSet, s *syncState) notice {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	var changes []Change
+	entities := false
 	for _, fs := range set.FilterSet {
 		for _, u := range fs.ObjectSet {
 			if !s.synced {
 				s.seen[u.Obj] = true
+			}
+			if u.Obj.Type != "VirtualMachine" {
+				inv.applyEntityLocked(u)
+				entities = true
+				continue
 			}
 			if c := inv.applyLocked(u, s.synced); c != nil {
 				c.At = now
@@ -447,7 +478,10 @@ func (inv *Inventory) apply(set *types.UpdateSet, s *syncState) notice {
 	if !s.synced && (set.Truncated == nil || !*set.Truncated) {
 		// The first full update after a (re)connection.
 		changes = append(changes, inv.syncedLocked(s.seen, now)...)
-		s.synced = true
+		s.synced, entities = true, true
+	}
+	if entities {
+		inv.paths = inv.pathsLocked()
 	}
 	n := notice{changes: changes, subs: inv.subs, perVM: make([][]func(Change), len(changes))}
 	for i, c := range changes {
@@ -464,6 +498,11 @@ func (inv *Inventory) syncedLocked(seen map[types.ManagedObjectReference]bool, n
 		if !seen[ref] {
 			inv.forgetLocked(ref)
 			gone = append(gone, Change{Ref: ref, Removed: true, At: now})
+		}
+	}
+	for ref := range inv.entities {
+		if !seen[ref] {
+			delete(inv.entities, ref)
 		}
 	}
 	inv.down, inv.everSynced = nil, true
@@ -576,7 +615,8 @@ func (inv *Inventory) changeLocked(old, vm *mo.VirtualMachine, synced bool) *Cha
 	c := Change{Ref: ref, From: powerState(old.Runtime.PowerState), To: powerState(vm.Runtime.PowerState)}
 	c.Booted = (c.From != machine.PowerOn && c.To == machine.PowerOn) ||
 		(vm.Runtime.BootTime != nil && (old.Runtime.BootTime == nil || !vm.Runtime.BootTime.Equal(*old.Runtime.BootTime)))
-	if c.From == c.To && !c.Booted {
+	c.Moved = vm.Name != old.Name || !sameRef(vm.Parent, old.Parent)
+	if c.From == c.To && !c.Booted && !c.Moved {
 		return nil
 	}
 	return &c
@@ -831,61 +871,4 @@ func (inv *Inventory) find(ref string) (types.ManagedObjectReference, error) {
 		return found[0], nil
 	}
 	return none, fmt.Errorf("vm %q matches %d VMs; use its inventory path or BIOS UUID: %w", ref, len(found), machine.ErrInvalidArgument)
-}
-
-// VMInfo describes a VM for discovery.
-type VMInfo struct {
-	Name  string `json:"name"`
-	Power string `json:"power"`
-	UUID  string `json:"uuid"`
-	// InstanceUUID is vCenter's id of the VM (see machine.Identity).
-	InstanceUUID string   `json:"instanceUuid"`
-	Firmware     string   `json:"firmware"`
-	MACs         []string `json:"macs"`
-}
-
-// List returns the inventory's VMs whose name matches the glob pattern
-// (path.Match syntax; empty matches all) and, when folder is set, that lie
-// below that inventory folder (looked up in vCenter), sorted by name.
-func (inv *Inventory) List(ctx context.Context, pattern, folder string) ([]VMInfo, error) {
-	var in map[types.ManagedObjectReference]bool
-	if folder != "" {
-		if err := inv.Available(); err != nil {
-			return nil, err
-		}
-		finder := find.NewFinder(inv.c.vim)
-		if _, err := finder.Folder(ctx, folder); errors.As(err, new(*find.NotFoundError)) {
-			// An empty table for a mistyped folder reads as "no VMs there".
-			return nil, fmt.Errorf("folder %s not found: give an inventory path such as /DC0/vm/FOLDER: %w", folder, machine.ErrInvalidArgument)
-		}
-		vms, err := finder.VirtualMachineList(ctx, strings.TrimSuffix(folder, "/")+"/...")
-		if err != nil && !errors.As(err, new(*find.NotFoundError)) {
-			return nil, fmt.Errorf("folder %s: %w", folder, mapError(err))
-		}
-		in = map[types.ManagedObjectReference]bool{}
-		for _, vm := range vms {
-			in[vm.Reference()] = true
-		}
-	}
-	if _, err := path.Match(pattern, ""); err != nil {
-		return nil, fmt.Errorf("filter %q: %v: %w", pattern, err, machine.ErrInvalidArgument)
-	}
-	inv.mu.RLock()
-	defer inv.mu.RUnlock()
-	if err := inv.availableLocked(); err != nil {
-		return nil, err
-	}
-	var out []VMInfo
-	for ref, vm := range inv.vms {
-		if vm.Config == nil || (in != nil && !in[ref]) {
-			continue
-		}
-		if ok, _ := path.Match(pattern, vm.Name); pattern != "" && !ok {
-			continue
-		}
-		id := identity(vm)
-		out = append(out, VMInfo{Name: vm.Name, Power: powerState(vm.Runtime.PowerState).String(), UUID: id.UUID, InstanceUUID: id.InstanceUUID, Firmware: vm.Config.Firmware, MACs: id.MACs})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/units"
+	// The vAPI endpoints (/rest, /api): tags, for enrolment by tag.
+	_ "github.com/vmware/govmomi/vapi/simulator"
 	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/types"
 	"golang.org/x/sync/errgroup"
@@ -85,6 +87,7 @@ func StartSimulator(ctx context.Context, addr string, n int) (sim *Simulator, er
 	}
 	m.Service.Listen = &url.URL{Host: addr, User: url.UserPassword(SimulatorUser, SimulatorPassword)}
 	m.Service.TLS = &tls.Config{}
+	m.Service.RegisterEndpoints = true // the vAPI's, for tags
 	s := &Simulator{model: m}
 	defer func() {
 		if err != nil {

@@ -795,7 +795,7 @@ func TestList(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.pattern+tt.folder, func(t *testing.T) {
-			got, err := e.inv.List(ctx, tt.pattern, tt.folder)
+			got, err := e.inv.List(ctx, Filter{Name: tt.pattern, Folder: tt.folder})
 			if !errors.Is(err, tt.err) || len(got) != tt.want {
 				t.Fatalf("List(%q, %q) = %d VMs, %v", tt.pattern, tt.folder, len(got), err)
 			}

@@ -1,0 +1,74 @@
+package vsphere
+
+import (
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+// entity is a folder or a datacenter as the inventory watches it: what
+// the VMs' inventory paths are made of.
+type entity struct {
+	name   string
+	parent types.ManagedObjectReference
+}
+
+// applyEntityLocked applies an update of a folder or datacenter.
+func (inv *Inventory) applyEntityLocked(u types.ObjectUpdate) {
+	if u.Kind == types.ObjectUpdateKindLeave {
+		delete(inv.entities, u.Obj)
+		return
+	}
+	e := inv.entities[u.Obj]
+	for _, p := range u.ChangeSet {
+		switch v := p.Val.(type) {
+		case string:
+			if p.Name == "name" {
+				e.name = v
+			}
+		case types.ManagedObjectReference:
+			if p.Name == "parent" {
+				e.parent = v
+			}
+		}
+	}
+	inv.entities[u.Obj] = e
+}
+
+// maxDepth bounds an inventory path: a parent loop (which vCenter never
+// sends, but a bad update could) ends there instead of recursing forever.
+const maxDepth = 64
+
+// pathsLocked computes every folder's and datacenter's inventory path,
+// as govc and the find package spell them: the root folder is "", and
+// each entity is its parent's path, "/" and its name (vSphere escapes a
+// "/" in a name as %2f). Entities not below the root folder get none.
+func (inv *Inventory) pathsLocked() map[types.ManagedObjectReference]string {
+	paths := map[types.ManagedObjectReference]string{inv.c.vim.ServiceContent.RootFolder: ""}
+	var pathOf func(ref types.ManagedObjectReference, depth int) (string, bool)
+	pathOf = func(ref types.ManagedObjectReference, depth int) (string, bool) {
+		if p, ok := paths[ref]; ok {
+			return p, true
+		}
+		e, ok := inv.entities[ref]
+		if !ok || depth > maxDepth {
+			return "", false
+		}
+		parent, ok := pathOf(e.parent, depth+1)
+		if !ok {
+			return "", false
+		}
+		paths[ref] = parent + "/" + e.name
+		return paths[ref], true
+	}
+	for ref := range inv.entities {
+		pathOf(ref, 0)
+	}
+	return paths
+}
+
+// sameRef compares two optional references.
+func sameRef(a, b *types.ManagedObjectReference) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
