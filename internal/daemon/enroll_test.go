@@ -30,12 +30,7 @@ type enrolDaemon struct {
 
 func startEnrolDaemon(t *testing.T, sim *vsphere.Simulator, dir string, port, tagPort int) *enrolDaemon {
 	t.Helper()
-	cfg := fmt.Sprintf(`vcenter:
-  url: %s
-  username: %s
-  password: %s
-  caFile: %s
-stateDir: %s
+	cfg := simVCenter(sim) + fmt.Sprintf(`stateDir: %s
 metricsAddress: 127.0.0.1:0
 redfish:
   address: 127.0.0.1:0
@@ -50,7 +45,7 @@ enroll:
     ports: "%d"
     password: pw-12345
     grace: 1s
-`, sim.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword, sim.CAFile, filepath.Join(dir, "state"), port, port, tagPort)
+`, filepath.Join(dir, "state"), port, port, tagPort)
 	e := &enrolDaemon{sim: sim, out: vcsimtest.NewOutside(t, sim), cfg: writeConfig(t, dir, cfg), sock: filepath.Join(dir, "api.sock")}
 	e.d = startDaemon(t, e.cfg, e.sock)
 	t.Cleanup(func() {
@@ -123,12 +118,13 @@ func TestEnrolment(t *testing.T) {
 
 // A VM tagged while the bridge runs is served over IPMI and Redfish
 // within seconds and listed by bmh --enrolled, which leaves out a BMC
-// added by hand; untagged or deleted, a VM loses its BMC past the grace.
+// added by hand; a VM created in a rule's folder is served too;
+// untagged or deleted, a VM loses its BMC past the grace.
 func TestEnrolmentByTag(t *testing.T) {
 	t.Parallel()
 	sim := vcsimtest.Start(t, 5)
-	dir, port := t.TempDir(), clienttest.FreeUDPPort(t)
-	e := startEnrolDaemon(t, sim, dir, clienttest.FreeUDPPort(t), port)
+	dir, port, folderPort := t.TempDir(), clienttest.FreeUDPPort(t), clienttest.FreeUDPPort(t)
+	e := startEnrolDaemon(t, sim, dir, folderPort, port)
 	if _, err := e.d.api.Add(context.Background(), api.Add{VM: "skinner-master-1", Port: clienttest.FreeUDPPort(t), Username: "admin", Password: "pw-12345"}); err != nil {
 		t.Fatal(err)
 	}
@@ -155,6 +151,13 @@ func TestEnrolmentByTag(t *testing.T) {
 	}
 	if !strings.Contains(bmh.String(), "name: skinner-master-0") || strings.Contains(bmh.String(), "skinner-master-1") {
 		t.Errorf("bmh --enrolled:\n%s", bmh.String())
+	}
+	start = time.Now()
+	e.out.Clone("skinner-master-2", "created-0", "/DC0/vm/ocp")
+	eventually(t, "a VM created in the folder enrolled", func() bool { _, ok := e.enrolled(t, "created-0"); return ok })
+	t.Logf("a created VM enrolled %v after its creation began", time.Since(start).Round(time.Millisecond))
+	if out, err := ipmitool(t, "127.0.0.1", folderPort, "power", "status"); err != nil || !strings.Contains(out, "Chassis Power is") {
+		t.Fatalf("ipmitool to the created VM: %v %s", err, out)
 	}
 	e.out.Untag("skinner-master-0", "cluster", "skinner")
 	eventually(t, "untagged, unenrolled past its grace", func() bool { _, ok := e.enrolled(t, "skinner-master-0"); return !ok })

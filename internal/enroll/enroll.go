@@ -120,6 +120,8 @@ type Enroller struct {
 
 	mu       sync.Mutex // one evaluation at a time
 	assigned map[string]*assignment
+	// noted is why each rule (by index) last listed nothing, as logged.
+	noted map[int]string
 }
 
 // New loads the assignments an earlier run kept.
@@ -133,7 +135,7 @@ func New(cfg Config) *Enroller {
 	if cfg.Every <= 0 {
 		cfg.Every = DefaultEvery
 	}
-	e := &Enroller{cfg: cfg, kick: make(chan struct{}, 1), assigned: map[string]*assignment{}}
+	e := &Enroller{cfg: cfg, kick: make(chan struct{}, 1), assigned: map[string]*assignment{}, noted: map[int]string{}}
 	if cfg.Store != nil {
 		for _, k := range cfg.Store.Keys(storePrefix) {
 			var a assignment
@@ -147,12 +149,23 @@ func New(cfg Config) *Enroller {
 	return e
 }
 
-// Run evaluates the rules every Config.Every and on Kick until ctx ends.
+// minGap spaces rounds: a busy inventory kicks the enroller at every
+// change, and a round with a tag rule is a call to vCenter's tagging
+// service.
+const minGap = 250 * time.Millisecond
+
+// Run evaluates the rules every Config.Every and on Kick (at most every
+// minGap) until ctx ends.
 func (e *Enroller) Run(ctx context.Context) {
 	t := time.NewTicker(e.cfg.Every)
 	defer t.Stop()
 	for {
 		e.Round(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(minGap):
+		}
 		select {
 		case <-ctx.Done():
 			return

@@ -388,3 +388,29 @@ func BenchmarkRound(b *testing.B) {
 		en.Round(context.Background())
 	}
 }
+
+// Why a rule lists nothing (a folder gone, vCenter away) is logged once
+// however many rounds it lasts, and its end once.
+func TestReasonsLoggedOnce(t *testing.T) {
+	e := newEnv(t, rule("/DC0/vm/ocp", [2]int{6230, 6239}, "127.0.0.1"))
+	var logs clienttest.Buffer
+	en := New(Config{Rules: e.rules, Sources: map[string]Source{"": e.src}, Fleet: e.fleet, Store: e.store,
+		Log: slog.New(slog.NewTextHandler(&logs, nil)), Now: e.clock.Now})
+	for range 3 {
+		en.Round(context.Background())
+	}
+	e.src.err = fmt.Errorf("vcenter: connection refused: %w", machine.ErrUnavailable)
+	for range 3 {
+		en.Round(context.Background())
+	}
+	e.src.err = nil
+	e.src.set("/DC0/vm/ocp", vm(1))
+	for range 3 {
+		en.Round(context.Background())
+	}
+	for msg, want := range map[string]int{"matches nothing": 1, "VMs not listed": 1, "lists VMs again": 1, "level=INFO msg=enrolled": 1} {
+		if n := strings.Count(logs.String(), msg); n != want {
+			t.Errorf("%q logged %d times, want %d:\n%s", msg, n, want, logs.String())
+		}
+	}
+}

@@ -61,10 +61,12 @@ func (e *Enroller) collect(ctx context.Context) (matched map[string]match, down 
 		if down[r.VCenterKey] {
 			continue
 		}
-		vms, err := e.list(ctx, r)
+		vms, err := e.list(ctx, i, r)
 		if err != nil {
+			// Later rules of this vCenter wait too: one of them taking a
+			// VM this rule would have given another endpoint would last.
 			down[r.VCenterKey] = true
-			e.cfg.Log.Debug("enrolment: vCenter not listed; its VMs keep their BMCs", "rule", r.Where, "err", err)
+			e.note(i, "enrolment: VMs not listed; this vCenter's enrolled VMs keep their BMCs and its later rules wait", r, err)
 			continue
 		}
 		if bridged[r.VCenterKey] == nil {
@@ -85,17 +87,38 @@ func (e *Enroller) collect(ctx context.Context) (matched map[string]match, down 
 // list is what r matches. A folder that does not exist matches nothing
 // (its VMs were moved out and it was deleted, or it is mistyped: the log
 // says which folder); any other error is the vCenter's.
-func (e *Enroller) list(ctx context.Context, r Rule) ([]VM, error) {
+func (e *Enroller) list(ctx context.Context, i int, r Rule) ([]VM, error) {
 	src := e.cfg.Sources[r.VCenterKey]
 	if src == nil {
 		return nil, fmt.Errorf("no vCenter %q", r.VCenter)
 	}
 	vms, err := src.Matching(ctx, vsphere.Filter{Folder: r.Folder, Name: r.Name, Tag: r.Tag})
 	if errors.Is(err, machine.ErrInvalidArgument) {
-		e.cfg.Log.Warn("enrolment rule matches nothing", "rule", r.Where, "err", err)
+		e.note(i, "enrolment rule matches nothing", r, err)
 		return nil, nil
 	}
+	if err == nil {
+		e.note(i, "", r, nil)
+	}
 	return vms, err
+}
+
+// note logs why rule i listed nothing when the reason changes (rounds
+// run every 2 s: a missing tag is said once), and that it lists again
+// once it does.
+func (e *Enroller) note(i int, msg string, r Rule, err error) {
+	was := e.noted[i]
+	if err == nil {
+		if was != "" {
+			e.cfg.Log.Info("enrolment rule lists VMs again", "rule", r.Where)
+		}
+		delete(e.noted, i)
+		return
+	}
+	if was != err.Error() {
+		e.noted[i] = err.Error()
+		e.cfg.Log.Warn(msg, "rule", r.Where, "err", err)
+	}
 }
 
 // assign gives each matched VM without one an endpoint from its rule's

@@ -64,6 +64,19 @@ func (o *Outside) VM(name string) *object.VirtualMachine {
 // creating it (below the datacenter's VM folder) if need be.
 func (o *Outside) Move(name, dir string) {
 	o.t.Helper()
+	o.wait(o.folder(dir).MoveInto(context.Background(), []types.ManagedObjectReference{o.VM(name).Reference()}))
+}
+
+// Clone creates the VM name, a copy of from, in the folder dir.
+func (o *Outside) Clone(from, name, dir string) {
+	o.t.Helper()
+	o.wait(o.VM(from).Clone(context.Background(), o.folder(dir), name, types.VirtualMachineCloneSpec{}))
+}
+
+// folder is the VM folder at the path dir, created below the
+// datacenter's VM folder if need be.
+func (o *Outside) folder(dir string) *object.Folder {
+	o.t.Helper()
 	ctx := context.Background()
 	folder, err := o.finder.Folder(ctx, dir)
 	if err != nil {
@@ -72,7 +85,7 @@ func (o *Outside) Move(name, dir string) {
 			o.t.Fatal(err)
 		}
 	}
-	o.wait(folder.MoveInto(ctx, []types.ManagedObjectReference{o.VM(name).Reference()}))
+	return folder
 }
 
 // Rename renames a VM.
