@@ -40,7 +40,9 @@ func (b *Bridge) Unenroll(key string) error {
 	err := fmt.Errorf("%s: %w", key, ErrUnknownBMC)
 	for _, bm := range b.bmcs {
 		if bm.enrolled && bm.spec.Key() == key {
-			release, err = b.drop(bm, false)
+			// Forgotten, so that an operator's stop of it does not
+			// stop a later BMC at its address.
+			release, err = b.drop(bm, true)
 			break
 		}
 	}
@@ -69,8 +71,10 @@ func (b *Bridge) Taken() map[int][]string {
 }
 
 // Bridged reports the BIOS UUIDs (lower case) of the VMs of the vCenter
-// vcenter (Spec.VCenter) that BMCs other than enrolled ones serve or are
-// configured for by UUID: the enroller gives those VMs no second BMC.
+// vcenter (Spec.VCenter) that BMCs other than enrolled ones are for,
+// serving or not (stopped, or their port taken): the enroller gives
+// those VMs no second BMC. A BMC configured by UUID is known by it; one
+// configured by name is looked up in the inventory when it is not bound.
 func (b *Bridge) Bridged(vcenter string) map[string]bool {
 	out := map[string]bool{}
 	for _, bm := range b.BMCs() {
@@ -78,9 +82,32 @@ func (b *Bridge) Bridged(vcenter string) map[string]bool {
 			continue
 		}
 		out[strings.ToLower(bm.spec.VM)] = true
-		if u := bm.boundUUID(); u != "" {
+		u := bm.boundUUID()
+		if u == "" {
+			u = b.uuidOf(bm.spec)
+		}
+		if u != "" {
 			out[strings.ToLower(u)] = true
 		}
 	}
 	return out
+}
+
+// uuidOf is the BIOS UUID of the VM s names, from the inventory's memory:
+// "" when it cannot be found there (not synchronised, no such VM, or an
+// inventory path, which would take a vCenter call).
+func (b *Bridge) uuidOf(s Spec) string {
+	inv, ok := b.invs[s.VCenter]
+	if !ok || strings.Contains(s.VM, "/") {
+		return ""
+	}
+	ref, err := inv.Resolve(b.ctx, s.VM)
+	if err != nil {
+		return ""
+	}
+	id, err := inv.Identity(ref)
+	if err != nil {
+		return ""
+	}
+	return id.UUID
 }
