@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"time"
 
 	"github.com/vmware/govmomi/vapi/rest"
 	"github.com/vmware/govmomi/vapi/tags"
@@ -35,7 +36,9 @@ type tagReader struct {
 
 // attached returns the VMs that carry t. A tag or category that does not
 // exist is machine.ErrInvalidArgument; a session vCenter forgot is
-// replaced once.
+// replaced once. Each call has a deadline, so that a hung tagging
+// service holds neither the enroller nor an API request (which wait for
+// the lock) for long.
 func (r *tagReader) attached(ctx context.Context, t Tag) (map[types.ManagedObjectReference]bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -58,12 +61,17 @@ func (r *tagReader) attachedLocked(ctx context.Context, t Tag) (map[types.Manage
 	m := tags.NewManager(rc)
 	id, ok := r.ids[t]
 	if !ok {
-		if id, err = lookupTag(ctx, m, t); err != nil {
+		lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+		id, err = lookupTag(lctx, m, t)
+		cancel()
+		if err != nil {
 			return nil, err
 		}
 		r.ids[t] = id
 	}
-	objs, err := m.ListAttachedObjects(ctx, id)
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	objs, err := m.ListAttachedObjects(cctx, id)
 	if rest.IsStatusError(err, http.StatusNotFound) {
 		delete(r.ids, t) // deleted, and perhaps created again under a new id
 		return nil, fmt.Errorf("tag %s not found: %w", t, machine.ErrInvalidArgument)
@@ -79,6 +87,10 @@ func (r *tagReader) attachedLocked(ctx context.Context, t Tag) (map[types.Manage
 	}
 	return vms, nil
 }
+
+// lookupTimeout bounds finding a tag's id, once per tag: by name that is
+// a call per category and one per tag of its category.
+const lookupTimeout = time.Minute
 
 // lookupTag finds t's id.
 func lookupTag(ctx context.Context, m *tags.Manager, t Tag) (string, error) {
@@ -117,7 +129,9 @@ func (r *tagReader) client(ctx context.Context) (*rest.Client, error) {
 		return nil, r.c.postponed(when)
 	}
 	rc := rest.NewClient(r.c.vim)
-	if err := rc.Login(ctx, url.UserPassword(r.c.opts.Username, r.c.opts.Password)); err != nil {
+	lctx, cancel := context.WithTimeout(ctx, loginTimeout)
+	defer cancel()
+	if err := rc.Login(lctx, url.UserPassword(r.c.opts.Username, r.c.opts.Password)); err != nil {
 		r.c.gate.record(err)
 		return nil, r.c.explain(err, true)
 	}
