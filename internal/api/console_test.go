@@ -10,120 +10,16 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 )
 
-// fakeConsole is a serial console in memory: its kept output is
-// "boot log\r\n", print adds live output, Write records keystrokes (or
-// fails while not connected).
-type fakeConsole struct {
-	connected bool
-	mu        sync.Mutex
-	typed     []byte
-	readers   []*fakeReader
-}
-
-func newFakeConsole(connected bool) *fakeConsole { return &fakeConsole{connected: connected} }
-
-func (f *fakeConsole) Connected() bool { return f.connected }
-
-func (f *fakeConsole) Attach(replay bool) machine.ConsoleReader {
-	r := &fakeReader{ch: make(chan []byte, 16)}
-	if replay {
-		r.ch <- []byte("boot log\r\n")
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.readers = append(f.readers, r)
-	return r
-}
-
-func (f *fakeConsole) Write(p []byte) (int, error) {
-	if !f.connected {
-		return 0, fmt.Errorf("fake: %w", machine.ErrConsoleNotConnected)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.typed = append(f.typed, p...)
-	return len(p), nil
-}
-
-// print sends live output to every reader.
-func (f *fakeConsole) print(s string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, r := range f.readers {
-		r.send([]byte(s))
-	}
-}
-
-// end closes every reader, as a console that is removed.
-func (f *fakeConsole) end() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, r := range f.readers {
-		r.Close()
-	}
-}
-
-func (f *fakeConsole) keys() string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return string(f.typed)
-}
-
-// attached counts the readers not closed.
-func (f *fakeConsole) attached() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n := 0
-	for _, r := range f.readers {
-		if !r.isClosed() {
-			n++
-		}
-	}
-	return n
-}
-
-type fakeReader struct {
-	mu     sync.Mutex
-	ch     chan []byte
-	closed bool
-}
-
-func (r *fakeReader) Output() <-chan []byte { return r.ch }
-
-func (r *fakeReader) send(p []byte) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.closed {
-		r.ch <- p
-	}
-}
-
-func (r *fakeReader) Close() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.closed {
-		r.closed = true
-		close(r.ch)
-	}
-}
-
-func (r *fakeReader) isClosed() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.closed
-}
-
 // consoleBackend serves one console, or err.
 type consoleBackend struct {
 	Backend
-	c   *fakeConsole
+	c   *clienttest.Console
 	err error
 }
 
@@ -132,7 +28,19 @@ func (b consoleBackend) Console(context.Context, string) (machine.SerialConsole,
 }
 
 func (b consoleBackend) ConsoleLog(context.Context, string) ([]byte, error) {
-	return []byte("boot log\r\n"), b.err
+	return []byte(bootLog), b.err
+}
+
+// bootLog is the output a console of newBootedConsole keeps.
+const bootLog = "boot log\r\n"
+
+// newBootedConsole is a console that has printed bootLog, and does not
+// echo: what the stream reads after it is only what the test prints.
+func newBootedConsole() *clienttest.Console {
+	c := clienttest.NewConsole()
+	c.SetEcho(false)
+	c.Print(bootLog)
+	return c
 }
 
 // serveAPI serves h on a socket of the test's, as the daemon does: the
@@ -160,30 +68,31 @@ func TestConsoleStream(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		connected bool
-		end       func(f *fakeConsole, rwc io.ReadWriteCloser, stopServer context.CancelFunc)
+		end       func(f *clienttest.Console, rwc io.ReadWriteCloser, stopServer context.CancelFunc)
 	}{
-		{"the client leaves", true, func(_ *fakeConsole, rwc io.ReadWriteCloser, _ context.CancelFunc) { rwc.Close() }},
-		{"the console ends", true, func(f *fakeConsole, _ io.ReadWriteCloser, _ context.CancelFunc) { f.end() }},
-		{"the server stops", true, func(_ *fakeConsole, _ io.ReadWriteCloser, stop context.CancelFunc) { stop() }},
-		{"not connected", false, func(_ *fakeConsole, rwc io.ReadWriteCloser, _ context.CancelFunc) { rwc.Close() }},
+		{"the client leaves", true, func(_ *clienttest.Console, rwc io.ReadWriteCloser, _ context.CancelFunc) { rwc.Close() }},
+		{"the console ends", true, func(f *clienttest.Console, _ io.ReadWriteCloser, _ context.CancelFunc) { f.End() }},
+		{"the server stops", true, func(_ *clienttest.Console, _ io.ReadWriteCloser, stop context.CancelFunc) { stop() }},
+		{"not connected", false, func(_ *clienttest.Console, rwc io.ReadWriteCloser, _ context.CancelFunc) { rwc.Close() }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var log clienttest.Buffer
-			f := newFakeConsole(tc.connected)
+			f := newBootedConsole()
+			f.SetConnected(tc.connected)
 			c, stop := serveAPI(t, Handler(consoleBackend{c: f}, slog.New(slog.NewTextHandler(&log, nil))))
 			rwc, err := c.Console(context.Background(), "vm")
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer rwc.Close()
-			clienttest.ReadUntil(t, rwc, "boot log\r\n")
-			f.print("login: ")
+			clienttest.ReadUntil(t, rwc, bootLog)
+			f.Print("login: ")
 			clienttest.ReadUntil(t, rwc, "login: ")
 			if _, err := rwc.Write([]byte("root\r")); err != nil {
 				t.Fatal(err)
 			}
 			if tc.connected {
-				clienttest.Eventually(t, "keystrokes typed", func() bool { return f.keys() == "root\r" })
+				clienttest.Eventually(t, "keystrokes typed", func() bool { return f.Typed() == "root\r" })
 			} else {
 				clienttest.ReadUntil(t, rwc, "[ipmi-vmware-bridge: keystrokes dropped: the VM's serial port is not connected")
 			}
@@ -191,7 +100,7 @@ func TestConsoleStream(t *testing.T) {
 			if _, err := io.Copy(io.Discard, rwc); err != nil && !errors.Is(err, net.ErrClosed) {
 				t.Fatalf("the stream ended with %v", err)
 			}
-			clienttest.Eventually(t, "detached", func() bool { return f.attached() == 0 && strings.Contains(log.String(), "console detached") })
+			clienttest.Eventually(t, "detached", func() bool { return f.Attached() == 0 && strings.Contains(log.String(), "console detached") })
 			if !strings.Contains(log.String(), `msg="console attached" bmc=vm`) || strings.Contains(log.String(), "root") {
 				t.Fatalf("log %q", log.String())
 			}

@@ -37,7 +37,7 @@ func (f fakeBackend) ConsoleLog(context.Context, string) ([]byte, error) {
 	return []byte("boot \x00\xff log"), f.err
 }
 func (f fakeBackend) Console(context.Context, string) (machine.SerialConsole, error) {
-	return newFakeConsole(true), f.err
+	return newBootedConsole(), f.err
 }
 
 // TestHandler: each route's status, with the backend succeeding and

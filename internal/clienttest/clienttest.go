@@ -2,9 +2,10 @@
 // (ipmitool, FreeIPMI, pyghmi, sushy) and running daemons share: finding a
 // client, which in CI must exist, a free loopback port, a buffer that
 // concurrent writers may share, waits for a condition or for output to
-// come, a clock that moves only when the test says, and (on Linux) a
-// pseudo-terminal for the console clients that need one (ipmitool's sol
-// activate, ipmiconsole).
+// come, a clock that moves only when the test says, a serial console in
+// memory for a BMC under test to offer, and (on Linux) a pseudo-terminal
+// for the console clients that need one (ipmitool's sol activate,
+// ipmiconsole).
 package clienttest
 
 import (

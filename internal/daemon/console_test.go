@@ -39,15 +39,14 @@ func startConsoleDaemon(t *testing.T) *consoleDaemon {
 	sim := vcsimtest.Start(t, 5)
 	dir := t.TempDir()
 	c := &consoleDaemon{sim: sim, log: &clienttest.Buffer{}, stateDir: filepath.Join(dir, "state")}
-	cfg := fmt.Sprintf(`vcenter: {url: %s, username: %s, password: %s, caFile: %s}
-stateDir: %s
+	cfg := simVCenter(sim) + fmt.Sprintf(`stateDir: %s
 metricsAddress: 127.0.0.1:0
 redfish: {address: ""}
 console: {address: "127.0.0.1:0", log: true, logMaxBytes: 64KiB, logKeep: 1}
 bmcs:
   - {vm: skinner-worker-2, address: 127.0.0.1, port: %d, password: pw-12345, console: true}
   - {vm: skinner-master-0, address: 127.0.0.1, port: %d, password: pw-12345}
-`, sim.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword, sim.CAFile, c.stateDir, clienttest.FreeUDPPort(t), clienttest.FreeUDPPort(t))
+`, c.stateDir, clienttest.FreeUDPPort(t), clienttest.FreeUDPPort(t))
 	log := slog.New(slog.NewTextHandler(c.log, nil))
 	c.d = startDaemonWith(t, Options{Config: writeConfig(t, dir, cfg), Socket: filepath.Join(dir, "api.sock"), Log: log})
 	t.Cleanup(func() { c.d.stop(t) })

@@ -114,6 +114,13 @@ func templateConfig(dir, url, password, caFile string, p0, pGhost int, extra str
 	return fmt.Sprintf(configTemplate, url, vsphere.SimulatorUser, password, caFile, filepath.Join(dir, "state"), p0, pGhost, extra)
 }
 
+// simVCenter is the vcenter line of a configuration whose vCenter is sim,
+// reached as its user and trusting its CA file, for the tests that vary
+// what follows it rather than how vCenter is reached.
+func simVCenter(sim *vsphere.Simulator) string {
+	return fmt.Sprintf("vcenter: {url: %s, username: %s, password: %s, caFile: %s}\n", sim.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword, sim.CAFile)
+}
+
 // writeConfig writes cfg as dir/bridge.yaml, readable by its owner only
 // (the file holds passwords), and returns its path.
 func writeConfig(t *testing.T, dir, cfg string) string {

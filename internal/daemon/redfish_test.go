@@ -91,12 +91,7 @@ func startSimDaemon(t *testing.T, extra string) *simDaemon {
 	t.Helper()
 	sim := vcsimtest.Start(t, 5)
 	dir := t.TempDir()
-	cfg := fmt.Sprintf(`vcenter:
-  url: %s
-  username: %s
-  password: %s
-  caFile: %s
-stateDir: %s
+	cfg := simVCenter(sim) + fmt.Sprintf(`stateDir: %s
 redfish:
   address: 127.0.0.1:0
 bmcs:
@@ -104,7 +99,7 @@ bmcs:
     address: 127.0.0.1
     port: %d
     password: pw-12345
-`, sim.URL, vsphere.SimulatorUser, vsphere.SimulatorPassword, sim.CAFile, filepath.Join(dir, "state"), clienttest.FreeUDPPort(t)) + extra
+`, filepath.Join(dir, "state"), clienttest.FreeUDPPort(t)) + extra
 	d := startDaemon(t, writeConfig(t, dir, cfg), filepath.Join(dir, "api.sock"))
 	t.Cleanup(func() { d.stop(t) })
 	return &simDaemon{sim: sim, d: d, redfishURL: strings.TrimSuffix(d.ep.Redfish, "/redfish/v1")}

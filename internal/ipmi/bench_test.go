@@ -68,7 +68,7 @@ func BenchmarkSOLKeystroke(b *testing.B) {
 		seq = seq%15 + 1
 		start := time.Now()
 		rc.sendSOL(seq, 0, 0, 0, "k")
-		<-tg.c.keys
+		<-tg.c.Keys()
 		typed += time.Since(start)
 		rc.output("k")
 	}
@@ -85,12 +85,12 @@ func BenchmarkSOLOutput(b *testing.B) {
 	if cc := rc.activate(); cc != 0 {
 		b.Fatalf("activate: %02x", cc)
 	}
-	line := []byte(strings.Repeat("0123456789abcdef", 63) + "0123456789abc\r\n")
+	line := strings.Repeat("0123456789abcdef", 63) + "0123456789abc\r\n"
 	const lines = 64
 	b.SetBytes(lines * int64(len(line)))
 	for b.Loop() {
 		for range lines {
-			tg.c.emit(line)
+			tg.c.Print(line)
 		}
 		for n := 0; n < lines*len(line); {
 			p := rc.solPacket(3 * time.Second)

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/guard"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine/machinetest"
@@ -159,7 +160,7 @@ func TestRecordDatagrams(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	e := listenTest(t, consoleFake("rec", newMemConsole()), Config{})
+	e := listenTest(t, consoleFake("rec", clienttest.NewConsole()), Config{})
 	rc := &recordConn{PacketConn: e.conn, dir: dir}
 	e.srv.conn = rc
 	go func() { _ = e.Serve(context.Background()) }()

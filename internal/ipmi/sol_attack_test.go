@@ -59,7 +59,7 @@ func TestSOLHostilePackets(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tg := serveSOL(t, Config{})
-			tg.c.setEcho(false)
+			tg.c.SetEcho(false)
 			owner := dialRaw(t, tg.addr, "127.0.0.1", 4)
 			other := dialRaw(t, tg.addr, "127.0.0.2", 4)
 			if tc.activate {
@@ -74,7 +74,7 @@ func TestSOLHostilePackets(t *testing.T) {
 			if p := owner.solPacket(100 * time.Millisecond); p != nil {
 				t.Errorf("a second answer: % x", p)
 			}
-			if got := tg.c.typedString(); got != tc.typed {
+			if got := tg.c.Typed(); got != tc.typed {
 				t.Errorf("typed %q, want %q", got, tc.typed)
 			}
 			if tc.drop != "" && tg.obs.dropped(tc.drop) == 0 {

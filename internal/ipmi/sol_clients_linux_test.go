@@ -42,16 +42,16 @@ func runStatus(t *testing.T, name string, args ...string) (string, int) {
 func TestSOLIpmitoolActivate(t *testing.T) {
 	t.Parallel()
 	tg := serveSOL(t, Config{})
-	tg.c.emit([]byte("Debian GNU/Linux 12 vm ttyS0\r\n\r\nvm login: "))
+	tg.c.Print("Debian GNU/Linux 12 vm ttyS0\r\n\r\nvm login: ")
 	base := lanplus(tg.e.port(), "password")
 
 	sol := clienttest.StartPTY(t, "ipmitool", append(base, "sol", "activate")...)
 	sol.Expect("[SOL Session operational.  Use ~? for help]")
 	sol.Expect("vm login: ")
 	sol.Type("root\r")
-	clienttest.Eventually(t, "keystrokes typed", func() bool { return tg.c.typedString() == "root\r" })
+	clienttest.Eventually(t, "keystrokes typed", func() bool { return tg.c.Typed() == "root\r" })
 	sol.Expect("vm login: root")
-	tg.c.emit([]byte("\nPassword: "))
+	tg.c.Print("\nPassword: ")
 	sol.Expect("Password: ")
 
 	out, status := runStatus(t, "ipmitool", append(base, "sol", "activate")...)
@@ -122,14 +122,14 @@ func TestSOLIpmiconsole(t *testing.T) {
 	t.Parallel()
 	// ipmiconsole 1.6.10 takes no port above 32767 ("hostname invalid").
 	tg := serveSOL(t, Config{Address: lowPort(t)})
-	tg.c.emit([]byte("vm login: "))
+	tg.c.Print("vm login: ")
 	conn := []string{"-h", "127.0.0.1:" + tg.e.port(), "-u", "admin", "-p", "password"}
 
 	first := clienttest.StartPTY(t, "ipmiconsole", conn...)
 	first.Expect("[SOL established]")
 	first.Expect("vm login: ")
 	first.Type("admin\r")
-	clienttest.Eventually(t, "keystrokes typed", func() bool { return tg.c.typedString() == "admin\r" })
+	clienttest.Eventually(t, "keystrokes typed", func() bool { return tg.c.Typed() == "admin\r" })
 	first.Expect("vm login: admin")
 
 	if out, _ := runStatus(t, "ipmiconsole", append(conn, "--dont-steal")...); !strings.Contains(out, "[error received]: SOL in use") {
@@ -140,7 +140,7 @@ func TestSOLIpmiconsole(t *testing.T) {
 	second.Expect("[SOL established]")
 	first.Expect("[SOL session stolen]")
 	first.Exit()
-	tg.c.emit([]byte("\r\nafter the steal"))
+	tg.c.Print("\r\nafter the steal")
 	second.Expect("after the steal")
 	second.Type("&.")
 	if status := second.Exit(); status != 0 {
@@ -160,7 +160,7 @@ func TestSOLIronicSocat(t *testing.T) {
 	t.Parallel()
 	socat := clienttest.Tool(t, "socat")
 	tg := serveSOL(t, Config{})
-	tg.c.emit([]byte("vm login: "))
+	tg.c.Print("vm login: ")
 	pw := filepath.Join(t.TempDir(), "password")
 	if err := os.WriteFile(pw, []byte("password"), 0o600); err != nil {
 		t.Fatal(err)
@@ -184,7 +184,7 @@ func TestSOLIronicSocat(t *testing.T) {
 	first := dialTCP(t, tcp)
 	first.expect("vm login: ")
 	first.send("root\r")
-	clienttest.Eventually(t, "keystrokes typed", func() bool { return tg.c.typedString() == "root\r" })
+	clienttest.Eventually(t, "keystrokes typed", func() bool { return tg.c.Typed() == "root\r" })
 	first.expect("vm login: root")
 	first.close()
 
@@ -279,7 +279,7 @@ func TestSOLPyghmiConsole(t *testing.T) {
 	t.Parallel()
 	python := clienttest.PythonModule(t, "pyghmi.ipmi.console")
 	tg := serveSOL(t, Config{})
-	tg.c.emit([]byte("vm login: "))
+	tg.c.Print("vm login: ")
 	holder := dialRaw(t, tg.addr, "127.0.0.1", 4)
 	if cc := holder.activate(); cc != 0 {
 		t.Fatalf("activate: %02x", cc)
@@ -316,7 +316,7 @@ console.Console.wait_for_rsp(0.5)
 			t.Fatalf("pyghmi force=%s: %v\n%s", tc.force, err, out)
 		}
 	}
-	if got := tg.c.typedString(); got != "pyghmi\r" {
+	if got := tg.c.Typed(); got != "pyghmi\r" {
 		t.Fatalf("typed %q", got)
 	}
 	if !holder.notice(time.Second) {
@@ -350,7 +350,7 @@ func TestSOLThroughLossyNAT(t *testing.T) {
 	for i := range 100 {
 		line := fmt.Sprintf("line %03d of the boot log, and some more text to fill it\r\n", i)
 		want.WriteString(line)
-		tg.c.emit([]byte(line))
+		tg.c.Print(line)
 	}
 	sol.Expect(want.String())
 	sol.Type("\r~.")

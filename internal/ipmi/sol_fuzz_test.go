@@ -8,6 +8,8 @@ import (
 
 	"github.com/bougou/go-ipmi/pkg/bmc"
 	"github.com/bougou/go-ipmi/pkg/types"
+
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 )
 
 // FuzzSOLPayload is FuzzDatagram past the session's cryptography, which a
@@ -64,8 +66,8 @@ const maxSOLPlain = maxDatagram - 16 - 16 - 5 - 16 - 16
 // fuzzSOLServer is a server on an in-memory socket whose machine has a
 // console, with one session open as admin, and the console's end of it.
 func fuzzSOLServer(f *testing.F, obs Observer) (*server, *rawConsole) {
-	c := newMemConsole()
-	c.setEcho(false)
+	c := clienttest.NewConsole()
+	c.SetEcho(false)
 	m := consoleFake("fuzz", c)
 	id, _ := m.Identity(context.Background())
 	guid, _ := SMBIOSGUID(id.UUID)

@@ -5,7 +5,6 @@ import (
 	"net"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,124 +13,6 @@ import (
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
 )
-
-// memConsole is an in-memory serial console (machine.SerialConsole): what
-// the test emits is the system's output, kept for replay; what is typed
-// is kept, and echoed back when echo is on, as a shell at a prompt does.
-type memConsole struct {
-	mu        sync.Mutex
-	connected bool
-	echo      bool
-	history   []byte
-	typed     []byte
-	readers   map[*memReader]bool
-	// keys receives each Write, for a test that waits on keystrokes.
-	keys chan []byte
-}
-
-func newMemConsole() *memConsole {
-	return &memConsole{connected: true, echo: true, readers: map[*memReader]bool{}, keys: make(chan []byte, 1024)}
-}
-
-func (c *memConsole) Connected() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.connected
-}
-
-func (c *memConsole) setConnected(on bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.connected = on
-}
-
-func (c *memConsole) setEcho(on bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.echo = on
-}
-
-func (c *memConsole) Attach(replay bool) machine.ConsoleReader {
-	r := &memReader{c: c, ch: make(chan []byte, 4096)}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if replay && len(c.history) > 0 {
-		r.ch <- slices.Clone(c.history)
-	}
-	c.readers[r] = true
-	return r
-}
-
-func (c *memConsole) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	if !c.connected {
-		c.mu.Unlock()
-		return 0, machine.ErrConsoleNotConnected
-	}
-	c.typed = append(c.typed, p...)
-	echo := c.echo
-	c.mu.Unlock()
-	select {
-	case c.keys <- slices.Clone(p):
-	default:
-	}
-	if echo {
-		c.emit(p)
-	}
-	return len(p), nil
-}
-
-// emit is output of the system: kept, and handed to every reader that
-// keeps up.
-func (c *memConsole) emit(p []byte) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.history = append(c.history, p...)
-	for r := range c.readers {
-		select {
-		case r.ch <- slices.Clone(p):
-		default:
-		}
-	}
-}
-
-// end closes the console, as the concentrator does for a VM it forgets.
-func (c *memConsole) end() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for r := range c.readers {
-		delete(c.readers, r)
-		close(r.ch)
-	}
-}
-
-func (c *memConsole) typedString() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return string(c.typed)
-}
-
-func (c *memConsole) attached() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.readers)
-}
-
-type memReader struct {
-	c  *memConsole
-	ch chan []byte
-}
-
-func (r *memReader) Output() <-chan []byte { return r.ch }
-
-func (r *memReader) Close() {
-	r.c.mu.Lock()
-	defer r.c.mu.Unlock()
-	if r.c.readers[r] {
-		delete(r.c.readers, r)
-		close(r.ch)
-	}
-}
 
 // consoleFake is a machine whose BMC offers c as its serial console.
 func consoleFake(name string, c machine.SerialConsole) machine.Machine {

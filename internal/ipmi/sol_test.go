@@ -66,7 +66,7 @@ func (o *solObserver) dropped(reason string) int {
 
 // solTarget is an endpoint whose machine has console c.
 type solTarget struct {
-	c    *memConsole
+	c    *clienttest.Console
 	e    *Endpoint
 	addr *net.UDPAddr
 	obs  *solObserver
@@ -74,7 +74,7 @@ type solTarget struct {
 
 func serveSOL(t testing.TB, cfg Config) *solTarget {
 	t.Helper()
-	tg := &solTarget{c: newMemConsole(), obs: &solObserver{}}
+	tg := &solTarget{c: clienttest.NewConsole(), obs: &solObserver{}}
 	cfg.Observer = tg.obs
 	tg.e = serveTest(t, consoleFake("sol", tg.c), cfg)
 	tg.addr = tg.e.Addr().(*net.UDPAddr)
@@ -100,7 +100,7 @@ func TestSOLConfiguration(t *testing.T) {
 			t.Parallel()
 			var m machine.Machine = newFake("cfg")
 			if tc.console {
-				m = consoleFake("cfg", newMemConsole())
+				m = consoleFake("cfg", clienttest.NewConsole())
 			}
 			e := serveTest(t, m, Config{SOLPort: tc.solPort})
 			port := e.Addr().(*net.UDPAddr).Port
@@ -151,8 +151,8 @@ func TestSOLConfiguration(t *testing.T) {
 func TestSOLSession(t *testing.T) {
 	t.Parallel()
 	tg := serveSOL(t, Config{})
-	tg.c.setEcho(false)
-	tg.c.emit([]byte(strings.Repeat("old boot line\r\n", 1000) + "vm login: "))
+	tg.c.SetEcho(false)
+	tg.c.Print(strings.Repeat("old boot line\r\n", 1000) + "vm login: ")
 	rc := dialRaw(t, tg.addr, "127.0.0.1", 4)
 	if cc := rc.activate(); cc != 0 {
 		t.Fatalf("activate: %02x", cc)
@@ -167,8 +167,8 @@ func TestSOLSession(t *testing.T) {
 			t.Fatalf("keystrokes answered % x, want an ACK of 5 characters of packet 1", p)
 		}
 	}
-	clienttest.Eventually(t, "keystrokes typed", func() bool { return tg.c.typedString() == "root\r" })
-	tg.c.emit([]byte("Password: "))
+	clienttest.Eventually(t, "keystrokes typed", func() bool { return tg.c.Typed() == "root\r" })
+	tg.c.Print("Password: ")
 	rc.output("Password: ")
 	rc.sendSOL(0, 0, 0, 0, "")
 	if p := rc.solPacket(300 * time.Millisecond); p != nil {
@@ -180,8 +180,8 @@ func TestSOLSession(t *testing.T) {
 	if cc := rc.deactivate(); cc != 0 {
 		t.Fatalf("deactivate: %02x", cc)
 	}
-	if active, _, _, _ := tg.obs.read(); active != 0 || tg.c.attached() != 0 {
-		t.Fatalf("after deactivation: %d active, console attached %d times", active, tg.c.attached())
+	if active, _, _, _ := tg.obs.read(); active != 0 || tg.c.Attached() != 0 {
+		t.Fatalf("after deactivation: %d active, console attached %d times", active, tg.c.Attached())
 	}
 }
 
@@ -193,7 +193,7 @@ func TestSOLSession(t *testing.T) {
 func TestSOLTakeover(t *testing.T) {
 	t.Parallel()
 	tg := serveSOL(t, Config{})
-	tg.c.setEcho(false)
+	tg.c.SetEcho(false)
 	a := dialRaw(t, tg.addr, "127.0.0.1", 4)
 	b := dialRaw(t, tg.addr, "127.0.0.2", 3)
 	user := dialRaw(t, tg.addr, "127.0.0.3", 2)
@@ -221,8 +221,8 @@ func TestSOLTakeover(t *testing.T) {
 		t.Fatalf("A was told again: % x", p)
 	}
 	a.sendSOL(1, 0, 0, 0, "rm -rf /\r")
-	if p := a.solPacket(300 * time.Millisecond); p != nil || tg.c.typedString() != "" {
-		t.Fatalf("A typed after the takeover: answer % x, typed %q", p, tg.c.typedString())
+	if p := a.solPacket(300 * time.Millisecond); p != nil || tg.c.Typed() != "" {
+		t.Fatalf("A typed after the takeover: answer % x, typed %q", p, tg.c.Typed())
 	}
 	if tg.obs.dropped(dropSOLInactive) == 0 {
 		t.Fatal("A's packet was not counted as dropped")
@@ -253,12 +253,12 @@ func TestSOLEnds(t *testing.T) {
 			}
 		}, false},
 		{"session expires", func(_ *solTarget, _ *rawConsole, clk *clienttest.Clock) { clk.Advance(2 * time.Minute) }, false},
-		{"console ends", func(tg *solTarget, _ *rawConsole, _ *clienttest.Clock) { tg.c.end() }, true},
+		{"console ends", func(tg *solTarget, _ *rawConsole, _ *clienttest.Clock) { tg.c.End() }, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			clk := clienttest.NewClock()
-			tg := &solTarget{c: newMemConsole(), obs: &solObserver{}}
+			tg := &solTarget{c: clienttest.NewConsole(), obs: &solObserver{}}
 			tg.e = serveAt(t, clk, consoleFake("ends", tg.c), Config{Observer: tg.obs})
 			tg.addr = tg.e.Addr().(*net.UDPAddr)
 			rc := dialRaw(t, tg.addr, "127.0.0.1", 4)
@@ -270,7 +270,7 @@ func TestSOLEnds(t *testing.T) {
 			if p := rc.solPacket(300 * time.Millisecond); (p != nil) != tc.notice {
 				t.Fatalf("the console was told % x; want a notice: %v", p, tc.notice)
 			}
-			if tg.c.attached() != 0 {
+			if tg.c.Attached() != 0 {
 				t.Fatal("the console is still attached")
 			}
 			other := dialRaw(t, tg.addr, "127.0.0.2", 4)
@@ -293,12 +293,12 @@ func TestSOLKeystrokesWhileDisconnected(t *testing.T) {
 	if cc := rc.activate(); cc != 0 {
 		t.Fatalf("activate: %02x", cc)
 	}
-	tg.c.setConnected(false)
+	tg.c.SetConnected(false)
 	rc.sendSOL(1, 0, 0, 0, "lost")
 	if p := rc.solPacket(time.Second); p == nil || p[1] != 1 || p[2] != 4 || p[3] != 0 {
 		t.Fatalf("keystrokes while disconnected answered % x, want a plain ACK of 4", p)
 	}
-	tg.c.setConnected(true)
+	tg.c.SetConnected(true)
 	rc.sendSOL(2, 0, 0, 0, "kept")
-	clienttest.Eventually(t, "keystrokes after reconnecting", func() bool { return tg.c.typedString() == "kept" })
+	clienttest.Eventually(t, "keystrokes after reconnecting", func() bool { return tg.c.Typed() == "kept" })
 }
