@@ -275,32 +275,45 @@ func TestConcurrentOperations(t *testing.T) {
 			inv.emit(vsphere.Change{Added: true})
 		}
 	})
-	stop := make(chan struct{})
-	var readers sync.WaitGroup
-	readers.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			for _, bm := range b.BMCs() {
-				_ = bm.Info()
-			}
-			_, _ = b.Lookup("cfg0")
-			_ = b.Running()
-			_ = b.Generation()
+	stop := readWhile(func() {
+		for _, bm := range b.BMCs() {
+			_ = bm.Info()
 		}
+		_, _ = b.Lookup("cfg0")
+		_ = b.Running()
+		_ = b.Generation()
 	})
 	wg.Wait()
-	close(stop)
-	readers.Wait()
+	stop()
 	bms := b.BMCs()
 	if len(bms) != len(config) {
 		t.Fatalf("%d BMCs, want the %d configured: runtime ones were all removed", len(bms), len(config))
 	}
 	for _, bm := range bms {
 		running(t, bm)
+	}
+}
+
+// readWhile calls read over and over in a goroutine until the returned
+// stop is called, which waits for it to return. It exists so that the
+// race tests read a bridge while it changes in one way: without a pause,
+// for the race detector to see every read against the changes.
+func readWhile(read func()) (stop func()) {
+	done := make(chan struct{})
+	var readers sync.WaitGroup
+	readers.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			read()
+		}
+	})
+	return func() {
+		close(done)
+		readers.Wait()
 	}
 }
 

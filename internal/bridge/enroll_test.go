@@ -622,25 +622,15 @@ func TestConcurrentEnrolment(t *testing.T) {
 			b.Reload(config)
 		}
 	})
-	stop := make(chan struct{})
-	var readers sync.WaitGroup
-	readers.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			_ = b.Taken()
-			_ = b.Bridged("")
-			for _, bm := range b.BMCs() {
-				_ = bm.Info()
-			}
+	stop := readWhile(func() {
+		_ = b.Taken()
+		_ = b.Bridged("")
+		for _, bm := range b.BMCs() {
+			_ = bm.Info()
 		}
 	})
 	wg.Wait()
-	close(stop)
-	readers.Wait()
+	stop()
 	if bms := b.BMCs(); len(bms) != 1 || bms[0].Info().Enrolled {
 		t.Fatalf("%d BMCs, want the configured one only", len(bms))
 	}

@@ -13,13 +13,47 @@ import (
 // with IPMI's boot flags: a Once override is consumed by the next boot,
 // after which Enabled reads Disabled.
 
-// bootTarget is a BootSourceOverrideTarget value a VM honours.
-type bootTarget struct {
+// enum is a Redfish enumeration over machine values, in the order
+// advertised. It exists so that the boot targets and boot modes each keep
+// one table for the AllowableValues a client reads, the names a resource
+// shows and the names a PATCH accepts, looked up the same way both ways.
+type enum[T comparable] []struct {
 	name string
-	dev  machine.BootDevice
+	v    T
 }
 
-var bootTargets = []bootTarget{
+// names lists the enumeration's names, for AllowableValues.
+func (e enum[T]) names() []string {
+	out := make([]string, 0, len(e))
+	for _, n := range e {
+		out = append(out, n.name)
+	}
+	return out
+}
+
+// value is the machine value called name, if there is one.
+func (e enum[T]) value(name string) (T, bool) {
+	for _, n := range e {
+		if n.name == name {
+			return n.v, true
+		}
+	}
+	var zero T
+	return zero, false
+}
+
+// name is the Redfish name of the machine value v, if it has one.
+func (e enum[T]) name(v T) (string, bool) {
+	for _, n := range e {
+		if n.v == v {
+			return n.name, true
+		}
+	}
+	return "", false
+}
+
+// bootTargets are the BootSourceOverrideTarget values a VM honours.
+var bootTargets = enum[machine.BootDevice]{
 	{"None", machine.BootNone},
 	{"Pxe", machine.BootPXE},
 	{"Hdd", machine.BootDisk},
@@ -27,12 +61,8 @@ var bootTargets = []bootTarget{
 	{"BiosSetup", machine.BootBIOSSetup},
 }
 
-type bootMode struct {
-	name string
-	mode machine.BootMode
-}
-
-var bootModes = []bootMode{
+// bootModes are the BootSourceOverrideMode values.
+var bootModes = enum[machine.BootMode]{
 	{"UEFI", machine.BootModeUEFI},
 	{"Legacy", machine.BootModeLegacy},
 }
@@ -47,18 +77,8 @@ const (
 // The AllowableValues annotations. sushy refuses a target missing from
 // its list before sending it.
 var (
-	allowedTargets = func() (out []string) {
-		for _, t := range bootTargets {
-			out = append(out, t.name)
-		}
-		return out
-	}()
-	allowedModes = func() (out []string) {
-		for _, m := range bootModes {
-			out = append(out, m.name)
-		}
-		return out
-	}()
+	allowedTargets = bootTargets.names()
+	allowedModes   = bootModes.names()
 	allowedEnabled = []string{overrideDisabled, overrideOnce, overrideContinuous}
 )
 
@@ -84,21 +104,15 @@ func viewBoot(o machine.BootOverride) bootView {
 		EnabledAllowed:            allowedEnabled,
 		ModeAllowed:               allowedModes,
 	}
-	for _, m := range bootModes {
-		if m.mode == o.Mode {
-			v.BootSourceOverrideMode = m.name
-		}
-	}
-	if !o.Enabled {
+	v.BootSourceOverrideMode, _ = bootModes.name(o.Mode)
+	if !o.Enabled || o.Device == machine.BootNone {
 		return v
 	}
-	for _, t := range bootTargets {
-		if t.dev == o.Device && t.dev != machine.BootNone {
-			v.BootSourceOverrideTarget = t.name
-			v.BootSourceOverrideEnabled = overrideOnce
-			if o.Persistent {
-				v.BootSourceOverrideEnabled = overrideContinuous
-			}
+	if name, ok := bootTargets.name(o.Device); ok {
+		v.BootSourceOverrideTarget = name
+		v.BootSourceOverrideEnabled = overrideOnce
+		if o.Persistent {
+			v.BootSourceOverrideEnabled = overrideContinuous
 		}
 	}
 	return v
@@ -124,11 +138,9 @@ func (p bootPatch) empty() bool { return p.target == nil && p.enabled == nil && 
 // the firmware alone (vsphere.FirmwarePolicy, boot.followEfiBit).
 func mergeBoot(cur machine.BootOverride, p bootPatch) machine.BootOverride {
 	v := viewBoot(cur)
-	target := machine.BootNone
-	for _, t := range bootTargets {
-		if t.name == v.BootSourceOverrideTarget {
-			target = t.dev
-		}
+	target, ok := bootTargets.value(v.BootSourceOverrideTarget)
+	if !ok {
+		target = machine.BootNone
 	}
 	en := v.BootSourceOverrideEnabled
 	mode := cur.Mode
@@ -207,10 +219,8 @@ func (p *bootPatch) parse(raw json.RawMessage, shown map[string]json.RawMessage)
 		found := false
 		switch k {
 		case "BootSourceOverrideTarget":
-			for _, t := range bootTargets {
-				if t.name == v {
-					p.target, found = &t.dev, true
-				}
+			if d, ok := bootTargets.value(v); ok {
+				p.target, found = &d, true
 			}
 		case "BootSourceOverrideEnabled":
 			switch v {
@@ -218,10 +228,8 @@ func (p *bootPatch) parse(raw json.RawMessage, shown map[string]json.RawMessage)
 				p.enabled, found = &v, true
 			}
 		case "BootSourceOverrideMode":
-			for _, m := range bootModes {
-				if m.name == v {
-					p.mode, found = &m.mode, true
-				}
+			if m, ok := bootModes.value(v); ok {
+				p.mode, found = &m, true
 			}
 		}
 		if !found {

@@ -92,8 +92,15 @@ func (s *Store) Get(key string, v any) (bool, error) {
 func (s *Store) Keys(prefix string) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return KeysWithPrefix(s.data, prefix)
+}
+
+// KeysWithPrefix lists the keys of m that start with prefix, sorted: what
+// Keys answers. It is exported so that the stores tests put in a Store's
+// place (in memory) answer Keys by the same rule.
+func KeysWithPrefix[V any](m map[string]V, prefix string) []string {
 	var keys []string
-	for k := range s.data {
+	for k := range m {
 		if strings.HasPrefix(k, prefix) {
 			keys = append(keys, k)
 		}

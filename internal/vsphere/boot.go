@@ -51,6 +51,15 @@ type Record struct {
 // bootClasses are the device classes a boot override can select.
 var bootClasses = []string{machine.ClassDisk, machine.ClassCDROM, machine.ClassEthernet}
 
+// planState is the record in force and, from it and vm, the boot state a
+// boot change is planned on under the VM's firmware policy. It exists so
+// that every boot change (an override, secure boot, the restore after a
+// one-time boot) plans from the record it then writes over.
+func (v *VM) planState(vm *mo.VirtualMachine) (Record, machine.BootState) {
+	rec := v.record()
+	return rec, bootState(vm, rec, v.opts.FollowEFIBit)
+}
+
 // bootState is the VM's boot configuration as machine.PlanBoot sees it:
 // vm's configuration, and the changes rec holds for later.
 func bootState(vm *mo.VirtualMachine, rec Record, p FirmwarePolicy) machine.BootState {

@@ -147,12 +147,9 @@ func (v *VM) SetMediaVerify(ctx context.Context, verify bool) error {
 	}
 	rec := v.record()
 	rec.MediaVerify = &verify
-	if err := v.persist(rec); err != nil {
+	if err := v.persistRecord(rec); err != nil {
 		return err
 	}
-	v.recMu.Lock()
-	v.rec = rec
-	v.recMu.Unlock()
 	v.log.Info("virtual media certificate verification set", "verify", verify)
 	return nil
 }
@@ -209,9 +206,7 @@ func (v *VM) InsertMedia(ctx context.Context, rawURL string) error {
 		v.persistBack(old)
 		return v.vcenterError(opCtx, "connect the image", err)
 	}
-	v.recMu.Lock()
-	v.rec = rec
-	v.recMu.Unlock()
+	v.setRecord(rec)
 	v.log.Info("virtual media inserted", "image", redact(u), "file", dsPath)
 	return nil
 }
@@ -634,9 +629,7 @@ func (v *VM) EjectMedia(ctx context.Context) error {
 		v.shown(ctx, "eject")
 	}
 	if old.MediaFile != "" {
-		v.recMu.Lock()
-		v.rec = rec
-		v.recMu.Unlock()
+		v.setRecord(rec)
 		v.log.Info("virtual media ejected")
 	}
 	return nil

@@ -31,6 +31,7 @@ import (
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/config"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/machine"
+	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/state"
 )
 
 // memStore is a state store in memory whose writes can be made to fail.
@@ -79,14 +80,7 @@ func (m *memStore) Delete(key string) error {
 func (m *memStore) Keys(prefix string) []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []string
-	for k := range m.data {
-		if strings.HasPrefix(k, prefix) {
-			out = append(out, k)
-		}
-	}
-	sort.Strings(out)
-	return out
+	return state.KeysWithPrefix(m.data, prefix)
 }
 
 // mediaCounter is a MediaObserver for tests.

@@ -24,8 +24,7 @@ func (v *VM) SetSecureBoot(ctx context.Context, on bool) error {
 		return err
 	}
 	defer release()
-	rec := v.record()
-	s := bootState(vm, rec, v.opts.FollowEFIBit)
+	rec, s := v.planState(vm)
 	next, now, err := machine.PlanSecureBoot(s, on)
 	switch {
 	case err != nil:
@@ -57,12 +56,9 @@ func (v *VM) SetSecureBoot(ctx context.Context, on bool) error {
 
 // secureBootLater records a secure-boot change for the next power-on.
 func (v *VM) secureBootLater(rec Record, on bool) error {
-	if err := v.persist(rec); err != nil {
+	if err := v.persistRecord(rec); err != nil {
 		return err
 	}
-	v.recMu.Lock()
-	v.rec = rec
-	v.recMu.Unlock()
 	v.log.Info("secure boot set for the next power-on", "enabled", on)
 	return nil
 }

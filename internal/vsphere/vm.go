@@ -732,8 +732,7 @@ func (v *VM) SetBootOverride(ctx context.Context, o machine.BootOverride) error 
 		return err
 	}
 	defer release()
-	rec := v.record()
-	s := bootState(vm, rec, v.opts.FollowEFIBit)
+	rec, s := v.planState(vm)
 	next, change, err := machine.PlanBoot(s, o)
 	if err != nil {
 		return fmt.Errorf("vm %s: boot from %s: %w", vm.Name, o.Device, err)
@@ -863,12 +862,30 @@ func (v *VM) record() Record {
 	return v.rec
 }
 
-// save records and persists rec after the VM changed; a failed write is
-// logged, since the VM cannot be changed back.
-func (v *VM) save(rec Record) {
+// setRecord makes rec the record in force. It exists so that every change
+// of the record, whichever order it is saved in, takes recMu the same way.
+func (v *VM) setRecord(rec Record) {
 	v.recMu.Lock()
 	v.rec = rec
 	v.recMu.Unlock()
+}
+
+// persistRecord saves rec and only then makes it the record in force, so
+// that a setting the VM does not show yet (a secure-boot change for the
+// next power-on, media verification) is in force only once the state
+// file keeps it: a failed save changes nothing and is returned.
+func (v *VM) persistRecord(rec Record) error {
+	if err := v.persist(rec); err != nil {
+		return err
+	}
+	v.setRecord(rec)
+	return nil
+}
+
+// save records and persists rec after the VM changed; a failed write is
+// logged, since the VM cannot be changed back.
+func (v *VM) save(rec Record) {
+	v.setRecord(rec)
 	if err := v.persist(rec); err != nil {
 		v.log.Error("boot state not saved; it will be lost if the bridge restarts", "err", err)
 	}
@@ -949,8 +966,7 @@ func (v *VM) restore() error {
 	if err != nil {
 		return err
 	}
-	rec := v.record()
-	s := bootState(vm, rec, v.opts.FollowEFIBit)
+	rec, s := v.planState(vm)
 	next, change, ok := machine.PlanBooted(s)
 	if !ok {
 		return nil
