@@ -40,9 +40,9 @@ func (b *Bridge) Unenroll(key string) error {
 	err := fmt.Errorf("%s: %w", key, ErrUnknownBMC)
 	for _, bm := range b.bmcs {
 		if bm.enrolled && bm.spec.Key() == key {
-			// Forgotten, so that an operator's stop of it does not
-			// stop a later BMC at its address.
-			release, err = b.drop(bm, true)
+			// Not saved, so nothing to forget but an operator's stop,
+			// which drop forgets.
+			release, err = b.drop(bm, false)
 			break
 		}
 	}

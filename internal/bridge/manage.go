@@ -76,16 +76,24 @@ func (b *Bridge) Remove(id string) error {
 	return nil
 }
 
-// drop stops bm's endpoint and removes bm from the set and, when forget,
-// from the state file, in one step under bm.mu, so that a concurrent Stop
-// or Resume cannot save it again. b.mu must be held; release must be
-// called once it is released (see stopLocked).
+// drop stops bm's endpoint and removes bm from the set and, when forget
+// or when an operator stopped it, from the state file, in one step under
+// bm.mu, so that a concurrent Stop or Resume cannot save it again (nor a
+// stop outlive it: a later BMC at its address would start stopped). b.mu
+// must be held; release must be called once it is released (see
+// stopLocked).
 func (b *Bridge) drop(bm *BMC, forget bool) (release func(), err error) {
 	bm.mu.Lock()
 	defer bm.mu.Unlock()
-	if st := b.opts.State; forget && st != nil {
-		if err := st.Delete(bmcPrefix + bm.spec.Key()); err != nil {
+	if st := b.opts.State; st != nil && (forget || bm.stopped) {
+		err := st.Delete(bmcPrefix + bm.spec.Key())
+		if err != nil && forget {
 			return nil, err
+		}
+		if err != nil {
+			// Only an operator's stop was kept: the BMC goes anyway,
+			// and a later BMC at its address may start stopped.
+			b.opts.Log.Error("a removed BMC's stop is still in the state file", "bmc", bm.spec.Key(), "err", err)
 		}
 	}
 	release = b.stopLocked(bm, Stopped)

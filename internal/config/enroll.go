@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/netip"
 	"path"
+	"regexp"
 	"strconv"
 	"strings"
 	"text/template"
@@ -207,7 +208,7 @@ func (p *parser) enrollCredentials(n *yaml.Node, f map[string]*yaml.Node, pre st
 	if r.UsernameTemplate, err = p.credentialTemplate(f, pre, "usernameTemplate", "username"); err != nil {
 		return err
 	}
-	if r.PasswordTemplate, err = p.credentialTemplate(f, pre, "passwordTemplate", "password", "passwordFile", "passwordSecretFile"); err != nil {
+	if r.PasswordTemplate, err = p.credentialTemplate(f, pre, "passwordTemplate", "password", "passwordFile"); err != nil {
 		return err
 	}
 	if r.Username, err = p.str(f, pre, "username"); err != nil {
@@ -219,20 +220,20 @@ func (p *parser) enrollCredentials(n *yaml.Node, f map[string]*yaml.Node, pre st
 	if len(r.Username) > ipmi.MaxUsername {
 		return p.err(f["username"], pre+"username", fmt.Sprintf("longer than %d bytes (IPMI's limit)", ipmi.MaxUsername))
 	}
-	if r.PasswordTemplate != nil {
-		return nil
-	}
 	if r.Password, err = p.secret(f, pre, "password"); err != nil {
 		return err
 	}
 	secret, err := p.secret(f, pre, "passwordSecret")
+	r.PasswordSecret = []byte(secret)
 	switch {
 	case err != nil:
 		return err
-	case secret != "" && r.Password != "":
-		return p.err(f["passwordSecretFile"], pre+"passwordSecretFile", "give password (or passwordFile) or passwordSecretFile, not both")
 	case secret != "" && len(secret) < minSecretBytes:
 		return p.err(f["passwordSecretFile"], pre+"passwordSecretFile", fmt.Sprintf("the secret must be at least %d bytes", minSecretBytes))
+	case r.PasswordTemplate != nil:
+		return nil
+	case secret != "" && r.Password != "":
+		return p.err(f["passwordSecretFile"], pre+"passwordSecretFile", "give password (or passwordFile) or passwordSecretFile, not both")
 	case secret == "" && r.Password == "":
 		return p.err(n, pre+"password", "missing: give password, passwordFile, passwordSecretFile (a password per VM) or passwordTemplate")
 	case len(r.Password) > ipmi.MaxPassword:
@@ -264,6 +265,10 @@ type CredentialData struct {
 	Name string
 	// UUID is its BIOS UUID in lower case, and VCenter its vCenter's name.
 	UUID, VCenter string
+	// Derived is the password passwordSecretFile derives for the VM ("" if
+	// the rule has none): what keeps a password template from being made
+	// of facts anyone who can read vCenter knows.
+	Derived string
 }
 
 // Credential renders a credential template for a VM and checks the
@@ -271,7 +276,7 @@ type CredentialData struct {
 func Credential(t *template.Template, d CredentialData, limit int) (string, error) {
 	var b strings.Builder
 	if err := t.Execute(&b, d); err != nil {
-		return "", err
+		return "", fmt.Errorf("%s fails for VM %s (%s)", t.Name(), d.Name, templateErrorAt(err))
 	}
 	if n := b.Len(); n == 0 || n > limit {
 		return "", fmt.Errorf("%s gives %d bytes for VM %s; IPMI takes 1 to %d", t.Name(), n, d.Name, limit)
@@ -293,10 +298,23 @@ func (p *parser) credentialTemplate(f map[string]*yaml.Node, pre, key string, in
 	}
 	t, err := template.New(key).Option("missingkey=error").Parse(src)
 	if err == nil {
-		err = t.Execute(io.Discard, CredentialData{Name: "vm", UUID: "00000000-0000-0000-0000-000000000000", VCenter: DefaultVCenterName})
+		err = t.Execute(io.Discard, CredentialData{Name: "vm", UUID: "00000000-0000-0000-0000-000000000000",
+			VCenter: DefaultVCenterName, Derived: strings.Repeat("x", ipmi.MaxPassword)})
 	}
 	if err != nil {
-		return nil, p.err(f[key], pre+key, "is not a template of .Name, .UUID and .VCenter: "+err.Error())
+		return nil, p.err(f[key], pre+key, "is not a template of .Name, .UUID, .VCenter and .Derived ("+templateErrorAt(err)+")")
 	}
 	return t, nil
+}
+
+// templateAt finds where text/template says an error is.
+var templateAt = regexp.MustCompile(`^template: [^:]*:(\d+(?::\d+)?):`)
+
+// templateErrorAt words a template's error by its place alone: the error
+// quotes the failing text, which may hold a secret.
+func templateErrorAt(err error) string {
+	if m := templateAt.FindStringSubmatch(err.Error()); m != nil {
+		return "at " + m[1] + "; its text is not repeated, as it may hold a secret"
+	}
+	return "its text is not repeated, as it may hold a secret"
 }

@@ -34,11 +34,15 @@ func TestEnrollRules(t *testing.T) {
     ports: "7000"
     usernameTemplate: "{{printf \"%.16s\" .Name}}"
     passwordTemplate: "pw-{{slice .UUID 0 8}}"
+  - name: "d-*"
+    ports: "7001"
+    passwordSecretFile: `+secret+`
+    passwordTemplate: "{{.Name}}-{{slice .Derived 0 8}}"
 `), Env{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.BMCs) != 0 || len(cfg.Enroll) != 3 {
+	if len(cfg.BMCs) != 0 || len(cfg.Enroll) != 4 {
 		t.Fatalf("bmcs %v, rules %d", cfg.BMCs, len(cfg.Enroll))
 	}
 	r := cfg.Enroll[0]
@@ -63,11 +67,16 @@ func TestEnrollRules(t *testing.T) {
 	if _, err := Credential(r.PasswordTemplate, CredentialData{UUID: "short"}, 20); err == nil {
 		t.Error("a template failing on a VM: no error")
 	}
+	r = cfg.Enroll[3]
+	if pw, err := Credential(r.PasswordTemplate, CredentialData{Name: "d-1", Derived: "0123456789abcdefghij"}, 20); pw != "d-1-01234567" || err != nil || len(r.PasswordSecret) == 0 {
+		t.Errorf("a template with the derived password: %q, %v", pw, err)
+	}
 	for _, tc := range []struct{ name, rule, want string }{
 		{"matches everything unasked", "  - ports: 1-2\n    password: pw\n", "f.yaml:6: enroll[0].folder: missing: a rule matches by folder, name, tag or any of them together"},
 		{"tag without category", "  - tag: skinner\n    ports: 1-2\n    password: pw\n", "f.yaml:6: enroll[0].tag: tag \"skinner\": give CATEGORY/NAME"},
 		{"template and password", "  - name: x\n    ports: 1-2\n    password: pw\n    passwordTemplate: \"{{.Name}}\"\n", "f.yaml:8: enroll[0].password: give password or passwordTemplate, not both"},
-		{"template of an unknown field", "  - name: x\n    ports: 1-2\n    passwordTemplate: \"{{.Secret}}\"\n", "f.yaml:8: enroll[0].passwordTemplate: is not a template of .Name, .UUID and .VCenter"},
+		{"template of an unknown field", "  - name: x\n    ports: 1-2\n    passwordTemplate: \"{{.Secret}}\"\n", "f.yaml:8: enroll[0].passwordTemplate: is not a template of .Name, .UUID, .VCenter and .Derived (at 1:2; its text is not repeated"},
+		{"template error hides its text", "  - name: x\n    ports: 1-2\n    passwordTemplate: \"{{slice \\\"hunter2\\\" 0 40}}\"\n", "f.yaml:8: enroll[0].passwordTemplate: is not a template"},
 		{"template that does not parse", "  - name: x\n    ports: 1-2\n    password: pw\n    usernameTemplate: \"{{.Name\"\n", "enroll[0].usernameTemplate: is not a template"},
 		{"folder not a path", "  - folder: ocp\n    ports: 1-2\n    password: pw\n", "f.yaml:6: enroll[0].folder: must be an inventory path"},
 		{"bad glob", "  - name: \"[\"\n    ports: 1-2\n    password: pw\n", "f.yaml:6: enroll[0].name: is not a glob"},
@@ -85,8 +94,8 @@ func TestEnrollRules(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("f.yaml", []byte(enrollBase+tc.rule), Env{})
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("err = %v, want %q", err, tc.want)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "hunter2") {
+				t.Fatalf("err = %v, want %q (and no secret)", err, tc.want)
 			}
 		})
 	}

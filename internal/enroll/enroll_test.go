@@ -414,3 +414,22 @@ func TestReasonsLoggedOnce(t *testing.T) {
 		}
 	}
 }
+
+// A VM moved from a Redfish-only rule's folder to an IPMI rule's (and
+// back) loses the BMC of the old kind and gets one of the new.
+func TestKindChange(t *testing.T) {
+	redfish := rule("/DC0/vm/lab", [2]int{})
+	redfish.NoIPMI = true
+	e := newEnv(t, redfish, rule("/DC0/vm/ocp", [2]int{6230, 6239}, "127.0.0.1"))
+	en := e.enroller()
+	for _, folder := range []string{"/DC0/vm/lab", "/DC0/vm/ocp", "/DC0/vm/lab"} {
+		e.src.vms = map[string][]VM{"/DC0/vm/lab": nil, "/DC0/vm/ocp": nil}
+		e.src.set(folder, vm(1))
+		en.Round(context.Background())
+		got := e.fleet.byVM()
+		ipmi := folder == "/DC0/vm/ocp"
+		if s := got[strings.ToLower(vm(1).UUID)]; len(e.fleet.enrolled) != 1 || s.NoIPMI == ipmi || (s.Address != "") != ipmi {
+			t.Fatalf("in %s: %v", folder, e.fleet.enrolled)
+		}
+	}
+}

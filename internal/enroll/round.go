@@ -129,7 +129,7 @@ func (e *Enroller) assign(matched map[string]match, c *changes) {
 	var need []string
 	for k, m := range matched {
 		r := e.cfg.Rules[m.rule]
-		if a := e.assigned[k]; a == nil || (a.Address == "" && !r.NoIPMI) {
+		if a := e.assigned[k]; a == nil || (a.Address == "") != r.NoIPMI {
 			need = append(need, k)
 			continue
 		}
@@ -146,6 +146,9 @@ func (e *Enroller) assign(matched map[string]match, c *changes) {
 	for _, k := range need {
 		m := matched[k]
 		r := e.cfg.Rules[m.rule]
+		if !e.release(k) {
+			continue
+		}
 		addr, ok := pools.allocate(m.rule, r)
 		if !ok {
 			exhausted[m.rule]++
@@ -156,6 +159,22 @@ func (e *Enroller) assign(matched map[string]match, c *changes) {
 		e.keep(k, r, m.vm, c)
 	}
 	e.exhausted(exhausted)
+}
+
+// release ends the BMC of assignment k, whose rule now wants the other
+// kind (IPMI, or Redfish-only), before it is given a new one; false when
+// the BMC could not be removed (tried again next round).
+func (e *Enroller) release(k string) bool {
+	a := e.assigned[k]
+	if a == nil || !a.enrolled {
+		return true
+	}
+	if err := e.cfg.Fleet.Unenroll(a.key); err != nil && !errors.Is(err, bridge.ErrUnknownBMC) {
+		e.cfg.Log.Error("enrolment: BMC not removed to change its kind", "bmc", a.key, "err", err)
+		return false
+	}
+	a.enrolled = false
+	return true
 }
 
 // keep renews the assignment k of a matched VM (matching again, under
@@ -214,6 +233,9 @@ func credentials(r Rule, vm VM, a *assignment, s *bridge.Spec) error {
 		s.Password = Password(r.PasswordSecret, vm.UUID)
 	}
 	d := config.CredentialData{Name: a.Name, UUID: strings.ToLower(vm.UUID), VCenter: r.VCenter}
+	if len(r.PasswordSecret) > 0 {
+		d.Derived = s.Password
+	}
 	var err error
 	if r.UsernameTemplate != nil {
 		if s.Username, err = config.Credential(r.UsernameTemplate, d, ipmi.MaxUsername); err != nil {

@@ -189,7 +189,7 @@ func newClient(o Options) (*Client, error) {
 		status: errors.New("connecting to vCenter"),
 	}
 	c.noNMI.Store(o.NoNMI)
-	c.tags = &tagReader{c: c, ids: map[Tag]string{}}
+	c.tags = newTagReader(c)
 	return c, nil
 }
 

@@ -1,14 +1,24 @@
 package vsphere
 
 import (
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 )
 
-// entity is a folder or a datacenter as the inventory watches it: what
-// the VMs' inventory paths are made of.
+// entity is a folder, a datacenter or a vApp as the inventory watches
+// it: what the VMs' inventory paths are made of. A vApp's place is its
+// parent vApp when nested, else its folder.
 type entity struct {
-	name   string
-	parent types.ManagedObjectReference
+	name         string
+	parent, vApp types.ManagedObjectReference
+}
+
+// up is where e sits.
+func (e entity) up() types.ManagedObjectReference {
+	if e.vApp.Value != "" {
+		return e.vApp
+	}
+	return e.parent
 }
 
 // applyEntityLocked applies an update of a folder or datacenter.
@@ -25,8 +35,11 @@ func (inv *Inventory) applyEntityLocked(u types.ObjectUpdate) {
 				e.name = v
 			}
 		case types.ManagedObjectReference:
-			if p.Name == "parent" {
+			switch p.Name {
+			case "parent", "parentFolder":
 				e.parent = v
+			case "parentVApp":
+				e.vApp = v
 			}
 		}
 	}
@@ -52,7 +65,7 @@ func (inv *Inventory) pathsLocked() map[types.ManagedObjectReference]string {
 		if !ok || depth > maxDepth {
 			return "", false
 		}
-		parent, ok := pathOf(e.parent, depth+1)
+		parent, ok := pathOf(e.up(), depth+1)
 		if !ok {
 			return "", false
 		}
@@ -63,6 +76,15 @@ func (inv *Inventory) pathsLocked() map[types.ManagedObjectReference]string {
 		pathOf(ref, 0)
 	}
 	return paths
+}
+
+// placeOf is where vm sits: its folder or, in a vApp (where vCenter
+// leaves parent unset), its vApp.
+func placeOf(vm *mo.VirtualMachine) *types.ManagedObjectReference {
+	if vm.Parent != nil {
+		return vm.Parent
+	}
+	return vm.ParentVApp
 }
 
 // sameRef compares two optional references.

@@ -27,17 +27,22 @@ import (
 // config.bootOptions or config.firmware), so a changeVersion update makes the
 // inventory re-read configProps.
 var watched = []string{
-	"name", "parent", "config.uuid", "config.instanceUuid", "config.changeVersion", "config.firmware", "config.bootOptions",
+	"name", "parent", "parentVApp", "config.uuid", "config.instanceUuid", "config.changeVersion", "config.firmware", "config.bootOptions",
 	"config.hardware.numCPU", "config.hardware.memoryMB", "config.hardware.device",
 	"runtime.powerState", "runtime.bootTime", "runtime.maxCpuUsage",
 	"guest.toolsRunningStatus",
 	"summary.quickStats.overallCpuUsage", "summary.quickStats.guestMemoryUsage",
 }
 
-// entityProps are what the inventory keeps of folders and datacenters:
-// enough to know each VM's inventory path (Filter.Folder) without asking
-// vCenter, and to see a folder renamed or moved at once.
-var entityProps = []string{"name", "parent"}
+// entityProps are what the inventory keeps of folders and datacenters,
+// and vAppProps of vApps (which sit in a folder or another vApp, and hold
+// VMs whose parent is unset): enough to know each VM's inventory path
+// (Filter.Folder) without asking vCenter, and to see a folder renamed or
+// moved at once.
+var (
+	entityProps = []string{"name", "parent"}
+	vAppProps   = []string{"name", "parentFolder", "parentVApp"}
+)
 
 // configProps are re-read after a reconfiguration (see watched).
 var configProps = []string{
@@ -392,7 +397,8 @@ func (inv *Inventory) open(ctx context.Context) (*property.Collector, func(), er
 		props []types.PropertySpec
 	}{
 		{[]string{"VirtualMachine"}, []types.PropertySpec{{Type: "VirtualMachine", PathSet: watched}}},
-		{[]string{"Folder", "Datacenter"}, []types.PropertySpec{{Type: "Folder", PathSet: entityProps}, {Type: "Datacenter", PathSet: entityProps}}},
+		{[]string{"Folder", "Datacenter", "VirtualApp"}, []types.PropertySpec{{Type: "Folder", PathSet: entityProps},
+			{Type: "Datacenter", PathSet: entityProps}, {Type: "VirtualApp", PathSet: vAppProps}}},
 	} {
 		v, err := view.NewManager(vc).CreateContainerView(sctx, vc.ServiceContent.RootFolder, w.types, true)
 		if err != nil {
@@ -615,7 +621,7 @@ func (inv *Inventory) changeLocked(old, vm *mo.VirtualMachine, synced bool) *Cha
 	c := Change{Ref: ref, From: powerState(old.Runtime.PowerState), To: powerState(vm.Runtime.PowerState)}
 	c.Booted = (c.From != machine.PowerOn && c.To == machine.PowerOn) ||
 		(vm.Runtime.BootTime != nil && (old.Runtime.BootTime == nil || !vm.Runtime.BootTime.Equal(*old.Runtime.BootTime)))
-	c.Moved = vm.Name != old.Name || !sameRef(vm.Parent, old.Parent)
+	c.Moved = vm.Name != old.Name || !sameRef(placeOf(vm), placeOf(old))
 	if c.From == c.To && !c.Booted && !c.Moved {
 		return nil
 	}

@@ -20,7 +20,7 @@ type Filter struct {
 	// Name is a glob over the VM's name (path.Match syntax).
 	Name string
 	// Folder is an inventory path such as /DC0/vm/ocp: VMs in that folder
-	// or below it. A VM in a vApp has no folder and is never in one.
+	// or below it, in vApps too.
 	Folder string
 	// Tag is a vSphere tag the VM must carry.
 	Tag Tag
@@ -90,7 +90,7 @@ func (inv *Inventory) each(ctx context.Context, f Filter, fn func(*mo.VirtualMac
 		return fmt.Errorf("folder %s not found: give an inventory path such as /DC0/vm/FOLDER: %w", f.Folder, machine.ErrInvalidArgument)
 	}
 	for ref, vm := range inv.vms {
-		if vm.Config == nil || (tagged != nil && !tagged[ref]) || (folder != "" && !inv.inFolderLocked(vm, folder)) {
+		if vm.Config == nil || (tagged != nil && !tagged[bare(ref)]) || (folder != "" && !inv.inFolderLocked(vm, folder)) {
 			continue
 		}
 		if ok, _ := path.Match(f.Name, vm.Name); f.Name != "" && !ok {
@@ -104,10 +104,11 @@ func (inv *Inventory) each(ctx context.Context, f Filter, fn func(*mo.VirtualMac
 // inFolderLocked reports whether vm lies in the folder with the path
 // folder, or below it.
 func (inv *Inventory) inFolderLocked(vm *mo.VirtualMachine, folder string) bool {
-	if vm.Parent == nil {
+	place := placeOf(vm)
+	if place == nil {
 		return false
 	}
-	p, ok := inv.paths[*vm.Parent]
+	p, ok := inv.paths[*place]
 	return ok && (p == folder || strings.HasPrefix(p, folder+"/"))
 }
 

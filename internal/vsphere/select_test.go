@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/vmware/govmomi/find"
+	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vapi/rest"
 	"github.com/vmware/govmomi/vapi/tags"
 	"github.com/vmware/govmomi/vim25/types"
@@ -66,11 +67,30 @@ func TestSelectByFolder(t *testing.T) {
 		got, _ := names(t, e.inv, Filter{Folder: "/DC0/vm/ocp/"})
 		return slices.Equal(got, []string{"skinner-master-1"})
 	})
-	if moved.Load() == 0 {
-		t.Error("the move was not announced as a change")
+	clienttest.Eventually(t, "the move announced as a change", func() bool { return moved.Load() > 0 })
+	// A VM in a vApp in the folder is in the folder (vCenter gives it a
+	// parentVApp, not a parent).
+	pool, err := f.DefaultResourcePool(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if all, _ := names(t, e.inv, Filter{Folder: "/DC0/vm"}); len(all) != 5 {
-		t.Errorf("/DC0/vm holds %v, want all 5 (subfolders included)", all)
+	vapp, err := pool.CreateVApp(ctx, "app", types.DefaultResourceConfigSpec(), simulator.NewVAppConfigSpec(), ocp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err = vapp.CreateChildVM(ctx, types.VirtualMachineConfigSpec{Name: "in-app", GuestId: "otherGuest64", Files: &types.VirtualMachineFileInfo{VmPathName: "[LocalDS_0]"}}, nil)
+	if err == nil {
+		err = task.Wait(ctx)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	clienttest.Eventually(t, "the vApp's VM in /DC0/vm/ocp", func() bool {
+		got, _ := names(t, e.inv, Filter{Folder: "/DC0/vm/ocp"})
+		return slices.Equal(got, []string{"in-app", "skinner-master-1"})
+	})
+	if all, _ := names(t, e.inv, Filter{Folder: "/DC0/vm"}); len(all) != 6 {
+		t.Errorf("/DC0/vm holds %v, want all 6 (subfolders and vApps included)", all)
 	}
 	task, _ = ocp.Rename(ctx, "okd")
 	if err := task.Wait(ctx); err != nil {
@@ -125,6 +145,21 @@ func TestSelectByTag(t *testing.T) {
 	}
 	if got, _ := names(t, e.inv, Filter{Tag: tag, Name: "skinner-master-*"}); len(got) != 0 {
 		t.Errorf("tag and name: %v, want none", got)
+	}
+	// vCenter forgets the bridge's tagging session (a restart): the next
+	// question, for a tag not looked up yet, logs in again.
+	if err := e.c.tags.rc.Logout(ctx); err != nil {
+		t.Fatal(err)
+	}
+	other, err := m.CreateTag(ctx, &tags.Tag{Name: "other", CategoryID: cat})
+	if err == nil {
+		err = m.AttachTag(ctx, other, vm)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := names(t, e.inv, Filter{Tag: Tag{Category: "cluster", Name: "other"}}); err != nil || len(got) != 1 {
+		t.Fatalf("after the session was lost: %v, %v", got, err)
 	}
 	if err := m.DetachTag(ctx, id, vm); err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"sync"
 	"time"
 
 	"github.com/vmware/govmomi/vapi/rest"
@@ -25,26 +24,49 @@ type Tag = config.Tag
 // property collector cannot watch them: each question is a call. The REST
 // session is a login of its own, with the same account, and goes through
 // the same failed-login cap as the SOAP one; a tag's id is looked up once
-// (finding it by name takes a call per tag of its category).
+// (see lookup).
 type tagReader struct {
 	c *Client
 
-	mu  sync.Mutex // one call at a time; guards rc and ids
+	// sem lets one caller at a time use rc and ids; a channel, so that a
+	// caller waiting behind a slow tagging service gives up with its
+	// context.
+	sem chan struct{}
 	rc  *rest.Client
 	ids map[Tag]string
+	// names are categories' and tags' names by id, read at namesAt.
+	names   map[string]string
+	namesAt time.Time
 }
 
-// attached returns the VMs that carry t. A tag or category that does not
-// exist is machine.ErrInvalidArgument; a session vCenter forgot is
-// replaced once. Each call has a deadline, so that a hung tagging
-// service holds neither the enroller nor an API request (which wait for
-// the lock) for long.
+func newTagReader(c *Client) *tagReader {
+	return &tagReader{c: c, sem: make(chan struct{}, 1), ids: map[Tag]string{}, names: map[string]string{}}
+}
+
+// lock takes sem within ctx.
+func (r *tagReader) lock(ctx context.Context) error {
+	select {
+	case r.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("vCenter's tagging service busy with another request: %w", machine.ErrUnavailable)
+	}
+}
+
+func (r *tagReader) unlock() { <-r.sem }
+
+// attached returns the VMs that carry t, by reference without its server
+// GUID (ref). A tag or category that does not exist is
+// machine.ErrInvalidArgument; a session vCenter forgot is replaced once.
+// Each call has a deadline, so that a hung tagging service holds neither
+// the enroller nor an API request for long.
 func (r *tagReader) attached(ctx context.Context, t Tag) (map[types.ManagedObjectReference]bool, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	if err := r.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer r.unlock()
 	vms, err := r.attachedLocked(ctx, t)
-	if rest.IsStatusError(err, http.StatusUnauthorized) {
-		r.rc = nil
+	if err != nil && !errors.Is(err, machine.ErrInvalidArgument) && r.expired(ctx) {
 		vms, err = r.attachedLocked(ctx, t)
 	}
 	if err != nil && !errors.Is(err, machine.ErrInvalidArgument) {
@@ -53,7 +75,24 @@ func (r *tagReader) attached(ctx context.Context, t Tag) (map[types.ManagedObjec
 	return vms, err
 }
 
+// expired reports (and forgets) a session vCenter no longer knows: after
+// a failed call, since the tags package words some failures as text, a
+// 401 among them.
+func (r *tagReader) expired(ctx context.Context) bool {
+	if r.rc == nil {
+		return false
+	}
+	sctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	if s, err := r.rc.Session(sctx); err != nil || s != nil {
+		return false
+	}
+	r.rc = nil
+	return true
+}
+
 func (r *tagReader) attachedLocked(ctx context.Context, t Tag) (map[types.ManagedObjectReference]bool, error) {
+	notFound := fmt.Errorf("tag %s not found (create it in vCenter, or fix the category or name): %w", t, machine.ErrInvalidArgument)
 	rc, err := r.client(ctx)
 	if err != nil {
 		return nil, err
@@ -62,8 +101,11 @@ func (r *tagReader) attachedLocked(ctx context.Context, t Tag) (map[types.Manage
 	id, ok := r.ids[t]
 	if !ok {
 		lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
-		id, err = lookupTag(lctx, m, t)
+		id, err = r.lookup(lctx, m, t)
 		cancel()
+		if errors.Is(err, machine.ErrInvalidArgument) {
+			return nil, notFound
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -74,7 +116,7 @@ func (r *tagReader) attachedLocked(ctx context.Context, t Tag) (map[types.Manage
 	objs, err := m.ListAttachedObjects(cctx, id)
 	if rest.IsStatusError(err, http.StatusNotFound) {
 		delete(r.ids, t) // deleted, and perhaps created again under a new id
-		return nil, fmt.Errorf("tag %s not found: %w", t, machine.ErrInvalidArgument)
+		return nil, notFound
 	}
 	if err != nil {
 		return nil, err
@@ -82,39 +124,80 @@ func (r *tagReader) attachedLocked(ctx context.Context, t Tag) (map[types.Manage
 	vms := map[types.ManagedObjectReference]bool{}
 	for _, o := range objs {
 		if ref := o.Reference(); ref.Type == "VirtualMachine" {
-			vms[ref] = true
+			vms[bare(ref)] = true
 		}
 	}
 	return vms, nil
 }
 
-// lookupTimeout bounds finding a tag's id, once per tag: by name that is
-// a call per category and one per tag of its category.
+// bare is ref without its server GUID, which the tagging service and the
+// property collector may not agree on sending.
+func bare(ref types.ManagedObjectReference) types.ManagedObjectReference {
+	return types.ManagedObjectReference{Type: ref.Type, Value: ref.Value}
+}
+
+// lookupTimeout bounds finding a tag's id: the first time, a call per
+// category and one per tag of its category.
 const lookupTimeout = time.Minute
 
-// lookupTag finds t's id.
-func lookupTag(ctx context.Context, m *tags.Manager, t Tag) (string, error) {
-	notFound := fmt.Errorf("tag %s not found (create it in vCenter, or fix the category or name): %w", t, machine.ErrInvalidArgument)
-	cats, err := m.GetCategories(ctx)
+// namesFor is how long the names of categories and tags are kept: a
+// category or tag renamed in vCenter is found under its new name after
+// that.
+const namesFor = 5 * time.Minute
+
+// lookup finds t's id (machine.ErrInvalidArgument when there is none).
+// The names of the categories and tags it reads are kept (by id, for
+// namesFor), so that looking again for a tag not created yet costs two
+// calls (list the categories, list the category's tags) and one per new
+// category or tag, not one per category and tag every round.
+func (r *tagReader) lookup(ctx context.Context, m *tags.Manager, t Tag) (string, error) {
+	if time.Since(r.namesAt) > namesFor {
+		r.names, r.namesAt = map[string]string{}, time.Now()
+	}
+	cats, err := m.ListCategories(ctx)
 	if err != nil {
 		return "", err
 	}
-	for _, c := range cats {
-		if c.Name != t.Category {
-			continue
-		}
-		ts, err := m.GetTagsForCategory(ctx, c.ID)
+	cat, err := r.named(ctx, cats, t.Category, func(id string) (string, error) {
+		c, err := m.GetCategory(ctx, id)
 		if err != nil {
 			return "", err
 		}
-		for _, tag := range ts {
-			if tag.Name == t.Name {
-				return tag.ID, nil
-			}
-		}
-		return "", notFound
+		return c.Name, nil
+	})
+	if err != nil {
+		return "", err
 	}
-	return "", notFound
+	ids, err := m.ListTagsForCategory(ctx, cat)
+	if err != nil {
+		return "", err
+	}
+	return r.named(ctx, ids, t.Name, func(id string) (string, error) {
+		tag, err := m.GetTag(ctx, id)
+		if err != nil {
+			return "", err
+		}
+		return tag.Name, nil
+	})
+}
+
+// named is the id among ids whose name is name, reading (get) the names
+// not known yet.
+func (r *tagReader) named(ctx context.Context, ids []string, name string, get func(id string) (string, error)) (string, error) {
+	for _, id := range ids {
+		n, ok := r.names[id]
+		if !ok {
+			var err error
+			if n, err = get(id); err != nil {
+				return "", err
+			}
+			r.names[id] = n
+		}
+		if n == name {
+			return id, nil
+		}
+	}
+	return "", machine.ErrInvalidArgument
 }
 
 // client is the logged-in REST client, logging in when there is none.
@@ -141,8 +224,10 @@ func (r *tagReader) client(ctx context.Context) (*rest.Client, error) {
 
 // logout ends the REST session, if there is one.
 func (r *tagReader) logout(ctx context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	if err := r.lock(ctx); err != nil {
+		return err
+	}
+	defer r.unlock()
 	if r.rc == nil {
 		return nil
 	}
