@@ -21,7 +21,42 @@ func (e entity) up() types.ManagedObjectReference {
 	return e.parent
 }
 
-// applyEntityLocked applies an update of a folder or datacenter.
+// applyEntities applies an update set of the folders' collector and
+// computes the paths again.
+func (inv *Inventory) applyEntities(set *types.UpdateSet, s *syncState) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	for _, fs := range set.FilterSet {
+		for _, u := range fs.ObjectSet {
+			if !s.synced {
+				s.seen[u.Obj] = true
+			}
+			inv.applyEntityLocked(u)
+		}
+	}
+	inv.paths = inv.pathsLocked()
+}
+
+// newPlaces reports whether set moves a VM to a folder or vApp the
+// inventory does not know yet.
+func (inv *Inventory) newPlaces(set *types.UpdateSet) bool {
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	for _, fs := range set.FilterSet {
+		for _, u := range fs.ObjectSet {
+			for _, p := range u.ChangeSet {
+				if ref, ok := p.Val.(types.ManagedObjectReference); ok && (p.Name == "parent" || p.Name == "parentVApp") {
+					if _, known := inv.entities[ref]; !known {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
+}
+
+// applyEntityLocked applies an update of a folder, datacenter or vApp.
 func (inv *Inventory) applyEntityLocked(u types.ObjectUpdate) {
 	if u.Kind == types.ObjectUpdateKindLeave {
 		delete(inv.entities, u.Obj)

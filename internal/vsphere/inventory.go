@@ -336,7 +336,7 @@ var errSlowPoll = errors.New("long poll overran its deadline")
 // container view, a full initial update, then changes until an error. It
 // reports whether it got as far as a full synchronisation.
 func (inv *Inventory) watch(ctx context.Context) (synced bool, err error) {
-	pc, closeSession, err := inv.open(ctx)
+	pc, fpc, closeSession, err := inv.open(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -345,11 +345,18 @@ func (inv *Inventory) watch(ctx context.Context) (synced bool, err error) {
 		This:    pc.Reference(),
 		Options: &types.WaitOptions{MaxWaitSeconds: types.NewInt32(int32(inv.MaxWait / time.Second))},
 	}
+	freq := types.WaitForUpdatesEx{This: fpc.Reference(), Options: &types.WaitOptions{MaxWaitSeconds: types.NewInt32(0)}}
 	s := &syncState{seen: map[types.ManagedObjectReference]bool{}}
 	for {
 		set, err := inv.poll(ctx, &req)
 		if err != nil {
 			return s.synced, err
+		}
+		if !s.synced || set == nil || inv.newPlaces(set) {
+			if err := inv.pollFolders(ctx, &freq, s); err != nil {
+				inv.setDown(err)
+				return s.synced, err
+			}
 		}
 		if set != nil {
 			req.Version = set.Version
@@ -361,15 +368,36 @@ func (inv *Inventory) watch(ctx context.Context) (synced bool, err error) {
 	}
 }
 
-// open creates the session's collector, its container view of every VM
-// and the filter on the watched properties, and returns the collector and
-// what destroys them.
-func (inv *Inventory) open(ctx context.Context) (*property.Collector, func(), error) {
-	vc := inv.c.vim
+// watchSpec is what one collector of a watch session watches.
+type watchSpec struct {
+	types []string
+	props []types.PropertySpec
+}
+
+// The watch's two collectors: VMs, and what their inventory paths are
+// made of. Folders have a collector of their own, polled without waiting
+// while the VMs' is idle (so a folder renamed is seen within MaxWait),
+// and before VM updates that name a place not known yet are applied (so
+// that a VM moved into a new folder finds it known), because govmomi's simulator re-reads every
+// filter of a collector for each update it sends (one collector over
+// both doubled its work, and the whole vsphere test suite's time), and
+// one filter over both deadlocks it (creating a folder changes the view,
+// and the next poll re-reads the filter under its lock while a move into
+// that folder holds the folder and the VM and waits for that lock).
+var (
+	vmWatch     = watchSpec{[]string{"VirtualMachine"}, []types.PropertySpec{{Type: "VirtualMachine", PathSet: watched}}}
+	folderWatch = watchSpec{[]string{"Folder", "Datacenter", "VirtualApp"}, []types.PropertySpec{{Type: "Folder", PathSet: entityProps},
+		{Type: "Datacenter", PathSet: entityProps}, {Type: "VirtualApp", PathSet: vAppProps}}}
+)
+
+// open creates the session's collectors, each with its container view
+// and filter (vmWatch, folderWatch), and returns them and what destroys
+// them.
+func (inv *Inventory) open(ctx context.Context) (vms, folders *property.Collector, cleanup func(), err error) {
 	// Cleaning up must not hang on a vCenter that stopped answering: the
 	// calls get a deadline, and the inventory is marked down before them.
 	var destroy []func(context.Context) error
-	cleanup := func() {
+	cleanup = func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
 		defer cancel()
 		for _, d := range slices.Backward(destroy) {
@@ -381,47 +409,62 @@ func (inv *Inventory) open(ctx context.Context) (*property.Collector, func(), er
 	// Setting up gets a deadline too.
 	sctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	pc, err := property.DefaultCollector(vc).Create(sctx)
+	if vms, err = inv.collector(sctx, vmWatch, &destroy); err == nil {
+		folders, err = inv.collector(sctx, folderWatch, &destroy)
+	}
 	if err != nil {
-		return nil, nil, err
+		cleanup()
+		return nil, nil, nil, err
 	}
-	destroy = append(destroy, pc.Destroy)
-	// Folders get a view and filter of their own. One filter over both
-	// deadlocks govmomi's simulator: creating a folder changes the view,
-	// so the next poll re-reads every object of the filter under the
-	// filter's lock, while a move into that folder holds the folder and
-	// the VM and waits for the same lock. Two filters are also what a
-	// real vCenter is happy with.
-	for _, w := range []struct {
-		types []string
-		props []types.PropertySpec
-	}{
-		{[]string{"VirtualMachine"}, []types.PropertySpec{{Type: "VirtualMachine", PathSet: watched}}},
-		{[]string{"Folder", "Datacenter", "VirtualApp"}, []types.PropertySpec{{Type: "Folder", PathSet: entityProps},
-			{Type: "Datacenter", PathSet: entityProps}, {Type: "VirtualApp", PathSet: vAppProps}}},
-	} {
-		v, err := view.NewManager(vc).CreateContainerView(sctx, vc.ServiceContent.RootFolder, w.types, true)
+	return vms, folders, cleanup, nil
+}
+
+// collector creates a collector with a container view of w.types and a
+// filter of w.props over it, adding what destroys them to destroy.
+func (inv *Inventory) collector(ctx context.Context, w watchSpec, destroy *[]func(context.Context) error) (*property.Collector, error) {
+	vc := inv.c.vim
+	pc, err := property.DefaultCollector(vc).Create(ctx)
+	if err != nil {
+		return nil, err
+	}
+	*destroy = append(*destroy, pc.Destroy)
+	v, err := view.NewManager(vc).CreateContainerView(ctx, vc.ServiceContent.RootFolder, w.types, true)
+	if err != nil {
+		return nil, err
+	}
+	*destroy = append(*destroy, v.Destroy)
+	spec := types.PropertyFilterSpec{
+		ObjectSet: []types.ObjectSpec{{
+			Obj:       v.Reference(),
+			Skip:      types.NewBool(true),
+			SelectSet: []types.BaseSelectionSpec{&types.TraversalSpec{Type: "ContainerView", Path: "view"}},
+		}},
+		PropSet: w.props,
+	}
+	_, err = pc.CreateFilter(ctx, types.CreateFilter{Spec: spec})
+	return pc, err
+}
+
+// pollFolders applies the folder changes vCenter holds for the folders'
+// collector, without waiting for any.
+func (inv *Inventory) pollFolders(ctx context.Context, req *types.WaitForUpdatesEx, s *syncState) error {
+	for {
+		pctx, cancel := context.WithTimeout(ctx, callTimeout)
+		res, err := methods.WaitForUpdatesEx(pctx, inv.c.vim, req)
+		cancel()
 		if err != nil {
-			cleanup()
-			return nil, nil, err
+			return err
 		}
-		destroy = append(destroy, v.Destroy)
-		spec := types.PropertyFilterSpec{
-			ObjectSet: []types.ObjectSpec{{
-				Obj:  v.Reference(),
-				Skip: types.NewBool(true),
-				SelectSet: []types.BaseSelectionSpec{&types.TraversalSpec{
-					Type: "ContainerView", Path: "view",
-				}},
-			}},
-			PropSet: w.props,
+		set := res.Returnval
+		if set == nil {
+			return nil
 		}
-		if _, err := pc.CreateFilter(sctx, types.CreateFilter{Spec: spec}); err != nil {
-			cleanup()
-			return nil, nil, err
+		req.Version = set.Version
+		inv.applyEntities(set, s)
+		if set.Truncated == nil || !*set.Truncated {
+			return nil
 		}
 	}
-	return pc, cleanup, nil
 }
 
 // pollSlack is how far past MaxWait a long poll may run before it is taken
@@ -464,16 +507,10 @@ func (inv *Inventory) apply(set *types.UpdateSet, s *syncState) notice {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	var changes []Change
-	entities := false
 	for _, fs := range set.FilterSet {
 		for _, u := range fs.ObjectSet {
 			if !s.synced {
 				s.seen[u.Obj] = true
-			}
-			if u.Obj.Type != "VirtualMachine" {
-				inv.applyEntityLocked(u)
-				entities = true
-				continue
 			}
 			if c := inv.applyLocked(u, s.synced); c != nil {
 				c.At = now
@@ -484,9 +521,7 @@ func (inv *Inventory) apply(set *types.UpdateSet, s *syncState) notice {
 	if !s.synced && (set.Truncated == nil || !*set.Truncated) {
 		// The first full update after a (re)connection.
 		changes = append(changes, inv.syncedLocked(s.seen, now)...)
-		s.synced, entities = true, true
-	}
-	if entities {
+		s.synced = true
 		inv.paths = inv.pathsLocked()
 	}
 	n := notice{changes: changes, subs: inv.subs, perVM: make([][]func(Change), len(changes))}

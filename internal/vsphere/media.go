@@ -537,6 +537,14 @@ func (v *VM) mediaDatastore(ctx context.Context) (*object.Datastore, error) {
 	return ds, nil
 }
 
+// ownCdrom is a copy of a snapshot's CD-ROM to change: InsertIso and
+// EjectIso write the device they are given, and a snapshot's devices are
+// read by others (Media, Redfish) without a lock.
+func ownCdrom(cd *types.VirtualCdrom) *types.VirtualCdrom {
+	c := *cd
+	return &c
+}
+
 // connectISO points the VM's CD-ROM at dsPath and connects it.
 func (v *VM) connectISO(ctx context.Context, dsPath string) error {
 	vm, err := v.snapshot()
@@ -554,6 +562,9 @@ func (v *VM) connectISO(ctx context.Context, dsPath string) error {
 		if cd, err = devices.CreateCdrom(ide); err != nil {
 			return fmt.Errorf("vm %s: %w", v.name(), err)
 		}
+	}
+	if !add {
+		cd = ownCdrom(cd)
 	}
 	cd = devices.InsertIso(cd, dsPath)
 	cd.Connectable = &types.VirtualDeviceConnectInfo{Connected: true, StartConnected: true, AllowGuestControl: true}
@@ -617,7 +628,7 @@ func (v *VM) EjectMedia(ctx context.Context) error {
 		}
 	}
 	if _, iso := cd.Backing.(*types.VirtualCdromIsoBackingInfo); iso || old.MediaFile != "" {
-		cd = devices.EjectIso(cd)
+		cd = devices.EjectIso(ownCdrom(cd))
 		cd.Connectable = &types.VirtualDeviceConnectInfo{Connected: false, StartConnected: false, AllowGuestControl: true}
 		v.inv.sending(v.obj.Reference())
 		if err := v.obj.EditDevice(ctx, cd); err != nil {
