@@ -241,6 +241,13 @@ func (e *readmeEnv) serve(args []string) {
 	if err != nil || len(bmcs) == 0 || !allRunning(bmcs) {
 		t.Fatalf("daemon serves, but not every BMC: %v %+v\n%s", err, bmcs, e.daemon.stderr.String())
 	}
+	if !simMode {
+		// The enrolment rule's BMC, for bmh --enrolled.
+		clienttest.Eventually(t, "the tagged VM enrolled", func() bool {
+			bmcs, err := api.NewClient(e.daemon.ep.Socket).BMCs(context.Background())
+			return err == nil && slices.ContainsFunc(bmcs, func(b api.BMC) bool { return b.Source == "enrolled" && b.Status == "running" })
+		})
+	}
 	if e.daemon.ep.Console != "" {
 		connectHosts(t, e.daemon.ep)
 	}
@@ -271,6 +278,8 @@ func (e *readmeEnv) config() string {
 		bmc["address"], bmc["port"] = "127.0.0.1", clienttest.FreeUDPPort(t)
 	}
 	cfg["stateDir"] = t.TempDir()
+	cfg["enroll"] = []any{map[string]any{"tag": "cluster/skinner", "addresses": []any{"127.0.0.1"},
+		"ports": fmt.Sprint(clienttest.FreeUDPPort(t)), "password": "bmc-pw-123"}}
 	if c, ok := cfg["console"].(map[string]any); ok {
 		c["address"] = "127.0.0.1:0"
 	}
@@ -292,8 +301,10 @@ func readmeYAML(t *testing.T) string {
 }
 
 // prepareSimulator gives the simulator what the README's examples name:
-// VMs skinner-worker-3, -4 and -5 (the simulator's last three, renamed)
-// and a folder /DC0/vm/ocp holding the VMs.
+// VMs skinner-worker-3, -4 and -5 (the simulator's last three, renamed),
+// a folder /DC0/vm/ocp holding the VMs, and the tag cluster/skinner on
+// skinner-vm-5, which the configuration's enrolment rule (see config)
+// gives a BMC.
 func prepareSimulator(t *testing.T, sim *vsphere.Simulator) {
 	ctx := context.Background()
 	u := *sim.URL
@@ -345,6 +356,7 @@ func prepareSimulator(t *testing.T, sim *vsphere.Simulator) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	vcsimtest.NewOutside(t, sim).Tag(vsphere.VMName(5), "cluster", "skinner")
 }
 
 // TestREADMECommands runs every command line of the README (its ```sh
@@ -353,7 +365,7 @@ func prepareSimulator(t *testing.T, sim *vsphere.Simulator) {
 // is run here without a change to this test.
 func TestREADMECommands(t *testing.T) {
 	t.Parallel()
-	sim := vcsimtest.Start(t, 8)
+	sim := vcsimtest.Start(t, 9)
 	prepareSimulator(t, sim)
 	e := &readmeEnv{t: t, dir: t.TempDir(), sim: sim, yaml: readmeYAML(t)}
 	e.pwFile = writeFile(t, "pw", "bmc-pw-123\n")
