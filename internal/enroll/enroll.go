@@ -122,6 +122,10 @@ type Enroller struct {
 	assigned map[string]*assignment
 	// noted is why each rule (by index) last listed nothing, as logged.
 	noted map[int]string
+	// dirty are the assignments (by key) changed since the state file
+	// last took them; unsaved: the last write failed.
+	dirty   map[string]bool
+	unsaved bool
 }
 
 // New loads the assignments an earlier run kept.
@@ -135,7 +139,7 @@ func New(cfg Config) *Enroller {
 	if cfg.Every <= 0 {
 		cfg.Every = DefaultEvery
 	}
-	e := &Enroller{cfg: cfg, kick: make(chan struct{}, 1), assigned: map[string]*assignment{}, noted: map[int]string{}}
+	e := &Enroller{cfg: cfg, kick: make(chan struct{}, 1), assigned: map[string]*assignment{}, noted: map[int]string{}, dirty: map[string]bool{}}
 	if cfg.Store != nil {
 		for _, k := range cfg.Store.Keys(storePrefix) {
 			var a assignment

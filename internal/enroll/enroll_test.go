@@ -308,23 +308,42 @@ func TestManyAtOnce(t *testing.T) {
 	}
 }
 
-// fullDisk is a store whose writes fail, as on a full disk.
-type fullDisk struct{ *state.Store }
+// fullDisk is a store whose writes fail while full, as on a full disk.
+type fullDisk struct {
+	*state.Store
+	full bool
+}
 
-func (fullDisk) Apply(map[string]any, []string) error {
-	return errors.New("write state.json: no space left on device")
+func (d *fullDisk) Apply(puts map[string]any, deletes []string) error {
+	if d.full {
+		return errors.New("write state.json: no space left on device")
+	}
+	return d.Store.Apply(puts, deletes)
 }
 
 // A state file that cannot be written (a full disk) costs no VM its BMC:
-// the round enrols from memory and logs the failure.
+// the round enrols from memory, logs the failure once, and writes the
+// assignment at a later round once the disk has room, with nothing else
+// changing meanwhile.
 func TestFullDiskStillEnrols(t *testing.T) {
 	e := newEnv(t, rule("/DC0/vm/ocp", [2]int{6230, 6239}, "127.0.0.1"))
 	e.src.set("/DC0/vm/ocp", vm(1))
-	en := New(Config{Rules: e.rules, Sources: map[string]Source{"": e.src}, Fleet: e.fleet, Store: fullDisk{e.store},
-		Log: slog.New(slog.DiscardHandler), Now: e.clock.Now})
+	disk := &fullDisk{Store: e.store, full: true}
+	var logs clienttest.Buffer
+	en := New(Config{Rules: e.rules, Sources: map[string]Source{"": e.src}, Fleet: e.fleet, Store: disk,
+		Log: slog.New(slog.NewTextHandler(&logs, nil)), Now: e.clock.Now})
+	en.Round(context.Background())
 	en.Round(context.Background())
 	if s, ok := e.fleet.byVM()[strings.ToLower(vm(1).UUID)]; !ok || s.Address != "127.0.0.1:6230" {
 		t.Fatalf("with the state unwritable: %v", e.fleet.byVM())
+	}
+	if n := strings.Count(logs.String(), "assignments not saved"); n != 1 {
+		t.Errorf("the failure logged %d times:\n%s", n, logs.String())
+	}
+	disk.full = false
+	en.Round(context.Background())
+	if keys := e.store.Keys(storePrefix); len(keys) != 1 {
+		t.Fatalf("after the disk has room: saved %v", keys)
 	}
 }
 

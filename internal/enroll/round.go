@@ -25,12 +25,6 @@ type match struct {
 	vm   VM
 }
 
-// changes are the assignments a round writes, at once.
-type changes struct {
-	puts    map[string]any
-	deletes []string
-}
-
 // Round evaluates every rule once: matched VMs get (or keep) their BMC,
 // VMs that no longer match are marked, and those past their grace lose
 // theirs.
@@ -38,17 +32,42 @@ func (e *Enroller) Round(ctx context.Context) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	matched, down := e.collect(ctx)
-	c := changes{puts: map[string]any{}}
-	e.assign(matched, &c)
-	e.expire(matched, down, &c)
-	if e.cfg.Store != nil && (len(c.puts) > 0 || len(c.deletes) > 0) {
-		if err := e.cfg.Store.Apply(c.puts, c.deletes); err != nil {
-			e.cfg.Log.Error("enrolment: assignments not saved; a restart may give these VMs other ports", "err", err)
-		}
-	}
+	e.assign(matched)
+	e.expire(matched, down)
+	e.save()
 	if e.cfg.Observer != nil {
 		e.cfg.Observer.Enrolled(len(e.assigned))
 	}
+}
+
+// save writes the assignments changed since the last successful write,
+// at once. A failed write (a full disk) is logged when it starts failing
+// and tried again every round, so the state catches up once it can.
+func (e *Enroller) save() {
+	if e.cfg.Store == nil || len(e.dirty) == 0 {
+		return
+	}
+	puts, deletes := map[string]any{}, []string(nil)
+	for k := range e.dirty {
+		if a, ok := e.assigned[k]; ok {
+			puts[storePrefix+k] = a
+		} else {
+			deletes = append(deletes, storePrefix+k)
+		}
+	}
+	err := e.cfg.Store.Apply(puts, deletes)
+	if err == nil {
+		if e.unsaved {
+			e.cfg.Log.Info("enrolment: assignments saved again")
+		}
+		clear(e.dirty)
+		e.unsaved = false
+		return
+	}
+	if !e.unsaved {
+		e.cfg.Log.Error("enrolment: assignments not saved (tried again every round); a restart meanwhile may give these VMs other ports", "err", err)
+	}
+	e.unsaved = true
 }
 
 // collect lists the VMs each rule matches, the first rule to match a VM
@@ -125,7 +144,7 @@ func (e *Enroller) note(i int, msg string, r Rule, err error) {
 // pool, in rule and name order, and enrols those not enrolled yet. Only
 // the VMs that need an endpoint are sorted and only then are the taken
 // ports gathered: a round where nothing is new costs one pass.
-func (e *Enroller) assign(matched map[string]match, c *changes) {
+func (e *Enroller) assign(matched map[string]match) {
 	var need []string
 	for k, m := range matched {
 		r := e.cfg.Rules[m.rule]
@@ -133,7 +152,7 @@ func (e *Enroller) assign(matched map[string]match, c *changes) {
 			need = append(need, k)
 			continue
 		}
-		e.keep(k, r, m.vm, c)
+		e.keep(k, r, m.vm)
 	}
 	if len(need) == 0 {
 		return
@@ -155,8 +174,8 @@ func (e *Enroller) assign(matched map[string]match, c *changes) {
 			continue
 		}
 		e.assigned[k] = &assignment{Address: addr, Name: m.vm.Name}
-		c.puts[storePrefix+k] = e.assigned[k]
-		e.keep(k, r, m.vm, c)
+		e.dirty[k] = true
+		e.keep(k, r, m.vm)
 	}
 	e.exhausted(exhausted)
 }
@@ -179,15 +198,15 @@ func (e *Enroller) release(k string) bool {
 
 // keep renews the assignment k of a matched VM (matching again, under
 // its rule's grace) and enrols it if it is not.
-func (e *Enroller) keep(k string, r Rule, vm VM, c *changes) {
+func (e *Enroller) keep(k string, r Rule, vm VM) {
 	a := e.assigned[k]
 	if a.Name == "" { // kept by a version without names
 		a.Name = vm.Name
-		c.puts[storePrefix+k] = a
+		e.dirty[k] = true
 	}
 	if !a.Unmatched.IsZero() || a.Grace != r.Grace {
 		a.Unmatched, a.Grace = time.Time{}, r.Grace
-		c.puts[storePrefix+k] = a
+		e.dirty[k] = true
 	}
 	if !a.enrolled {
 		e.enroll(r, vm, a)
@@ -252,7 +271,7 @@ func credentials(r Rule, vm VM, a *assignment, s *bridge.Spec) error {
 
 // expire marks the assignments whose VM matched nothing this round and
 // removes those past their grace, except on vCenters that are down.
-func (e *Enroller) expire(matched map[string]match, down map[string]bool, c *changes) {
+func (e *Enroller) expire(matched map[string]match, down map[string]bool) {
 	now := e.cfg.Now()
 	for k, a := range e.assigned {
 		if _, ok := matched[k]; ok || down[k[:strings.LastIndexByte(k, '/')]] {
@@ -260,7 +279,7 @@ func (e *Enroller) expire(matched map[string]match, down map[string]bool, c *cha
 		}
 		if a.Unmatched.IsZero() {
 			a.Unmatched = now
-			c.puts[storePrefix+k] = a
+			e.dirty[k] = true
 			continue
 		}
 		if now.Sub(a.Unmatched) < a.Grace {
@@ -274,7 +293,7 @@ func (e *Enroller) expire(matched map[string]match, down map[string]bool, c *cha
 			e.cfg.Log.Info("unenrolled: the VM no longer matches", "bmc", a.key, "since", a.Unmatched)
 		}
 		delete(e.assigned, k)
-		c.deletes = append(c.deletes, storePrefix+k)
+		e.dirty[k] = true
 	}
 }
 
