@@ -143,18 +143,21 @@ func (bm *BMC) boundAddr() string {
 
 // boundUUID is the bound VM's BIOS UUID, "" when none is bound, read from
 // its identity alone.
-func (bm *BMC) boundUUID() string {
+func (bm *BMC) boundUUID() string { return bm.boundIdentity().UUID }
+
+// boundIdentity is the bound VM's identity, zero when none is bound.
+func (bm *BMC) boundIdentity() machine.Identity {
 	bm.mu.Lock()
 	vm := bm.vm
 	bm.mu.Unlock()
 	if vm == nil {
-		return ""
+		return machine.Identity{}
 	}
 	id, err := vm.Identity(context.Background())
 	if err != nil {
-		return ""
+		return machine.Identity{}
 	}
-	return id.UUID
+	return id
 }
 
 // vmName is Info().Name, read from the bound machine's identity alone:

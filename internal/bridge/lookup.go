@@ -101,3 +101,21 @@ func (b *Bridge) sameVM(s Spec, ref types.ManagedObjectReference, err error) *BM
 	}
 	return nil
 }
+
+// ServesConsole reports whether a BMC with a serial console (Spec.Console)
+// serves the VM with the BIOS UUID uuid and, when that BMC's VM has one,
+// the vCenter instance UUID instance: whom the console concentrator lets
+// in. Only console BMCs' VMs are read, so a connection naming an unknown
+// VM costs a pass over the specs, not every BMC's state.
+func (b *Bridge) ServesConsole(uuid, instance string) bool {
+	for _, bm := range b.BMCs() {
+		if !bm.spec.Console {
+			continue
+		}
+		id := bm.boundIdentity()
+		if id.UUID != "" && strings.EqualFold(id.UUID, uuid) && (id.InstanceUUID == "" || strings.EqualFold(id.InstanceUUID, instance)) {
+			return true
+		}
+	}
+	return false
+}

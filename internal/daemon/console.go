@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
-	"strings"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/api"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/bridge"
@@ -96,12 +95,8 @@ func (d *Daemon) consoleFor(id machine.Identity) *console.Console {
 // that it can neither fill the console table, evicting real consoles, nor
 // create log files, nor read the keys typed at a VM.
 func (d *Daemon) acceptConsole(id console.Identity) error {
-	for _, bm := range d.bridge.BMCs() {
-		i := bm.Info()
-		if i.Spec.Console && i.UUID != "" && strings.EqualFold(i.UUID, id.BIOSUUID) &&
-			(i.InstanceUUID == "" || strings.EqualFold(i.InstanceUUID, id.InstanceUUID)) {
-			return nil
-		}
+	if d.bridge.ServesConsole(id.BIOSUUID, id.InstanceUUID) {
+		return nil
 	}
 	return fmt.Errorf("no BMC with a console serves the VM %s (BIOS UUID %s)", id.Name, id.BIOSUUID)
 }
