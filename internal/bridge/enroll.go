@@ -9,7 +9,8 @@ import (
 
 // Enroll adds a BMC for an enrolment rule's VM (see package enroll). It is
 // not saved (the enroller keeps its own record of what it enrolled and
-// enrols again after a restart), a reload of the configuration leaves it,
+// enrols again after a restart; an operator's stop of it is kept, and
+// holds then), a reload of the configuration leaves it,
 // and it is refused only when its key is taken: the enroller has already
 // checked that the VM has no other BMC.
 func (b *Bridge) Enroll(s Spec) error {
@@ -23,10 +24,26 @@ func (b *Bridge) Enroll(s Spec) error {
 		return fmt.Errorf("%s: %w", s.Key(), ErrInUse)
 	}
 	bm := &BMC{spec: s, enrolled: true}
+	if b.wasStopped(s.Key()) {
+		// An operator stopped it in an earlier run: it stays stopped.
+		bm.stopped, bm.status = true, Stopped
+	}
 	b.bmcs = append(b.bmcs, bm)
 	b.mu.Unlock()
 	b.bind(bm)
 	return nil
+}
+
+// wasStopped reports whether the state file says an operator stopped
+// the BMC with the key.
+func (b *Bridge) wasStopped(key string) bool {
+	var s saved
+	if st := b.opts.State; st != nil {
+		if ok, err := st.Get(bmcPrefix+key, &s); ok && err == nil {
+			return s.Stopped
+		}
+	}
+	return false
 }
 
 // Unenroll stops and removes the enrolled BMC with the key (Spec.Key).

@@ -176,6 +176,37 @@ func TestEnrolledBMCIsNotRestored(t *testing.T) {
 	}
 }
 
+// An enrolled BMC an operator stopped is enrolled stopped after a
+// restart (the enroller enrols it again), and Resume starts it.
+func TestEnrolledBMCStaysStopped(t *testing.T) {
+	inv := newInventory("alpha")
+	st := openState(t)
+	s := enrolled(uuidOf(t, inv, "alpha"), 2)
+	b := start(t.Context(), map[string]inventory{"": inv}, nil, Options{Log: quiet, State: st})
+	err := b.Enroll(s)
+	if err == nil {
+		err = b.Stop(s.Key())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b = startFake(t, inv, nil, Options{State: st})
+	if err := b.Enroll(s); err != nil {
+		t.Fatal(err)
+	}
+	bm := b.Find(s.Key())
+	if got := bm.currentStatus(); got != Stopped {
+		t.Fatalf("after a restart: %s, want stopped", describe(bm))
+	}
+	if err := b.Resume(s.Key()); err != nil {
+		t.Fatal(err)
+	}
+	running(t, bm)
+}
+
 // A reload of the configuration leaves enrolled BMCs running, unrestarted,
 // and a configured BMC whose address an enrolled one holds is not added.
 func TestReloadLeavesEnrolledBMCs(t *testing.T) {
