@@ -66,7 +66,7 @@ func (r *tagReader) attached(ctx context.Context, t Tag) (map[types.ManagedObjec
 	}
 	defer r.unlock()
 	vms, err := r.attachedLocked(ctx, t)
-	if err != nil && !errors.Is(err, machine.ErrInvalidArgument) && r.expired(ctx) {
+	if err != nil && !errors.Is(err, machine.ErrInvalidArgument) && !errors.Is(err, context.DeadlineExceeded) && r.expired(ctx) {
 		vms, err = r.attachedLocked(ctx, t)
 	}
 	if err != nil && !errors.Is(err, machine.ErrInvalidArgument) {
@@ -100,9 +100,7 @@ func (r *tagReader) attachedLocked(ctx context.Context, t Tag) (map[types.Manage
 	m := tags.NewManager(rc)
 	id, ok := r.ids[t]
 	if !ok {
-		lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
-		id, err = r.lookup(lctx, m, t)
-		cancel()
+		id, err = r.lookup(ctx, m, t)
 		if errors.Is(err, machine.ErrInvalidArgument) {
 			return nil, notFound
 		}
@@ -136,10 +134,6 @@ func bare(ref types.ManagedObjectReference) types.ManagedObjectReference {
 	return types.ManagedObjectReference{Type: ref.Type, Value: ref.Value}
 }
 
-// lookupTimeout bounds finding a tag's id: the first time, a call per
-// category and one per tag of its category.
-const lookupTimeout = time.Minute
-
 // namesFor is how long the names of categories and tags are kept: a
 // category or tag renamed in vCenter is found under its new name after
 // that.
@@ -149,17 +143,19 @@ const namesFor = 5 * time.Minute
 // The names of the categories and tags it reads are kept (by id, for
 // namesFor), so that looking again for a tag not created yet costs two
 // calls (list the categories, list the category's tags) and one per new
-// category or tag, not one per category and tag every round.
+// category or tag, not one per category and tag every round; a lookup
+// cut short by a deadline goes on from there the next time. Each call has
+// callTimeout.
 func (r *tagReader) lookup(ctx context.Context, m *tags.Manager, t Tag) (string, error) {
 	if time.Since(r.namesAt) > namesFor {
 		r.names, r.namesAt = map[string]string{}, time.Now()
 	}
-	cats, err := m.ListCategories(ctx)
+	cats, err := within(ctx, m.ListCategories)
 	if err != nil {
 		return "", err
 	}
-	cat, err := r.named(ctx, cats, t.Category, func(id string) (string, error) {
-		c, err := m.GetCategory(ctx, id)
+	cat, err := r.named(cats, t.Category, func(id string) (string, error) {
+		c, err := within(ctx, func(ctx context.Context) (*tags.Category, error) { return m.GetCategory(ctx, id) })
 		if err != nil {
 			return "", err
 		}
@@ -168,12 +164,12 @@ func (r *tagReader) lookup(ctx context.Context, m *tags.Manager, t Tag) (string,
 	if err != nil {
 		return "", err
 	}
-	ids, err := m.ListTagsForCategory(ctx, cat)
+	ids, err := within(ctx, func(ctx context.Context) ([]string, error) { return m.ListTagsForCategory(ctx, cat) })
 	if err != nil {
 		return "", err
 	}
-	return r.named(ctx, ids, t.Name, func(id string) (string, error) {
-		tag, err := m.GetTag(ctx, id)
+	return r.named(ids, t.Name, func(id string) (string, error) {
+		tag, err := within(ctx, func(ctx context.Context) (*tags.Tag, error) { return m.GetTag(ctx, id) })
 		if err != nil {
 			return "", err
 		}
@@ -181,9 +177,16 @@ func (r *tagReader) lookup(ctx context.Context, m *tags.Manager, t Tag) (string,
 	})
 }
 
+// within runs one tagging-service call under callTimeout.
+func within[T any](ctx context.Context, call func(context.Context) (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	return call(ctx)
+}
+
 // named is the id among ids whose name is name, reading (get) the names
 // not known yet.
-func (r *tagReader) named(ctx context.Context, ids []string, name string, get func(id string) (string, error)) (string, error) {
+func (r *tagReader) named(ids []string, name string, get func(id string) (string, error)) (string, error) {
 	for _, id := range ids {
 		n, ok := r.names[id]
 		if !ok {
