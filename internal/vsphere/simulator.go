@@ -44,9 +44,17 @@ func VMName(i int) string {
 	return fmt.Sprintf("skinner-vm-%d", i)
 }
 
-// simMu serialises Model.Create and Remove: they touch package-level state
-// in govmomi's simulator and race when two simulators start at once.
+// simMu serialises Model.Create, Remove and Service.NewServer: they touch
+// package-level state in govmomi's simulator and race when two
+// simulators start at once.
 var simMu sync.Mutex
+
+// newServer is svc.NewServer under simMu.
+func newServer(svc *simulator.Service) *simulator.Server {
+	simMu.Lock()
+	defer simMu.Unlock()
+	return svc.NewServer()
+}
 
 // Simulator is an in-process vCenter (govmomi's vcsim) holding the VMs to bridge.
 type Simulator struct {
@@ -112,7 +120,7 @@ func StartSimulator(ctx context.Context, addr string, n int) (sim *Simulator, er
 func (s *Simulator) seed(ctx context.Context, n int) (vms []string, err error) {
 	svc := s.model.Service
 	svc.Listen = &url.URL{Host: "127.0.0.1:0", User: url.UserPassword(SimulatorUser, SimulatorPassword)}
-	srv := svc.NewServer()
+	srv := newServer(svc)
 	defer srv.Close()
 	u := *srv.URL
 	u.User = nil
@@ -245,7 +253,7 @@ func (s *Simulator) Restart() {
 	mux.HandleFunc(s.URL.Path, svc.ServeSDK)
 	mux.HandleFunc(s.URL.Path+"/vimService", svc.ServeSDK)
 	svc.ServeMux = mux
-	s.server = svc.NewServer()
+	s.server = newServer(svc)
 	u := *s.server.URL
 	u.User = nil
 	s.URL = &u
