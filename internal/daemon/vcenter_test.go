@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,32 @@ import (
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/clienttest/vcsimtest"
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/vsphere"
 )
+
+// forward relays TCP connections to addr to the address to, until the
+// test ends.
+func forward(t *testing.T, addr, to string) {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			in, err := l.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", to)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			go func() { io.Copy(out, in); out.Close() }()
+			go func() { io.Copy(in, out); in.Close() }()
+		}
+	}()
+}
 
 // logins reads vcenter_requests_total{method="Login"} from the daemon's
 // metrics: the request-counting client's count of logins sent.
@@ -117,11 +144,11 @@ func TestStartWithoutVCenter(t *testing.T) {
 	if out, err := ipmitool(t, "127.0.0.1", p0, "power", "status"); err == nil || !strings.Contains(strings.ToLower(out), "busy") {
 		t.Fatalf("power status without vCenter: %v %q", err, out)
 	}
-	sim, err := vsphere.StartSimulator(ctx, addr, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
+	// vCenter appears at addr with its VMs: the simulator is seeded on a
+	// port of its own first, since a bridge watching while VMs are created
+	// races inside govmomi's simulator.
+	sim := vcsimtest.Start(t, 2)
+	forward(t, addr, sim.URL.Host)
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		bmcs, err = d.api.BMCs(ctx)

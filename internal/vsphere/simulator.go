@@ -93,6 +93,7 @@ func StartSimulator(ctx context.Context, addr string, n int) (sim *Simulator, er
 	if err != nil {
 		return nil, fmt.Errorf("simulator: %w", err)
 	}
+	m.Service.Listen = &url.URL{Host: addr, User: url.UserPassword(SimulatorUser, SimulatorPassword)}
 	m.Service.TLS = &tls.Config{}
 	m.Service.RegisterEndpoints = true // the vAPI's, for tags
 	s := &Simulator{model: m}
@@ -101,44 +102,27 @@ func StartSimulator(ctx context.Context, addr string, n int) (sim *Simulator, er
 			s.Close()
 		}
 	}()
-	if s.VMs, err = s.seed(ctx, n); err != nil {
-		return nil, fmt.Errorf("simulator: %w", err)
-	}
-	m.Service.Listen = &url.URL{Host: addr, User: url.UserPassword(SimulatorUser, SimulatorPassword)}
-	s.Restart()
+	s.server = newServer(m.Service)
+	u := *s.server.URL
+	u.User = nil
+	s.URL = &u
 	if s.CAFile, err = s.server.CertificateFile(); err != nil {
 		return nil, fmt.Errorf("simulator: %w", err)
 	}
-	return s, nil
-}
 
-// seed creates n VMs through a server of its own on an ephemeral port,
-// closed before the simulator serves at its address: a client waiting
-// for the simulator there (a bridge started first) must not watch the
-// VMs while they are created, which races inside govmomi's simulator (a
-// new VM's devices are written while a watch re-reads it).
-func (s *Simulator) seed(ctx context.Context, n int) (vms []string, err error) {
-	svc := s.model.Service
-	svc.Listen = &url.URL{Host: "127.0.0.1:0", User: url.UserPassword(SimulatorUser, SimulatorPassword)}
-	srv := newServer(svc)
-	defer srv.Close()
-	u := *srv.URL
-	u.User = nil
-	s.URL = &u
-	ca, err := srv.CertificateFile()
-	if err != nil {
-		return nil, err
-	}
-	c, err := Connect(ctx, Options{URL: u.String(), Username: SimulatorUser, Password: SimulatorPassword, CAFile: ca})
+	c, err := Connect(ctx, Options{URL: s.URL.String(), Username: SimulatorUser, Password: SimulatorPassword, CAFile: s.CAFile})
 	if err != nil {
 		return nil, err
 	}
 	defer func() {
 		if cerr := c.Close(ctx); cerr != nil && err == nil {
-			err = fmt.Errorf("logging out after seeding: %w", cerr)
+			err = fmt.Errorf("simulator: logging out after seeding: %w", cerr)
 		}
 	}()
-	return createVMs(ctx, c.vim, n)
+	if s.VMs, err = createVMs(ctx, c.vim, n); err != nil {
+		return nil, fmt.Errorf("simulator: %w", err)
+	}
+	return s, nil
 }
 
 // createVMs creates n VMs in parallel: the simulator awaits each creation
@@ -243,8 +227,7 @@ func (s *Simulator) Stop() {
 	go srv.Close()
 }
 
-// Restart serves the simulator again at the same address after Stop (or,
-// at start, at its address after seeding).
+// Restart serves the simulator again at the same address after Stop.
 func (s *Simulator) Restart() {
 	svc := s.model.Service
 	// NewServer registers its handlers on the service's mux and refuses to
@@ -254,9 +237,6 @@ func (s *Simulator) Restart() {
 	mux.HandleFunc(s.URL.Path+"/vimService", svc.ServeSDK)
 	svc.ServeMux = mux
 	s.server = newServer(svc)
-	u := *s.server.URL
-	u.User = nil
-	s.URL = &u
 }
 
 // Model is the simulator's model, for tests that inject faults.
