@@ -119,3 +119,18 @@ func (b *Bridge) ServesConsole(uuid, instance string) bool {
 	}
 	return false
 }
+
+// ByVM maps each BMC's VM to the BMC's key (Spec.Key): by Spec.VCenter,
+// "/" and the VM as configured, and by Spec.VCenter, "/" and its current
+// name. It reads the VMs' names alone, not every BMC's power and
+// sessions as Info does: vms and bmc add --all ask it for each call.
+func (b *Bridge) ByVM() map[string]string {
+	m := map[string]string{}
+	for _, bm := range b.BMCs() {
+		m[bm.spec.VCenter+"/"+bm.spec.VM] = bm.spec.Key()
+		if name := bm.vmName(); name != "" {
+			m[bm.spec.VCenter+"/"+name] = bm.spec.Key()
+		}
+	}
+	return m
+}

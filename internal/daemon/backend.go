@@ -181,7 +181,7 @@ func (d *Daemon) AddAll(ctx context.Context, a api.AddAll) ([]api.BMC, error) {
 	if err != nil {
 		return nil, apiError(d.named(v, err))
 	}
-	bridged := d.bridgedVMs()
+	bridged := d.bridge.ByVM()
 	out := []api.BMC{}
 	port := a.BasePort
 	for _, vm := range vms {
@@ -209,20 +209,6 @@ func (d *Daemon) AddAll(ctx context.Context, a api.AddAll) ([]api.BMC, error) {
 	return out, nil
 }
 
-// bridgedVMs are the BMCs' keys by vCenter key, '/' and VM (as
-// configured, and by current name).
-func (d *Daemon) bridgedVMs() map[string]string {
-	m := map[string]string{}
-	for _, bm := range d.bridge.BMCs() {
-		i := bm.Info()
-		m[i.Spec.VCenter+"/"+i.Spec.VM] = i.Spec.Key()
-		if i.Name != "" {
-			m[i.Spec.VCenter+"/"+i.Name] = i.Spec.Key()
-		}
-	}
-	return m
-}
-
 // Remove implements api.Backend.
 func (d *Daemon) Remove(id string) error { return apiError(d.bridge.Remove(id)) }
 
@@ -245,7 +231,7 @@ func (d *Daemon) VMs(ctx context.Context, q api.VMQuery) ([]api.VM, error) {
 	if err != nil {
 		return nil, err
 	}
-	bridged := d.bridgedVMs()
+	bridged := d.bridge.ByVM()
 	out := []api.VM{}
 	for _, v := range d.vcs {
 		if q.VCenter != "" && q.VCenter != v.name {

@@ -248,11 +248,9 @@ func (e *Enroller) enroll(r Rule, vm VM, a *assignment) {
 // credentials sets s's user and password as r makes them for vm.
 func credentials(r Rule, vm VM, a *assignment, s *bridge.Spec) error {
 	s.Username, s.Password = r.Username, r.Password
-	if len(r.PasswordSecret) > 0 {
-		s.Password = Password(r.PasswordSecret, vm.UUID)
-	}
 	d := config.CredentialData{Name: a.Name, UUID: strings.ToLower(vm.UUID), VCenter: r.VCenter}
 	if len(r.PasswordSecret) > 0 {
+		s.Password = Password(r.PasswordSecret, vm.UUID)
 		d.Derived = s.Password
 	}
 	var err error

@@ -10,6 +10,7 @@ import (
 
 	"github.com/vmware/govmomi/vapi/rest"
 	"github.com/vmware/govmomi/vapi/tags"
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/ipmi-vmware-bridge/ipmi-vmware-bridge/internal/config"
@@ -109,9 +110,7 @@ func (r *tagReader) attachedLocked(ctx context.Context, t Tag) (map[types.Manage
 		}
 		r.ids[t] = id
 	}
-	cctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	objs, err := m.ListAttachedObjects(cctx, id)
+	objs, err := within(ctx, func(ctx context.Context) ([]mo.Reference, error) { return m.ListAttachedObjects(ctx, id) })
 	if rest.IsStatusError(err, http.StatusNotFound) {
 		delete(r.ids, t) // deleted, and perhaps created again under a new id
 		return nil, notFound
