@@ -68,3 +68,32 @@ func TestHungTaggingService(t *testing.T) {
 		t.Errorf("the caller waiting behind it: %v, want ErrUnavailable", err)
 	}
 }
+
+// A tagging-service login vCenter refuses (the password changed since the
+// SOAP login) counts against the failed-login cap like a SOAP one, and
+// once the cap is reached no login is sent: enrolment by tag cannot lock
+// the vCenter account.
+func TestTaggingLoginRefusalCounts(t *testing.T) {
+	t.Parallel()
+	_, opts := startSim(t, t, 1)
+	opts.LoginFailures = 1
+	c, err := Connect(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.opts.Password = "changed-in-vcenter"
+	tag := Tag{Category: "cluster", Name: "skinner"}
+	_, err = c.tags.attached(context.Background(), tag)
+	if !errors.Is(err, machine.ErrUnavailable) || !strings.Contains(err.Error(), "refused") || strings.Contains(err.Error(), c.opts.Password) {
+		t.Fatalf("refused login: %v", err)
+	}
+	if n := c.LoginFailures(); n != 1 {
+		t.Fatalf("%d failed logins counted, want 1", n)
+	}
+	if _, err = c.tags.attached(context.Background(), tag); !strings.Contains(err.Error(), "postponed") {
+		t.Fatalf("past the cap: %v, want the login postponed", err)
+	}
+	if n := c.LoginFailures(); n != 1 {
+		t.Errorf("past the cap, %d failed logins counted: a login was sent", n)
+	}
+}
