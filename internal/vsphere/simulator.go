@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"path"
 	"sync"
+	"time"
 
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
@@ -67,6 +68,9 @@ type Simulator struct {
 
 	model  *simulator.Model
 	server *simulator.Server
+	// closing is closed once the server Stop stopped has ended its
+	// requests.
+	closing chan struct{}
 }
 
 // StartSimulator starts a vCenter simulator listening on addr (host:port,
@@ -224,7 +228,12 @@ func (s *Simulator) Stop() {
 	srv.CloseClientConnections()
 	// Close waits for requests in flight, such as a long poll that lasts
 	// up to its MaxWait; the listener is closed at once all the same.
-	go srv.Close()
+	done := make(chan struct{})
+	s.closing = done
+	go func() {
+		srv.Close()
+		close(done)
+	}()
 }
 
 // Restart serves the simulator again at the same address after Stop.
@@ -236,8 +245,31 @@ func (s *Simulator) Restart() {
 	mux.HandleFunc(s.URL.Path, svc.ServeSDK)
 	mux.HandleFunc(s.URL.Path+"/vimService", svc.ServeSDK)
 	svc.ServeMux = mux
+	// A request the stopped server still runs reads the registry that
+	// NewServer writes: wait for it to end first.
+	if s.closing != nil {
+		<-s.closing
+		s.closing = nil
+	}
+	waitFree(s.URL.Host)
 	s.server = newServer(svc)
 }
+
+// waitFree waits, up to restartWait, until addr can be listened on
+// again: while the simulator was stopped, another socket of the machine
+// may have taken its port for a moment (an outgoing connection's local
+// port), and NewServer panics on a port in use.
+func waitFree(addr string) {
+	for deadline := time.Now().Add(restartWait); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if l, err := net.Listen("tcp", addr); err == nil {
+			l.Close()
+			return
+		}
+	}
+}
+
+// restartWait bounds waitFree.
+const restartWait = 30 * time.Second
 
 // Model is the simulator's model, for tests that inject faults.
 func (s *Simulator) Model() *simulator.Model { return s.model }
